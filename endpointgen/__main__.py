@@ -1,0 +1,3 @@
+from endpointgen.cli import main
+
+main()

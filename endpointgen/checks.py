@@ -1,0 +1,122 @@
+"""Rules beyond the schema: the spec is well-formed, but would the app be right and safe?"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from endpointgen.errors import Problem
+from endpointgen.loader import Document
+from endpointgen.spec import Spec
+from endpointgen.spec.models import Route
+
+MODEL_ACTIONS = {"generate": "text-generation", "classify": "text-classification", "embed": "embeddings"}
+_LIMIT_KEYS = {
+    "max_tokens": {"generate"},
+    "max_chars": {"generate", "classify", "embed"},
+    "max_items": {"classify", "embed"},
+}
+_WEBHOOK_KEYS = ("provider", "secret", "env")
+
+# Keys the language names whose run-time behaviour this version does not build yet.
+# Accepting them silently would drop a guarantee (auth, a limit), so they fail the build.
+NOT_SUPPORTED_AUTH = {"jwt", "proxy"}
+NOT_SUPPORTED_STORAGE = {"redis", "modal-dict"}
+NOT_SUPPORTED_ACTIONS = {"webhook"}
+
+
+def check(spec: Spec, doc: Document) -> list[Problem]:
+    return list(_all(spec, doc))
+
+
+def route_auth(spec: Spec, route: Route) -> str:
+    """The auth mode a route ends up with."""
+    if route.action == "health" or route.auth == "none":
+        return "none"
+    return spec.auth.mode
+
+
+def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
+    yield from _not_supported(spec, doc)
+    if spec.cors and "*" in spec.cors.origins and spec.cors.credentials:
+        yield doc.problem(
+            ("cors", "credentials"),
+            "`credentials: true` with origin '*' lets any site send your users' credentials; "
+            "list the origins instead",
+        )
+    if spec.batching and spec.model and spec.model.task == "text-generation":
+        yield doc.problem(
+            ("batching",),
+            "batching applies to classify and embed; text-generation requests run one at a time",
+        )
+    seen: dict[tuple[str, str], int] = {}
+    for i, route in enumerate(spec.routes):
+        yield from _route(spec, doc, i, route)
+        if route.key in seen:
+            yield doc.problem(
+                ("routes", i, "path"),
+                f"{route.method} {route.path} is already defined by routes[{seen[route.key]}]",
+            )
+        seen.setdefault(route.key, i)
+
+
+def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]:
+    here = ("routes", i)
+    name = f"{route.method} {route.path}"
+    task = MODEL_ACTIONS.get(route.action)
+    if task:
+        if spec.model is None:
+            yield doc.problem((*here, "action"), f"{name} runs `{route.action}` but the spec has no `model`")
+        elif spec.model.task != task:
+            yield doc.problem(
+                (*here, "action"),
+                f"{name}: `{route.action}` needs a {task} model, but model.task is {spec.model.task}",
+            )
+        if route_auth(spec, route) == "none" and not route.public:
+            yield doc.problem(
+                here,
+                f"{name} runs the model with no auth; set `auth.mode` for the app, "
+                "or mark this route `public: true` to serve it openly",
+            )
+    if route.stream and route.action != "generate":
+        yield doc.problem((*here, "stream"), "`stream: true` applies to generate routes only")
+    for key, actions in _LIMIT_KEYS.items():
+        if getattr(route, key) is not None and route.action not in actions:
+            yield doc.problem(
+                (*here, key), f"`{key}` applies to {', '.join(sorted(actions))} routes, not {route.action}"
+            )
+    if route.action == "webhook":
+        for key in _WEBHOOK_KEYS:
+            if getattr(route, key) is None:
+                yield doc.problem(here, f"webhook route {name} needs `{key}`", key=False)
+    else:
+        for key in _WEBHOOK_KEYS:
+            if getattr(route, key) is not None:
+                yield doc.problem((*here, key), f"`{key}` applies to webhook routes only")
+    limit = effective_rate_limit(spec, route)
+    if limit is not None and limit.key == "api_key" and route_auth(spec, route) == "none":
+        yield doc.problem(
+            (*here, "rate_limit") if route.rate_limit else ("rate_limit", "key"),
+            f"{name} has no auth, so `key: api_key` has no credential to count by; use `key: ip`",
+        )
+
+
+def effective_rate_limit(spec: Spec, route: Route):  # type: ignore[no-untyped-def]
+    """The route's own limit, the app's, or None (`none`, or a health route)."""
+    if route.rate_limit == "none" or (route.rate_limit is None and route.action == "health"):
+        return None
+    return route.rate_limit if route.rate_limit is not None else spec.rate_limit
+
+
+def _not_supported(spec: Spec, doc: Document) -> Iterator[Problem]:
+    soon = "is not supported yet by this version of endpointgen"
+    if spec.auth.mode in NOT_SUPPORTED_AUTH:
+        yield doc.problem(("auth", "mode"), f"auth mode `{spec.auth.mode}` {soon}")
+    limits = [(("rate_limit",), spec.rate_limit)] + [
+        (("routes", i, "rate_limit"), r.rate_limit) for i, r in enumerate(spec.routes)
+    ]
+    for loc, limit in limits:
+        if limit is not None and limit != "none" and limit.storage in NOT_SUPPORTED_STORAGE:
+            yield doc.problem((*loc, "storage"), f"rate-limit storage `{limit.storage}` {soon}")
+    for i, route in enumerate(spec.routes):
+        if route.action in NOT_SUPPORTED_ACTIONS:
+            yield doc.problem(("routes", i, "action"), f"action `{route.action}` {soon}")

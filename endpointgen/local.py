@@ -1,0 +1,60 @@
+"""Serve a built module on this machine with uvicorn: the app Modal would run, minus Modal."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from endpointgen.errors import UsageError
+from endpointgen.pipeline import build
+
+
+def import_module(path: Path) -> ModuleType:
+    """Import a built module from its file, under its own name."""
+    name = path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_app(module: ModuleType, say: Any = print) -> Any:
+    """The module's FastAPI app with its model loaded, as `@modal.enter` would load it."""
+    if not hasattr(module, "ModelState"):
+        return module.create_app()
+    model = module.MODEL
+    say(f"loading model {model['id']} ({model['task']}) ...")
+    started = time.perf_counter()
+    state = module.ModelState().load()
+    if state.status == "ready":
+        say(f"model ready in {time.perf_counter() - started:.1f}s")
+    else:
+        say(f"model failed to load: {state.error}; /health answers 503")
+    return module.create_app(state)
+
+
+def serve(spec: str | Path, host: str, port: int, env: str | None = None, say: Any = print) -> None:
+    """Build the spec into a temporary folder, load its model once, serve until Ctrl-C."""
+    import uvicorn
+
+    with tempfile.TemporaryDirectory(prefix="endpointgen-") as folder:
+        built = build(spec, folder, env)
+        if built.spec.model is not None:
+            missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
+            if missing:
+                raise UsageError(
+                    f"serving a model needs {' and '.join(missing)}: "
+                    "pip install 'endpointgen[models]'"
+                )
+        built.path.write_text(built.source, encoding="utf-8")
+        app = load_app(import_module(built.path), say)
+        say(f"serving {built.spec.name} on http://{host}:{port} (Ctrl-C stops)")
+        uvicorn.run(app, host=host, port=port, log_level="warning")

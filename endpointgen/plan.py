@@ -1,0 +1,320 @@
+"""The resolved, defaulted view of a spec: everything the template places, computed here."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from endpointgen import __version__
+from endpointgen.checks import MODEL_ACTIONS, effective_rate_limit, route_auth
+from endpointgen.errors import Problem
+from endpointgen.spec import RateLimit, Route, Spec
+
+# Packages the generated app installs in its Modal image. Pinned to the versions the
+# test suite runs the generated code against, so a deploy runs what was tested.
+WEB_PACKAGES = ("fastapi[standard]==0.165.0", "pydantic==2.14.4")
+MODEL_PACKAGES = ("torch==2.13.0", "transformers==5.24.0")
+PYTHON_VERSION = "3.11"
+
+# Defaults for the route-level limits, applied before any model work.
+DEFAULT_MAX_TOKENS = 1024
+DEFAULT_MAX_CHARS = 20_000
+DEFAULT_MAX_ITEMS = 128
+DEFAULT_MAX_BYTES = 1024 * 1024
+
+HF_CACHE_VOLUME = "endpointgen-hf-cache"
+HF_CACHE_DIR = "/hf-cache"
+MODEL_REMOTE_DIR = "/model"
+
+# Modules the generated app imports: an app named like one of them would shadow it.
+_IMPORTED = {"modal", "fastapi", "pydantic", "starlette", "torch", "transformers", "tokenizers"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    module: str
+    app_name: str
+    description: str
+    source: str  # the spec, relative to the output folder, for the header
+    version: str
+    gpu: str | list[str] | None
+    cpu: float | None
+    memory: int | None
+    timeout: int | None
+    autoscaling: dict[str, int]
+    max_inputs: int | None
+    secrets: list[str]
+    env: dict[str, str]
+    packages: list[str]
+    model: dict[str, Any] | None
+    hf_cache: bool
+    auth: dict[str, Any]
+    cors: dict[str, Any] | None
+    batching: dict[str, int] | None
+    routes: list[dict[str, Any]]
+    features: frozenset[str] = field(default_factory=frozenset)
+    actions: list[str] = field(default_factory=list)
+    imports: list[str] = field(default_factory=list)
+    python_version: str = PYTHON_VERSION
+    hf_cache_volume: str = HF_CACHE_VOLUME
+    hf_cache_dir: str = HF_CACHE_DIR
+    model_remote_dir: str = MODEL_REMOTE_DIR
+
+    def has(self, feature: str) -> bool:
+        return feature in self.features
+
+
+def name_problems(spec: Spec, file: str) -> list[Problem]:
+    """A module named like a Python module the app imports would shadow it at deploy."""
+    module = spec.module_name
+    if module in sys.stdlib_module_names or module in _IMPORTED:
+        return [
+            Problem(
+                file, 1, 1, ("name",),
+                f"'{spec.name}' would make a module that shadows Python's `{module}`; choose another name",
+            )
+        ]
+    return []
+
+
+def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
+    out = Path(out_dir)
+    spec_path = Path(spec_file)
+    routes = [_route(spec, i, r) for i, r in enumerate(spec.routes)]
+    features = _features(spec, routes)
+    model = None
+    if spec.model is not None:
+        local = _local_model_dir(spec.model.id, spec_path.parent)
+        model = {
+            "id": spec.model.id,
+            "task": spec.model.task,
+            "revision": spec.model.revision,
+            "dtype": spec.model.dtype,
+            "local_dir": _relative(local, out) if local is not None else None,
+        }
+    secrets = sorted({*spec.secrets, *([spec.auth.secret] if spec.auth.secret else [])})
+    env = dict(sorted(spec.env.items()))
+    hf_cache = model is not None and model["local_dir"] is None
+    if hf_cache:
+        env.setdefault("HF_HOME", HF_CACHE_DIR)
+        env = dict(sorted(env.items()))
+    packages = sorted(WEB_PACKAGES + (MODEL_PACKAGES if model else ()))
+    gpu: str | list[str] | None = None
+    if spec.gpu:
+        gpu = spec.gpu[0] if len(spec.gpu) == 1 else list(spec.gpu)
+    scaling = spec.scaling
+    autoscaling = {
+        k: v
+        for k, v in (
+            ("min_containers", scaling.min_containers),
+            ("max_containers", scaling.max_containers),
+            ("buffer_containers", scaling.buffer_containers),
+            ("scaledown_window", scaling.scaledown_window),
+        )
+        if v is not None
+    }
+    return Plan(
+        module=spec.module_name,
+        app_name=spec.name,
+        description=spec.description,
+        source=_relative(spec_path, out),
+        version=__version__,
+        gpu=gpu,
+        cpu=spec.resources.cpu,
+        memory=spec.resources.memory,
+        timeout=spec.resources.timeout,
+        autoscaling=autoscaling,
+        max_inputs=scaling.max_inputs,
+        secrets=secrets,
+        env=env,
+        packages=packages,
+        model=model,
+        hf_cache=hf_cache,
+        auth=_auth(spec),
+        cors=_cors(spec),
+        batching=spec.batching.model_dump() if spec.batching else None,
+        routes=routes,
+        features=features,
+        actions=sorted({r["action"] for r in routes}),
+        imports=_imports(features, spec.auth.mode),
+    )
+
+
+def _local_model_dir(model_id: str, spec_dir: Path) -> Path | None:
+    """A model id is a local directory when it looks like a path or names one that exists."""
+    if model_id.startswith(("./", "../", "/", "~")) or model_id in (".", ".."):
+        return (spec_dir / Path(model_id).expanduser()).resolve()
+    candidate = spec_dir / model_id
+    return candidate.resolve() if candidate.is_dir() else None
+
+
+def _relative(target: Path, out_dir: Path) -> str:
+    """`target` relative to `out_dir`, POSIX-style: the same bytes on every machine."""
+    rel = os.path.relpath(target.resolve(), out_dir.resolve())
+    return str(PurePosixPath(*Path(rel).parts))
+
+
+def _auth(spec: Spec) -> dict[str, Any]:
+    mode = spec.auth.mode
+    default_env = {"jwt": "JWT_PUBLIC_KEY" if spec.auth.algorithm == "RS256" else "JWT_SECRET"}
+    out: dict[str, Any] = {"mode": mode}
+    if mode in ("api_key", "bearer", "jwt"):
+        out["env"] = spec.auth.env or default_env.get(mode, "API_KEYS")
+    if mode == "api_key":
+        out["header"] = spec.auth.header
+    return out
+
+
+def _cors(spec: Spec) -> dict[str, Any] | None:
+    cors = spec.cors
+    if cors is None:
+        return None
+    headers = set(cors.headers or ["Content-Type", "X-Request-ID"])
+    if spec.auth.mode == "api_key":
+        headers.add(spec.auth.header)
+    elif spec.auth.mode in ("bearer", "jwt"):
+        headers.add("Authorization")
+    methods = cors.methods or sorted({r.method for r in spec.routes})
+    return {
+        "origins": sorted(cors.origins),
+        "methods": sorted(set(methods)),
+        "headers": sorted(headers, key=str.lower),
+        "credentials": cors.credentials,
+        "max_age": cors.max_age,
+        # Clients read these from cross-origin responses only when they are exposed.
+        "expose": [
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+            "Retry-After",
+            "X-Request-ID",
+        ],
+    }
+
+
+def _rate(limit: RateLimit | None, scope: str) -> dict[str, Any] | None:
+    if limit is None:
+        return None
+    return {"scope": scope, "limit": limit.amount, "seconds": limit.seconds, "key": limit.key}
+
+
+def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
+    limit = effective_rate_limit(spec, route)
+    scope = "app" if limit is spec.rate_limit else f"route-{index}"
+    out: dict[str, Any] = {
+        "path": route.path,
+        "method": route.method,
+        "action": route.action,
+        "summary": route.summary or _summary(route),
+        "auth": route_auth(spec, route),
+        "rate_limit": _rate(limit, scope),
+        "max_bytes": route.max_bytes or DEFAULT_MAX_BYTES,
+    }
+    if route.action == "generate":
+        out["stream"] = route.stream
+        out["max_tokens"] = route.max_tokens or DEFAULT_MAX_TOKENS
+    if route.action in MODEL_ACTIONS:
+        out["max_chars"] = route.max_chars or DEFAULT_MAX_CHARS
+    if route.action in ("classify", "embed"):
+        out["max_items"] = route.max_items or DEFAULT_MAX_ITEMS
+    return out
+
+
+def _summary(route: Route) -> str:
+    return {
+        "health": "Readiness of the app and its model",
+        "generate": "Stream generated text" if route.stream else "Generate text",
+        "classify": "Classify text",
+        "embed": "Embed texts",
+    }.get(route.action, route.action)
+
+
+def _features(spec: Spec, routes: list[dict[str, Any]]) -> frozenset[str]:
+    found = {str(r["action"]) for r in routes}
+    if any(r.get("stream") for r in routes):
+        found.add("stream")
+    if any(r["auth"] != "none" for r in routes):
+        found.add("auth")
+    if any(r["rate_limit"] for r in routes):
+        found.add("rate_limit")
+    if spec.cors:
+        found.add("cors")
+    if spec.batching:
+        found.add("batching")
+    if spec.model:
+        found.add("model")
+        found.add(spec.model.task)
+    return frozenset(found)
+
+
+_STDLIB = {"asyncio", "hashlib", "hmac", "json", "logging", "os", "threading", "time", "uuid", "pathlib", "typing"}
+
+
+def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
+    """The generated module's import lines, grouped and sorted as ruff's isort does."""
+    need: set[tuple[str, str | None]] = {
+        ("json", None),
+        ("logging", None),
+        ("time", None),
+        ("uuid", None),
+        ("typing", "Any"),
+        ("modal", None),
+        ("fastapi", "FastAPI"),
+        ("fastapi", "HTTPException"),
+        ("fastapi", "Request"),
+        ("fastapi.exceptions", "RequestValidationError"),
+        ("fastapi.responses", "JSONResponse"),
+    }
+    has = features.__contains__
+    if has("model"):
+        need |= {("asyncio", None), ("threading", None), ("pathlib", "Path")}
+        need |= {("pydantic", n) for n in ("BaseModel", "ConfigDict", "Field")}
+        need.add(("typing", "Self"))
+    if has("batching"):
+        need.add(("asyncio", None))
+    if has("classify"):
+        need.add(("pydantic", "model_validator"))
+    if has("stream"):
+        need |= {("fastapi.responses", "StreamingResponse"), ("threading", None)}
+    if has("auth") or has("rate_limit") or has("model"):
+        need.add(("fastapi", "Depends"))
+    if has("auth") or has("rate_limit"):
+        need |= {("hashlib", None), ("typing", "Annotated")}
+    if has("auth"):
+        need |= {("hmac", None), ("os", None), ("typing", "Annotated")}
+        if auth_mode == "api_key":
+            need.add(("fastapi.security", "APIKeyHeader"))
+        else:
+            need |= {
+                ("fastapi.security", "HTTPAuthorizationCredentials"),
+                ("fastapi.security", "HTTPBearer"),
+            }
+    if has("cors"):
+        need.add(("starlette.middleware.cors", "CORSMiddleware"))
+
+    def lines(modules: set[tuple[str, str | None]]) -> list[str]:
+        plain = sorted(m for m, n in modules if n is None)
+        names: dict[str, list[str]] = {}
+        for module, name in modules:
+            if name is not None:
+                names.setdefault(module, []).append(name)
+        froms = [f"from {m} import {', '.join(sorted(names[m], key=_isort_key))}" for m in sorted(names)]
+        return [f"import {m}" for m in plain] + froms
+
+    stdlib = {i for i in need if i[0].split(".")[0] in _STDLIB}
+    third = need - stdlib
+    out: list[str] = []
+    for group in (stdlib, third):
+        if out:
+            out.append("")
+        out.extend(lines(group))
+    return out
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    # isort's default order inside `from x import ...`: CONSTANTS, Classes, functions.
+    kind = 0 if name.isupper() else 1 if name[:1].isupper() else 2
+    return (kind, name)
