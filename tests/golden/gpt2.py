@@ -1,0 +1,718 @@
+# Built by endpointgen 0.1.0 from ../../specs/gpt2.yaml.
+# Edit the spec and rebuild (`endpointgen build`) rather than this file.
+"""HTTP endpoints on Modal, built by endpointgen from a spec.
+
+Deploy with `modal deploy gpt2.py`; serve locally with
+`endpointgen serve`, or import `create_app` and run it with any ASGI server.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import modal
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.cors import CORSMiddleware
+
+APP_NAME = "gpt2"
+DESCRIPTION = "GPT-2 text generation"
+MODEL = {
+    "id": "gpt2",
+    "task": "text-generation",
+    "revision": None,
+    "dtype": "auto",
+    "local_dir": None,
+}
+AUTH = {
+    "mode": "bearer",
+    "env": "API_KEYS",
+}
+CORS = {
+    "origins": [
+        "https://example.com",
+    ],
+    "methods": [
+        "GET",
+        "POST",
+    ],
+    "headers": [
+        "Authorization",
+        "Content-Type",
+        "X-Request-ID",
+    ],
+    "credentials": False,
+    "max_age": 600,
+    "expose": [
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+        "Retry-After",
+        "X-Request-ID",
+    ],
+}
+BATCHING = None
+ROUTES = [
+    {
+        "path": "/generate",
+        "method": "POST",
+        "action": "generate",
+        "summary": "Generate text",
+        "auth": "bearer",
+        "rate_limit": {
+            "scope": "app",
+            "limit": 60,
+            "seconds": 60,
+            "key": "api_key",
+        },
+        "max_bytes": 1048576,
+        "stream": False,
+        "max_tokens": 1024,
+        "max_chars": 20000,
+    },
+    {
+        "path": "/generate/stream",
+        "method": "POST",
+        "action": "generate",
+        "summary": "Stream generated text",
+        "auth": "bearer",
+        "rate_limit": {
+            "scope": "app",
+            "limit": 60,
+            "seconds": 60,
+            "key": "api_key",
+        },
+        "max_bytes": 1048576,
+        "stream": True,
+        "max_tokens": 1024,
+        "max_chars": 20000,
+    },
+    {
+        "path": "/health",
+        "method": "GET",
+        "action": "health",
+        "summary": "Readiness of the app and its model",
+        "auth": "none",
+        "rate_limit": None,
+        "max_bytes": 1048576,
+    },
+]
+
+Route = dict[str, Any]
+log = logging.getLogger(APP_NAME)
+
+
+# --- Request and response bodies (they appear in /openapi.json) ---
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    max_tokens: int = Field(default=64, ge=1, description="new tokens at most")
+    temperature: float = Field(default=1.0, ge=0, le=2, description="0 means greedy")
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    stop: str | list[str] | None = Field(default=None, description="stop before these")
+
+    def stop_list(self) -> list[str]:
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop or []
+        return [s for s in stop if s]
+
+
+class GenerateResponse(BaseModel):
+    text: str
+    tokens_generated: int
+    finish_reason: str = Field(description="stop, length or cancelled")
+
+
+# --- The model: loaded once per container (or per `endpointgen serve` process) ---
+
+
+def model_source() -> str:
+    """Where to load the model from: a Hub repo id, or the directory shipped with the app."""
+    if MODEL["local_dir"] is None:
+        return MODEL["id"]
+    if modal.is_local():
+        return str((Path(__file__).parent / MODEL["local_dir"]).resolve())
+    return "/model"
+
+
+def pick_device_and_dtype() -> tuple[str, Any]:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = MODEL["dtype"]
+    if name == "auto":
+        return device, "auto"
+    if device == "cpu" and name == "float16":
+        log.warning("float16 is slow or unsupported on CPU; loading float32 instead")
+        return device, torch.float32
+    return device, getattr(torch, name)
+
+
+class TextGenerator:
+    """A causal language model; one generation at a time, so `seed` stays reproducible."""
+
+    def __init__(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device, dtype = pick_device_and_dtype()
+        source, revision = model_source(), MODEL["revision"]
+        self.torch = torch
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+        self.model = AutoModelForCausalLM.from_pretrained(
+            source, revision=revision, dtype=dtype
+        )
+        self.model.to(device).eval()
+        self.lock = threading.Lock()
+
+    def generate(
+        self,
+        request: GenerateRequest,
+        on_text: Any = None,
+        cancelled: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        from transformers import StoppingCriteriaList
+
+        torch = self.torch
+        inputs = self.tokenizer(request.prompt, return_tensors="pt").to(self.device)
+        watcher = _Watcher(
+            self.tokenizer,
+            inputs["input_ids"].shape[1],
+            request.stop_list(),
+            on_text,
+            cancelled,
+        )
+        options: dict[str, Any] = {
+            "max_new_tokens": request.max_tokens,
+            "stopping_criteria": StoppingCriteriaList([watcher]),
+            "pad_token_id": self.tokenizer.pad_token_id
+            if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id,
+        }
+        if request.temperature > 0:
+            options.update(
+                do_sample=True, temperature=request.temperature, top_p=request.top_p
+            )
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with self.lock, torch.inference_mode():
+            if request.seed is not None:
+                torch.manual_seed(request.seed)
+            output = self.model.generate(**inputs, **options)
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        watcher.finish(new_tokens)
+        return {
+            "text": watcher.text,
+            "tokens_generated": int(new_tokens.shape[0]),
+            "finish_reason": watcher.finish_reason(
+                int(new_tokens.shape[0]), request.max_tokens
+            ),
+        }
+
+
+class _Watcher:
+    """Decodes new tokens as they come: hands out text, stops at `stop` or on cancel."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        prompt_length: int,
+        stop: list[str],
+        on_text: Any,
+        cancelled: threading.Event | None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.stop = stop
+        self.on_text = on_text
+        self.cancelled = cancelled
+        self.text = ""
+        self.reason: str | None = None
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+        if self.cancelled is not None and self.cancelled.is_set():
+            self.reason = "cancelled"
+            return True
+        return self._update(input_ids[0, self.prompt_length :], final=False)
+
+    def finish(self, new_tokens: Any) -> None:
+        if self.reason is None:
+            self._update(new_tokens, final=True)
+
+    def finish_reason(self, generated: int, max_tokens: int) -> str:
+        if self.reason is not None:
+            return self.reason
+        return "length" if generated >= max_tokens else "stop"
+
+    def _update(self, new_tokens: Any, final: bool) -> bool:
+        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        stopped = False
+        for stop in self.stop:
+            at = text.find(stop)
+            if at != -1:
+                text, stopped = text[:at], True
+        if not final and not stopped and text.endswith("\ufffd"):
+            return False  # half of a multi-byte character: wait for the rest
+        if stopped:
+            self.reason = "stop"
+        if text.startswith(self.text) and len(text) > len(self.text):
+            piece, self.text = text[len(self.text) :], text
+            if self.on_text is not None:
+                self.on_text(piece)
+        return stopped
+
+
+ENGINES: dict[str, Any] = {
+    "text-generation": TextGenerator,
+}
+
+
+class ModelState:
+    """The loaded model, or why it is not there; shared by every request."""
+
+    def __init__(self) -> None:
+        self.status = "loading"
+        self.error: str | None = None
+        self.engine: Any = None
+        self.batcher: Any = None
+
+    def load(self) -> Self:
+        started = time.perf_counter()
+        log.info("loading model %s (%s)", MODEL["id"], MODEL["task"])
+        try:
+            self.engine = ENGINES[MODEL["task"]]()
+        except Exception as exc:
+            self.status = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("model failed to load: %s", self.error)
+        else:
+            self.status = "ready"
+            log.info("model ready in %.1fs", time.perf_counter() - started)
+        return self
+
+
+# --- HTTP plumbing: request ids, body limits, JSON errors, one log line per request ---
+
+MAX_BYTES = {(route["method"], route["path"]): route["max_bytes"] for route in ROUTES}
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(413, "request body too large")
+
+
+def error_body(request_id: str, error: str, **extra: Any) -> dict[str, Any]:
+    return {"error": error, **extra, "request_id": request_id}
+
+
+def request_id_of(request: Request) -> str:
+    return getattr(request.state, "request_id", "")
+
+
+class RequestContext:
+    """Outermost but for CORS, so every answer, errors included, passes through here.
+
+    Gives each request an id (the client's `X-Request-ID` when it is sane), refuses
+    bodies over the route's `max_bytes` with 413 before reading them whole, turns any
+    exception into a 500 without a stack trace, and logs one JSON line per request.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        sane = 0 < len(given) <= 128 and given.isprintable()
+        request_id = given if sane else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = [0]
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                extra = [(b"x-request-id", request_id.encode("latin-1"))]
+                for name, value in state.get("response_headers", {}).items():
+                    extra.append((name.encode("latin-1"), value.encode("latin-1")))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        limit = MAX_BYTES.get((scope["method"], scope["path"]))
+        size = headers.get(b"content-length", b"")
+        received = [0]
+
+        async def receive_limited() -> Any:
+            message = await receive()
+            if limit is not None and message["type"] == "http.request":
+                received[0] += len(message.get("body", b""))
+                if received[0] > limit:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            if limit is not None and size.isdigit() and int(size) > limit:
+                raise BodyTooLarge
+            await self.app(scope, receive_limited, send_with_id)
+        except BodyTooLarge:
+            if not status[0]:
+                body = error_body(request_id, "request body too large")
+                await JSONResponse(body, 413)(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            if not status[0]:
+                body = error_body(request_id, "internal server error")
+                await JSONResponse(body, 500)(scope, receive, send_with_id)
+        finally:
+            line = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status[0],
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            log.info(json.dumps(line))
+
+
+async def http_error(request: Request, exc: Any) -> JSONResponse:
+    body = error_body(request_id_of(request), str(exc.detail))
+    return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def validation_error(request: Request, exc: Any) -> JSONResponse:
+    detail = [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]
+    body = error_body(request_id_of(request), "invalid request", detail=detail)
+    return JSONResponse(body, 422)
+
+
+def reject(field: str, message: str) -> RequestValidationError:
+    """A 422 for a rule the request schema cannot state (a route's own ceiling)."""
+    error = {"loc": ("body", field), "msg": message, "type": "value_error"}
+    return RequestValidationError([error])
+
+
+def configure_logging() -> None:
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+# --- Auth: the valid tokens come from the env var AUTH["env"] (a Modal Secret when deployed) ---
+
+
+def load_credentials() -> list[bytes]:
+    """Comma-separated values; several at once, so keys can be rotated without downtime."""
+    raw = os.environ.get(AUTH["env"], "")
+    values = [v.strip().encode() for v in raw.split(",") if v.strip()]
+    if not values:
+        log.warning("%s is empty: every authenticated request is refused", AUTH["env"])
+    return values
+
+
+def credential_matches(presented: str | None, valid: list[bytes]) -> bool:
+    """Constant-time against every valid value, so timing says nothing about which exist."""
+    if not presented:
+        return False
+    given = presented.encode()
+    found = False
+    for value in valid:
+        found |= hmac.compare_digest(given, value)
+    return found
+
+
+def make_auth(valid: list[bytes]) -> Any:
+    scheme = HTTPBearer(auto_error=False)
+    Credential = Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)]
+
+    async def require_token(request: Request, credentials: Credential) -> None:
+        token = credentials.credentials if credentials else None
+        if not credential_matches(token, valid):
+            raise HTTPException(
+                401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"}
+            )
+        request.state.credential = hashlib.sha256(token.encode()).hexdigest()
+
+    return require_token
+
+
+# --- Rate limits: fixed windows aligned to the clock, counted in this process ---
+
+
+class FixedWindow:
+    """At most `limit` hits per key in each `seconds`-long window.
+
+    O(1) per request: one dict holds the current window's counts and is dropped whole
+    when the window ends. Requests are counted on the event loop, one at a time, so the
+    count is exact under any concurrency.
+    """
+
+    def __init__(self, limit: int, seconds: int) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.window = -1
+        self.counts: dict[str, int] = {}
+
+    def hit(self, key: str, now: float) -> tuple[bool, int, int]:
+        """(allowed, remaining, seconds until the window resets)."""
+        window = int(now // self.seconds)
+        if window != self.window:
+            self.window, self.counts = window, {}
+        reset = max(1, int((window + 1) * self.seconds - now + 0.999))
+        used = self.counts.get(key, 0)
+        if used >= self.limit:
+            return False, 0, reset
+        self.counts[key] = used + 1
+        return True, self.limit - used - 1, reset
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def no_auth() -> None:
+    return None
+
+
+def make_rate_limit(rule: dict[str, Any], windows: dict[str, Any], auth: Any) -> Any:
+    """A dependency that counts after `auth` has run, so `key: api_key` has its key."""
+    if rule["scope"] not in windows:
+        windows[rule["scope"]] = FixedWindow(rule["limit"], rule["seconds"])
+    window = windows[rule["scope"]]
+
+    async def rate_limit(request: Request, _: Annotated[None, Depends(auth)]) -> None:
+        if rule["key"] == "api_key":
+            who = request.state.credential
+        else:
+            who = hashlib.sha256(client_address(request).encode()).hexdigest()
+        allowed, remaining, reset = window.hit(who, time.time())
+        headers = {
+            "RateLimit-Limit": str(rule["limit"]),
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": str(reset),
+        }
+        if not allowed:
+            headers["Retry-After"] = str(reset)
+            raise HTTPException(429, "rate limit exceeded", headers)
+        request.state.response_headers = headers
+
+    return rate_limit
+
+
+# --- Routes ---
+
+
+def check_texts(route: Route, field: str, texts: list[str]) -> None:
+    if "max_items" in route and len(texts) > route["max_items"]:
+        raise reject(field, f"at most {route['max_items']} texts per request")
+    for text in texts:
+        if len(text) > route["max_chars"]:
+            raise reject(field, f"texts may be at most {route['max_chars']} characters")
+
+
+async def run_model(state: ModelState, call: Any, texts: list[Any]) -> Any:
+    loop = asyncio.get_running_loop()
+    if state.batcher is not None:
+        return await state.batcher(texts)
+    return await loop.run_in_executor(None, call, texts)
+
+
+def add_route(web: FastAPI, route: Route, handler: Any, **options: Any) -> None:
+    web.add_api_route(
+        route["path"],
+        handler,
+        methods=[route["method"]],
+        summary=route["summary"],
+        **options,
+    )
+
+
+def create_app(state: ModelState) -> FastAPI:
+    """The FastAPI app around a loaded model; Modal serves it, and so can any ASGI server."""
+    configure_logging()
+    web = FastAPI(title=APP_NAME, description=DESCRIPTION)
+    web.add_exception_handler(HTTPException, http_error)
+    web.add_exception_handler(RequestValidationError, validation_error)
+    auth = make_auth(load_credentials())
+    windows: dict[str, FixedWindow] = {}
+    state.batcher = None
+
+    async def model_ready() -> None:
+        if state.status != "ready":
+            raise HTTPException(503, f"model is not ready ({state.status})")
+
+    for route in ROUTES:
+        guards = []
+        if route["auth"] != "none":
+            guards.append(Depends(auth))
+        if route["rate_limit"] is not None:
+            after = auth if route["auth"] != "none" else no_auth
+            guards.append(Depends(make_rate_limit(route["rate_limit"], windows, after)))
+        if route["action"] != "health":
+            guards.append(Depends(model_ready))
+        ACTIONS[route["action"]](web, route, state, guards)
+
+    web.add_middleware(RequestContext)
+    web.add_middleware(
+        CORSMiddleware,
+        allow_origins=CORS["origins"],
+        allow_methods=CORS["methods"],
+        allow_headers=CORS["headers"],
+        allow_credentials=CORS["credentials"],
+        expose_headers=CORS["expose"],
+        max_age=CORS["max_age"],
+    )
+    return web
+
+
+def add_health(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> None:
+    async def health() -> JSONResponse:
+        if state.status != "ready":
+            body = {"status": state.status, "error": state.error, "model": MODEL["id"]}
+            return JSONResponse(body, 503)
+        body = {"status": "ok", "model": MODEL["id"], "task": MODEL["task"]}
+        return JSONResponse(body)
+
+    add_route(web, route, health, dependencies=guards)
+
+
+def add_generate(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> None:
+    def checked(request: GenerateRequest) -> GenerateRequest:
+        if request.max_tokens > route["max_tokens"]:
+            raise reject("max_tokens", f"must be at most {route['max_tokens']}")
+        if len(request.prompt) > route["max_chars"]:
+            raise reject("prompt", f"must be at most {route['max_chars']} characters")
+        return request
+
+    if route["stream"]:
+
+        async def stream(body: GenerateRequest, request: Request) -> StreamingResponse:
+            events = stream_events(state.engine, checked(body), request_id_of(request))
+            return StreamingResponse(events, media_type="text/event-stream")
+
+        add_route(web, route, stream, dependencies=guards)
+        return
+
+    async def generate(body: GenerateRequest) -> GenerateResponse:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(None, state.engine.generate, checked(body))
+        return GenerateResponse(**result)
+
+    options = {"dependencies": guards, "response_model": GenerateResponse}
+    add_route(web, route, generate, **options)
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+async def stream_events(engine: Any, body: Any, request_id: str) -> Any:
+    """Server-Sent Events: `token` events as text arrives, then `done` with the totals.
+
+    When the client goes away the generator is closed, which stops the generation.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    cancelled = threading.Event()
+
+    def on_text(piece: str) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, ("token", piece))
+
+    def work() -> None:
+        try:
+            result = engine.generate(body, on_text, cancelled)
+        except Exception as exc:
+            log.error("request %s: generation failed: %s", request_id, exc)
+            loop.call_soon_threadsafe(queue.put_nowait, ("error", None))
+        else:
+            loop.call_soon_threadsafe(queue.put_nowait, ("done", result))
+
+    worker = loop.run_in_executor(None, work)
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "token":
+                yield sse("token", {"text": value})
+            elif kind == "done":
+                yield sse("done", value)
+                break
+            else:
+                yield sse("error", error_body(request_id, "generation failed"))
+                break
+    finally:
+        cancelled.set()  # the generation stops at its next token
+        del worker
+
+
+ACTIONS = {
+    "generate": add_generate,
+    "health": add_health,
+}
+
+
+# --- Modal: the image, the settings from the spec, and the class that serves the app ---
+
+image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .uv_pip_install(
+        *[
+            "fastapi[standard]==0.165.0",
+            "pydantic==2.14.4",
+            "torch==2.13.0",
+            "transformers==5.24.0",
+        ]
+    )
+    .env(
+        {
+            "HF_HOME": "/hf-cache",
+        }
+    )
+)
+# Hub downloads are kept on a Volume, so new containers skip them.
+hf_cache = modal.Volume.from_name("endpointgen-hf-cache", create_if_missing=True)
+SECRETS = [
+    "gpt2-auth",
+]
+
+app = modal.App(APP_NAME, image=image)
+
+
+@app.cls(
+    gpu="L40S",
+    secrets=[modal.Secret.from_name(name) for name in SECRETS],
+    volumes={"/hf-cache": hf_cache},
+    max_containers=4,
+    scaledown_window=300,
+)
+@modal.concurrent(max_inputs=8)
+class Server:
+    @modal.enter()
+    def load(self) -> None:
+        self.state = ModelState().load()
+
+    @modal.asgi_app()
+    def web(self) -> FastAPI:
+        return create_app(self.state)

@@ -1,0 +1,613 @@
+# Built by endpointgen 0.1.0 from ../../specs/minilm.yaml.
+# Edit the spec and rebuild (`endpointgen build`) rather than this file.
+"""HTTP endpoints on Modal, built by endpointgen from a spec.
+
+Deploy with `modal deploy minilm.py`; serve locally with
+`endpointgen serve`, or import `create_app` and run it with any ASGI server.
+"""
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import modal
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.middleware.cors import CORSMiddleware
+
+APP_NAME = "minilm"
+DESCRIPTION = "all-MiniLM-L6-v2 sentence embeddings (384 dimensions)"
+MODEL = {
+    "id": "./models/all-MiniLM-L6-v2",
+    "task": "embeddings",
+    "revision": None,
+    "dtype": "auto",
+    "local_dir": "../../specs/models/all-MiniLM-L6-v2",
+}
+AUTH = {
+    "mode": "api_key",
+    "env": "API_KEYS",
+    "header": "X-API-Key",
+}
+CORS = {
+    "origins": [
+        "http://localhost:3000",
+        "https://app.example.com",
+    ],
+    "methods": [
+        "GET",
+        "POST",
+    ],
+    "headers": [
+        "Content-Type",
+        "X-API-Key",
+        "X-Request-ID",
+    ],
+    "credentials": False,
+    "max_age": 600,
+    "expose": [
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+        "Retry-After",
+        "X-Request-ID",
+    ],
+}
+BATCHING = {
+    "max_batch_size": 32,
+    "wait_ms": 5,
+}
+ROUTES = [
+    {
+        "path": "/embed",
+        "method": "POST",
+        "action": "embed",
+        "summary": "Embed texts",
+        "auth": "api_key",
+        "rate_limit": {
+            "scope": "app",
+            "limit": 600,
+            "seconds": 60,
+            "key": "api_key",
+        },
+        "max_bytes": 1048576,
+        "max_chars": 20000,
+        "max_items": 64,
+    },
+    {
+        "path": "/health",
+        "method": "GET",
+        "action": "health",
+        "summary": "Readiness of the app and its model",
+        "auth": "none",
+        "rate_limit": None,
+        "max_bytes": 1048576,
+    },
+]
+
+Route = dict[str, Any]
+log = logging.getLogger(APP_NAME)
+
+
+# --- Request and response bodies (they appear in /openapi.json) ---
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[str] = Field(min_length=1)
+
+
+class EmbedResponse(BaseModel):
+    embeddings: list[list[float]]
+    dim: int
+
+
+# --- The model: loaded once per container (or per `endpointgen serve` process) ---
+
+
+def model_source() -> str:
+    """Where to load the model from: a Hub repo id, or the directory shipped with the app."""
+    if MODEL["local_dir"] is None:
+        return MODEL["id"]
+    if modal.is_local():
+        return str((Path(__file__).parent / MODEL["local_dir"]).resolve())
+    return "/model"
+
+
+def pick_device_and_dtype() -> tuple[str, Any]:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    name = MODEL["dtype"]
+    if name == "auto":
+        return device, "auto"
+    if device == "cpu" and name == "float16":
+        log.warning("float16 is slow or unsupported on CPU; loading float32 instead")
+        return device, torch.float32
+    return device, getattr(torch, name)
+
+
+class Embedder:
+    """Sentence embeddings: mean of the token vectors under the attention mask, L2-normalised."""
+
+    def __init__(self) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        device, dtype = pick_device_and_dtype()
+        source, revision = model_source(), MODEL["revision"]
+        self.torch = torch
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+        self.model = AutoModel.from_pretrained(source, revision=revision, dtype=dtype)
+        self.model.to(device).eval()
+        self.lock = threading.Lock()
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        torch = self.torch
+        with self.lock, torch.inference_mode():
+            batch = self.tokenizer(
+                texts, padding=True, truncation=True, return_tensors="pt"
+            ).to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+        return pooled.cpu().tolist()
+
+
+ENGINES: dict[str, Any] = {
+    "embeddings": Embedder,
+}
+
+
+class ModelState:
+    """The loaded model, or why it is not there; shared by every request."""
+
+    def __init__(self) -> None:
+        self.status = "loading"
+        self.error: str | None = None
+        self.engine: Any = None
+        self.batcher: Any = None
+
+    def load(self) -> Self:
+        started = time.perf_counter()
+        log.info("loading model %s (%s)", MODEL["id"], MODEL["task"])
+        try:
+            self.engine = ENGINES[MODEL["task"]]()
+        except Exception as exc:
+            self.status = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("model failed to load: %s", self.error)
+        else:
+            self.status = "ready"
+            log.info("model ready in %.1fs", time.perf_counter() - started)
+        return self
+
+
+class Batcher:
+    """Gathers texts from concurrent requests into one model call.
+
+    A batch closes when it holds `max_batch_size` texts or `wait_ms` after its first
+    request. If the batched call fails, each request is retried alone, so one bad input
+    fails only its own request.
+    """
+
+    def __init__(self, run: Any, max_batch_size: int, wait_ms: int) -> None:
+        self.run = run
+        self.max_batch_size = max_batch_size
+        self.wait = wait_ms / 1000
+        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future[Any]]] | None = None
+        self.worker: asyncio.Task[None] | None = None
+
+    async def __call__(self, texts: list[str]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        if self.queue is None or self.worker is None or self.worker.done():
+            self.queue = asyncio.Queue()
+            self.worker = loop.create_task(self._work(self.queue))
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self.queue.put_nowait((texts, future))
+        return await future
+
+    async def _work(self, queue: asyncio.Queue[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await queue.get()]
+            size = len(batch[0][0])
+            deadline = loop.time() + self.wait
+            while size < self.max_batch_size:
+                try:
+                    if queue.empty():
+                        left = deadline - loop.time()
+                        if left <= 0:
+                            break
+                        item = await asyncio.wait_for(queue.get(), left)
+                    else:
+                        item = queue.get_nowait()
+                except TimeoutError:
+                    break
+                batch.append(item)
+                size += len(item[0])
+            await self._run(loop, [b for b in batch if not b[1].done()])
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[Any]) -> None:
+        if not batch:
+            return
+        texts = [text for item, _ in batch for text in item]
+        try:
+            results = await loop.run_in_executor(None, self.run, texts)
+        except Exception as exc:
+            if len(batch) == 1:
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+                return
+            for one in batch:
+                await self._run(loop, [one])
+            return
+        start = 0
+        for item, future in batch:
+            if not future.done():
+                future.set_result(results[start : start + len(item)])
+            start += len(item)
+
+
+# --- HTTP plumbing: request ids, body limits, JSON errors, one log line per request ---
+
+MAX_BYTES = {(route["method"], route["path"]): route["max_bytes"] for route in ROUTES}
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(413, "request body too large")
+
+
+def error_body(request_id: str, error: str, **extra: Any) -> dict[str, Any]:
+    return {"error": error, **extra, "request_id": request_id}
+
+
+def request_id_of(request: Request) -> str:
+    return getattr(request.state, "request_id", "")
+
+
+class RequestContext:
+    """Outermost but for CORS, so every answer, errors included, passes through here.
+
+    Gives each request an id (the client's `X-Request-ID` when it is sane), refuses
+    bodies over the route's `max_bytes` with 413 before reading them whole, turns any
+    exception into a 500 without a stack trace, and logs one JSON line per request.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        sane = 0 < len(given) <= 128 and given.isprintable()
+        request_id = given if sane else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = [0]
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                extra = [(b"x-request-id", request_id.encode("latin-1"))]
+                for name, value in state.get("response_headers", {}).items():
+                    extra.append((name.encode("latin-1"), value.encode("latin-1")))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        limit = MAX_BYTES.get((scope["method"], scope["path"]))
+        size = headers.get(b"content-length", b"")
+        received = [0]
+
+        async def receive_limited() -> Any:
+            message = await receive()
+            if limit is not None and message["type"] == "http.request":
+                received[0] += len(message.get("body", b""))
+                if received[0] > limit:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            if limit is not None and size.isdigit() and int(size) > limit:
+                raise BodyTooLarge
+            await self.app(scope, receive_limited, send_with_id)
+        except BodyTooLarge:
+            if not status[0]:
+                body = error_body(request_id, "request body too large")
+                await JSONResponse(body, 413)(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request %s failed", request_id)
+            if not status[0]:
+                body = error_body(request_id, "internal server error")
+                await JSONResponse(body, 500)(scope, receive, send_with_id)
+        finally:
+            line = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status[0],
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            log.info(json.dumps(line))
+
+
+async def http_error(request: Request, exc: Any) -> JSONResponse:
+    body = error_body(request_id_of(request), str(exc.detail))
+    return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def validation_error(request: Request, exc: Any) -> JSONResponse:
+    detail = [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]
+    body = error_body(request_id_of(request), "invalid request", detail=detail)
+    return JSONResponse(body, 422)
+
+
+def reject(field: str, message: str) -> RequestValidationError:
+    """A 422 for a rule the request schema cannot state (a route's own ceiling)."""
+    error = {"loc": ("body", field), "msg": message, "type": "value_error"}
+    return RequestValidationError([error])
+
+
+def configure_logging() -> None:
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+# --- Auth: the valid keys come from the env var AUTH["env"] (a Modal Secret when deployed) ---
+
+
+def load_credentials() -> list[bytes]:
+    """Comma-separated values; several at once, so keys can be rotated without downtime."""
+    raw = os.environ.get(AUTH["env"], "")
+    values = [v.strip().encode() for v in raw.split(",") if v.strip()]
+    if not values:
+        log.warning("%s is empty: every authenticated request is refused", AUTH["env"])
+    return values
+
+
+def credential_matches(presented: str | None, valid: list[bytes]) -> bool:
+    """Constant-time against every valid value, so timing says nothing about which exist."""
+    if not presented:
+        return False
+    given = presented.encode()
+    found = False
+    for value in valid:
+        found |= hmac.compare_digest(given, value)
+    return found
+
+
+def make_auth(valid: list[bytes]) -> Any:
+    scheme = APIKeyHeader(name=AUTH["header"], auto_error=False)
+    Credential = Annotated[str | None, Depends(scheme)]
+
+    async def require_key(request: Request, key: Credential) -> None:
+        if not credential_matches(key, valid):
+            raise HTTPException(401, "missing or invalid API key")
+        request.state.credential = hashlib.sha256(key.encode()).hexdigest()
+
+    return require_key
+
+
+# --- Rate limits: fixed windows aligned to the clock, counted in this process ---
+
+
+class FixedWindow:
+    """At most `limit` hits per key in each `seconds`-long window.
+
+    O(1) per request: one dict holds the current window's counts and is dropped whole
+    when the window ends. Requests are counted on the event loop, one at a time, so the
+    count is exact under any concurrency.
+    """
+
+    def __init__(self, limit: int, seconds: int) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.window = -1
+        self.counts: dict[str, int] = {}
+
+    def hit(self, key: str, now: float) -> tuple[bool, int, int]:
+        """(allowed, remaining, seconds until the window resets)."""
+        window = int(now // self.seconds)
+        if window != self.window:
+            self.window, self.counts = window, {}
+        reset = max(1, int((window + 1) * self.seconds - now + 0.999))
+        used = self.counts.get(key, 0)
+        if used >= self.limit:
+            return False, 0, reset
+        self.counts[key] = used + 1
+        return True, self.limit - used - 1, reset
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def no_auth() -> None:
+    return None
+
+
+def make_rate_limit(rule: dict[str, Any], windows: dict[str, Any], auth: Any) -> Any:
+    """A dependency that counts after `auth` has run, so `key: api_key` has its key."""
+    if rule["scope"] not in windows:
+        windows[rule["scope"]] = FixedWindow(rule["limit"], rule["seconds"])
+    window = windows[rule["scope"]]
+
+    async def rate_limit(request: Request, _: Annotated[None, Depends(auth)]) -> None:
+        if rule["key"] == "api_key":
+            who = request.state.credential
+        else:
+            who = hashlib.sha256(client_address(request).encode()).hexdigest()
+        allowed, remaining, reset = window.hit(who, time.time())
+        headers = {
+            "RateLimit-Limit": str(rule["limit"]),
+            "RateLimit-Remaining": str(remaining),
+            "RateLimit-Reset": str(reset),
+        }
+        if not allowed:
+            headers["Retry-After"] = str(reset)
+            raise HTTPException(429, "rate limit exceeded", headers)
+        request.state.response_headers = headers
+
+    return rate_limit
+
+
+# --- Routes ---
+
+
+def check_texts(route: Route, field: str, texts: list[str]) -> None:
+    if "max_items" in route and len(texts) > route["max_items"]:
+        raise reject(field, f"at most {route['max_items']} texts per request")
+    for text in texts:
+        if len(text) > route["max_chars"]:
+            raise reject(field, f"texts may be at most {route['max_chars']} characters")
+
+
+async def run_model(state: ModelState, call: Any, texts: list[Any]) -> Any:
+    loop = asyncio.get_running_loop()
+    if state.batcher is not None:
+        return await state.batcher(texts)
+    return await loop.run_in_executor(None, call, texts)
+
+
+def add_route(web: FastAPI, route: Route, handler: Any, **options: Any) -> None:
+    web.add_api_route(
+        route["path"],
+        handler,
+        methods=[route["method"]],
+        summary=route["summary"],
+        **options,
+    )
+
+
+def create_app(state: ModelState) -> FastAPI:
+    """The FastAPI app around a loaded model; Modal serves it, and so can any ASGI server."""
+    configure_logging()
+    web = FastAPI(title=APP_NAME, description=DESCRIPTION)
+    web.add_exception_handler(HTTPException, http_error)
+    web.add_exception_handler(RequestValidationError, validation_error)
+    auth = make_auth(load_credentials())
+    windows: dict[str, FixedWindow] = {}
+    size, wait = BATCHING["max_batch_size"], BATCHING["wait_ms"]
+    state.batcher = Batcher(state.engine, size, wait)
+
+    async def model_ready() -> None:
+        if state.status != "ready":
+            raise HTTPException(503, f"model is not ready ({state.status})")
+
+    for route in ROUTES:
+        guards = []
+        if route["auth"] != "none":
+            guards.append(Depends(auth))
+        if route["rate_limit"] is not None:
+            after = auth if route["auth"] != "none" else no_auth
+            guards.append(Depends(make_rate_limit(route["rate_limit"], windows, after)))
+        if route["action"] != "health":
+            guards.append(Depends(model_ready))
+        ACTIONS[route["action"]](web, route, state, guards)
+
+    web.add_middleware(RequestContext)
+    web.add_middleware(
+        CORSMiddleware,
+        allow_origins=CORS["origins"],
+        allow_methods=CORS["methods"],
+        allow_headers=CORS["headers"],
+        allow_credentials=CORS["credentials"],
+        expose_headers=CORS["expose"],
+        max_age=CORS["max_age"],
+    )
+    return web
+
+
+def add_health(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> None:
+    async def health() -> JSONResponse:
+        if state.status != "ready":
+            body = {"status": state.status, "error": state.error, "model": MODEL["id"]}
+            return JSONResponse(body, 503)
+        body = {"status": "ok", "model": MODEL["id"], "task": MODEL["task"]}
+        return JSONResponse(body)
+
+    add_route(web, route, health, dependencies=guards)
+
+
+def add_embed(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> None:
+    async def embed(body: EmbedRequest) -> EmbedResponse:
+        check_texts(route, "texts", body.texts)
+        vectors = await run_model(state, state.engine, body.texts)
+        return EmbedResponse(embeddings=vectors, dim=len(vectors[0]))
+
+    add_route(web, route, embed, dependencies=guards, response_model=EmbedResponse)
+
+
+ACTIONS = {
+    "embed": add_embed,
+    "health": add_health,
+}
+
+
+# --- Modal: the image, the settings from the spec, and the class that serves the app ---
+
+image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .uv_pip_install(
+        *[
+            "fastapi[standard]==0.165.0",
+            "pydantic==2.14.4",
+            "torch==2.13.0",
+            "transformers==5.24.0",
+        ]
+    )
+    .add_local_dir(
+        Path(__file__).parent / MODEL["local_dir"],
+        remote_path="/model",
+    )
+)
+SECRETS = [
+    "minilm-keys",
+]
+
+app = modal.App(APP_NAME, image=image)
+
+
+@app.cls(
+    gpu="T4",
+    cpu=2.0,
+    memory=4096,
+    timeout=120,
+    secrets=[modal.Secret.from_name(name) for name in SECRETS],
+    min_containers=0,
+    max_containers=2,
+)
+@modal.concurrent(max_inputs=64)
+class Server:
+    @modal.enter()
+    def load(self) -> None:
+        self.state = ModelState().load()
+
+    @modal.asgi_app()
+    def web(self) -> FastAPI:
+        return create_app(self.state)

@@ -1,0 +1,182 @@
+"""The built module: golden records, determinism, ruff, and Modal reading its settings back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import modal
+import pytest
+from conftest import GOLDEN, ROOT, SPECS, import_file, write_spec
+
+from endpointgen import pipeline
+
+SPEC_FILES = sorted(SPECS.glob("*.yaml"))
+REMOVED_MODAL_NAMES = (
+    "web_endpoint",
+    "keep_warm",
+    "container_idle_timeout",
+    "allow_concurrent_inputs",
+    "concurrency_limit",
+)
+
+
+def _built(spec: Path, out: Path) -> pipeline.Built:
+    return pipeline.build(spec, out)
+
+
+@pytest.mark.parametrize("spec", SPEC_FILES, ids=lambda p: p.name)
+def test_golden_record(spec: Path) -> None:
+    """tests/golden holds each spec's module; `make golden` rewrites them for review."""
+    built = _built(spec, GOLDEN)
+    golden = GOLDEN / built.path.name
+    assert golden.is_file(), f"no golden record for {spec.name}: run `make golden`"
+    assert golden.read_text(encoding="utf-8") == built.source, (
+        f"{golden.name} differs from a fresh build of {spec.name}: run `make golden` "
+        "and review the diff"
+    )
+
+
+def test_every_spec_has_a_golden_record_and_no_strays() -> None:
+    expected = {_built(spec, GOLDEN).path.name for spec in SPEC_FILES}
+    assert {p.name for p in GOLDEN.glob("*.py")} == expected
+
+
+def test_same_bytes_twice_and_across_hash_seeds(tmp_path: Path) -> None:
+    spec = SPECS / "gpt2.yaml"
+    assert _built(spec, tmp_path).source == _built(spec, tmp_path).source
+    outputs = []
+    for seed in ("1", "987654"):
+        out = tmp_path / f"seed{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run(
+            [sys.executable, "-m", "endpointgen", "build", str(spec), "-o", str(out)],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+        outputs.append((out / "gpt2.py").read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_no_absolute_paths_or_timestamps(tmp_path: Path) -> None:
+    for spec in SPEC_FILES:
+        source = _built(spec, GOLDEN).source
+        assert str(ROOT) not in source
+        assert "/tmp" not in source and "/home" not in source
+
+
+def test_built_modules_are_ruff_clean_and_format_stable(tmp_path: Path) -> None:
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.fail("ruff is a dev dependency: pip install -e '.[dev]'")
+    for spec in SPEC_FILES:
+        built = _built(spec, tmp_path)
+        built.path.write_text(built.source, encoding="utf-8")
+    isolated = ["--isolated", "--line-length", "88", "--target-version", "py311"]
+    check = subprocess.run(
+        [ruff, "check", *isolated, "--select", "E,F,I,UP,B,RUF", "--ignore", "E501", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run(
+        [ruff, "format", *isolated, "--diff", str(tmp_path)], capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_header_names_the_spec() -> None:
+    source = _built(SPECS / "gpt2.yaml", GOLDEN).source
+    assert source.splitlines()[0] == (
+        "# Built by endpointgen 0.1.0 from ../../specs/gpt2.yaml."
+    )
+
+
+@pytest.fixture
+def cls_settings(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What each `@app.cls(...)` received; the real decorator still runs.
+
+    Modal keeps autoscaler settings (min/max/buffer containers, scaledown window) for
+    the deploy request and offers no offline read-back, so they are checked here.
+    """
+    seen: list[dict[str, Any]] = []
+    real = modal.App.cls
+
+    def spy(self: modal.App, *args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(modal.App, "cls", spy)
+    return seen
+
+
+@pytest.mark.parametrize("spec", SPEC_FILES, ids=lambda p: p.name)
+def test_modal_reads_back_the_spec_settings(
+    spec: Path, tmp_path: Path, cls_settings: list[dict[str, Any]]
+) -> None:
+    """Import with the real `modal`, no token, no network; read settings with Modal's API."""
+    built = _built(spec, tmp_path)
+    built.path.write_text(built.source, encoding="utf-8")
+    for name in REMOVED_MODAL_NAMES:
+        assert name not in built.source
+    module = import_file(built.path)
+    s = built.spec
+    assert module.app.name == s.name
+    # The class's service function carries the settings `Function.info()` reports.
+    function = module.Server._get_class_service_function()
+    info = function.info()
+    expected_gpus = [tuple(g.split(":")) for g in (s.gpu or [])]
+    assert [(g, str(n)) for g, n in info.gpus] == [
+        (g[0], g[1] if len(g) > 1 else "1") for g in expected_gpus
+    ]
+    secrets = sorted({*s.secrets, *([s.auth.secret] if s.auth.secret else [])})
+    assert info.secrets == [f"modal.Secret.from_name({name!r})" for name in secrets]
+    if s.resources.timeout:
+        assert info.timeout == s.resources.timeout
+    if s.resources.cpu:
+        assert info.cpu == s.resources.cpu
+    if s.resources.memory:
+        assert info.memory_mib == s.resources.memory
+    if s.scaling.max_inputs:
+        assert info.concurrency_info is not None
+        assert info.concurrency_info.max_inputs == s.scaling.max_inputs
+    assert info.method_names == ["web"]
+    (settings,) = cls_settings
+    for key in ("min_containers", "max_containers", "buffer_containers", "scaledown_window"):
+        assert settings.get(key) == getattr(s.scaling, key)
+
+
+def test_gpu_fallback_list_and_counts_reach_modal(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path,
+        {
+            "name": "fallback",
+            "gpu": ["h100:2", "a100-80gb:2"],
+            "resources": {"timeout": 900},
+            "routes": [{"path": "/health", "action": "health"}],
+        },
+    )
+    built = pipeline.build(spec, tmp_path / "out")
+    built.path.parent.mkdir()
+    built.path.write_text(built.source)
+    info = import_file(built.path).Server._get_class_service_function().info()
+    assert info.gpus == [("H100", 2), ("A100-80GB", 2)]
+    assert info.timeout == 900
+
+
+def test_importing_a_built_module_loads_no_model(tmp_path: Path) -> None:
+    built = pipeline.build(SPECS / "gpt2.yaml", tmp_path)
+    built.path.write_text(built.source)
+    code = (
+        "import sys, importlib.util as u;"
+        f"s=u.spec_from_file_location('m', {str(built.path)!r}); m=u.module_from_spec(s);"
+        "s.loader.exec_module(m);"
+        "print(sorted(x for x in ('torch','transformers') if x in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
