@@ -1,0 +1,154 @@
+"""The command line: exit codes and text through CliRunner, and each command once for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SPECS, write_spec
+from typer.testing import CliRunner
+
+from endpointgen.cli import app
+
+runner = CliRunner()
+GPT2 = str(SPECS / "gpt2.yaml")
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "endpointgen", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def no_modal_token(tmp_path: Path) -> dict[str, str]:
+    """An environment in which Modal finds no credentials at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+    env["HOME"] = str(tmp_path)
+    env["MODAL_CONFIG_PATH"] = str(tmp_path / "modal.toml")
+    return env
+
+
+def test_validate_ok_and_failing(tmp_path: Path) -> None:
+    ok = runner.invoke(app, ["validate", GPT2, str(SPECS / "minilm.yaml")])
+    assert ok.exit_code == 0, ok.output
+    assert f"{GPT2}: ok" in ok.output
+    bad = write_spec(tmp_path, "name: x\nroutes:\n  - {path: /h, action: helth}\n")
+    result = runner.invoke(app, ["validate", GPT2, str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:3:24: routes[0].action: 'helth' is not one of" in result.output
+    assert "did you mean 'health'?" in result.output
+
+
+def test_build_writes_then_check_passes_then_detects_drift(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = runner.invoke(app, ["build", GPT2, "-o", str(out)])
+    assert first.exit_code == 0, first.output
+    module = out / "gpt2.py"
+    source = module.read_text()
+    assert runner.invoke(app, ["build", "--check", GPT2, "-o", str(out)]).exit_code == 0
+    module.write_text(source + "# local edit\n")
+    drift = runner.invoke(app, ["build", "--check", GPT2, "-o", str(out)])
+    assert drift.exit_code == 1
+    assert "out of date" in drift.output
+    assert module.read_text() == source + "# local edit\n", "--check must write nothing"
+    module.unlink()
+    missing = runner.invoke(app, ["build", "--check", GPT2, "-o", str(out)])
+    assert missing.exit_code == 1 and "missing" in missing.output
+    assert not module.exists()
+
+
+def test_build_with_an_environment_overlay(tmp_path: Path) -> None:
+    spec = write_spec(
+        tmp_path,
+        """\
+        name: app
+        gpu: T4
+        scaling: {max_containers: 2}
+        routes:
+          - {path: /health, action: health}
+        environments:
+          prod:
+            gpu: [h100, a100-80gb]
+            scaling: {min_containers: 1}
+        """,
+    )
+    base = runner.invoke(app, ["build", str(spec), "-o", str(tmp_path / "base")])
+    prod = runner.invoke(app, ["build", str(spec), "-o", str(tmp_path / "prod"), "--env", "prod"])
+    assert base.exit_code == prod.exit_code == 0
+    base_src = (tmp_path / "base" / "app.py").read_text()
+    prod_src = (tmp_path / "prod" / "app.py").read_text()
+    assert 'gpu="T4"' in base_src and "min_containers" not in base_src
+    assert '"H100",' in prod_src and '"A100-80GB",' in prod_src
+    assert "min_containers=1," in prod_src and "max_containers=2," in prod_src
+    unknown = runner.invoke(app, ["build", str(spec), "--env", "staging"])
+    assert unknown.exit_code == 1
+    assert "no environment named 'staging' (environments: prod)" in unknown.output
+
+
+def test_schema_is_the_checked_in_file() -> None:
+    result = runner.invoke(app, ["schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert schema["additionalProperties"] is False
+    assert "routes" in schema["required"]
+    checked_in = (ROOT / "schema" / "endpointgen.schema.json").read_text()
+    assert result.output == checked_in, "run `make schema`"
+
+
+def test_deploy_dry_run_runs_nothing(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["deploy", GPT2, "--dry-run", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "would run:" in result.output
+    assert "-m modal deploy" in result.output and "--name gpt2" in result.output
+    assert (tmp_path / "gpt2.py").is_file()
+
+
+def test_deploy_without_a_modal_token_fails_clearly(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_cli("deploy", GPT2, "-o", str(tmp_path / "out"), env=no_modal_token(tmp_path))
+    assert time.monotonic() - started < 60
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "error: modal deploy failed:" in output
+    assert "Token missing" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("command", ["validate", "build"])
+def test_commands_as_real_processes(command: str, tmp_path: Path) -> None:
+    args = [command, GPT2] + (["-o", str(tmp_path)] if command == "build" else [])
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    evil = "name: !!python/object/apply:os.system ['echo pwned']\n"
+    bad = write_spec(tmp_path, evil, name="evil.yaml")
+    result = run_cli(command, str(bad))
+    assert result.returncode == 1
+    assert "pwned" not in result.stdout
+    assert "Traceback" not in result.stderr
+    assert f"{bad}:1:7: name: YAML tag !!python/object/apply:os.system is not allowed" in result.stderr
+
+
+def test_schema_and_version_as_real_processes() -> None:
+    assert json.loads(run_cli("schema").stdout)["title"] == "endpointgen spec"
+    assert run_cli("--version").stdout.strip() == "endpointgen 0.1.0"
+
+
+def test_validate_and_build_do_not_import_heavy_modules() -> None:
+    code = (
+        "import sys; from endpointgen.cli import main; sys.argv=['endpointgen','build','--check',"
+        f"{GPT2!r},'-o','tests/golden']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('torch','transformers','modal','fastapi','uvicorn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
