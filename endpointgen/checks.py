@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from endpointgen.errors import Problem
+from endpointgen.errors import Loc, Problem
 from endpointgen.loader import Document
 from endpointgen.spec import Spec
 from endpointgen.spec.models import Route
 
-MODEL_ACTIONS = {"generate": "text-generation", "classify": "text-classification", "embed": "embeddings"}
+MODEL_ACTIONS = {
+    "generate": "text-generation",
+    "classify": "text-classification",
+    "embed": "embeddings",
+}
 _LIMIT_KEYS = {
     "max_tokens": {"generate"},
     "max_chars": {"generate", "classify", "embed"},
@@ -19,8 +23,8 @@ _WEBHOOK_KEYS = ("provider", "secret", "env")
 
 # Keys the language names whose run-time behaviour this version does not build yet.
 # Accepting them silently would drop a guarantee (auth, a limit), so they fail the build.
-NOT_SUPPORTED_AUTH = {"jwt", "proxy"}
-NOT_SUPPORTED_STORAGE = {"redis", "modal-dict"}
+NOT_SUPPORTED_AUTH: set[str] = set()
+NOT_SUPPORTED_STORAGE: set[str] = set()
 NOT_SUPPORTED_ACTIONS = {"webhook"}
 
 
@@ -37,6 +41,7 @@ def route_auth(spec: Spec, route: Route) -> str:
 
 def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
     yield from _not_supported(spec, doc)
+    yield from _secrets_in_plain_sight(spec, doc)
     if spec.cors and "*" in spec.cors.origins and spec.cors.credentials:
         yield doc.problem(
             ("cors", "credentials"),
@@ -65,7 +70,10 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
     task = MODEL_ACTIONS.get(route.action)
     if task:
         if spec.model is None:
-            yield doc.problem((*here, "action"), f"{name} runs `{route.action}` but the spec has no `model`")
+            yield doc.problem(
+                (*here, "action"),
+                f"{name} runs `{route.action}` but the spec has no `model`",
+            )
         elif spec.model.task != task:
             yield doc.problem(
                 (*here, "action"),
@@ -77,23 +85,40 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
                 f"{name} runs the model with no auth; set `auth.mode` for the app, "
                 "or mark this route `public: true` to serve it openly",
             )
+    if spec.auth.mode == "proxy" and route.auth == "none" and route.action != "health":
+        yield doc.problem(
+            (*here, "auth"),
+            "with auth mode `proxy` Modal guards the whole app at its edge; "
+            "a route cannot opt out with `auth: none`",
+        )
     if route.stream and route.action != "generate":
-        yield doc.problem((*here, "stream"), "`stream: true` applies to generate routes only")
+        yield doc.problem(
+            (*here, "stream"), "`stream: true` applies to generate routes only"
+        )
     for key, actions in _LIMIT_KEYS.items():
         if getattr(route, key) is not None and route.action not in actions:
             yield doc.problem(
-                (*here, key), f"`{key}` applies to {', '.join(sorted(actions))} routes, not {route.action}"
+                (*here, key),
+                f"`{key}` applies to {', '.join(sorted(actions))} routes, not {route.action}",
             )
     if route.action == "webhook":
         for key in _WEBHOOK_KEYS:
             if getattr(route, key) is None:
-                yield doc.problem(here, f"webhook route {name} needs `{key}`", key=False)
+                yield doc.problem(
+                    here, f"webhook route {name} needs `{key}`", key=False
+                )
     else:
         for key in _WEBHOOK_KEYS:
             if getattr(route, key) is not None:
-                yield doc.problem((*here, key), f"`{key}` applies to webhook routes only")
+                yield doc.problem(
+                    (*here, key), f"`{key}` applies to webhook routes only"
+                )
     limit = effective_rate_limit(spec, route)
-    if limit is not None and limit.key == "api_key" and route_auth(spec, route) == "none":
+    if (
+        limit is not None
+        and limit.key == "api_key"
+        and route_auth(spec, route) == "none"
+    ):
         yield doc.problem(
             (*here, "rate_limit") if route.rate_limit else ("rate_limit", "key"),
             f"{name} has no auth, so `key: api_key` has no credential to count by; use `key: ip`",
@@ -102,7 +127,9 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
 
 def effective_rate_limit(spec: Spec, route: Route):  # type: ignore[no-untyped-def]
     """The route's own limit, the app's, or None (`none`, or a health route)."""
-    if route.rate_limit == "none" or (route.rate_limit is None and route.action == "health"):
+    if route.rate_limit == "none" or (
+        route.rate_limit is None and route.action == "health"
+    ):
         return None
     return route.rate_limit if route.rate_limit is not None else spec.rate_limit
 
@@ -115,8 +142,82 @@ def _not_supported(spec: Spec, doc: Document) -> Iterator[Problem]:
         (("routes", i, "rate_limit"), r.rate_limit) for i, r in enumerate(spec.routes)
     ]
     for loc, limit in limits:
-        if limit is not None and limit != "none" and limit.storage in NOT_SUPPORTED_STORAGE:
-            yield doc.problem((*loc, "storage"), f"rate-limit storage `{limit.storage}` {soon}")
+        if (
+            limit is not None
+            and limit != "none"
+            and limit.storage in NOT_SUPPORTED_STORAGE
+        ):
+            yield doc.problem(
+                (*loc, "storage"), f"rate-limit storage `{limit.storage}` {soon}"
+            )
     for i, route in enumerate(spec.routes):
         if route.action in NOT_SUPPORTED_ACTIONS:
-            yield doc.problem(("routes", i, "action"), f"action `{route.action}` {soon}")
+            yield doc.problem(
+                ("routes", i, "action"), f"action `{route.action}` {soon}"
+            )
+
+
+# Prefixes of well-known credentials: a value like these where a Secret *name* belongs
+# means the credential itself was pasted into the spec, and would ship in the code.
+_TOKEN_PREFIXES = (
+    "sk-",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "whsec_",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "github_pat_",
+    "xoxb-",
+    "xoxp-",
+    "xapp-",
+    "hf_",
+    "AKIA",
+    "eyJ",
+    "ak-",
+    "as-",
+    "wk-",
+    "ws-",
+)
+_SECRET_WORDS = {"KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIALS"}
+
+
+def looks_like_a_credential(value: str) -> bool:
+    """A pasted key or token, rather than the name of a Modal Secret."""
+    if value.startswith(_TOKEN_PREFIXES) and len(value) >= 12:
+        return True
+    if len(value) < 24 or not value.isalnum():
+        return False
+    kinds = sum(
+        any(test(c) for c in value) for test in (str.islower, str.isupper, str.isdigit)
+    )
+    return kinds >= 2 and len(set(value)) >= 12
+
+
+def _secrets_in_plain_sight(spec: Spec, doc: Document) -> Iterator[Problem]:
+    names: list[tuple[Loc, str]] = [
+        (("secrets", i), s) for i, s in enumerate(spec.secrets)
+    ]
+    if spec.auth.secret:
+        names.append((("auth", "secret"), spec.auth.secret))
+    names += [
+        (("routes", i, "secret"), r.secret)
+        for i, r in enumerate(spec.routes)
+        if r.secret
+    ]
+    for loc, name in names:
+        if looks_like_a_credential(name):
+            yield doc.problem(
+                loc,
+                "this looks like a key or token, not the name of a Modal Secret; "
+                "store the value in a Modal Secret and put its name here",
+            )
+    for key, value in spec.env.items():
+        named_secret = any(part in _SECRET_WORDS for part in key.upper().split("_"))
+        if looks_like_a_credential(value) or (named_secret and len(value) >= 8):
+            yield doc.problem(
+                ("env", key),
+                f"`env` values ship in the built code; put {key} in a Modal Secret "
+                "and list it under `secrets`",
+            )

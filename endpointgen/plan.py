@@ -17,6 +17,8 @@ from endpointgen.spec import RateLimit, Route, Spec
 # test suite runs the generated code against, so a deploy runs what was tested.
 WEB_PACKAGES = ("fastapi[standard]==0.165.0", "pydantic==2.14.4")
 MODEL_PACKAGES = ("torch==2.13.0", "transformers==5.24.0")
+# Installed only when a spec uses the feature that needs them.
+EXTRA_PACKAGES = {"redis": "redis==8.1.0", "jwt": "pyjwt[crypto]==2.15.1"}
 PYTHON_VERSION = "3.11"
 
 # Defaults for the route-level limits, applied before any model work.
@@ -30,7 +32,15 @@ HF_CACHE_DIR = "/hf-cache"
 MODEL_REMOTE_DIR = "/model"
 
 # Modules the generated app imports: an app named like one of them would shadow it.
-_IMPORTED = {"modal", "fastapi", "pydantic", "starlette", "torch", "transformers", "tokenizers"}
+_IMPORTED = {
+    "modal",
+    "fastapi",
+    "pydantic",
+    "starlette",
+    "torch",
+    "transformers",
+    "tokenizers",
+}
 
 
 @dataclass(frozen=True)
@@ -73,7 +83,10 @@ def name_problems(spec: Spec, file: str) -> list[Problem]:
     if module in sys.stdlib_module_names or module in _IMPORTED:
         return [
             Problem(
-                file, 1, 1, ("name",),
+                file,
+                1,
+                1,
+                ("name",),
                 f"'{spec.name}' would make a module that shadows Python's `{module}`; choose another name",
             )
         ]
@@ -101,7 +114,11 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
     if hf_cache:
         env.setdefault("HF_HOME", HF_CACHE_DIR)
         env = dict(sorted(env.items()))
-    packages = sorted(WEB_PACKAGES + (MODEL_PACKAGES if model else ()))
+    packages = sorted(
+        WEB_PACKAGES
+        + (MODEL_PACKAGES if model else ())
+        + tuple(EXTRA_PACKAGES[f] for f in sorted(features) if f in EXTRA_PACKAGES)
+    )
     gpu: str | list[str] | None = None
     if spec.gpu:
         gpu = spec.gpu[0] if len(spec.gpu) == 1 else list(spec.gpu)
@@ -158,13 +175,23 @@ def _relative(target: Path, out_dir: Path) -> str:
 
 
 def _auth(spec: Spec) -> dict[str, Any]:
-    mode = spec.auth.mode
-    default_env = {"jwt": "JWT_PUBLIC_KEY" if spec.auth.algorithm == "RS256" else "JWT_SECRET"}
-    out: dict[str, Any] = {"mode": mode}
-    if mode in ("api_key", "bearer", "jwt"):
-        out["env"] = spec.auth.env or default_env.get(mode, "API_KEYS")
-    if mode == "api_key":
-        out["header"] = spec.auth.header
+    auth = spec.auth
+    default_env = {
+        "jwt": "JWT_PUBLIC_KEY" if auth.algorithm == "RS256" else "JWT_SECRET",
+        "proxy": "MODAL_PROXY_TOKENS",
+    }
+    out: dict[str, Any] = {"mode": auth.mode}
+    if auth.mode != "none":
+        out["env"] = auth.env or default_env.get(auth.mode, "API_KEYS")
+    if auth.mode == "api_key":
+        out["header"] = auth.header
+    if auth.mode == "jwt":
+        out |= {
+            "algorithm": auth.algorithm,
+            "audience": auth.audience,
+            "issuer": auth.issuer,
+            "leeway": getattr(auth, "leeway", 30),
+        }
     return out
 
 
@@ -198,7 +225,16 @@ def _cors(spec: Spec) -> dict[str, Any] | None:
 def _rate(limit: RateLimit | None, scope: str) -> dict[str, Any] | None:
     if limit is None:
         return None
-    return {"scope": scope, "limit": limit.amount, "seconds": limit.seconds, "key": limit.key}
+    rule: dict[str, Any] = {
+        "scope": scope,
+        "limit": limit.amount,
+        "seconds": limit.seconds,
+        "key": limit.key,
+        "storage": limit.storage,
+    }
+    if limit.storage == "redis":
+        rule["url_env"] = limit.url_env
+    return rule
 
 
 def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
@@ -238,10 +274,13 @@ def _features(spec: Spec, routes: list[dict[str, Any]]) -> frozenset[str]:
         found.add("stream")
     if any(r["auth"] != "none" for r in routes):
         found.add("auth")
-    if any(r["rate_limit"] for r in routes):
-        found.add("rate_limit")
+    for r in routes:
+        if r["rate_limit"]:
+            found |= {"rate_limit", r["rate_limit"]["storage"]}
     if spec.cors:
         found.add("cors")
+    if spec.auth.mode in ("jwt", "proxy"):
+        found.add(spec.auth.mode)
     if spec.batching:
         found.add("batching")
     if spec.model:
@@ -250,7 +289,19 @@ def _features(spec: Spec, routes: list[dict[str, Any]]) -> frozenset[str]:
     return frozenset(found)
 
 
-_STDLIB = {"asyncio", "hashlib", "hmac", "json", "logging", "os", "threading", "time", "uuid", "pathlib", "typing"}
+_STDLIB = {
+    "asyncio",
+    "hashlib",
+    "hmac",
+    "json",
+    "logging",
+    "os",
+    "threading",
+    "time",
+    "uuid",
+    "pathlib",
+    "typing",
+}
 
 
 def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
@@ -284,14 +335,24 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
     if has("auth") or has("rate_limit"):
         need |= {("hashlib", None), ("typing", "Annotated")}
     if has("auth"):
-        need |= {("hmac", None), ("os", None), ("typing", "Annotated")}
+        need |= {("os", None), ("typing", "Annotated")}
+        if auth_mode != "jwt":
+            need.add(("hmac", None))
         if auth_mode == "api_key":
             need.add(("fastapi.security", "APIKeyHeader"))
-        else:
+        elif auth_mode == "jwt":
+            need |= {
+                ("jwt", None),
+                ("fastapi.security", "HTTPAuthorizationCredentials"),
+                ("fastapi.security", "HTTPBearer"),
+            }
+        elif auth_mode == "bearer":
             need |= {
                 ("fastapi.security", "HTTPAuthorizationCredentials"),
                 ("fastapi.security", "HTTPBearer"),
             }
+    if has("redis"):
+        need.add(("os", None))
     if has("cors"):
         need.add(("starlette.middleware.cors", "CORSMiddleware"))
 
@@ -301,7 +362,10 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
         for module, name in modules:
             if name is not None:
                 names.setdefault(module, []).append(name)
-        froms = [f"from {m} import {', '.join(sorted(names[m], key=_isort_key))}" for m in sorted(names)]
+        froms = [
+            f"from {m} import {', '.join(sorted(names[m], key=_isort_key))}"
+            for m in sorted(names)
+        ]
         return [f"import {m}" for m in plain] + froms
 
     stdlib = {i for i in need if i[0].split(".")[0] in _STDLIB}
