@@ -25,7 +25,7 @@ _WEBHOOK_KEYS = ("provider", "secret", "env")
 # Accepting them silently would drop a guarantee (auth, a limit), so they fail the build.
 NOT_SUPPORTED_AUTH: set[str] = set()
 NOT_SUPPORTED_STORAGE: set[str] = set()
-NOT_SUPPORTED_ACTIONS = {"webhook"}
+NOT_SUPPORTED_ACTIONS: set[str] = set()
 
 
 def check(spec: Spec, doc: Document) -> list[Problem]:
@@ -34,8 +34,8 @@ def check(spec: Spec, doc: Document) -> list[Problem]:
 
 def route_auth(spec: Spec, route: Route) -> str:
     """The auth mode a route ends up with."""
-    if route.action == "health" or route.auth == "none":
-        return "none"
+    if route.action in ("health", "webhook") or route.auth == "none":
+        return "none"  # a webhook's signature is its auth
     return spec.auth.mode
 
 

@@ -26,6 +26,7 @@ DEFAULT_MAX_TOKENS = 1024
 DEFAULT_MAX_CHARS = 20_000
 DEFAULT_MAX_ITEMS = 128
 DEFAULT_MAX_BYTES = 1024 * 1024
+DEFAULT_WEBHOOK_TOLERANCE = 300  # seconds; Stripe's and Slack's own default
 
 HF_CACHE_VOLUME = "endpointgen-hf-cache"
 HF_CACHE_DIR = "/hf-cache"
@@ -108,7 +109,13 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
             "dtype": spec.model.dtype,
             "local_dir": _relative(local, out) if local is not None else None,
         }
-    secrets = sorted({*spec.secrets, *([spec.auth.secret] if spec.auth.secret else [])})
+    secrets = sorted(
+        {
+            *spec.secrets,
+            *([spec.auth.secret] if spec.auth.secret else []),
+            *(r.secret for r in spec.routes if r.secret),
+        }
+    )
     env = dict(sorted(spec.env.items()))
     hf_cache = model is not None and model["local_dir"] is None
     if hf_cache:
@@ -256,7 +263,29 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
         out["max_chars"] = route.max_chars or DEFAULT_MAX_CHARS
     if route.action in ("classify", "embed"):
         out["max_items"] = route.max_items or DEFAULT_MAX_ITEMS
+    if route.action == "webhook":
+        out["webhook"] = _webhook(route)
     return out
+
+
+def _webhook(route: Route) -> dict[str, Any]:
+    rule: dict[str, Any] = {
+        "provider": route.provider,
+        "env": route.env,
+        "tolerance": getattr(route, "tolerance", None) or DEFAULT_WEBHOOK_TOLERANCE,
+    }
+    signature = getattr(route, "signature", None)
+    if route.provider == "generic" and signature is not None:
+        rule["signature"] = {
+            "header": signature.header.lower(),
+            "algorithm": signature.algorithm,
+            "encoding": signature.encoding,
+            "prefix": signature.prefix,
+            "timestamp_header": signature.timestamp_header.lower()
+            if signature.timestamp_header
+            else None,
+        }
+    return rule
 
 
 def _summary(route: Route) -> str:
@@ -291,6 +320,8 @@ def _features(spec: Spec, routes: list[dict[str, Any]]) -> frozenset[str]:
 
 _STDLIB = {
     "asyncio",
+    "base64",
+    "urllib",
     "hashlib",
     "hmac",
     "json",
@@ -353,6 +384,8 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
             }
     if has("redis"):
         need.add(("os", None))
+    if has("webhook"):
+        need |= {("base64", None), ("hmac", None), ("os", None), ("urllib.parse", None)}
     if has("cors"):
         need.add(("starlette.middleware.cors", "CORSMiddleware"))
 

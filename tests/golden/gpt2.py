@@ -75,6 +75,7 @@ ROUTES = [
             "limit": 60,
             "seconds": 60,
             "key": "api_key",
+            "storage": "memory",
         },
         "max_bytes": 1048576,
         "stream": False,
@@ -92,6 +93,7 @@ ROUTES = [
             "limit": 60,
             "seconds": 60,
             "key": "api_key",
+            "storage": "memory",
         },
         "max_bytes": 1048576,
         "stream": True,
@@ -421,11 +423,11 @@ def configure_logging() -> None:
     log.setLevel(logging.INFO)
 
 
-# --- Auth: the valid tokens come from the env var AUTH["env"] (a Modal Secret when deployed) ---
+# --- Auth (bearer): valid values come from env var AUTH["env"] (a Modal Secret) ---
 
 
 def load_credentials() -> list[bytes]:
-    """Comma-separated values; several at once, so keys can be rotated without downtime."""
+    """Comma-separated values; several at once, so they can be rotated without downtime."""
     raw = os.environ.get(AUTH["env"], "")
     values = [v.strip().encode() for v in raw.split(",") if v.strip()]
     if not values:
@@ -444,26 +446,32 @@ def credential_matches(presented: str | None, valid: list[bytes]) -> bool:
     return found
 
 
-def make_auth(valid: list[bytes]) -> Any:
+def fingerprint(text: str) -> str:
+    """What rate limits count by: never the credential itself."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make_auth() -> Any:
+    valid = load_credentials()
     scheme = HTTPBearer(auto_error=False)
     Credential = Annotated[HTTPAuthorizationCredentials | None, Depends(scheme)]
 
     async def require_token(request: Request, credentials: Credential) -> None:
         token = credentials.credentials if credentials else None
-        if not credential_matches(token, valid):
+        if token is None or not credential_matches(token, valid):
             raise HTTPException(
                 401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"}
             )
-        request.state.credential = hashlib.sha256(token.encode()).hexdigest()
+        request.state.credential = fingerprint(token)
 
     return require_token
 
 
-# --- Rate limits: fixed windows aligned to the clock, counted in this process ---
+# --- Rate limits: fixed windows aligned to the clock, so every container agrees ---
 
 
 class FixedWindow:
-    """At most `limit` hits per key in each `seconds`-long window.
+    """At most `limit` hits per key in each `seconds`-long window, in this process.
 
     O(1) per request: one dict holds the current window's counts and is dropped whole
     when the window ends. Requests are counted on the event loop, one at a time, so the
@@ -476,12 +484,12 @@ class FixedWindow:
         self.window = -1
         self.counts: dict[str, int] = {}
 
-    def hit(self, key: str, now: float) -> tuple[bool, int, int]:
+    async def hit(self, key: str, now: float) -> tuple[bool, int, int]:
         """(allowed, remaining, seconds until the window resets)."""
         window = int(now // self.seconds)
         if window != self.window:
             self.window, self.counts = window, {}
-        reset = max(1, int((window + 1) * self.seconds - now + 0.999))
+        reset = seconds_left(window, self.seconds, now)
         used = self.counts.get(key, 0)
         if used >= self.limit:
             return False, 0, reset
@@ -489,7 +497,18 @@ class FixedWindow:
         return True, self.limit - used - 1, reset
 
 
+def seconds_left(window: int, seconds: int, now: float) -> int:
+    return max(1, int((window + 1) * seconds - now + 0.999))
+
+
+def new_window(rule: dict[str, Any]) -> Any:
+    limit, seconds = rule["limit"], rule["seconds"]
+    return FixedWindow(limit, seconds)
+
+
 def client_address(request: Request) -> str:
+    # The ASGI client address: Modal sets it to the caller's address. X-Forwarded-For
+    # is never trusted, since any client can write it.
     return request.client.host if request.client else "unknown"
 
 
@@ -500,7 +519,7 @@ async def no_auth() -> None:
 def make_rate_limit(rule: dict[str, Any], windows: dict[str, Any], auth: Any) -> Any:
     """A dependency that counts after `auth` has run, so `key: api_key` has its key."""
     if rule["scope"] not in windows:
-        windows[rule["scope"]] = FixedWindow(rule["limit"], rule["seconds"])
+        windows[rule["scope"]] = new_window(rule)
     window = windows[rule["scope"]]
 
     async def rate_limit(request: Request, _: Annotated[None, Depends(auth)]) -> None:
@@ -508,7 +527,13 @@ def make_rate_limit(rule: dict[str, Any], windows: dict[str, Any], auth: Any) ->
             who = request.state.credential
         else:
             who = hashlib.sha256(client_address(request).encode()).hexdigest()
-        allowed, remaining, reset = window.hit(who, time.time())
+        if window is None:
+            raise HTTPException(503, "rate limit storage is not configured")
+        try:
+            allowed, remaining, reset = await window.hit(who, time.time())
+        except Exception as exc:
+            log.error("rate limit storage failed: %s", exc)
+            raise HTTPException(503, "rate limit storage unavailable") from None
         headers = {
             "RateLimit-Limit": str(rule["limit"]),
             "RateLimit-Remaining": str(remaining),
@@ -556,7 +581,7 @@ def create_app(state: ModelState) -> FastAPI:
     web = FastAPI(title=APP_NAME, description=DESCRIPTION)
     web.add_exception_handler(HTTPException, http_error)
     web.add_exception_handler(RequestValidationError, validation_error)
-    auth = make_auth(load_credentials())
+    auth = make_auth()
     windows: dict[str, FixedWindow] = {}
     state.batcher = None
 
@@ -648,6 +673,12 @@ async def stream_events(engine: Any, body: Any, request_id: str) -> Any:
             log.error("request %s: generation failed: %s", request_id, exc)
             loop.call_soon_threadsafe(queue.put_nowait, ("error", None))
         else:
+            if result["finish_reason"] == "cancelled":
+                log.info(
+                    "request %s: client went away; generation stopped after %d tokens",
+                    request_id,
+                    result["tokens_generated"],
+                )
             loop.call_soon_threadsafe(queue.put_nowait, ("done", result))
 
     worker = loop.run_in_executor(None, work)
