@@ -349,6 +349,7 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
         ("fastapi", "Request"),
         ("fastapi.exceptions", "RequestValidationError"),
         ("fastapi.responses", "JSONResponse"),
+        ("pydantic", "BaseModel"),
     }
     has = features.__contains__
     if has("model"):

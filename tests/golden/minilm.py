@@ -274,6 +274,12 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, "request body too large")
 
 
+class ErrorBody(BaseModel):
+    error: str
+    request_id: str
+    detail: list[dict[str, Any]] | None = None
+
+
 def error_body(request_id: str, error: str, **extra: Any) -> dict[str, Any]:
     return {"error": error, **extra, "request_id": request_id}
 
@@ -524,8 +530,37 @@ def add_route(web: FastAPI, route: Route, handler: Any, **options: Any) -> None:
         handler,
         methods=[route["method"]],
         summary=route["summary"],
+        responses=documented_responses(route),
         **options,
     )
+
+
+def documented_responses(route: Route) -> dict[int | str, Any]:
+    """The answers besides success that a client should expect, for /openapi.json."""
+
+    def error(description: str, **extra: Any) -> dict[str, Any]:
+        return {"model": ErrorBody, "description": description, **extra}
+
+    def header(description: str) -> dict[str, Any]:
+        return {"description": description, "schema": {"type": "integer"}}
+
+    responses: dict[int | str, Any] = {500: error("Internal error; no details leak")}
+    if route["method"] in ("POST", "PUT", "PATCH"):
+        responses[413] = error("Request body over the route's max_bytes")
+    if route["auth"] != "none" or route["action"] == "webhook":
+        responses[401] = error("Missing or invalid credentials")
+    if MODEL is not None and route["action"] != "webhook":
+        responses[503] = error("The model is loading, or failed to load")
+    if route["rate_limit"] is not None:
+        limits = {
+            "RateLimit-Limit": header("Requests allowed per window"),
+            "RateLimit-Remaining": header("Requests left in this window"),
+            "RateLimit-Reset": header("Seconds until the window resets"),
+        }
+        responses[200] = {"headers": limits}
+        retry = {"Retry-After": header("Seconds to wait"), **limits}
+        responses[429] = error("Rate limit exceeded", headers=retry)
+    return responses
 
 
 def create_app(state: ModelState) -> FastAPI:
