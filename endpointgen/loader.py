@@ -19,11 +19,10 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from endpointgen.errors import Loc, Problem, SpecError
 
 _CORE = "tag:yaml.org,2002:"
-_ALLOWED_TAGS = {
-    _CORE + name for name in ("str", "int", "float", "bool", "null", "map", "seq")
-}
+_ALLOWED_TAGS = {_CORE + name for name in ("str", "int", "float", "bool", "null", "map", "seq")}
 _TIMESTAMP = _CORE + "timestamp"
 _MAX_NODES = 100_000  # an alias bomb expands far past this; real specs stay far below
+_MAX_DEPTH = 64  # real specs nest a few levels; deeper would exhaust Python's stack
 _MAX_BYTES = 2 * 1024 * 1024
 
 Position = tuple[int, int]
@@ -37,6 +36,10 @@ class Document:
     data: dict[str, Any]
     keys: dict[Loc, Position] = field(default_factory=dict)
     values: dict[Loc, Position] = field(default_factory=dict)
+    # In a document merged with an overlay: where each position taken from the overlay
+    # was written, e.g. ("gpu",) -> ("environments", "prod", "gpu").
+    overlay_keys: dict[Loc, Loc] = field(default_factory=dict)
+    overlay_values: dict[Loc, Loc] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -44,17 +47,24 @@ class Document:
 
     def position(self, loc: Loc, *, key: bool = False) -> Position:
         """Where `loc` is written; the nearest parent that exists when it is not."""
-        table = self.keys if key else self.values
+        return self._found(loc, key)[0]
+
+    def _found(self, loc: Loc, key: bool) -> tuple[Position, Loc]:
+        """The position of `loc` (or of its nearest written parent) and where the
+        user wrote it: inside `environments.<env>` when it came from an overlay."""
+        table, origins = (
+            (self.keys, self.overlay_keys) if key else (self.values, self.overlay_values)
+        )
         if loc in table:
-            return table[loc]
+            return table[loc], _origin(loc, loc, origins)
         for end in range(len(loc) - 1, -1, -1):
             if loc[:end] in self.values:
-                return self.values[loc[:end]]
-        return (1, 1)
+                return self.values[loc[:end]], _origin(loc, loc[:end], self.overlay_values)
+        return (1, 1), loc
 
     def problem(self, loc: Loc, message: str, *, key: bool = False) -> Problem:
-        line, col = self.position(loc, key=key)
-        return Problem(self.file, line, col, loc, message)
+        (line, col), written = self._found(loc, key)
+        return Problem(self.file, line, col, _printable_loc(written), message)
 
     def with_overlay(self, env: str) -> Document:
         """This document with `environments.<env>` deep-merged over the base."""
@@ -64,6 +74,19 @@ class Document:
         merged = Document(self.file, data, dict(self.keys), dict(self.values))
         _merge(merged, (), data, overlay, self, prefix)
         return merged
+
+
+def _printable_loc(loc: Loc) -> Loc:
+    """A key with a newline (or another unprintable character) is shown escaped and
+    quoted, so that each problem stays on one line."""
+    return tuple(p if isinstance(p, int) or p.isprintable() else repr(p) for p in loc)
+
+
+def _origin(loc: Loc, found: Loc, origins: dict[Loc, Loc]) -> Loc:
+    """`loc` renamed to where it was written, when `found` (a prefix) came from an overlay."""
+    if found in origins:
+        return origins[found] + loc[len(found) :]
+    return loc
 
 
 def _merge(
@@ -77,16 +100,24 @@ def _merge(
     for k, v in overlay.items():
         here, there = (*loc, k), (*source_loc, k)
         if isinstance(v, dict) and isinstance(target.get(k), dict):
-            target_doc.keys[here] = source_doc.keys.get(there, target_doc.keys.get(here, (1, 1)))
+            if there in source_doc.keys:
+                target_doc.keys[here] = source_doc.keys[there]
+                target_doc.overlay_keys[here] = there
             _merge(target_doc, here, target[k], v, source_doc, there)
             continue
         target[k] = copy.deepcopy(v)
-        for table, source in ((target_doc.keys, source_doc.keys), (target_doc.values, source_doc.values)):
+        tables = (
+            (target_doc.keys, target_doc.overlay_keys, source_doc.keys),
+            (target_doc.values, target_doc.overlay_values, source_doc.values),
+        )
+        for table, origins, source in tables:
             for old in [p for p in table if p[: len(here)] == here]:
                 del table[old]
+                origins.pop(old, None)
             for p, pos in source.items():
                 if p[: len(there)] == there:
                     table[here + p[len(there) :]] = pos
+                    origins[here + p[len(there) :]] = p
 
 
 def load(path: str | Path) -> Document:
@@ -110,30 +141,53 @@ def loads(raw: bytes | str, file: str = "<spec>") -> Document:
         raise SpecError([Problem(file, 1, 1, (), "file is too large for a spec (over 2 MiB)")])
     if b"\x00" in raw:
         raise SpecError([Problem(file, 1, 1, (), "not a text file (it contains NUL bytes)")])
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is allowed, and dropped
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        before = raw[raw.rfind(b"\n", 0, exc.start) + 1 : exc.start]
+        col = len(before.decode("utf-8")) + 1  # in characters, as YAML's columns are
         raise SpecError([Problem(file, line, col, (), "not UTF-8 text")]) from None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = " ".join(str(s) for s in (exc.context, exc.problem) if s)
-        raise SpecError([Problem(file, line, col, (), f"invalid YAML: {what}")]) from None
+        raise SpecError([Problem(file, line, col, (), _yaml_message(exc))]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Problem(file, 1, 1, (), f"invalid YAML: {exc}")]) from None
-    if root is None:
+    except RecursionError:
         raise SpecError(
-            [Problem(file, 1, 1, (), "the file is empty; a spec needs at least `name` and `routes`")]
+            [Problem(file, 1, 1, (), "invalid YAML: lists or mappings nested too deeply")]
+        ) from None
+    if root is None or (
+        isinstance(root, ScalarNode) and root.tag == _CORE + "null" and not root.value
+    ):
+        raise SpecError(
+            [
+                Problem(
+                    file,
+                    1,
+                    1,
+                    (),
+                    "the file is empty; a spec needs at least `name` and `routes`",
+                )
+            ]
         )
     if not isinstance(root, MappingNode):
         line, col = _pos(root)
         kind = "a list" if isinstance(root, SequenceNode) else "a single value"
         raise SpecError(
-            [Problem(file, line, col, (), f"a spec must be a YAML mapping (key: value), not {kind}")]
+            [
+                Problem(
+                    file,
+                    line,
+                    col,
+                    (),
+                    f"a spec must be a YAML mapping (key: value), not {kind}",
+                )
+            ]
         )
     builder = _Builder(file)
     data = builder.build(root, ())
@@ -147,6 +201,35 @@ def _pos(node: Node) -> Position:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+# PyYAML's words for what a user wrote, in the user's words.
+_YAML_WORDS = (
+    ("'<stream end>'", "the end of the file"),
+    ("end of stream", "end of the file"),
+    ("flow sequence", "[...] list"),
+    ("flow mapping", "{...} mapping"),
+    ("quoted scalar", "quoted string"),
+)
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    problem, context = exc.problem or "", exc.context or ""
+    if context.startswith("expected a single document"):
+        return "a spec is one YAML document, but another one (`---`) starts here"
+    if "'\\t'" in problem:
+        return "invalid YAML: a tab character here; indent YAML with spaces"
+    for old, new in _YAML_WORDS:
+        problem, context = problem.replace(old, new), context.replace(old, new)
+    text = problem or context
+    if problem and context:
+        mark, at = exc.context_mark, exc.problem_mark
+        if mark is not None and (at is None or (mark.line, mark.column) != (at.line, at.column)):
+            context += f" at line {mark.line + 1}, column {mark.column + 1}"
+        text = f"{problem} ({context})"
+    if "<block" in problem:
+        text += "; check the indentation"
+    return f"invalid YAML: {text}"
+
+
 class _Builder:
     """Turns composed YAML nodes into data, checking what SafeLoader would let through."""
 
@@ -157,10 +240,11 @@ class _Builder:
         self.problems: list[Problem] = []
         self.nodes = 0
         self.scalars = SafeConstructor()
+        self.open: set[int] = set()  # the nodes being built: an alias to one is a loop
 
     def fail(self, node: Node, loc: Loc, message: str) -> None:
         line, col = _pos(node)
-        self.problems.append(Problem(self.file, line, col, loc, message))
+        self.problems.append(Problem(self.file, line, col, _printable_loc(loc), message))
 
     def build(self, node: Node, loc: Loc) -> Any:
         self.nodes += 1
@@ -170,8 +254,37 @@ class _Builder:
             return None
         self.values[loc] = _pos(node)
         if node.tag not in _ALLOWED_TAGS and node.tag != _TIMESTAMP:
-            self.fail(node, loc, f"YAML tag {node.tag.replace(_CORE, '!!')} is not allowed in a spec")
+            self.fail(
+                node,
+                loc,
+                f"YAML tag {node.tag.replace(_CORE, '!!')} is not allowed in a spec",
+            )
             return None
+        if id(node) in self.open:
+            self.fail(
+                node,
+                loc,
+                "a YAML alias (*name) here refers to a value that contains it",
+            )
+            return None
+        if len(loc) > _MAX_DEPTH:
+            self.fail(node, loc, f"lists or mappings nested more than {_MAX_DEPTH} deep")
+            return None
+        fits = {_CORE + "seq": SequenceNode, _CORE + "map": MappingNode}.get(node.tag, ScalarNode)
+        if not isinstance(node, fits):
+            self.fail(
+                node,
+                loc,
+                f"YAML tag {node.tag.replace(_CORE, '!!')} does not fit this value",
+            )
+            return None
+        self.open.add(id(node))
+        try:
+            return self._build(node, loc)
+        finally:
+            self.open.discard(id(node))
+
+    def _build(self, node: Node, loc: Loc) -> Any:
         if isinstance(node, ScalarNode):
             if node.tag == _TIMESTAMP:
                 return node.value  # a date-looking string stays the string the user wrote
@@ -186,12 +299,17 @@ class _Builder:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _CORE + "merge":
-                self.fail(key_node, loc, "YAML merge keys (<<) are not supported; write the keys out")
+                self.fail(
+                    key_node,
+                    loc,
+                    "YAML merge keys (<<) are not supported; write the keys out",
+                )
                 continue
             if not isinstance(key_node, ScalarNode) or key_node.tag not in _ALLOWED_TAGS:
                 self.fail(key_node, loc, "a key must be a plain string")
                 continue
-            key = str(self.scalars.construct_object(key_node))
+            # The key as written: `ON:` is the name ON, not the boolean YAML reads there.
+            key = key_node.value
             if key in out:
                 line, _ = self.keys[(*loc, key)]
                 self.fail(key_node, (*loc, key), f"duplicate key (first given on line {line})")

@@ -345,7 +345,7 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
         ("typing", "Any"),
         ("modal", None),
         ("fastapi", "FastAPI"),
-        ("fastapi", "HTTPException"),
+        ("starlette.exceptions", "HTTPException"),
         ("fastapi", "Request"),
         ("fastapi.exceptions", "RequestValidationError"),
         ("fastapi.responses", "JSONResponse"),

@@ -38,7 +38,7 @@ def py(value: Any, indent: int = 0) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"cannot write {value!r} as a literal")
-        return repr(value)
+        return repr(value).replace("e+", "e")  # ruff writes 1e16, not 1e+16
     if isinstance(value, str):
         return string_literal(value)
     if isinstance(value, list | tuple):

@@ -12,15 +12,17 @@ from pydantic_core import ErrorDetails
 
 from endpointgen.errors import Loc, Problem
 from endpointgen.loader import Document
-from endpointgen.spec.gpu import suggest
+from endpointgen.spec.gpu import kind_of, shown, suggest
+from endpointgen.spec.models import PATTERNS
 
 
 def problems_from(error: ValidationError, doc: Document, root: type[BaseModel]) -> list[Problem]:
     out = []
     for detail in error.errors(include_url=False):
         loc = _clean_loc(detail["loc"], doc.data)
-        kind = detail["type"]
-        out.append(doc.problem(loc, _message(detail, loc, root), key=kind == "extra_forbidden"))
+        # An unknown key, or a mapping's key that is wrong in itself: point at the key.
+        at_key = detail["type"] == "extra_forbidden" or detail["loc"][-1:] == ("[key]",)
+        out.append(doc.problem(loc, _message(detail, loc, root), key=at_key))
     return out
 
 
@@ -30,11 +32,11 @@ def _clean_loc(raw: tuple[int | str, ...], data: Any) -> Loc:
     here = data
     for i, part in enumerate(raw):
         last = i == len(raw) - 1
-        if isinstance(part, str) and _is_tag(part):
-            continue
         if isinstance(here, dict) and part in here:
-            loc.append(part)
+            loc.append(part)  # before the tag test: a user's key may look like a tag
             here = here[part]
+        elif isinstance(part, str) and _is_tag(part):
+            continue
         elif isinstance(here, list) and isinstance(part, int) and 0 <= part < len(here):
             loc.append(part)
             here = here[part]
@@ -50,42 +52,68 @@ def _is_tag(part: str) -> bool:
 def _message(detail: ErrorDetails, loc: Loc, root: type[BaseModel]) -> str:
     kind, msg = detail["type"], detail["msg"]
     ctx = detail.get("ctx") or {}
+    given = detail.get("input")
     if kind == "extra_forbidden":
         known = _fields_at(root, loc[:-1])
         key = str(loc[-1]) if loc else "?"
         hint = suggest(key, known) if known else None
         tail = f"; did you mean '{hint}'?" if hint else ""
         allowed = f" (allowed here: {', '.join(known)})" if known and not hint else ""
-        return f"unknown key '{key}'{tail}{allowed}"
+        return f"unknown key {shown(key)}{tail}{allowed}"
     if kind == "missing":
         return "required key is missing"
     if kind in ("literal_error", "enum"):
-        choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        given = detail.get("input")
-        hint = suggest(str(given), choices) if choices and isinstance(given, str) else None
+        expected = str(ctx.get("expected", ""))
+        choices = re.findall(r"'([^']*)'", expected) or [expected]
+        if len(choices) == 1:
+            return f"must be {choices[0]}, not {shown(given)}"
+        hint = suggest(str(given), choices) if isinstance(given, str) else None
         tail = f"; did you mean '{hint}'?" if hint and hint != given else ""
-        return f"{given!r} is not one of {', '.join(choices)}{tail}"
+        return f"{shown(given)} is not one of {', '.join(choices)}{tail}"
     if kind == "string_pattern_mismatch":
-        return f"{detail.get('input')!r} does not match the pattern {ctx.get('pattern')}"
+        pattern = str(ctx.get("pattern"))
+        if pattern in PATTERNS:
+            what, rule = PATTERNS[pattern]
+            return f"{shown(given)} is not a valid {what}: {rule}"
+        return f"{shown(given)} does not match the pattern {pattern}"
     if kind == "value_error":
         return str(ctx.get("error", msg))
     if kind == "model_type" or kind == "dict_type":
-        return f"expected a mapping (key: value), got {_type_name(detail.get('input'))}"
+        return f"expected a mapping (key: value), got {kind_of(given)}"
+    if kind == "string_unicode":
+        return "not valid text: it holds a lone UTF-16 surrogate (\\ud800-\\udfff)"
     if kind == "string_type":
-        return f"expected a string, got {_type_name(detail.get('input'))}"
+        quote = "; put it in quotes" if isinstance(given, int | float) else ""
+        return f"expected a string, got {kind_of(given)}{quote}"
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number, got {detail.get('input')!r}"
+        return f"expected a whole number, got {shown(given)}"
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, got {shown(given)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {shown(given)}"
     if kind == "list_type":
-        return f"expected a list, got {_type_name(detail.get('input'))}"
+        return f"expected a list, got {kind_of(given)}"
+    bounds = {
+        "greater_than_equal": ("ge", "at least"),
+        "less_than_equal": ("le", "at most"),
+        "greater_than": ("gt", "more than"),
+        "less_than": ("lt", "less than"),
+    }
+    if kind in bounds:
+        name, words = bounds[kind]
+        return f"must be {words} {ctx.get(name)}, not {shown(given)}"
+    if kind == "string_too_long":
+        size = len(given) if isinstance(given, str) else "more"
+        return f"must be at most {ctx.get('max_length')} characters long, not {size}"
+    if kind == "string_too_short":
+        least = ctx.get("min_length")
+        return "must not be empty" if least == 1 else f"must be at least {least} characters long"
+    if kind in ("too_short", "too_long"):
+        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        words = "at least" if kind == "too_short" else "at most"
+        items = "item" if bound == 1 else "items"
+        return f"must have {words} {bound} {items}, not {ctx.get('actual_length')}"
     return msg[0].lower() + msg[1:] if msg else kind
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    return {str: "a string", int: "a number", float: "a number", bool: "true/false", list: "a list", dict: "a mapping"}.get(
-        type(value), type(value).__name__
-    )
 
 
 def _fields_at(root: type[BaseModel], loc: Loc) -> list[str]:

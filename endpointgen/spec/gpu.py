@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 # Modal's GPU types, spelled as Modal spells them.
@@ -22,6 +23,30 @@ _BY_KEY = {name.lower(): name for name in GPU_TYPES}
 MAX_GPU_COUNT = 8
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """`value` as it goes into a message: quoted, escaped, on one line, not too long."""
+    if isinstance(value, str) and len(value) > limit:
+        return repr(value[:limit]) + "..."
+    text = repr(value)
+    return text if len(text) <= limit + 2 else text[:limit] + "..."
+
+
+def kind_of(value: Any) -> str:
+    """What a YAML value is, in a user's words."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "true/false"
+    names = {
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "a mapping",
+    }
+    return names.get(type(value), type(value).__name__)
+
+
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
     """The nearest choice to `word`, or None when nothing is close."""
     lowered = {c.lower(): c for c in choices}
@@ -31,19 +56,24 @@ def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
 
 def normalize_one(value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"a GPU is a name like 'L40S' or 'H100:2', not {type(value).__name__}")
+        raise ValueError(f"a GPU is a name like 'L40S' or 'H100:2', not {kind_of(value)}")
     name, sep, count_text = value.strip().partition(":")
     canonical = _BY_KEY.get(name.strip().lower())
     if canonical is None:
         hint = suggest(name.strip(), GPU_TYPES)
         did_you_mean = f"; did you mean '{hint}'?" if hint else ""
         raise ValueError(
-            f"unknown GPU {value!r}{did_you_mean} (known: {', '.join(GPU_TYPES)})"
+            f"unknown GPU {shown(value)}{did_you_mean} (known: {', '.join(GPU_TYPES)})"
         )
     if not sep:
         return canonical
-    if not count_text.strip().isdigit() or not 1 <= int(count_text) <= MAX_GPU_COUNT:
-        raise ValueError(f"GPU count in {value!r} must be a whole number from 1 to {MAX_GPU_COUNT}")
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+    if not re.fullmatch(r"[0-9]{1,3}", count_text.strip()) or not (
+        1 <= int(count_text) <= MAX_GPU_COUNT
+    ):
+        raise ValueError(
+            f"GPU count in {shown(value)} must be a whole number from 1 to {MAX_GPU_COUNT}"
+        )
     count = int(count_text)
     return canonical if count == 1 else f"{canonical}:{count}"
 
@@ -56,8 +86,9 @@ def normalize(value: Any) -> list[str] | None:
         if not value:
             raise ValueError("an empty GPU list; omit `gpu` (or set it to null) for CPU only")
         names = [normalize_one(v) for v in value]
-        if len(set(names)) != len(names):
-            raise ValueError("the GPU fallback list names the same GPU twice")
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"the GPU fallback list names {name} twice")
         return names
     return [normalize_one(value)]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import unicodedata
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +19,7 @@ from pydantic import (
 )
 
 from endpointgen.spec import gpu as gpu_names
+from endpointgen.spec.gpu import shown
 
 Task = Literal["text-generation", "text-classification", "embeddings"]
 Action = Literal["health", "generate", "classify", "embed", "webhook"]
@@ -24,14 +27,49 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 AuthMode = Literal["none", "api_key", "bearer", "jwt", "proxy"]
 
 # Modal object names: letters, digits, dashes, periods, underscores; under 64 characters.
-SecretName = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,63}$")]
-EnvVar = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
-HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")]
-EnvName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+_SECRET_NAME = r"^[A-Za-z0-9._-]{1,63}$"
+_ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+_HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
+_ENV_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
+_APP_NAME = r"^[a-z][a-z0-9-]{0,47}$"
+_ROUTE_PATH = r"^/[A-Za-z0-9._~/-]*$"
+SecretName = Annotated[str, Field(pattern=_SECRET_NAME)]
+EnvVar = Annotated[str, Field(pattern=_ENV_VAR)]
+HeaderName = Annotated[str, Field(pattern=_HEADER_NAME)]
+EnvName = Annotated[str, Field(pattern=_ENV_NAME)]
+
+# What each pattern means, for error messages: (what the value is, the rule).
+PATTERNS = {
+    _SECRET_NAME: (
+        "Modal Secret name",
+        "use letters, digits, '.', '_' and '-', at most 63 characters",
+    ),
+    _ENV_VAR: (
+        "environment variable name",
+        "use letters, digits and '_', not starting with a digit, at most 128 characters",
+    ),
+    _HEADER_NAME: (
+        "HTTP header name",
+        "use letters, digits and '-' (no spaces), at most 64 characters",
+    ),
+    _ENV_NAME: (
+        "environment name",
+        "use lowercase letters, digits, '_' and '-', starting with a letter, at most 32 characters",
+    ),
+    _APP_NAME: (
+        "app name",
+        "use lowercase letters, digits and '-', starting with a letter, at most 48 characters",
+    ),
+    _ROUTE_PATH: (
+        "route path",
+        "start with '/' and use only letters, digits and . _ ~ / -",
+    ),
+}
 
 RATE_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-_RATE = re.compile(r"^\s*(\d{1,9})\s*/\s*([a-z]+?)s?\s*$")
-_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+# Matched whole (fullmatch: `$` alone would let a trailing newline through), ASCII only.
+_RATE = re.compile(r"\s*([0-9]{1,9})\s*/\s*([a-z]+?)s?\s*", re.ASCII)
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", re.ASCII)
 
 
 def _upper(value: Any) -> Any:
@@ -39,11 +77,14 @@ def _upper(value: Any) -> Any:
 
 
 def _env_value(value: Any) -> Any:
-    """`env:` values may be written as numbers or booleans; they reach the app as strings."""
+    """`env:` values may be written as numbers or booleans; they reach the app as
+    strings. No environment variable can hold a NUL character."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return str(value)
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("an environment variable cannot hold a NUL character (\\0)")
     return value
 
 
@@ -61,6 +102,26 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _model_id(model_id: str) -> str:
+    """A Hub repo id or a directory: no control characters (a path cannot hold NUL),
+    and `~user/...` must name a user this machine knows, or the build cannot find it."""
+    if any(unicodedata.category(ch) == "Cc" for ch in model_id):
+        raise ValueError(
+            f"{shown(model_id)} holds a control character; a model id is a Hub repo "
+            "id or a directory"
+        )
+    if model_id.startswith("~"):
+        try:
+            Path(model_id).expanduser()
+        except RuntimeError:
+            user = model_id[1:].split("/", 1)[0]
+            raise ValueError(
+                f"{shown(model_id)} starts with '~{user}', but this machine has no "
+                "home directory for that user"
+            ) from None
+    return model_id
+
+
 class Model(Strict):
     """The model an app serves."""
 
@@ -71,9 +132,17 @@ class Model(Strict):
     )
     task: Task
     revision: str | None = Field(
-        default=None, min_length=1, max_length=256, description="git revision on the Hub"
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="git revision on the Hub",
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        return _model_id(value)
 
 
 class Resources(Strict):
@@ -134,9 +203,9 @@ class Cors(Strict):
     @classmethod
     def _origins(cls, origins: list[str]) -> list[str]:
         for origin in origins:
-            if origin != "*" and not _ORIGIN.match(origin):
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(
-                    f"origin {origin!r} is not '*' or scheme://host[:port] "
+                    f"origin {shown(origin)} is not '*' or scheme://host[:port] "
                     "(no path, no trailing slash)"
                 )
         return origins
@@ -147,7 +216,7 @@ class Cors(Strict):
         allowed = {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "*"}
         for method in methods or []:
             if method not in allowed:
-                raise ValueError(f"unknown HTTP method {method!r}")
+                raise ValueError(f"unknown HTTP method {shown(method)}")
         return methods
 
 
@@ -174,13 +243,15 @@ class RateLimit(Strict):
 
 def parse_rate(text: str) -> tuple[int, int]:
     """`"60/minute"` -> `(60, 60)`: requests allowed, window in seconds."""
-    match = _RATE.match(text)
+    match = _RATE.fullmatch(text)
     unit = match.group(2) if match else ""
     if not match or unit not in RATE_UNITS:
-        raise ValueError(f"{text!r} is not a rate like '60/minute' (units: second, minute, hour, day)")
+        raise ValueError(
+            f"{shown(text)} is not a rate like '60/minute' (units: second, minute, hour, day)"
+        )
     amount = int(match.group(1))
     if amount < 1:
-        raise ValueError(f"{text!r} allows no requests at all; the smallest limit is 1")
+        raise ValueError(f"{shown(text)} allows no requests at all; the smallest limit is 1")
     return amount, RATE_UNITS[unit]
 
 
@@ -190,7 +261,14 @@ def _rate_limit_kind(value: Any) -> str:
 
 def _off(value: Any) -> Any:
     """`rate_limit: off` is YAML for false; read it as the `none` it means."""
-    return "none" if value is False else value
+    if value is False or value == "none":
+        return "none"
+    if isinstance(value, str) and _RATE.fullmatch(value):
+        raise ValueError(f"write a route's limit as `rate_limit: {{limit: {value.strip()}}}`")
+    raise ValueError(
+        f"a route's rate_limit is a mapping like `{{limit: 60/minute}}`, or `none`; "
+        f"not {shown(value)}"
+    )
 
 
 RouteRateLimit = Annotated[
@@ -202,7 +280,7 @@ RouteRateLimit = Annotated[
 
 class Route(Strict):
     path: str = Field(
-        pattern=r"^/[A-Za-z0-9._~/-]*$",
+        pattern=_ROUTE_PATH,
         max_length=256,
         description="URL path, starting with /",
     )
@@ -211,13 +289,14 @@ class Route(Strict):
     summary: str | None = Field(default=None, max_length=200, description="shown in /docs")
     stream: bool = Field(default=False, description="generate: Server-Sent Events")
     auth: Literal["none"] | None = Field(default=None, description="`none` makes this route open")
-    public: bool = Field(
-        default=False, description="allow a model action without auth, knowingly"
-    )
+    public: bool = Field(default=False, description="allow a model action without auth, knowingly")
     rate_limit: RouteRateLimit | None = None
     max_tokens: int | None = Field(default=None, ge=1, le=1_000_000, description="ceiling")
     max_chars: int | None = Field(
-        default=None, ge=1, le=100_000_000, description="longest prompt or text, in characters"
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="longest prompt or text, in characters",
     )
     max_items: int | None = Field(default=None, ge=1, le=100_000, description="texts per request")
     max_bytes: int | None = Field(default=None, ge=1, le=1 << 34, description="largest body")
@@ -235,7 +314,7 @@ class Spec(Strict):
 
     version: Literal[1] = 1
     name: str = Field(
-        pattern=r"^[a-z][a-z0-9-]{0,47}$",
+        pattern=_APP_NAME,
         description="the Modal app name; lowercase letters, digits and dashes",
     )
     description: str = Field(default="", max_length=4096)

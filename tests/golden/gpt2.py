@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 
 import modal
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 APP_NAME = "gpt2"
@@ -118,12 +119,15 @@ log = logging.getLogger(APP_NAME)
 # --- Request and response bodies (they appear in /openapi.json) ---
 
 
+GREEDY_BELOW = 0.01  # smaller temperatures overflow the logits; they mean "greedy"
+
+
 class GenerateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1)
     max_tokens: int = Field(default=64, ge=1, description="new tokens at most")
-    temperature: float = Field(default=1.0, ge=0, le=2, description="0 means greedy")
+    temperature: float = Field(default=1.0, ge=0, le=2, description="< 0.01 is greedy")
     top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     stop: str | list[str] | None = Field(default=None, description="stop before these")
@@ -182,6 +186,19 @@ class TextGenerator:
         self.model.to(device).eval()
         self.lock = threading.Lock()
 
+    def context_problem(self, request: GenerateRequest) -> str | None:
+        """Why the prompt and max_tokens do not fit the model's context, if they don't."""
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if not context:
+            return None
+        prompt = len(self.tokenizer(request.prompt)["input_ids"])
+        if prompt + request.max_tokens > context:
+            return (
+                f"the prompt ({prompt} tokens) plus max_tokens ({request.max_tokens}) "
+                f"exceed the model's context of {context} tokens"
+            )
+        return None
+
     def generate(
         self,
         request: GenerateRequest,
@@ -206,7 +223,7 @@ class TextGenerator:
             if self.tokenizer.pad_token_id is not None
             else self.tokenizer.eos_token_id,
         }
-        if request.temperature > 0:
+        if request.temperature >= GREEDY_BELOW:
             options.update(
                 do_sample=True, temperature=request.temperature, top_p=request.top_p
             )
@@ -625,12 +642,16 @@ def create_app(state: ModelState) -> FastAPI:
             raise HTTPException(503, f"model is not ready ({state.status})")
 
     for route in ROUTES:
+        # Run in this order. A limit by client address counts before auth, so guessing
+        # keys is throttled too; a limit by credential counts after auth has found it.
         guards = []
+        rule = route["rate_limit"]
+        if rule is not None and rule["key"] == "ip":
+            guards.append(Depends(make_rate_limit(rule, windows, no_auth)))
         if route["auth"] != "none":
             guards.append(Depends(auth))
-        if route["rate_limit"] is not None:
-            after = auth if route["auth"] != "none" else no_auth
-            guards.append(Depends(make_rate_limit(route["rate_limit"], windows, after)))
+        if rule is not None and rule["key"] == "api_key":
+            guards.append(Depends(make_rate_limit(rule, windows, auth)))
         if route["action"] != "health":
             guards.append(Depends(model_ready))
         ACTIONS[route["action"]](web, route, state, guards)
@@ -665,6 +686,9 @@ def add_generate(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> N
             raise reject("max_tokens", f"must be at most {route['max_tokens']}")
         if len(request.prompt) > route["max_chars"]:
             raise reject("prompt", f"must be at most {route['max_chars']} characters")
+        problem = state.engine.context_problem(request)
+        if problem:
+            raise reject("prompt", problem)
         return request
 
     if route["stream"]:

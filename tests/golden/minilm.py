@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 
 import modal
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 APP_NAME = "minilm"
@@ -579,12 +580,16 @@ def create_app(state: ModelState) -> FastAPI:
             raise HTTPException(503, f"model is not ready ({state.status})")
 
     for route in ROUTES:
+        # Run in this order. A limit by client address counts before auth, so guessing
+        # keys is throttled too; a limit by credential counts after auth has found it.
         guards = []
+        rule = route["rate_limit"]
+        if rule is not None and rule["key"] == "ip":
+            guards.append(Depends(make_rate_limit(rule, windows, no_auth)))
         if route["auth"] != "none":
             guards.append(Depends(auth))
-        if route["rate_limit"] is not None:
-            after = auth if route["auth"] != "none" else no_auth
-            guards.append(Depends(make_rate_limit(route["rate_limit"], windows, after)))
+        if rule is not None and rule["key"] == "api_key":
+            guards.append(Depends(make_rate_limit(rule, windows, auth)))
         if route["action"] != "health":
             guards.append(Depends(model_ready))
         ACTIONS[route["action"]](web, route, state, guards)

@@ -1,0 +1,1132 @@
+"""Broken specs, and the exact line each must give: `spec.yaml:LINE:COL: key.path: message`.
+
+Every case is validated as `spec.yaml` from inside its folder, so the lines read as a
+user sees them from `endpointgen validate spec.yaml`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from endpointgen import pipeline
+from endpointgen.cli import app
+from endpointgen.errors import SpecError
+from endpointgen.spec import Spec
+from endpointgen.spec.models import (
+    Auth,
+    Batching,
+    Cors,
+    Model,
+    RateLimit,
+    Resources,
+    Route,
+    Scaling,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A valid spec; the cases below add to it (from line 11 on) or change one of its lines.
+#  1 name / 2 model / 3 id / 4 task / 5 auth / 6 mode / 7 routes / 8 path / 9 method
+# 10 action
+BASE = """\
+name: demo
+model:
+  id: gpt2
+  task: text-generation
+auth:
+  mode: bearer
+routes:
+  - path: /generate
+    method: POST
+    action: generate
+"""
+
+GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
+TOP_KEYS = (
+    "version, name, description, model, gpu, resources, scaling, batching, secrets, "
+    "env, auth, cors, rate_limit, routes, environments"
+)
+APP_NAME_RULE = (
+    "is not a valid app name: use lowercase letters, digits and '-', "
+    "starting with a letter, at most 48 characters"
+)
+EMPTY = "spec.yaml:1:1: the file is empty; a spec needs at least `name` and `routes`"
+
+
+def changed(old: str, new: str) -> str:
+    assert old in BASE
+    return BASE.replace(old, new, 1)
+
+
+CASES = [
+    # --- unknown keys, with a did-you-mean -------------------------------------------
+    pytest.param(
+        "gpus: L40S\n" + BASE,
+        ["spec.yaml:1:1: gpus: unknown key 'gpus'; did you mean 'gpu'?"],
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        BASE + "    methd: POST\n",
+        ["spec.yaml:11:5: routes[0].methd: unknown key 'methd'; did you mean 'method'?"],
+        id="unknown-route-key",
+    ),
+    pytest.param(
+        BASE + "xyzzy: blue\n",
+        [f"spec.yaml:11:1: xyzzy: unknown key 'xyzzy' (allowed here: {TOP_KEYS})"],
+        id="unknown-key-lists-the-allowed-ones",
+    ),
+    pytest.param(
+        BASE + "scaling:\n  max_container: 3\n",
+        [
+            "spec.yaml:12:3: scaling.max_container: unknown key 'max_container'; "
+            "did you mean 'max_containers'?"
+        ],
+        id="unknown-nested-key",
+    ),
+    # --- wrong types and values ------------------------------------------------------
+    pytest.param(
+        BASE + "scaling:\n  max_containers: four\n",
+        ["spec.yaml:12:19: scaling.max_containers: expected a whole number, got 'four'"],
+        id="int-given-a-word",
+    ),
+    pytest.param(
+        BASE + "scaling:\n  max_containers: 0\n  scaledown_window: 99999\n",
+        [
+            "spec.yaml:12:19: scaling.max_containers: must be at least 1, not 0",
+            "spec.yaml:13:21: scaling.scaledown_window: must be at most 3600, not 99999",
+        ],
+        id="numbers-out-of-range",
+    ),
+    pytest.param(
+        BASE + "resources:\n  cpu: lots\n",
+        ["spec.yaml:12:8: resources.cpu: expected a number, got 'lots'"],
+        id="float-given-a-word",
+    ),
+    pytest.param(
+        BASE + "routes_extra: 1\n",
+        ["spec.yaml:11:1: routes_extra: unknown key 'routes_extra'; did you mean 'routes'?"],
+        id="near-miss-of-a-key",
+    ),
+    pytest.param(
+        "name: demo\nroutes: 5\n",
+        ["spec.yaml:2:9: routes: expected a list, got a number"],
+        id="routes-not-a-list",
+    ),
+    pytest.param(
+        "name: demo\nroutes: []\n",
+        ["spec.yaml:2:9: routes: must have at least 1 item, not 0"],
+        id="routes-empty",
+    ),
+    pytest.param(
+        changed("model:\n  id: gpt2\n  task: text-generation\n", "model: gpt2\n"),
+        ["spec.yaml:2:8: model: expected a mapping (key: value), got a string"],
+        id="model-not-a-mapping",
+    ),
+    pytest.param(
+        changed("  id: gpt2\n", "  id: gpt2\n  revision: 2024\n"),
+        ["spec.yaml:4:13: model.revision: expected a string, got a number; put it in quotes"],
+        id="string-given-a-number",
+    ),
+    pytest.param(
+        changed("task: text-generation", "task: text-gen"),
+        [
+            "spec.yaml:4:9: model.task: 'text-gen' is not one of text-generation, "
+            "text-classification, embeddings; did you mean 'text-generation'?"
+        ],
+        id="bad-task",
+    ),
+    pytest.param(
+        "version: 2\n" + BASE,
+        ["spec.yaml:1:10: version: must be 1, not 2"],
+        id="bad-version",
+    ),
+    pytest.param(
+        BASE + "description: " + "x" * 4097 + "\n",
+        ["spec.yaml:11:14: description: must be at most 4096 characters long, not 4097"],
+        id="description-too-long",
+    ),
+    pytest.param(
+        BASE + "env:\n  A: [1]\n",
+        ["spec.yaml:12:6: env.A: expected a string, got a list"],
+        id="env-value-a-list",
+    ),
+    pytest.param(
+        BASE + "env:\n  1X: one\n",
+        [
+            "spec.yaml:12:3: env.1X: '1X' is not a valid environment variable name: "
+            "use letters, digits and '_', not starting with a digit, at most 128 characters"
+        ],
+        id="bad-env-name",
+    ),
+    pytest.param(
+        BASE + "secrets: ['bad name']\n",
+        [
+            "spec.yaml:11:11: secrets[0]: 'bad name' is not a valid Modal Secret name: "
+            "use letters, digits, '.', '_' and '-', at most 63 characters"
+        ],
+        id="bad-secret-name",
+    ),
+    pytest.param(
+        changed("path: /generate", "path: generate"),
+        [
+            "spec.yaml:8:11: routes[0].path: 'generate' is not a valid route path: "
+            "start with '/' and use only letters, digits and . _ ~ / -"
+        ],
+        id="route-path-without-slash",
+    ),
+    pytest.param(
+        changed("method: POST", "method: FETCH"),
+        [
+            "spec.yaml:9:13: routes[0].method: 'FETCH' is not one of GET, POST, PUT, "
+            "PATCH, DELETE; did you mean 'PATCH'?"
+        ],
+        id="bad-method",
+    ),
+    pytest.param(
+        BASE + "scaling:\n  min_containers: 5\n  max_containers: 2\n",
+        ["spec.yaml:12:3: scaling: min_containers is larger than max_containers"],
+        id="min-above-max",
+    ),
+    pytest.param(
+        BASE + "cors:\n  origins: ['https://example.com/']\n",
+        [
+            "spec.yaml:12:12: cors.origins: origin 'https://example.com/' is not '*' or "
+            "scheme://host[:port] (no path, no trailing slash)"
+        ],
+        id="cors-origin-with-path",
+    ),
+    pytest.param(
+        BASE + 'cors:\n  origins: ["https://example.com\\n"]\n',
+        [
+            "spec.yaml:12:12: cors.origins: origin 'https://example.com\\n' is not '*' "
+            "or scheme://host[:port] (no path, no trailing slash)"
+        ],
+        id="cors-origin-with-trailing-newline",
+    ),
+    # --- GPUs ------------------------------------------------------------------------
+    pytest.param(
+        BASE + "gpu: l40\n",
+        [f"spec.yaml:11:6: gpu: unknown GPU 'l40'; did you mean 'L40S'? (known: {GPUS})"],
+        id="gpu-unknown-with-suggestion",
+    ),
+    pytest.param(
+        BASE + 'gpu: "H100:9"\n',
+        ["spec.yaml:11:6: gpu: GPU count in 'H100:9' must be a whole number from 1 to 8"],
+        id="gpu-count-too-high",
+    ),
+    pytest.param(
+        BASE + 'gpu: "H100:²"\n',
+        ["spec.yaml:11:6: gpu: GPU count in 'H100:²' must be a whole number from 1 to 8"],
+        id="gpu-count-superscript-digit",
+    ),
+    pytest.param(
+        BASE + "gpu: [h100, H100]\n",
+        ["spec.yaml:11:6: gpu: the GPU fallback list names H100 twice"],
+        id="gpu-list-duplicates",
+    ),
+    pytest.param(
+        BASE + "gpu: [h100, a100-80gb, l40]\n",
+        [f"spec.yaml:11:6: gpu: unknown GPU 'l40'; did you mean 'L40S'? (known: {GPUS})"],
+        id="gpu-list-with-unknown",
+    ),
+    pytest.param(
+        BASE + "gpu: []\n",
+        ["spec.yaml:11:6: gpu: an empty GPU list; omit `gpu` (or set it to null) for CPU only"],
+        id="gpu-empty-list",
+    ),
+    pytest.param(
+        BASE + "gpu: 4\n",
+        ["spec.yaml:11:6: gpu: a GPU is a name like 'L40S' or 'H100:2', not a number"],
+        id="gpu-a-number",
+    ),
+    # --- actions and names -----------------------------------------------------------
+    pytest.param(
+        changed("action: generate", "action: generat"),
+        [
+            "spec.yaml:10:13: routes[0].action: 'generat' is not one of health, "
+            "generate, classify, embed, webhook; did you mean 'generate'?"
+        ],
+        id="unknown-action",
+    ),
+    pytest.param(
+        changed("name: demo", "name: Demo"),
+        [f"spec.yaml:1:7: name: 'Demo' {APP_NAME_RULE}"],
+        id="name-uppercase",
+    ),
+    pytest.param(
+        changed("name: demo", "name: " + "a" * 49),
+        [f"spec.yaml:1:7: name: '{'a' * 49}' {APP_NAME_RULE}"],
+        id="name-too-long",
+    ),
+    pytest.param(
+        changed("name: demo", "name: 1demo"),
+        [f"spec.yaml:1:7: name: '1demo' {APP_NAME_RULE}"],
+        id="name-starts-with-digit",
+    ),
+    pytest.param(
+        changed("name: demo", "name: 42"),
+        ["spec.yaml:1:7: name: expected a string, got a number; put it in quotes"],
+        id="name-a-number",
+    ),
+    # --- rate limits -----------------------------------------------------------------
+    pytest.param(
+        BASE + "rate_limit:\n  limit: 60/minit\n",
+        [
+            "spec.yaml:12:10: rate_limit.limit: '60/minit' is not a rate like "
+            "'60/minute' (units: second, minute, hour, day)"
+        ],
+        id="rate-unknown-unit",
+    ),
+    pytest.param(
+        BASE + "rate_limit:\n  limit: 0/minute\n",
+        [
+            "spec.yaml:12:10: rate_limit.limit: '0/minute' allows no requests at all; "
+            "the smallest limit is 1"
+        ],
+        id="rate-zero",
+    ),
+    pytest.param(
+        BASE + "rate_limit:\n  limit: lots\n",
+        [
+            "spec.yaml:12:10: rate_limit.limit: 'lots' is not a rate like '60/minute' "
+            "(units: second, minute, hour, day)"
+        ],
+        id="rate-not-a-rate",
+    ),
+    pytest.param(
+        BASE + "    rate_limit: 10/minute\n",
+        [
+            "spec.yaml:11:17: routes[0].rate_limit: write a route's limit as "
+            "`rate_limit: {limit: 10/minute}`"
+        ],
+        id="route-rate-limit-as-a-string",
+    ),
+    pytest.param(
+        BASE + "    rate_limit: 7\n",
+        [
+            "spec.yaml:11:17: routes[0].rate_limit: a route's rate_limit is a mapping "
+            "like `{limit: 60/minute}`, or `none`; not 7"
+        ],
+        id="route-rate-limit-a-number",
+    ),
+    pytest.param(
+        BASE + "    rate_limit: {limit: lots}\n",
+        [
+            "spec.yaml:11:25: routes[0].rate_limit.limit: 'lots' is not a rate like "
+            "'60/minute' (units: second, minute, hour, day)"
+        ],
+        id="route-rate-limit-bad-limit",
+    ),
+    # --- required keys: the problem points at the parent -----------------------------
+    pytest.param(
+        "name: demo\n",
+        ["spec.yaml:1:1: routes: required key is missing"],
+        id="routes-missing",
+    ),
+    pytest.param(
+        "# a comment first\n\nname: demo\n",
+        ["spec.yaml:3:1: routes: required key is missing"],
+        id="routes-missing-after-comments",
+    ),
+    pytest.param(
+        changed("  task: text-generation\n", ""),
+        ["spec.yaml:3:3: model.task: required key is missing"],
+        id="model-task-missing",
+    ),
+    pytest.param(
+        BASE + "  - method: GET\n    action: health\n",
+        ["spec.yaml:11:5: routes[1].path: required key is missing"],
+        id="route-path-missing",
+    ),
+    # --- what the YAML itself may not hold -------------------------------------------
+    pytest.param(
+        BASE + "description: !!python/object/apply:os.system ['echo pwned']\n",
+        [
+            "spec.yaml:11:14: description: YAML tag !!python/object/apply:os.system "
+            "is not allowed in a spec"
+        ],
+        id="python-tag",
+    ),
+    pytest.param(
+        BASE + "description: !custom x\n",
+        ["spec.yaml:11:14: description: YAML tag !custom is not allowed in a spec"],
+        id="custom-tag",
+    ),
+    pytest.param(
+        BASE + "description: !!binary aGVsbG8=\n",
+        ["spec.yaml:11:14: description: YAML tag !!binary is not allowed in a spec"],
+        id="binary-tag",
+    ),
+    pytest.param(
+        BASE + "secrets: !!str [a]\n",
+        ["spec.yaml:11:10: secrets: YAML tag !!str does not fit this value"],
+        id="tag-that-does-not-fit",
+    ),
+    pytest.param("", [EMPTY], id="empty-file"),
+    pytest.param("# only\n# comments\n\n", [EMPTY], id="only-comments"),
+    pytest.param("---\n", [EMPTY], id="only-a-document-marker"),
+    pytest.param(
+        "- name: demo\n- routes: []\n",
+        ["spec.yaml:1:1: a spec must be a YAML mapping (key: value), not a list"],
+        id="top-level-list",
+    ),
+    pytest.param(
+        "just some words\n",
+        ["spec.yaml:1:1: a spec must be a YAML mapping (key: value), not a single value"],
+        id="top-level-scalar",
+    ),
+    pytest.param(
+        b"name: demo\x00\x01\x02\xff\n",
+        ["spec.yaml:1:1: not a text file (it contains NUL bytes)"],
+        id="binary-junk",
+    ),
+    pytest.param(
+        b"name: demo\ndescription: caf\xe9\n",
+        ["spec.yaml:2:17: not UTF-8 text"],
+        id="invalid-utf8",
+    ),
+    pytest.param(
+        "\ufeffname: demo\ndescription: café ".encode() + b"\xff\n",
+        ["spec.yaml:2:19: not UTF-8 text"],
+        id="invalid-utf8-column-in-characters",
+    ),
+    pytest.param(
+        BASE + "name: other\n",
+        ["spec.yaml:11:1: name: duplicate key (first given on line 1)"],
+        id="duplicate-key",
+    ),
+    pytest.param(
+        BASE + "    action: health\n",
+        ["spec.yaml:11:5: routes[0].action: duplicate key (first given on line 10)"],
+        id="duplicate-nested-key",
+    ),
+    pytest.param(
+        BASE + 'cors:\n  origins: ["https://example.com"\n',
+        [
+            "spec.yaml:13:1: invalid YAML: expected ',' or ']', but got the end of the "
+            "file (while parsing a [...] list at line 12, column 12)"
+        ],
+        id="unclosed-bracket",
+    ),
+    pytest.param(
+        BASE + 'description: "never closed\n',
+        [
+            "spec.yaml:12:1: invalid YAML: found unexpected end of the file (while "
+            "scanning a quoted string at line 11, column 14)"
+        ],
+        id="unclosed-quote",
+    ),
+    pytest.param(
+        BASE + "description: a: b\n",
+        ["spec.yaml:11:15: invalid YAML: mapping values are not allowed here"],
+        id="colon-in-plain-value",
+    ),
+    pytest.param(
+        BASE + "\tdescription: tabbed\n",
+        ["spec.yaml:11:1: invalid YAML: a tab character here; indent YAML with spaces"],
+        id="tab-indent",
+    ),
+    pytest.param(
+        BASE + "description: *nowhere\n",
+        ["spec.yaml:11:14: invalid YAML: found undefined alias 'nowhere'"],
+        id="undefined-alias",
+    ),
+    pytest.param(
+        BASE + "resources: &r\n  cpu: 1\nscaling:\n  <<: *r\n",
+        ["spec.yaml:14:3: scaling: YAML merge keys (<<) are not supported; write the keys out"],
+        id="merge-key",
+    ),
+    pytest.param(
+        BASE + "---\n" + BASE,
+        ["spec.yaml:11:1: a spec is one YAML document, but another one (`---`) starts here"],
+        id="two-documents",
+    ),
+    pytest.param(
+        "---\n" + BASE + "---\n" + BASE,
+        ["spec.yaml:12:1: a spec is one YAML document, but another one (`---`) starts here"],
+        id="two-documents-both-marked",
+    ),
+    pytest.param(
+        BASE + "secrets: &loop [*loop]\n",
+        [
+            "spec.yaml:11:10: secrets[0]: a YAML alias (*name) here refers to a value "
+            "that contains it"
+        ],
+        id="recursive-alias",
+    ),
+    pytest.param(
+        BASE + "description: " + "[" * 3000 + "]" * 3000 + "\n",
+        ["spec.yaml:1:1: invalid YAML: lists or mappings nested too deeply"],
+        id="nested-too-deep-for-the-parser",
+    ),
+    pytest.param(
+        BASE + "description: " + "[" * 70 + "]" * 70 + "\n",
+        [
+            "spec.yaml:11:78: description"
+            + "[0]" * 64
+            + ": lists or mappings nested more than 64 deep"
+        ],
+        id="nested-too-deep",
+    ),
+    pytest.param(
+        BASE + '"bad\\nkey": 1\n',
+        [f"spec.yaml:11:1: 'bad\\nkey': unknown key 'bad\\nkey' (allowed here: {TOP_KEYS})"],
+        id="key-with-a-newline-stays-on-one-line",
+    ),
+    # --- checks beyond the schema (endpointgen/checks.py) ----------------------------
+    pytest.param(
+        BASE + "  - path: /generate\n    method: post\n    action: generate\n",
+        ["spec.yaml:11:11: routes[1].path: POST /generate is already defined by routes[0]"],
+        id="duplicate-method-and-path",
+    ),
+    pytest.param(
+        changed("  mode: bearer", "  mode: none"),
+        [
+            "spec.yaml:8:5: routes[0]: POST /generate runs the model with no auth; set "
+            "`auth.mode` for the app, or mark this route `public: true` to serve it openly"
+        ],
+        id="model-route-without-auth",
+    ),
+    pytest.param(
+        BASE + "    auth: none\n",
+        [
+            "spec.yaml:8:5: routes[0]: POST /generate runs the model with no auth; set "
+            "`auth.mode` for the app, or mark this route `public: true` to serve it openly"
+        ],
+        id="model-route-opting-out-of-auth",
+    ),
+    pytest.param(
+        BASE + "cors:\n  origins: ['*']\n  credentials: true\n",
+        [
+            "spec.yaml:13:16: cors.credentials: `credentials: true` with origin '*' lets "
+            "any site send your users' credentials; list the origins instead"
+        ],
+        id="cors-star-with-credentials",
+    ),
+    pytest.param(
+        changed("action: generate", "action: embed"),
+        [
+            "spec.yaml:10:13: routes[0].action: POST /generate: `embed` needs a "
+            "embeddings model, but model.task is text-generation"
+        ],
+        id="action-does-not-fit-task",
+    ),
+    pytest.param(
+        "name: demo\nauth:\n  mode: bearer\nroutes:\n  - path: /g\n    action: generate\n",
+        ["spec.yaml:6:13: routes[0].action: GET /g runs `generate` but the spec has no `model`"],
+        id="model-action-without-model",
+    ),
+    pytest.param(
+        BASE + "  - path: /hook\n    method: POST\n    action: webhook\n",
+        [
+            "spec.yaml:11:5: routes[1]: webhook route POST /hook needs `env`",
+            "spec.yaml:11:5: routes[1]: webhook route POST /hook needs `provider`",
+            "spec.yaml:11:5: routes[1]: webhook route POST /hook needs `secret`",
+        ],
+        id="webhook-missing-provider-secret-env",
+    ),
+    pytest.param(
+        BASE + "    provider: github\n",
+        ["spec.yaml:11:15: routes[0].provider: `provider` applies to webhook routes only"],
+        id="webhook-key-on-another-route",
+    ),
+    pytest.param(
+        BASE + "  - path: /health\n    action: health\n    stream: true\n",
+        ["spec.yaml:13:13: routes[1].stream: `stream: true` applies to generate routes only"],
+        id="stream-on-health",
+    ),
+    pytest.param(
+        BASE + "    max_items: 3\n",
+        [
+            "spec.yaml:11:16: routes[0].max_items: `max_items` applies to classify, "
+            "embed routes, not generate"
+        ],
+        id="max-items-on-generate",
+    ),
+    pytest.param(
+        changed("  mode: bearer", "  mode: none")
+        + "    public: true\nrate_limit:\n  limit: 5/minute\n  key: api_key\n",
+        [
+            "spec.yaml:14:8: rate_limit.key: POST /generate has no auth, so "
+            "`key: api_key` has no credential to count by; use `key: ip`"
+        ],
+        id="rate-limit-by-api-key-without-auth",
+    ),
+    pytest.param(
+        BASE + "batching:\n  max_batch_size: 4\n",
+        [
+            "spec.yaml:12:3: batching: batching applies to classify and embed; "
+            "text-generation requests run one at a time"
+        ],
+        id="batching-text-generation",
+    ),
+    pytest.param(
+        changed("mode: bearer", "mode: proxy") + "    auth: none\n    public: true\n",
+        [
+            "spec.yaml:11:11: routes[0].auth: with auth mode `proxy` Modal guards the "
+            "whole app at its edge; a route cannot opt out with `auth: none`"
+        ],
+        id="proxy-route-opting-out",
+    ),
+    pytest.param(
+        BASE + "secrets: [sk-abcdefghijklmnop]\n",
+        [
+            "spec.yaml:11:11: secrets[0]: this looks like a key or token, not the name "
+            "of a Modal Secret; store the value in a Modal Secret and put its name here"
+        ],
+        id="token-pasted-as-a-secret-name",
+    ),
+    pytest.param(
+        changed("mode: bearer", "mode: bearer\n  secret: ghp_abcdefghijklmnopqrstuvwxyz"),
+        [
+            "spec.yaml:7:11: auth.secret: this looks like a key or token, not the name "
+            "of a Modal Secret; store the value in a Modal Secret and put its name here"
+        ],
+        id="token-pasted-as-the-auth-secret",
+    ),
+    pytest.param(
+        BASE + "env:\n  API_TOKEN: abcdefgh12\n",
+        [
+            "spec.yaml:12:14: env.API_TOKEN: `env` values ship in the built code; put "
+            "API_TOKEN in a Modal Secret and list it under `secrets`"
+        ],
+        id="token-in-env",
+    ),
+    # --- environments: a mistake in an overlay points into the overlay ---------------
+    pytest.param(
+        BASE + "environments:\n  prod:\n    gpu: l40\n",
+        [
+            "spec.yaml:13:10: environments.prod.gpu: unknown GPU 'l40'; did you mean "
+            f"'L40S'? (known: {GPUS})"
+        ],
+        id="overlay-bad-gpu",
+    ),
+    pytest.param(
+        BASE + "environments:\n  prod:\n    scaling:\n      max_containers: 0\n",
+        ["spec.yaml:14:23: environments.prod.scaling.max_containers: must be at least 1, not 0"],
+        id="overlay-nested-value",
+    ),
+    pytest.param(
+        BASE + "environments:\n  dev:\n    gpus: T4\n",
+        ["spec.yaml:13:5: environments.dev.gpus: unknown key 'gpus'; did you mean 'gpu'?"],
+        id="overlay-unknown-key",
+    ),
+    pytest.param(
+        BASE
+        + "environments:\n  prod:\n    routes:\n"
+        + "      - path: /health\n        methd: GET\n        action: health\n",
+        [
+            "spec.yaml:15:9: environments.prod.routes[0].methd: unknown key 'methd'; "
+            "did you mean 'method'?"
+        ],
+        id="overlay-route-key",
+    ),
+    pytest.param(
+        BASE + "environments:\n  Prod:\n    gpu: T4\n",
+        [
+            "spec.yaml:12:3: environments.Prod: 'Prod' is not a valid environment name: "
+            "use lowercase letters, digits, '_' and '-', starting with a letter, "
+            "at most 32 characters"
+        ],
+        id="bad-environment-name",
+    ),
+]
+
+
+def write(folder: Path, content: str | bytes) -> Path:
+    path = folder / "spec.yaml"
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+def lines_for(path: str | Path) -> list[str]:
+    return [str(problem) for problem in pipeline.validate(path)]
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(("content", "expected"), CASES)
+def test_broken_spec_gives_exact_lines(
+    in_tmp: Path, content: str | bytes, expected: list[str]
+) -> None:
+    write(in_tmp, content)
+    assert lines_for("spec.yaml") == expected
+
+
+@pytest.mark.parametrize(("content", "expected"), CASES)
+def test_build_refuses_what_validate_refuses(
+    in_tmp: Path, content: str | bytes, expected: list[str]
+) -> None:
+    """`build` raises SpecError, never another exception, for the base and each
+    environment; the problems `validate` finds are the union of those."""
+    path = write(in_tmp, content)
+    try:
+        envs = list(yaml.safe_load(path.read_bytes()).get("environments") or {})
+    except Exception:
+        envs = []
+    found: set[str] = set()
+    for env in [None, *envs]:
+        try:
+            pipeline.build("spec.yaml", in_tmp / "out", env)
+        except SpecError as exc:
+            assert exc.problems
+            found |= {str(problem) for problem in exc.problems}
+    assert sorted(found) == sorted(expected)
+
+
+def test_base_spec_is_valid(in_tmp: Path) -> None:
+    write(in_tmp, BASE)
+    assert lines_for("spec.yaml") == []
+
+
+def test_name_that_shadows_a_module_is_refused(in_tmp: Path) -> None:
+    write(in_tmp, changed("name: demo", "name: json"))
+    [line] = lines_for("spec.yaml")
+    assert line.endswith(
+        "name: 'json' would make a module that shadows Python's `json`; choose another name"
+    )
+
+
+@pytest.mark.xfail(
+    strict=True, reason="plan.name_problems reports 1:1, not where `name` is written"
+)
+def test_name_that_shadows_a_module_names_its_line(in_tmp: Path) -> None:
+    write(in_tmp, "# the app\n" + changed("name: demo", "name: json"))
+    assert lines_for("spec.yaml") == [
+        "spec.yaml:2:7: name: 'json' would make a module that shadows Python's "
+        "`json`; choose another name"
+    ]
+
+
+def test_directory_instead_of_a_file(in_tmp: Path) -> None:
+    (in_tmp / "specs").mkdir()
+    assert lines_for("specs") == ["specs:1:1: is a directory, not a spec file"]
+
+
+def test_missing_file(in_tmp: Path) -> None:
+    assert lines_for("nowhere.yaml") == ["nowhere.yaml:1:1: no such file"]
+
+
+def test_full_path_is_kept_in_each_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "gpus: T4\n" + BASE)
+    assert lines_for(path) == [f"{path}:1:1: gpus: unknown key 'gpus'; did you mean 'gpu'?"]
+
+
+@pytest.mark.parametrize("limit", ["60/minute", " 60 / minutes ", "60/minute\n", "1/day"])
+def test_rate_limit_spellings_that_are_valid(in_tmp: Path, limit: str) -> None:
+    write(in_tmp, BASE + yaml.safe_dump({"rate_limit": {"limit": limit}}))
+    assert lines_for("spec.yaml") == []
+
+
+def test_yes_and_on_keys_are_names_not_booleans(in_tmp: Path) -> None:
+    """YAML 1.1 reads a bare `ON` as true; as a key it is the name the user wrote."""
+    write(in_tmp, BASE + "env:\n  ON: '1'\n  NULL: x\n  Yes: y\n")
+    assert lines_for("spec.yaml") == []
+    _, spec = pipeline.load_spec("spec.yaml")
+    assert spec.env == {"ON": "1", "NULL": "x", "Yes": "y"}
+
+
+def test_model_id_under_an_unknown_home_directory(in_tmp: Path) -> None:
+    write(in_tmp, changed("id: gpt2", "id: ~no-such-user-here/model"))
+    assert lines_for("spec.yaml") == [
+        "spec.yaml:3:7: model.id: '~no-such-user-here/model' starts with "
+        "'~no-such-user-here', but this machine has no home directory for that user"
+    ]
+    with pytest.raises(SpecError):
+        pipeline.build("spec.yaml", in_tmp / "out")
+
+
+# --- all problems at once ------------------------------------------------------------
+
+
+def test_every_problem_is_reported_at_once_sorted_by_line(in_tmp: Path) -> None:
+    # Written in an order unlike pydantic's field order (name, gpu, routes).
+    write(
+        in_tmp,
+        "routes:\n"
+        "  - path: /health\n"
+        "    methd: GET\n"  # line 3
+        "    action: health\n"
+        "gpu: l40\n"  # line 5
+        "name: Demo\n",  # line 6
+    )
+    assert lines_for("spec.yaml") == [
+        "spec.yaml:3:5: routes[0].methd: unknown key 'methd'; did you mean 'method'?",
+        f"spec.yaml:5:6: gpu: unknown GPU 'l40'; did you mean 'L40S'? (known: {GPUS})",
+        f"spec.yaml:6:7: name: 'Demo' {APP_NAME_RULE}",
+    ]
+
+
+def test_every_yaml_problem_is_reported_at_once(in_tmp: Path) -> None:
+    write(
+        in_tmp,
+        BASE
+        + "description: !!python/name:os.system ''\n"  # line 11
+        + "name: again\n"  # line 12
+        + "scaling:\n  <<: {}\n",  # line 14
+    )
+    assert lines_for("spec.yaml") == [
+        "spec.yaml:11:14: description: YAML tag !!python/name:os.system is not allowed in a spec",
+        "spec.yaml:12:1: name: duplicate key (first given on line 1)",
+        "spec.yaml:14:3: scaling: YAML merge keys (<<) are not supported; write the keys out",
+    ]
+
+
+def test_every_check_problem_is_reported_at_once(in_tmp: Path) -> None:
+    write(
+        in_tmp,
+        changed("mode: bearer", "mode: none")  # line 8: routes[0] has no auth
+        + "  - path: /generate\n    method: POST\n    action: generate\n"  # line 11
+        + "batching: {}\n"  # line 14
+        + "secrets: [sk-abcdefghijklmnop]\n",  # line 15
+    )
+    no_auth = (
+        "runs the model with no auth; set `auth.mode` for the app, "
+        "or mark this route `public: true` to serve it openly"
+    )
+    assert lines_for("spec.yaml") == [
+        f"spec.yaml:8:5: routes[0]: POST /generate {no_auth}",
+        f"spec.yaml:11:5: routes[1]: POST /generate {no_auth}",
+        "spec.yaml:11:11: routes[1].path: POST /generate is already defined by routes[0]",
+        "spec.yaml:14:11: batching: batching applies to classify and embed; "
+        "text-generation requests run one at a time",
+        "spec.yaml:15:11: secrets[0]: this looks like a key or token, not the name "
+        "of a Modal Secret; store the value in a Modal Secret and put its name here",
+    ]
+
+
+def test_overlay_and_base_problems_together(in_tmp: Path) -> None:
+    write(
+        in_tmp,
+        BASE
+        + "gpu: l40\n"  # line 11
+        + "environments:\n  dev:\n    scaling:\n      max_inputs: 0\n"  # line 15
+        + "  prod:\n    gpu: h100:99\n",  # line 17
+    )
+    assert lines_for("spec.yaml") == [
+        f"spec.yaml:11:6: gpu: unknown GPU 'l40'; did you mean 'L40S'? (known: {GPUS})",
+        "spec.yaml:15:19: environments.dev.scaling.max_inputs: must be at least 1, not 0",
+        "spec.yaml:17:10: environments.prod.gpu: GPU count in 'h100:99' must be a "
+        "whole number from 1 to 8",
+    ]
+
+
+def test_overlay_value_over_a_base_value_points_at_the_overlay(in_tmp: Path) -> None:
+    write(in_tmp, BASE + "gpu: T4\nenvironments:\n  prod:\n    gpu: l40\n")
+    assert lines_for("spec.yaml") == [
+        "spec.yaml:14:10: environments.prod.gpu: unknown GPU 'l40'; did you mean "
+        f"'L40S'? (known: {GPUS})",
+    ]
+
+
+def test_problem_that_only_an_overlay_causes_is_found(in_tmp: Path) -> None:
+    # The route is fine in the base; `prod` turns auth off under it.
+    write(in_tmp, BASE + "environments:\n  prod:\n    auth:\n      mode: none\n")
+    assert lines_for("spec.yaml") == [
+        "spec.yaml:8:5: routes[0]: POST /generate runs the model with no auth; set "
+        "`auth.mode` for the app, or mark this route `public: true` to serve it openly"
+    ]
+    pipeline.build("spec.yaml", in_tmp / "out")  # the base alone builds
+    with pytest.raises(SpecError):
+        pipeline.build("spec.yaml", in_tmp / "out", "prod")
+
+
+def test_byte_order_mark_is_allowed(in_tmp: Path) -> None:
+    write(in_tmp, "\ufeff" + BASE)
+    assert lines_for("spec.yaml") == []
+
+
+def test_overlay_that_fixes_nothing_repeats_nothing(in_tmp: Path) -> None:
+    """A base problem inherited by every overlay is reported once."""
+    write(in_tmp, BASE + "gpu: l40\nenvironments:\n  dev: {}\n  prod:\n    gpu: T4\n")
+    assert lines_for("spec.yaml") == [
+        f"spec.yaml:11:6: gpu: unknown GPU 'l40'; did you mean 'L40S'? (known: {GPUS})",
+    ]
+
+
+# --- the command line ----------------------------------------------------------------
+
+
+def test_cli_validate_prints_every_line_and_exits_1(in_tmp: Path) -> None:
+    (in_tmp / "a").mkdir()
+    write(in_tmp / "a", BASE + "gpu: l40\nscaling:\n  max_containers: four\n")
+    (in_tmp / "b").mkdir()
+    write(in_tmp / "b", b"\x00\x01")
+    (in_tmp / "c").mkdir()
+    write(in_tmp / "c", BASE + "secrets: &x [*x]\n")
+    (in_tmp / "d").mkdir()
+    write(in_tmp / "d", BASE + "description: " + "{" * 2000 + "}" * 2000 + "\n")
+    result = CliRunner().invoke(
+        app,
+        [
+            "validate",
+            "a/spec.yaml",
+            "b/spec.yaml",
+            "c/spec.yaml",
+            "d/spec.yaml",
+            "nowhere.yaml",
+            ".",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.output.splitlines() == [
+        f"a/spec.yaml:11:6: gpu: unknown GPU 'l40'; did you mean 'L40S'? (known: {GPUS})",
+        "a/spec.yaml:13:19: scaling.max_containers: expected a whole number, got 'four'",
+        "b/spec.yaml:1:1: not a text file (it contains NUL bytes)",
+        "c/spec.yaml:11:10: secrets[0]: a YAML alias (*name) here refers to a value "
+        "that contains it",
+        "d/spec.yaml:1:1: invalid YAML: lists or mappings nested too deeply",
+        "nowhere.yaml:1:1: no such file",
+        ".:1:1: is a directory, not a spec file",
+    ]
+
+
+@pytest.mark.parametrize(("content", "expected"), CASES)
+def test_cli_validate_each_case(in_tmp: Path, content: str | bytes, expected: list[str]) -> None:
+    write(in_tmp, content)
+    result = CliRunner().invoke(app, ["validate", "spec.yaml"])
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    if expected:
+        assert result.exit_code == 1
+        assert result.output.splitlines() == lines_for("spec.yaml")
+    else:
+        assert result.exit_code == 0
+
+
+def test_cli_validate_accepts_the_example() -> None:
+    result = CliRunner().invoke(app, ["validate", str(ROOT / "specs" / "gpt2.yaml")])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("gpt2.yaml: ok")
+
+
+def test_examples_are_valid() -> None:
+    for path in sorted((ROOT / "specs").glob("*.yaml")):
+        assert lines_for(path) == [], path
+
+
+# --- every key of the contract validates ---------------------------------------------
+
+EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
+    "version": 1,
+    "name": "every-key",
+    "description": "Every key of the spec language, in one spec",
+    "model": {
+        "id": "sentence-transformers/all-MiniLM-L6-v2",
+        "task": "embeddings",
+        "revision": "main",
+        "dtype": "float32",
+    },
+    "gpu": ["l40s", "A100-80GB:2"],
+    "resources": {"cpu": 2.5, "memory": 4096, "timeout": 120},
+    "scaling": {
+        "min_containers": 0,
+        "max_containers": 3,
+        "buffer_containers": 1,
+        "scaledown_window": 300,
+        "max_inputs": 16,
+    },
+    "batching": {"max_batch_size": 32, "wait_ms": 5},
+    "secrets": ["extra-secret", "hf-token"],
+    "env": {"LOG_LEVEL": "info", "WORKERS": 2, "DEBUG": False},
+    "auth": {
+        "mode": "api_key",
+        "secret": "every-key-auth",
+        "header": "X-Key",
+        "env": "MY_KEYS",
+        # jwt-only settings: accepted by the schema in any mode.
+        "algorithm": "HS256",
+        "audience": "my-audience",
+        "issuer": "https://issuer.example.com",
+    },
+    "cors": {
+        "origins": ["https://app.example.com", "http://localhost:3000"],
+        "methods": ["get", "POST"],
+        "headers": ["Content-Type", "X-Key"],
+        "credentials": True,
+        "max_age": 600,
+    },
+    "rate_limit": {
+        "limit": "100/minute",
+        "key": "api_key",
+        "storage": "memory",
+        "url_env": "REDIS_URL",
+    },
+    "routes": [
+        {
+            "path": "/embed",
+            "method": "POST",
+            "action": "embed",
+            "summary": "Embed some texts",
+            "stream": False,
+            "public": False,
+            "rate_limit": {"limit": "10/second", "key": "ip"},
+            "max_chars": 1000,
+            "max_items": 16,
+            "max_bytes": 65536,
+        },
+        {
+            "path": "/embed/open",
+            "method": "POST",
+            "action": "embed",
+            "auth": "none",
+            "public": True,
+            "rate_limit": "none",
+        },
+        {"path": "/health", "action": "health", "rate_limit": "none"},
+    ],
+    "environments": {
+        "dev": {"gpu": None, "scaling": {"max_containers": 1}},
+        "prod": {
+            "scaling": {"min_containers": 1},
+            "rate_limit": {"limit": "1000/hour"},
+        },
+    },
+}
+
+EVERY_KEY_GENERATION: dict[str, Any] = {
+    "name": "every-key-gen",
+    "model": {"id": "gpt2", "task": "text-generation"},
+    "gpu": "h100:2",
+    "auth": {"mode": "bearer", "secret": "gen-auth"},
+    "rate_limit": {"limit": "60/minute", "key": "api_key"},
+    "routes": [
+        {
+            "path": "/generate",
+            "method": "post",
+            "action": "generate",
+            "stream": True,
+            "max_tokens": 256,
+            "max_chars": 4000,
+            "rate_limit": False,  # `rate_limit: off`
+        },
+    ],
+}
+
+# jwt auth, redis and modal-dict storage, a webhook: the keys only they use.
+EVERY_KEY_JWT_WEBHOOK: dict[str, Any] = {
+    "name": "jwt-webhook",
+    "auth": {
+        "mode": "jwt",
+        "secret": "jwt-key",
+        "env": "JWT_PUBLIC_KEY",
+        "algorithm": "RS256",
+        "audience": "api://mine",
+        "issuer": "https://issuer.example.com/",
+    },
+    "rate_limit": {"limit": "5/second", "storage": "redis", "url_env": "MY_REDIS"},
+    "routes": [
+        {
+            "path": "/hook",
+            "method": "POST",
+            "action": "webhook",
+            "provider": "github",
+            "secret": "github-hook",
+            "env": "GITHUB_SECRET",
+            "rate_limit": {"limit": "100/minute", "storage": "modal-dict"},
+        },
+    ],
+}
+
+
+def _keys_used(spec: dict[str, Any]) -> dict[str, set[str]]:
+    used: dict[str, set[str]] = {"": set(spec)}
+    for section in ("model", "resources", "scaling", "batching", "auth", "cors"):
+        if isinstance(spec.get(section), dict):
+            used.setdefault(section, set()).update(spec[section])
+    limits = [spec.get("rate_limit")] + [r.get("rate_limit") for r in spec["routes"]]
+    used["rate_limit"] = {k for limit in limits if isinstance(limit, dict) for k in limit}
+    used["routes"] = {k for route in spec["routes"] for k in route}
+    return used
+
+
+def test_every_key_of_the_contract_is_covered_here() -> None:
+    """The three specs below use every key the models define; a new key fails this."""
+    used: dict[str, set[str]] = {}
+    for spec in (EVERY_KEY_EMBEDDINGS, EVERY_KEY_GENERATION, EVERY_KEY_JWT_WEBHOOK):
+        for section, keys in _keys_used(spec).items():
+            used.setdefault(section, set()).update(keys)
+    models = {
+        "": Spec,
+        "model": Model,
+        "resources": Resources,
+        "scaling": Scaling,
+        "batching": Batching,
+        "auth": Auth,
+        "cors": Cors,
+        "rate_limit": RateLimit,
+        "routes": Route,
+    }
+    for section, model in models.items():
+        assert used[section] == set(model.model_fields), section
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [EVERY_KEY_EMBEDDINGS, EVERY_KEY_GENERATION, EVERY_KEY_JWT_WEBHOOK],
+    ids=["embeddings", "text-generation", "jwt-webhook-redis"],
+)
+def test_spec_with_every_key_validates_and_builds(in_tmp: Path, spec: dict[str, Any]) -> None:
+    write(in_tmp, yaml.safe_dump(spec, sort_keys=False))
+    assert lines_for("spec.yaml") == []
+    for env in [None, *spec.get("environments", {})]:
+        built = pipeline.build("spec.yaml", in_tmp / "out", env)
+        compile(built.source, str(built.path), "exec")
+
+
+def test_every_key_spec_reads_back() -> None:
+    spec = Spec.model_validate(EVERY_KEY_EMBEDDINGS)
+    assert spec.gpu == ["L40S", "A100-80GB:2"]
+    assert spec.env == {"LOG_LEVEL": "info", "WORKERS": "2", "DEBUG": "false"}
+    assert spec.cors is not None and spec.cors.methods == ["GET", "POST"]
+    assert spec.routes[1].rate_limit == "none"
+    assert spec.auth.audience == "my-audience"
+    assert Spec.model_validate(EVERY_KEY_GENERATION).routes[0].rate_limit == "none"
+
+
+def test_jwt_webhook_and_redis_keys_are_in_the_schema() -> None:
+    spec = Spec.model_validate(EVERY_KEY_JWT_WEBHOOK)
+    assert spec.auth.mode == "jwt"
+    assert spec.auth.algorithm == "RS256"
+    assert spec.auth.audience == "api://mine"
+    assert spec.auth.issuer == "https://issuer.example.com/"
+    assert spec.rate_limit is not None and spec.rate_limit.storage == "redis"
+    assert spec.rate_limit.url_env == "MY_REDIS"
+    hook = spec.routes[0]
+    assert (hook.provider, hook.secret, hook.env) == (
+        "github",
+        "github-hook",
+        "GITHUB_SECRET",
+    )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        changed("mode: bearer", "mode: jwt"),
+        changed("mode: bearer", "mode: jwt\n  algorithm: RS256\n  audience: me\n  issuer: you"),
+        changed("mode: bearer", "mode: proxy"),
+        BASE + "rate_limit:\n  limit: 5/minute\n  storage: redis\n  url_env: MY_REDIS\n",
+        BASE + "    rate_limit:\n      limit: 5/minute\n      storage: modal-dict\n",
+        BASE
+        + "  - path: /hook\n    method: POST\n    action: webhook\n"
+        + "    provider: stripe\n    secret: stripe-hook\n    env: STRIPE_SECRET\n",
+    ],
+    ids=["jwt", "jwt-rs256", "proxy", "redis", "modal-dict", "webhook"],
+)
+def test_auth_modes_storages_and_webhooks_validate_and_build(in_tmp: Path, content: str) -> None:
+    write(in_tmp, content)
+    assert lines_for("spec.yaml") == []
+    built = pipeline.build("spec.yaml", in_tmp / "out")
+    compile(built.source, str(built.path), "exec")
