@@ -77,7 +77,8 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
         elif spec.model.task != task:
             yield doc.problem(
                 (*here, "action"),
-                f"{name}: `{route.action}` needs a {task} model, but model.task is {spec.model.task}",
+                f"{name}: `{route.action}` needs {_article(task)} {task} model, "
+                f"but model.task is {spec.model.task}",
             )
         if route_auth(spec, route) == "none" and not route.public:
             yield doc.problem(
@@ -92,9 +93,7 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
             "a route cannot opt out with `auth: none`",
         )
     if route.stream and route.action != "generate":
-        yield doc.problem(
-            (*here, "stream"), "`stream: true` applies to generate routes only"
-        )
+        yield doc.problem((*here, "stream"), "`stream: true` applies to generate routes only")
     for key, actions in _LIMIT_KEYS.items():
         if getattr(route, key) is not None and route.action not in actions:
             yield doc.problem(
@@ -104,32 +103,35 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
     if route.action == "webhook":
         for key in _WEBHOOK_KEYS:
             if getattr(route, key) is None:
-                yield doc.problem(
-                    here, f"webhook route {name} needs `{key}`", key=False
-                )
+                yield doc.problem(here, f"webhook route {name} needs `{key}`", key=False)
+        if route.provider == "generic" and route.signature is None:
+            yield doc.problem(
+                here, f"webhook route {name} with provider generic needs `signature: {{header}}`"
+            )
+        if route.provider not in (None, "generic") and route.signature is not None:
+            yield doc.problem(
+                (*here, "signature"),
+                f"`signature` applies to provider generic; {route.provider} signs its own way",
+            )
     else:
-        for key in _WEBHOOK_KEYS:
+        for key in (*_WEBHOOK_KEYS, "signature", "tolerance"):
             if getattr(route, key) is not None:
-                yield doc.problem(
-                    (*here, key), f"`{key}` applies to webhook routes only"
-                )
+                yield doc.problem((*here, key), f"`{key}` applies to webhook routes only")
     limit = effective_rate_limit(spec, route)
-    if (
-        limit is not None
-        and limit.key == "api_key"
-        and route_auth(spec, route) == "none"
-    ):
+    if limit is not None and limit.key == "api_key" and route_auth(spec, route) == "none":
         yield doc.problem(
             (*here, "rate_limit") if route.rate_limit else ("rate_limit", "key"),
             f"{name} has no auth, so `key: api_key` has no credential to count by; use `key: ip`",
         )
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def effective_rate_limit(spec: Spec, route: Route):  # type: ignore[no-untyped-def]
     """The route's own limit, the app's, or None (`none`, or a health route)."""
-    if route.rate_limit == "none" or (
-        route.rate_limit is None and route.action == "health"
-    ):
+    if route.rate_limit == "none" or (route.rate_limit is None and route.action == "health"):
         return None
     return route.rate_limit if route.rate_limit is not None else spec.rate_limit
 
@@ -142,19 +144,11 @@ def _not_supported(spec: Spec, doc: Document) -> Iterator[Problem]:
         (("routes", i, "rate_limit"), r.rate_limit) for i, r in enumerate(spec.routes)
     ]
     for loc, limit in limits:
-        if (
-            limit is not None
-            and limit != "none"
-            and limit.storage in NOT_SUPPORTED_STORAGE
-        ):
-            yield doc.problem(
-                (*loc, "storage"), f"rate-limit storage `{limit.storage}` {soon}"
-            )
+        if limit is not None and limit != "none" and limit.storage in NOT_SUPPORTED_STORAGE:
+            yield doc.problem((*loc, "storage"), f"rate-limit storage `{limit.storage}` {soon}")
     for i, route in enumerate(spec.routes):
         if route.action in NOT_SUPPORTED_ACTIONS:
-            yield doc.problem(
-                ("routes", i, "action"), f"action `{route.action}` {soon}"
-            )
+            yield doc.problem(("routes", i, "action"), f"action `{route.action}` {soon}")
 
 
 # Prefixes of well-known credentials: a value like these where a Secret *name* belongs
@@ -189,23 +183,15 @@ def looks_like_a_credential(value: str) -> bool:
         return True
     if len(value) < 24 or not value.isalnum():
         return False
-    kinds = sum(
-        any(test(c) for c in value) for test in (str.islower, str.isupper, str.isdigit)
-    )
+    kinds = sum(any(test(c) for c in value) for test in (str.islower, str.isupper, str.isdigit))
     return kinds >= 2 and len(set(value)) >= 12
 
 
 def _secrets_in_plain_sight(spec: Spec, doc: Document) -> Iterator[Problem]:
-    names: list[tuple[Loc, str]] = [
-        (("secrets", i), s) for i, s in enumerate(spec.secrets)
-    ]
+    names: list[tuple[Loc, str]] = [(("secrets", i), s) for i, s in enumerate(spec.secrets)]
     if spec.auth.secret:
         names.append((("auth", "secret"), spec.auth.secret))
-    names += [
-        (("routes", i, "secret"), r.secret)
-        for i, r in enumerate(spec.routes)
-        if r.secret
-    ]
+    names += [(("routes", i, "secret"), r.secret) for i, r in enumerate(spec.routes) if r.secret]
     for loc, name in names:
         if looks_like_a_credential(name):
             yield doc.problem(

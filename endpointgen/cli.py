@@ -159,34 +159,178 @@ def deploy(
         "build"
     ),
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Build and print the commands; deploy nothing.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Build, print each plan (against HEAD) and command; deploy nothing."
+        ),
     ] = False,
 ) -> None:
-    """Build each spec, then `modal deploy` it; stops at the first failure."""
-    import shlex
+    """Build every spec, then `modal deploy` each in turn; the first failure stops the rest.
 
+    Needs a Modal token (`modal token new`, or MODAL_TOKEN_ID and MODAL_TOKEN_SECRET).
+    """
     from endpointgen import deploy as modal_deploy
-    from endpointgen import pipeline
 
-    done: list[str] = []
-    for spec in specs:
-        with _user_errors():
-            built = pipeline.build(spec, out, env)
-        built.path.parent.mkdir(parents=True, exist_ok=True)
-        built.path.write_text(built.source, encoding="utf-8")
-        cmd = modal_deploy.command(built.path, built.spec.name, modal_env)
-        typer.echo(("would run: " if dry_run else "running: ") + shlex.join(cmd))
-        if dry_run:
-            continue
-        try:
-            modal_deploy.run(cmd, say=typer.echo)
-        except EndpointgenError as exc:
-            _fail(f"error: {exc}")
-            if done:
-                _fail(f"deployed before the failure: {', '.join(done)}")
-            raise typer.Exit(1) from None
-        done.append(built.spec.name)
-        _ok(f"deployed {built.spec.name}")
+    with _user_errors():
+        targets = modal_deploy.prepare(specs, out, env, modal_env)
+    if dry_run:
+        from endpointgen import gitplan, planview
+
+        for target in targets:
+            with _user_errors():
+                plan = gitplan.plan_for_deploy(target.spec, env)
+            _print_plan(planview.as_table([plan], plan.base))
+            typer.echo(f"would run: {target.shell}\n")
+        return
+    try:
+        modal_deploy.deploy_all(targets, say=typer.echo)
+    except modal_deploy.StoppedDeploy as exc:
+        _fail(f"error: {exc.reason}")
+        for line in exc.summary:
+            _fail(line)
+        raise typer.Exit(1) from None
+    _ok(f"deployed {', '.join(t.app for t in targets)}")
+
+
+@app.command()
+def plan(
+    spec: Annotated[
+        Path,
+        typer.Argument(
+            help="A spec, or a folder: every spec under it that changed.", show_default=False
+        ),
+    ],
+    base: Annotated[
+        str, typer.Option("--base", "-b", help="The git ref to compare with.")
+    ] = "HEAD",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table (terminal), markdown (a PR comment) or json.",
+        ),
+    ] = "table",
+    env: Env = None,
+) -> None:
+    """What deploying a spec would change against a git ref, with an hourly cost estimate.
+
+    Routes, auth (a route becoming public is a WARNING), CORS, rate limits, GPU, scaling,
+    resources, image packages and the model; costs are estimates from Modal list prices.
+    """
+    from endpointgen import gitplan, planview
+
+    if fmt not in planview.FORMATS:
+        _fail(f"error: --format is one of {', '.join(planview.FORMATS)}, not '{fmt}'")
+        raise typer.Exit(2)
+    with _user_errors():
+        if spec.is_dir():
+            plans = gitplan.plan_folder(spec, base, env)
+        else:
+            plans = [gitplan.plan_spec(spec, base, env)]
+    text = planview.render(plans, base, fmt, where=str(spec))
+    if fmt == "table":
+        _print_plan(text)
+    else:
+        typer.echo(text, nl=False)
+
+
+def _print_plan(text: str) -> None:
+    for line in text.splitlines():
+        if line.startswith("WARNING"):
+            typer.secho(line, fg=typer.colors.YELLOW, bold=True)
+        else:
+            typer.echo(line)
+
+
+@app.command()
+def check(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder of specs (*.yaml, *.yml, recursively).")
+    ] = Path("specs"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the built modules.")] = Path(
+        "build"
+    ),
+) -> None:
+    """One CI step: every spec valid, and every built module in OUT current; exit 1 if not."""
+    from endpointgen import workspace
+
+    with _user_errors():
+        problems = workspace.check(folder, out)
+    for problem in problems:
+        _fail(problem)
+    if problems:
+        count = len(problems)
+        _fail(f"{count} problem{'s' if count != 1 else ''}")
+        raise typer.Exit(1)
+    _ok(f"{folder}: specs valid, modules in {out} current")
+
+
+@app.command()
+def init(
+    name: Annotated[
+        str, typer.Argument(help="The app name: lowercase letters, digits and '-'.")
+    ] = "my-endpoint",
+    task: Annotated[
+        str,
+        typer.Option(help="text-generation, text-classification or embeddings."),
+    ] = "text-generation",
+    gitops: Annotated[
+        bool,
+        typer.Option(
+            "--gitops",
+            help="Also write a GitHub Actions workflow: plan on pull requests, deploy on main.",
+        ),
+    ] = False,
+    folder: Annotated[
+        Path, typer.Option("--dir", "-d", help="The project folder to write into.")
+    ] = Path("."),
+) -> None:
+    """Start a project: specs/NAME.yaml that validates and builds, its schema, build/NAME.py.
+
+    Never overwrites a file.
+    """
+    from endpointgen import scaffold
+
+    with _user_errors():
+        done = scaffold.init(name, task, gitops, folder)
+    for path in done.written:
+        _ok(f"wrote {path}")
+    for path in done.kept:
+        typer.echo(f"kept {path} (already there)")
+    typer.echo("next:")
+    for step in done.next_steps:
+        typer.echo(f"  {step}")
+
+
+@app.command()
+def openapi(
+    spec: Annotated[Path, typer.Argument(help="The spec.", show_default=False)],
+    env: Env = None,
+) -> None:
+    """Print the app's OpenAPI document (JSON) without deploying or loading the model."""
+    from endpointgen import openapi as document
+
+    with _user_errors():
+        doc = document.document(spec, env)
+    typer.echo(json.dumps(doc, indent=2))
+
+
+@app.command("list")
+def list_specs(
+    folder: Annotated[Path, typer.Argument(help="Folder of specs.")] = Path("specs"),
+) -> None:
+    """A table of the apps under FOLDER: model, GPU, containers, routes and auth."""
+    from endpointgen import tables, workspace
+
+    with _user_errors():
+        entries = workspace.listing(folder)
+    if not entries:
+        _fail(f"{folder}: no specs (*.yaml, *.yml) found")
+        raise typer.Exit(1)
+    typer.echo(tables.text_table(workspace.HEADERS, [e.row() for e in entries]), nl=False)
+    if not all(e.valid for e in entries):
+        raise typer.Exit(1)
 
 
 @app.command()

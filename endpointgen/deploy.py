@@ -1,14 +1,52 @@
-"""Hand built modules to `modal deploy`, and make its failures one clear line."""
+"""Hand built modules to `modal deploy`, and make its failures one clear line.
+
+Every spec is built (and every problem reported) before anything deploys; then the apps
+deploy in the order given, and the first failure stops the rest, saying which went out.
+"""
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from endpointgen.errors import DeployError
+from endpointgen import pipeline
+from endpointgen.errors import DeployError, Problem, SpecError, UsageError
+
+
+@dataclass(frozen=True)
+class Target:
+    """One app ready to deploy: its spec, its built module and the exact command."""
+
+    spec: Path
+    app: str
+    module: Path
+    command: list[str]
+
+    @property
+    def shell(self) -> str:
+        return shlex.join(self.command)
+
+
+class StoppedDeploy(DeployError):
+    """A deploy failed part-way: some apps went out, the failed one and the rest did not."""
+
+    def __init__(self, reason: str, deployed: list[str], failed: str, skipped: list[str]) -> None:
+        self.reason = reason
+        self.deployed = deployed
+        self.failed = failed
+        self.skipped = skipped
+        super().__init__(reason)
+
+    @property
+    def summary(self) -> list[str]:
+        done = ", ".join(self.deployed) if self.deployed else "none"
+        left = ", ".join([f"{self.failed} (failed)", *self.skipped])
+        return [f"deployed before the failure: {done}", f"not deployed: {left}"]
 
 
 def command(module: Path, app_name: str, modal_env: str | None = None) -> list[str]:
@@ -17,6 +55,51 @@ def command(module: Path, app_name: str, modal_env: str | None = None) -> list[s
     if modal_env:
         cmd += ["--env", modal_env]
     return cmd
+
+
+def prepare(
+    specs: Sequence[Path], out: Path, env: str | None = None, modal_env: str | None = None
+) -> list[Target]:
+    """Build every spec into `out`; SpecError with all their problems before any deploys."""
+    problems: list[Problem] = []
+    built: list[tuple[Path, pipeline.Built]] = []
+    for spec in specs:
+        try:
+            built.append((spec, pipeline.build(spec, out, env)))
+        except SpecError as exc:
+            problems += exc.problems
+    if problems:
+        raise SpecError(problems)
+    seen: dict[str, Path] = {}
+    for spec, b in built:
+        if b.spec.name in seen:
+            raise UsageError(
+                f"{seen[b.spec.name]} and {spec} both name app '{b.spec.name}'; "
+                "the second deploy would replace the first"
+            )
+        seen[b.spec.name] = spec
+    targets = []
+    for spec, b in built:
+        b.path.parent.mkdir(parents=True, exist_ok=True)
+        if not b.path.is_file() or b.path.read_text(encoding="utf-8") != b.source:
+            b.path.write_text(b.source, encoding="utf-8")
+        targets.append(Target(spec, b.spec.name, b.path, command(b.path, b.spec.name, modal_env)))
+    return targets
+
+
+def deploy_all(targets: Sequence[Target], say: Callable[[str], None] = print) -> list[str]:
+    """Deploy in order; StoppedDeploy at the first failure. Returns the apps deployed."""
+    done: list[str] = []
+    for i, target in enumerate(targets):
+        say(f"running: {target.shell}")
+        try:
+            run(target.command, say)
+        except DeployError as exc:
+            rest = [t.app for t in targets[i + 1 :]]
+            raise StoppedDeploy(str(exc), done, target.app, rest) from None
+        done.append(target.app)
+        say(f"deployed {target.app}")
+    return done
 
 
 def run(cmd: list[str], say: Callable[[str], None] = print) -> None:
@@ -28,6 +111,8 @@ def run(cmd: list[str], say: Callable[[str], None] = print) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            encoding="utf-8",
+            errors="replace",
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     except OSError as exc:
@@ -43,7 +128,8 @@ def run(cmd: list[str], say: Callable[[str], None] = print) -> None:
 
 def _reason(lines: list[str]) -> str:
     """Modal's own reason: its `Error:` line, else the last thing it printed."""
-    text = [line.strip().strip("│┃|").strip() for line in lines if line.strip()]
+    text = [line.strip().strip("│┃|╭╰─").strip() for line in lines if line.strip()]
+    text = [line for line in text if line]
     for line in reversed(text):
         if line.lower().startswith("error"):
             return line

@@ -31,7 +31,7 @@ def _environments(doc: Document) -> list[str]:
 
 def _validated(doc: Document) -> Spec:
     spec = parse(doc)
-    problems = checks.check(spec, doc) + name_problems(spec, doc.file)
+    problems = checks.check(spec, doc) + name_problems(spec, doc)
     if problems:
         raise SpecError(problems)
     return spec
@@ -56,13 +56,24 @@ def validate(path: str | Path) -> list[Problem]:
         doc = loader.load(path)
     except SpecError as exc:
         return exc.problems
-    problems: list[Problem] = []
-    for candidate in [doc] + [doc.with_overlay(e) for e in _environments(doc)]:
-        try:
-            _validated(candidate)
-        except SpecError as exc:
-            problems.extend(exc.problems)
+    base = _problems(doc)
+    problems = list(base)
+    for env in _environments(doc):
+        for problem in _problems(doc.with_overlay(env)):
+            if problem not in base and "environments" not in problem.loc:
+                # The base is fine here; only this environment's overlay breaks it.
+                message = f"{problem.message} (with --env {env})"
+                problem = Problem(problem.file, problem.line, problem.col, problem.loc, message)
+            problems.append(problem)
     return SpecError(problems).problems if problems else []
+
+
+def _problems(doc: Document) -> list[Problem]:
+    try:
+        _validated(doc)
+    except SpecError as exc:
+        return exc.problems
+    return []
 
 
 def build(path: str | Path, out_dir: str | Path = DEFAULT_OUT, env: str | None = None) -> Built:

@@ -11,6 +11,7 @@ from typing import Any
 from endpointgen import __version__
 from endpointgen.checks import MODEL_ACTIONS, effective_rate_limit, route_auth
 from endpointgen.errors import Problem
+from endpointgen.loader import Document
 from endpointgen.spec import RateLimit, Route, Spec
 
 # Packages the generated app installs in its Modal image. Pinned to the versions the
@@ -78,19 +79,12 @@ class Plan:
         return feature in self.features
 
 
-def name_problems(spec: Spec, file: str) -> list[Problem]:
+def name_problems(spec: Spec, doc: Document) -> list[Problem]:
     """A module named like a Python module the app imports would shadow it at deploy."""
     module = spec.module_name
     if module in sys.stdlib_module_names or module in _IMPORTED:
-        return [
-            Problem(
-                file,
-                1,
-                1,
-                ("name",),
-                f"'{spec.name}' would make a module that shadows Python's `{module}`; choose another name",
-            )
-        ]
+        message = f"'{spec.name}' would make a module that shadows Python's `{module}`"
+        return [doc.problem(("name",), message + "; choose another name")]
     return []
 
 
@@ -114,6 +108,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
             *spec.secrets,
             *([spec.auth.secret] if spec.auth.secret else []),
             *(r.secret for r in spec.routes if r.secret),
+            *(limit.secret for limit in _rate_limits(spec) if limit.secret),
         }
     )
     env = dict(sorted(spec.env.items()))
@@ -167,6 +162,11 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
     )
 
 
+def _rate_limits(spec: Spec) -> list[RateLimit]:
+    routes = [r.rate_limit for r in spec.routes if isinstance(r.rate_limit, RateLimit)]
+    return ([spec.rate_limit] if spec.rate_limit else []) + routes
+
+
 def _local_model_dir(model_id: str, spec_dir: Path) -> Path | None:
     """A model id is a local directory when it looks like a path or names one that exists."""
     if model_id.startswith(("./", "../", "/", "~")) or model_id in (".", ".."):
@@ -197,7 +197,7 @@ def _auth(spec: Spec) -> dict[str, Any]:
             "algorithm": auth.algorithm,
             "audience": auth.audience,
             "issuer": auth.issuer,
-            "leeway": getattr(auth, "leeway", 30),
+            "leeway": auth.leeway,
         }
     return out
 
@@ -272,9 +272,9 @@ def _webhook(route: Route) -> dict[str, Any]:
     rule: dict[str, Any] = {
         "provider": route.provider,
         "env": route.env,
-        "tolerance": getattr(route, "tolerance", None) or DEFAULT_WEBHOOK_TOLERANCE,
+        "tolerance": route.tolerance or DEFAULT_WEBHOOK_TOLERANCE,
     }
-    signature = getattr(route, "signature", None)
+    signature = route.signature
     if route.provider == "generic" and signature is not None:
         rule["signature"] = {
             "header": signature.header.lower(),
@@ -397,8 +397,7 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
             if name is not None:
                 names.setdefault(module, []).append(name)
         froms = [
-            f"from {m} import {', '.join(sorted(names[m], key=_isort_key))}"
-            for m in sorted(names)
+            f"from {m} import {', '.join(sorted(names[m], key=_isort_key))}" for m in sorted(names)
         ]
         return [f"import {m}" for m in plain] + froms
 

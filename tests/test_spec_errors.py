@@ -21,11 +21,13 @@ from endpointgen.spec.models import (
     Auth,
     Batching,
     Cors,
+    Example,
     Model,
     RateLimit,
     Resources,
     Route,
     Scaling,
+    Signature,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -511,7 +513,7 @@ CASES = [
     pytest.param(
         changed("action: generate", "action: embed"),
         [
-            "spec.yaml:10:13: routes[0].action: POST /generate: `embed` needs a "
+            "spec.yaml:10:13: routes[0].action: POST /generate: `embed` needs an "
             "embeddings model, but model.task is text-generation"
         ],
         id="action-does-not-fit-task",
@@ -696,9 +698,6 @@ def test_name_that_shadows_a_module_is_refused(in_tmp: Path) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True, reason="plan.name_problems reports 1:1, not where `name` is written"
-)
 def test_name_that_shadows_a_module_names_its_line(in_tmp: Path) -> None:
     write(in_tmp, "# the app\n" + changed("name: demo", "name: json"))
     assert lines_for("spec.yaml") == [
@@ -834,6 +833,7 @@ def test_problem_that_only_an_overlay_causes_is_found(in_tmp: Path) -> None:
     assert lines_for("spec.yaml") == [
         "spec.yaml:8:5: routes[0]: POST /generate runs the model with no auth; set "
         "`auth.mode` for the app, or mark this route `public: true` to serve it openly"
+        " (with --env prod)"
     ]
     pipeline.build("spec.yaml", in_tmp / "out")  # the base alone builds
     with pytest.raises(SpecError):
@@ -1024,8 +1024,14 @@ EVERY_KEY_JWT_WEBHOOK: dict[str, Any] = {
         "algorithm": "RS256",
         "audience": "api://mine",
         "issuer": "https://issuer.example.com/",
+        "leeway": 10,
     },
-    "rate_limit": {"limit": "5/second", "storage": "redis", "url_env": "MY_REDIS"},
+    "rate_limit": {
+        "limit": "5/second",
+        "storage": "redis",
+        "url_env": "MY_REDIS",
+        "secret": "redis-url",
+    },
     "routes": [
         {
             "path": "/hook",
@@ -1035,6 +1041,32 @@ EVERY_KEY_JWT_WEBHOOK: dict[str, Any] = {
             "secret": "github-hook",
             "env": "GITHUB_SECRET",
             "rate_limit": {"limit": "100/minute", "storage": "modal-dict"},
+        },
+        {
+            "path": "/hook/generic",
+            "method": "POST",
+            "action": "webhook",
+            "provider": "generic",
+            "secret": "generic-hook",
+            "env": "GENERIC_SECRET",
+            "signature": {
+                "header": "X-Signature",
+                "algorithm": "sha512",
+                "encoding": "base64",
+                "prefix": "v1=",
+                "timestamp_header": "X-Timestamp",
+            },
+            "tolerance": 120,
+            "examples": [
+                {
+                    "name": "unsigned is refused",
+                    "request": {"json": {"a": 1}, "query": {"q": "1"}, "headers": {"X-Trace": "t"}},
+                    "auth": False,
+                    "status": 401,
+                    "keys": ["error"],
+                    "values": {"error": "invalid signature"},
+                }
+            ],
         },
     ],
 }
@@ -1070,6 +1102,9 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
     }
     for section, model in models.items():
         assert used[section] == set(model.model_fields), section
+    generic = EVERY_KEY_JWT_WEBHOOK["routes"][1]
+    assert set(generic["signature"]) == set(Signature.model_fields)
+    assert set(generic["examples"][0]) == set(Example.model_fields)
 
 
 @pytest.mark.parametrize(

@@ -190,6 +190,9 @@ class Auth(Strict):
     algorithm: Literal["HS256", "RS256"] = Field(default="HS256", description="jwt mode")
     audience: str | None = Field(default=None, min_length=1, max_length=512)
     issuer: str | None = Field(default=None, min_length=1, max_length=512)
+    leeway: int = Field(
+        default=30, ge=0, le=600, description="jwt: seconds of clock skew allowed on exp/nbf"
+    )
 
 
 class Cors(Strict):
@@ -225,6 +228,9 @@ class RateLimit(Strict):
     key: Literal["ip", "api_key"] = "ip"
     storage: Literal["memory", "redis", "modal-dict"] = "memory"
     url_env: EnvVar = Field(default="REDIS_URL", description="redis storage: env var with the URL")
+    secret: SecretName | None = Field(
+        default=None, description="redis storage: the Modal Secret that holds url_env"
+    )
 
     @field_validator("limit")
     @classmethod
@@ -278,6 +284,44 @@ RouteRateLimit = Annotated[
 ]
 
 
+class Signature(Strict):
+    """A generic webhook signature: HMAC of the body (or of `<timestamp>.<body>`)."""
+
+    header: HeaderName = Field(description="the header that carries the signature")
+    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64"] = "hex"
+    prefix: str = Field(
+        default="",
+        max_length=32,
+        pattern=r"^[\x21-\x7e]*$",
+        description="text before the digest, e.g. sha256=",
+    )
+    timestamp_header: HeaderName | None = Field(
+        default=None, description="signed as `<timestamp>.<body>`; checked against tolerance"
+    )
+
+
+class ExampleRequest(Strict):
+    json_body: Any = Field(default=None, alias="json", description="a JSON body")
+    query: dict[str, str] = Field(default_factory=dict)
+    headers: dict[HeaderName, str] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Example(Strict):
+    """One request to a route and what must come back."""
+
+    name: str | None = Field(default=None, max_length=200)
+    request: ExampleRequest = ExampleRequest()
+    auth: bool = Field(default=True, description="send the credentials from the env")
+    status: int = Field(default=200, ge=100, le=599)
+    keys: list[str] = Field(default_factory=list, description="keys the JSON answer must have")
+    values: dict[str, Any] = Field(
+        default_factory=dict, description="keys whose values must be exactly these"
+    )
+
+
 class Route(Strict):
     path: str = Field(
         pattern=_ROUTE_PATH,
@@ -303,6 +347,18 @@ class Route(Strict):
     provider: Literal["github", "stripe", "slack", "generic"] | None = None
     secret: SecretName | None = Field(default=None, description="webhook: Modal Secret")
     env: EnvVar | None = Field(default=None, description="webhook: env var with the signing key")
+    signature: Signature | None = Field(
+        default=None, description="webhook with provider generic: how the signature is made"
+    )
+    tolerance: int | None = Field(
+        default=None,
+        ge=1,
+        le=86_400,
+        description="webhook: seconds a signed timestamp may be off (default 300)",
+    )
+    examples: list[Example] = Field(
+        default_factory=list, description="requests and expected answers, run by `endpointgen test`"
+    )
 
     @property
     def key(self) -> tuple[str, str]:

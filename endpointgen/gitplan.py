@@ -1,0 +1,139 @@
+"""`endpointgen plan`: each spec against the same file at a git ref, with its cost estimate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from endpointgen import checks, loader, pipeline, prices
+from endpointgen.diff import Change, Side, compare
+from endpointgen.errors import SpecError, UsageError
+from endpointgen.gitref import Repo, repo_of
+from endpointgen.plan import make_plan, name_problems
+from endpointgen.spec import parse
+
+Status = Literal["added", "removed", "changed", "unchanged"]
+NOTHING = "nothing"  # the base when there is no earlier version to compare with
+
+
+@dataclass(frozen=True)
+class SpecPlan:
+    """What deploying one spec would change, against `base`."""
+
+    file: str
+    base: str
+    app: str
+    status: Status
+    changes: list[Change]
+    warnings: list[str]
+    cost_before: prices.Cost | None
+    cost_after: prices.Cost | None
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_spec(path: Path, base: str = "HEAD", env: str | None = None) -> SpecPlan:
+    """One spec file (present now, or deleted since `base`) against its text at `base`."""
+    repo = _repo(path)
+    commit = repo.commit(base)
+    old_text = repo.show(commit, repo.relative(path))
+    if old_text is None and not path.is_file():
+        raise UsageError(f"{path}: no such file, here or at {base}")
+    return _plan(path, str(path), base, old_text, env)
+
+
+def plan_folder(folder: Path, base: str = "HEAD", env: str | None = None) -> list[SpecPlan]:
+    """Every spec under `folder` whose text differs from `base` (added and deleted ones too)."""
+    repo = _repo(folder)
+    commit = repo.commit(base)
+    prefix = repo.relative(folder)
+    now, then = repo.specs_now(prefix), repo.specs_at(commit, prefix)
+    plans = []
+    for rel in sorted(now | then):
+        path = repo.root / rel
+        old_text = repo.show(commit, rel) if rel in then else None
+        if rel in now and old_text == path.read_text(encoding="utf-8"):
+            continue
+        shown = folder / PurePosixPath(rel).relative_to(prefix) if prefix != "." else Path(rel)
+        plans.append(_plan(path, str(shown), base, old_text, env))
+    return plans
+
+
+def plan_for_deploy(path: Path, env: str | None = None) -> SpecPlan:
+    """Against HEAD when git tracks the spec there, else against nothing (a new app)."""
+    repo = repo_of(path)
+    if repo is not None:
+        try:
+            commit = repo.commit("HEAD")
+        except UsageError:  # a repository without commits yet
+            commit = None
+        if commit is not None:
+            old_text = repo.show(commit, repo.relative(path))
+            if old_text is not None:
+                return _plan(path, str(path), "HEAD", old_text, env)
+    return _plan(path, str(path), NOTHING, None, env)
+
+
+def _repo(path: Path) -> Repo:
+    repo = repo_of(path)
+    if repo is None:
+        raise UsageError(
+            f"{path} is not in a git repository; `plan` compares a spec with its text at a git "
+            "ref (--base)"
+        )
+    return repo
+
+
+def _plan(path: Path, shown: str, base: str, old_text: str | None, env: str | None) -> SpecPlan:
+    notes: list[str] = []
+    new = _current(path, env) if path.is_file() else None
+    old = None
+    if old_text is not None:
+        try:
+            old = _side(old_text, path, f"{base}:{shown}", env)
+        except (SpecError, UsageError) as exc:
+            why = f"{len(exc.problems)} problem(s)" if isinstance(exc, SpecError) else str(exc)
+            notes.append(f"at {base} the spec did not build ({why}); compared as a new app")
+    diff = compare(old, new)
+    either = new or old
+    app = either.spec.name if either else Path(shown).stem
+    status: Status
+    if new is None:
+        status = "removed"
+        if old is None:
+            diff.changes.append(Change("app", f"spec {shown}", "removed"))
+    elif old is None:
+        status = "added"
+    else:
+        status = "changed" if diff.changes or diff.warnings else "unchanged"
+    return SpecPlan(
+        file=shown,
+        base=base,
+        app=app,
+        status=status,
+        changes=diff.changes,
+        warnings=diff.warnings,
+        cost_before=old.cost if old else None,
+        cost_after=new.cost if new else None,
+        notes=notes,
+    )
+
+
+def _current(path: Path, env: str | None) -> Side:
+    _, spec = pipeline.load_spec(path, env)
+    return Side(spec, make_plan(spec, path, path.parent))
+
+
+def _side(text: str, path: Path, label: str, env: str | None) -> Side:
+    """An earlier version, validated as `pipeline.load_spec` validates the file."""
+    doc = loader.loads(text, label)
+    if env is not None:
+        envs = doc.data.get("environments")
+        if not isinstance(envs, dict) or not isinstance(envs.get(env), dict):
+            raise UsageError(f"no environment named '{env}'")
+        doc = doc.with_overlay(env)
+    spec = parse(doc)
+    problems = checks.check(spec, doc) + name_problems(spec, label)
+    if problems:
+        raise SpecError(problems)
+    return Side(spec, make_plan(spec, path, path.parent))

@@ -1,0 +1,41 @@
+"""The OpenAPI document of a spec's app, without deploying it or loading its model."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from endpointgen.pipeline import build
+
+
+def document(spec: str | Path, env: str | None = None) -> dict[str, Any]:
+    """Build into a temporary folder, import the module, and ask its FastAPI app.
+
+    The app is made around a model that is not loaded (`ModelState()`), so this needs
+    neither torch nor the weights: FastAPI's document depends only on the routes.
+    """
+    from endpointgen.local import import_module
+
+    with tempfile.TemporaryDirectory(prefix="endpointgen-openapi-") as folder:
+        built = build(spec, folder, env)
+        built.path.write_text(built.source, encoding="utf-8")
+        name = built.path.stem
+        before = sys.modules.get(name)
+        try:
+            module = import_module(built.path)
+            app = (
+                module.create_app(module.ModelState())
+                if hasattr(module, "ModelState")
+                else (module.create_app())
+            )
+            doc: dict[str, Any] = app.openapi()
+        finally:
+            # import_module registers the module under its own name; a name like a real
+            # package must not stay shadowed in this process.
+            if before is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = before
+    return doc

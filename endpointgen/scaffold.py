@@ -1,0 +1,128 @@
+"""`endpointgen init`: a starter spec that validates and builds, and optionally GitOps CI.
+
+The files come from templates/init/. They use `[[ ]]` for values, since GitHub's own
+`${{ }}` expressions must pass through the workflow untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from endpointgen import __version__, pipeline
+from endpointgen.errors import UsageError
+from endpointgen.render import templates_dir
+from endpointgen.spec import json_schema
+
+TASKS = ("text-generation", "text-classification", "embeddings")
+DEFAULT_NAME = "my-endpoint"
+SPECS_DIR = "specs"
+BUILD_DIR = "build"
+SCHEMA_FILE = "schema/endpointgen.schema.json"
+WORKFLOW_FILE = ".github/workflows/endpointgen.yml"
+_NAME = re.compile(r"[a-z][a-z0-9-]{0,47}")
+
+
+@dataclass
+class Scaffold:
+    """What `init` did: files written, files it left as they were, and what to do next."""
+
+    written: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)
+
+
+def init(
+    name: str = DEFAULT_NAME,
+    task: str = "text-generation",
+    gitops: bool = False,
+    root: Path = Path("."),
+    branch: str = "main",
+) -> Scaffold:
+    """Write specs/NAME.yaml (+ schema, built module, and the workflow with `gitops`)."""
+    if not _NAME.fullmatch(name):
+        raise UsageError(
+            f"'{name}' cannot name an app: use lowercase letters, digits and '-', starting "
+            "with a letter, at most 48 characters"
+        )
+    if task not in TASKS:
+        raise UsageError(f"unknown task '{task}' (tasks: {', '.join(TASKS)})")
+    spec_path = root / SPECS_DIR / f"{name}.yaml"
+    module_path = root / BUILD_DIR / f"{name.replace('-', '_')}.py"
+    schema_path = root / SCHEMA_FILE
+    targets = [spec_path, module_path] + ([root / WORKFLOW_FILE] if gitops else [])
+    existing = [str(p) for p in targets if p.exists()]
+    if existing:
+        raise UsageError(
+            f"will not overwrite existing files: {', '.join(existing)}; "
+            "move them or choose another NAME"
+        )
+
+    done = Scaffold()
+    schema_ref = Path("..") / SCHEMA_FILE  # from specs/ to the schema
+    _write(spec_path, _render(f"{task}.yaml.jinja", name=name, schema=schema_ref.as_posix()), done)
+    problems = pipeline.validate(spec_path)
+    if problems:  # a name the language refuses (one that shadows a module, say)
+        spec_path.unlink()
+        done.written.remove(spec_path)
+        raise UsageError("; ".join(p.message for p in problems))
+    built = pipeline.build(spec_path, root / BUILD_DIR)
+    _write(built.path, built.source, done)
+    schema_text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    if schema_path.exists():
+        done.kept.append(schema_path)
+    else:
+        _write(schema_path, schema_text, done)
+    if gitops:
+        workflow = _render(
+            "workflow.yml.jinja",
+            version=__version__,
+            branch=branch,
+            specs=SPECS_DIR,
+            build=BUILD_DIR,
+        )
+        _write(root / WORKFLOW_FILE, workflow, done)
+    shown = spec_path.as_posix()
+    done.next_steps = [
+        f"modal secret create {name}-auth API_KEYS=<a long random key>",
+        f"API_KEYS=dev-key endpointgen serve {shown}",
+        f"endpointgen deploy {shown}",
+    ]
+    if gitops:
+        done.next_steps.append(
+            "add MODAL_TOKEN_ID and MODAL_TOKEN_SECRET to the repository's Actions secrets, "
+            f"then commit {SPECS_DIR}/, {BUILD_DIR}/, schema/ and .github/"
+        )
+    return done
+
+
+def _write(path: Path, text: str, done: Scaffold) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("x", encoding="utf-8", newline="\n") as f:  # "x": never overwrite
+        f.write(text)
+    done.written.append(path)
+
+
+def _render(template: str, **values: str) -> str:
+    return _environment().get_template(template).render(**values)
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir() / "init")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+        variable_start_string="[[",
+        variable_end_string="]]",
+        block_start_string="[%",
+        block_end_string="%]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+    )

@@ -1,0 +1,134 @@
+"""A folder of specs as one unit: `check` (one CI step) and `list` (what is in it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from endpointgen import pipeline
+from endpointgen.errors import EndpointgenError, SpecError, UsageError
+from endpointgen.gitref import SPEC_SUFFIXES
+
+BUILT_HEADER = "# Built by endpointgen"
+
+
+def find_specs(folder: Path) -> list[Path]:
+    """Every *.yaml and *.yml under `folder`, recursively, skipping hidden folders."""
+    if folder.is_file():
+        return [folder]
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such folder")
+    found = [
+        p
+        for p in folder.rglob("*")
+        if p.suffix in SPEC_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])
+    ]
+    return sorted(found)
+
+
+def check(folder: Path, out: Path) -> list[str]:
+    """Every problem that should fail CI: invalid specs, two specs for one app, and built
+    modules in `out` that are missing, stale, or left over from a spec that is gone."""
+    specs = find_specs(folder)
+    if not specs:
+        return [f"{folder}: no specs (*.yaml, *.yml) found"]
+    problems: list[str] = []
+    apps: dict[str, Path] = {}
+    expected: set[Path] = set()
+    for spec in specs:
+        found = pipeline.validate(spec)
+        if found:
+            problems += [str(p) for p in found]
+            continue
+        try:
+            built = pipeline.build(spec, out)
+        except SpecError as exc:
+            problems += [str(p) for p in exc.problems]
+            continue
+        except EndpointgenError as exc:
+            problems.append(f"{spec}: {exc}")
+            continue
+        if built.spec.name in apps:
+            problems.append(
+                f"{spec}: app '{built.spec.name}' is also defined by {apps[built.spec.name]}; "
+                "one would replace the other when deployed"
+            )
+        apps.setdefault(built.spec.name, spec)
+        expected.add(built.path)
+        current = built.path.read_text(encoding="utf-8") if built.path.is_file() else None
+        if current is None:
+            problems.append(f"{built.path}: missing; run `endpointgen build {spec} -o {out}`")
+        elif current != built.source:
+            problems.append(
+                f"{built.path}: out of date with {spec}; run `endpointgen build {spec} -o {out}`"
+            )
+    for module in sorted(out.glob("*.py")) if out.is_dir() else []:
+        if module not in expected and _built_by_us(module):
+            problems.append(f"{module}: no spec under {folder} builds this module; delete it")
+    return problems
+
+
+def _built_by_us(module: Path) -> bool:
+    try:
+        with module.open(encoding="utf-8") as f:
+            return f.readline().startswith(BUILT_HEADER)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+@dataclass(frozen=True)
+class Entry:
+    file: str
+    app: str
+    model: str
+    gpu: str
+    scaling: str
+    routes: str
+    auth: str
+    valid: bool = True
+
+    def row(self) -> list[str]:
+        return [self.file, self.app, self.model, self.gpu, self.scaling, self.routes, self.auth]
+
+
+HEADERS = ["spec", "app", "model", "gpu", "containers", "routes", "auth"]
+
+
+def listing(folder: Path) -> list[Entry]:
+    """One entry per spec under `folder`; an invalid spec is listed as such."""
+    from endpointgen.checks import route_auth
+
+    entries = []
+    for path in find_specs(folder):
+        try:
+            _, spec = pipeline.load_spec(path)
+        except SpecError as exc:
+            count = len(exc.problems)
+            why = f"invalid ({count} problem{'s' if count != 1 else ''}): `endpointgen validate`"
+            entries.append(Entry(str(path), "-", "-", "-", "-", why, "-", valid=False))
+            continue
+        routes = ", ".join(
+            f"{r.method} {r.path}" + (" (stream)" if r.stream else "") for r in spec.routes
+        )
+        public = [
+            f"{r.method} {r.path}"
+            for r in spec.routes
+            if route_auth(spec, r) == "none" and r.action != "health"
+        ]
+        auth = spec.auth.mode + (f"; open: {', '.join(public)}" if public else "")
+        low = spec.scaling.min_containers or 0
+        high = spec.scaling.max_containers
+        entries.append(
+            Entry(
+                file=str(path),
+                app=spec.name,
+                model=f"{spec.model.id} ({spec.model.task})" if spec.model else "none",
+                gpu=" or ".join(spec.gpu) if spec.gpu else "CPU",
+                scaling=f"{low}-{high if high is not None else 'any'}",
+                routes=routes,
+                auth=auth,
+            )
+        )
+    return entries
