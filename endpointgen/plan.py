@@ -152,7 +152,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         packages=packages,
         model=model,
         hf_cache=hf_cache,
-        auth=_auth(spec),
+        auth=auth_settings(spec),
         cors=_cors(spec),
         batching=spec.batching.model_dump() if spec.batching else None,
         routes=routes,
@@ -181,7 +181,8 @@ def _relative(target: Path, out_dir: Path) -> str:
     return str(PurePosixPath(*Path(rel).parts))
 
 
-def _auth(spec: Spec) -> dict[str, Any]:
+def auth_settings(spec: Spec) -> dict[str, Any]:
+    """The auth mode with its defaults filled in: what the app checks, and where."""
     auth = spec.auth
     default_env = {
         "jwt": "JWT_PUBLIC_KEY" if auth.algorithm == "RS256" else "JWT_SECRET",
