@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from endpointgen import route_checks
 from endpointgen.errors import Loc, Problem
 from endpointgen.loader import Document
 from endpointgen.spec import Spec
@@ -42,16 +43,21 @@ def route_auth(spec: Spec, route: Route) -> str:
 def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
     yield from _not_supported(spec, doc)
     yield from _secrets_in_plain_sight(spec, doc)
+    yield from route_checks.check(spec, doc)
     if spec.cors and "*" in spec.cors.origins and spec.cors.credentials:
         yield doc.problem(
             ("cors", "credentials"),
             "`credentials: true` with origin '*' lets any site send your users' credentials; "
             "list the origins instead",
         )
-    if spec.batching and spec.model and spec.model.task == "text-generation":
+    batched = {"classify", "embed"} & {r.action for r in spec.routes} or any(
+        r.processor == "image-classification" for r in spec.routes
+    )
+    if spec.batching and not batched:
         yield doc.problem(
             ("batching",),
-            "batching applies to classify and embed; text-generation requests run one at a time",
+            "batching gathers classify, embed and image-upload requests, and this spec has "
+            "none (text generation and handlers run one request at a time)",
         )
     seen: dict[tuple[str, str], int] = {}
     for i, route in enumerate(spec.routes):
@@ -80,12 +86,14 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
                 f"{name}: `{route.action}` needs {_article(task)} {task} model, "
                 f"but model.task is {spec.model.task}",
             )
-        if route_auth(spec, route) == "none" and not route.public:
-            yield doc.problem(
-                here,
-                f"{name} runs the model with no auth; set `auth.mode` for the app, "
-                "or mark this route `public: true` to serve it openly",
-            )
+    # Handlers and uploads get the model too, so they count as running it.
+    uses_model = task or (route.action in ("handler", "upload") and spec.model is not None)
+    if uses_model and route_auth(spec, route) == "none" and not route.public:
+        yield doc.problem(
+            here,
+            f"{name} runs the model with no auth; set `auth.mode` for the app, "
+            "or mark this route `public: true` to serve it openly",
+        )
     if spec.auth.mode == "proxy" and route.auth == "none" and route.action != "health":
         yield doc.problem(
             (*here, "auth"),

@@ -129,7 +129,8 @@ def run(
         for route in spec.routes:
             for example in route.examples:
                 headers = {**(sent if example.auth else {}), **example.request.headers}
-                request: dict[str, Any] = {"method": route.method, "url": route.path}
+                path = example.request.path or route.path
+                request: dict[str, Any] = {"method": route.method, "url": path}
                 if example.request.query:
                     request["params"] = example.request.query
                 if example.request.json_body is not None:

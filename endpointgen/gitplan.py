@@ -133,7 +133,7 @@ def _side(text: str, path: Path, label: str, env: str | None) -> Side:
             raise UsageError(f"no environment named '{env}'")
         doc = doc.with_overlay(env)
     spec = parse(doc)
-    problems = checks.check(spec, doc) + name_problems(spec, label)
+    problems = checks.check(spec, doc) + name_problems(spec, doc)
     if problems:
         raise SpecError(problems)
     return Side(spec, make_plan(spec, path, path.parent))

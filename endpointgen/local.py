@@ -55,6 +55,10 @@ def serve(spec: str | Path, host: str, port: int, env: str | None = None, say: A
                     "pip install 'endpointgen[models]'"
                 )
         built.path.write_text(built.source, encoding="utf-8")
-        app = load_app(import_module(built.path), say)
+        module = import_module(built.path)
+        try:
+            app = load_app(module, say)
+        except getattr(module, "HandlerError", ()) as exc:
+            raise UsageError(f"a handler cannot be imported: {exc}") from None
         say(f"serving {built.spec.name} on http://{host}:{port} (Ctrl-C stops)")
         uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from endpointgen import __version__
+from endpointgen import __version__, shapes
 from endpointgen.checks import MODEL_ACTIONS, effective_rate_limit, route_auth
 from endpointgen.errors import Problem
 from endpointgen.loader import Document
+from endpointgen.shapes import relative
 from endpointgen.spec import RateLimit, Route, Spec
 
 # Packages the generated app installs in its Modal image. Pinned to the versions the
@@ -19,7 +19,11 @@ from endpointgen.spec import RateLimit, Route, Spec
 WEB_PACKAGES = ("fastapi[standard]==0.165.0", "pydantic==2.14.4")
 MODEL_PACKAGES = ("torch==2.13.0", "transformers==5.24.0")
 # Installed only when a spec uses the feature that needs them.
-EXTRA_PACKAGES = {"redis": "redis==8.1.0", "jwt": "pyjwt[crypto]==2.15.1"}
+EXTRA_PACKAGES = {
+    "redis": "redis==8.1.0",
+    "jwt": "pyjwt[crypto]==2.15.1",
+    "image-classification": "pillow==13.0.0",
+}
 PYTHON_VERSION = "3.11"
 
 # Defaults for the route-level limits, applied before any model work.
@@ -69,6 +73,10 @@ class Plan:
     routes: list[dict[str, Any]]
     features: frozenset[str] = field(default_factory=frozenset)
     actions: list[str] = field(default_factory=list)
+    shipped_files: list[dict[str, str]] = field(default_factory=list)
+    shipped_dirs: list[dict[str, str]] = field(default_factory=list)
+    volumes: list[dict[str, str]] = field(default_factory=list)
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     imports: list[str] = field(default_factory=list)
     python_version: str = PYTHON_VERSION
     hf_cache_volume: str = HF_CACHE_VOLUME
@@ -91,7 +99,10 @@ def name_problems(spec: Spec, doc: Document) -> list[Problem]:
 def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
     out = Path(out_dir)
     spec_path = Path(spec_file)
-    routes = [_route(spec, i, r) for i, r in enumerate(spec.routes)]
+    shipped = shapes.Shipped(spec_path.parent, out)
+    routes = [
+        {**_route(spec, i, r), **shapes.route_extras(r, shipped)} for i, r in enumerate(spec.routes)
+    ]
     features = _features(spec, routes)
     model = None
     if spec.model is not None:
@@ -101,7 +112,8 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
             "task": spec.model.task,
             "revision": spec.model.revision,
             "dtype": spec.model.dtype,
-            "local_dir": _relative(local, out) if local is not None else None,
+            "local_dir": relative(local, out) if local is not None else None,
+            "loader": shipped.handler(spec.model.loader) if spec.model.loader else None,
         }
     secrets = sorted(
         {
@@ -139,7 +151,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         module=spec.module_name,
         app_name=spec.name,
         description=spec.description,
-        source=_relative(spec_path, out),
+        source=relative(spec_path, out),
         version=__version__,
         gpu=gpu,
         cpu=spec.resources.cpu,
@@ -158,6 +170,10 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         routes=routes,
         features=features,
         actions=sorted({r["action"] for r in routes}),
+        shipped_files=shipped.files,
+        shipped_dirs=shipped.dirs,
+        volumes=shapes.volumes(spec),
+        errors=shapes.errors(spec),
         imports=_imports(features, spec.auth.mode),
     )
 
@@ -173,12 +189,6 @@ def _local_model_dir(model_id: str, spec_dir: Path) -> Path | None:
         return (spec_dir / Path(model_id).expanduser()).resolve()
     candidate = spec_dir / model_id
     return candidate.resolve() if candidate.is_dir() else None
-
-
-def _relative(target: Path, out_dir: Path) -> str:
-    """`target` relative to `out_dir`, POSIX-style: the same bytes on every machine."""
-    rel = os.path.relpath(target.resolve(), out_dir.resolve())
-    return str(PurePosixPath(*Path(rel).parts))
 
 
 def auth_settings(spec: Spec) -> dict[str, Any]:
@@ -316,11 +326,25 @@ def _features(spec: Spec, routes: list[dict[str, Any]]) -> frozenset[str]:
     if spec.model:
         found.add("model")
         found.add(spec.model.task)
+        if spec.model.loader:
+            found |= {"loader", "shipped"}
+    if found & {"respond", "handler", "upload", "file"} or any(r["params"] for r in routes):
+        found.add("shaped")
+    if any("handler" in r for r in routes):
+        found.add("shipped")
+    if any(r.get("response_type") in ("stream", "sse") for r in routes):
+        found.add("streamed")
     return frozenset(found)
 
 
 _STDLIB = {
     "asyncio",
+    "csv",
+    "importlib",
+    "inspect",
+    "io",
+    "re",
+    "sys",
     "base64",
     "urllib",
     "hashlib",
@@ -388,6 +412,23 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
         need.add(("os", None))
     if has("webhook"):
         need |= {("base64", None), ("hmac", None), ("os", None), ("urllib.parse", None)}
+    if has("shaped"):
+        need |= {("inspect", None), ("re", None), ("fastapi", None), ("typing", "Annotated")}
+        need |= {("typing", "Literal"), ("fastapi.encoders", "jsonable_encoder")}
+        need |= {("fastapi.responses", "PlainTextResponse")}
+        need |= {("pydantic", n) for n in ("ConfigDict", "Field", "create_model")}
+    if has("streamed"):
+        need |= {("fastapi.responses", "StreamingResponse")}
+        need |= {("starlette.concurrency", "run_in_threadpool")}
+    if has("shipped"):
+        need |= {("importlib.util", None), ("sys", None), ("pathlib", "Path")}
+        need |= {("inspect", None), ("starlette.concurrency", "run_in_threadpool")}
+    if has("upload"):
+        need |= {("csv", None), ("io", None), ("fastapi", "UploadFile")}
+    if has("image-classification"):
+        need.add(("io", None))
+    if has("file"):
+        need |= {("fastapi.responses", "FileResponse"), ("pathlib", "Path")}
     if has("cors"):
         need.add(("starlette.middleware.cors", "CORSMiddleware"))
 
@@ -397,9 +438,7 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
         for module, name in modules:
             if name is not None:
                 names.setdefault(module, []).append(name)
-        froms = [
-            f"from {m} import {', '.join(sorted(names[m], key=_isort_key))}" for m in sorted(names)
-        ]
+        froms = [_from_import(m, sorted(names[m], key=_isort_key)) for m in sorted(names)]
         return [f"import {m}" for m in plain] + froms
 
     stdlib = {i for i in need if i[0].split(".")[0] in _STDLIB}
@@ -410,6 +449,14 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
             out.append("")
         out.extend(lines(group))
     return out
+
+
+def _from_import(module: str, names: list[str]) -> str:
+    line = f"from {module} import {', '.join(names)}"
+    if len(line) <= 88:
+        return line
+    inner = "".join(f"    {name},\n" for name in names)
+    return f"from {module} import (\n{inner})"
 
 
 def _isort_key(name: str) -> tuple[int, str]:

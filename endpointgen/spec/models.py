@@ -20,9 +20,19 @@ from pydantic import (
 
 from endpointgen.spec import gpu as gpu_names
 from endpointgen.spec.gpu import shown
+from endpointgen.spec.shapes import (
+    ErrorMapping,
+    ExceptionName,
+    Fields,
+    HandlerRef,
+    MediaType,
+    Params,
+)
 
-Task = Literal["text-generation", "text-classification", "embeddings"]
-Action = Literal["health", "generate", "classify", "embed", "webhook"]
+Task = Literal["text-generation", "text-classification", "embeddings", "image-classification"]
+Action = Literal[
+    "health", "generate", "classify", "embed", "webhook", "respond", "handler", "upload", "file"
+]
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 AuthMode = Literal["none", "api_key", "bearer", "jwt", "proxy"]
 
@@ -32,7 +42,7 @@ _ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
 _ENV_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 _APP_NAME = r"^[a-z][a-z0-9-]{0,47}$"
-_ROUTE_PATH = r"^/[A-Za-z0-9._~/-]*$"
+_ROUTE_PATH = r"^/([A-Za-z0-9._~/-]|\{[A-Za-z_][A-Za-z0-9_]{0,63}(:path)?\})*$"
 SecretName = Annotated[str, Field(pattern=_SECRET_NAME)]
 EnvVar = Annotated[str, Field(pattern=_ENV_VAR)]
 HeaderName = Annotated[str, Field(pattern=_HEADER_NAME)]
@@ -62,7 +72,7 @@ PATTERNS = {
     ),
     _ROUTE_PATH: (
         "route path",
-        "start with '/' and use only letters, digits and . _ ~ / -",
+        "start with '/' and use only letters, digits, . _ ~ / - and {param} or {param:path}",
     ),
 }
 
@@ -138,6 +148,9 @@ class Model(Strict):
         description="git revision on the Hub",
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    loader: HandlerRef | None = Field(
+        default=None, description="file.py:function that loads the model, for custom models"
+    )
 
     @field_validator("id")
     @classmethod
@@ -302,6 +315,12 @@ class Signature(Strict):
 
 
 class ExampleRequest(Strict):
+    path: str | None = Field(
+        default=None,
+        pattern=r"^/[^\s]*$",
+        max_length=2048,
+        description="the URL path, for a route whose path has {params}",
+    )
     json_body: Any = Field(default=None, alias="json", description="a JSON body")
     query: dict[str, str] = Field(default_factory=dict)
     headers: dict[HeaderName, str] = Field(default_factory=dict)
@@ -359,6 +378,35 @@ class Route(Strict):
     examples: list[Example] = Field(
         default_factory=list, description="requests and expected answers, run by `endpointgen test`"
     )
+    params: Params = Field(
+        default_factory=dict, description="typed query, path or header parameters"
+    )
+    request: Fields | None = Field(default=None, description="the JSON body's fields")
+    response: Any = Field(
+        default=None, description="respond: the answer; {param} placeholders are filled in"
+    )
+    response_type: Literal["json", "text", "stream", "sse"] | None = Field(
+        default=None, description="respond, handler: json (default), text, stream or sse"
+    )
+    status: int | None = Field(default=None, ge=200, le=299, description="respond: success code")
+    handler: HandlerRef | None = Field(
+        default=None, description="handler, upload: file.py:function, relative to the spec"
+    )
+    processor: Literal["csv", "image-classification", "handler"] | None = Field(
+        default=None, description="upload: what to do with the file"
+    )
+    content_types: list[MediaType] | None = Field(
+        default=None, description="upload: allowed media types (415 otherwise)"
+    )
+    max_rows: int | None = Field(default=None, ge=1, le=100_000_000, description="upload csv")
+    folder: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="file: local folder to serve"
+    )
+    volume: SecretName | None = Field(default=None, description="file: Modal Volume to serve")
+    download_name: str | None = Field(
+        default=None, min_length=1, max_length=200, description="file: name the browser saves"
+    )
+    media_type: MediaType | None = Field(default=None, description="file: Content-Type")
 
     @property
     def key(self) -> tuple[str, str]:
@@ -390,6 +438,10 @@ class Spec(Strict):
     cors: Cors | None = None
     rate_limit: RateLimit | None = None
     routes: list[Route] = Field(min_length=1)
+    errors: dict[ExceptionName, ErrorMapping] = Field(
+        default_factory=dict,
+        description="exception class names raised by handlers or the model -> status, message",
+    )
     environments: dict[EnvName, dict[str, Any]] = Field(
         default_factory=dict,
         description="overlays deep-merged over the base by `--env NAME`",

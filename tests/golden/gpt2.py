@@ -35,6 +35,7 @@ MODEL = {
     "revision": None,
     "dtype": "auto",
     "local_dir": None,
+    "loader": None,
 }
 AUTH = {
     "mode": "bearer",
@@ -82,6 +83,8 @@ ROUTES = [
         "stream": False,
         "max_tokens": 1024,
         "max_chars": 20000,
+        "params": [],
+        "request": None,
     },
     {
         "path": "/generate/stream",
@@ -100,6 +103,8 @@ ROUTES = [
         "stream": True,
         "max_tokens": 1024,
         "max_chars": 20000,
+        "params": [],
+        "request": None,
     },
     {
         "path": "/health",
@@ -109,8 +114,11 @@ ROUTES = [
         "auth": "none",
         "rate_limit": None,
         "max_bytes": 1048576,
+        "params": [],
+        "request": None,
     },
 ]
+ERRORS = {}
 
 Route = dict[str, Any]
 log = logging.getLogger(APP_NAME)
@@ -341,6 +349,14 @@ class ErrorBody(BaseModel):
     detail: list[dict[str, Any]] | None = None
 
 
+def mapped_error(exc: Exception) -> tuple[int, str] | None:
+    """The spec's `errors:` entry for this exception or one of its base classes."""
+    for kind in type(exc).__mro__:
+        if kind.__name__ in ERRORS:
+            return ERRORS[kind.__name__]["status"], ERRORS[kind.__name__]["message"]
+    return None
+
+
 def error_body(request_id: str, error: str, **extra: Any) -> dict[str, Any]:
     return {"error": error, **extra, "request_id": request_id}
 
@@ -402,11 +418,14 @@ class RequestContext:
             if not status[0]:
                 body = error_body(request_id, "request body too large")
                 await JSONResponse(body, 413)(scope, receive, send_with_id)
-        except Exception:
-            log.exception("request %s failed", request_id)
+        except Exception as exc:
+            mapped = mapped_error(exc)
+            if mapped is None:
+                log.exception("request %s failed", request_id)
             if not status[0]:
-                body = error_body(request_id, "internal server error")
-                await JSONResponse(body, 500)(scope, receive, send_with_id)
+                code, message = mapped or (500, "internal server error")
+                body = error_body(request_id, message)
+                await JSONResponse(body, code)(scope, receive, send_with_id)
         finally:
             line = {
                 "request_id": request_id,

@@ -1,0 +1,202 @@
+"""One version of an app as a reviewer reads it: each setting and route in a few words.
+
+`diff` compares two of these; `plan`'s tables print them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from endpointgen import prices
+from endpointgen.plan import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_CHARS,
+    DEFAULT_MAX_ITEMS,
+    DEFAULT_MAX_TOKENS,
+    Plan,
+)
+from endpointgen.spec import Spec
+from endpointgen.spec.models import RATE_UNITS
+
+_UNITS = {seconds: unit for unit, seconds in RATE_UNITS.items()}
+LIMITS = {
+    "max_tokens": DEFAULT_MAX_TOKENS,
+    "max_chars": DEFAULT_MAX_CHARS,
+    "max_items": DEFAULT_MAX_ITEMS,
+    "max_bytes": DEFAULT_MAX_BYTES,
+}
+
+
+@dataclass(frozen=True)
+class Side:
+    """One version of a spec: the validated spec and its resolved plan."""
+
+    spec: Spec
+    plan: Plan
+
+    @property
+    def cost(self) -> prices.Cost:
+        spec = self.spec
+        return prices.estimate(
+            list(spec.gpu) if spec.gpu else None,
+            spec.resources.cpu,
+            spec.resources.memory,
+            spec.scaling.min_containers,
+            spec.scaling.max_containers,
+        )
+
+
+@dataclass(frozen=True)
+class Fact:
+    area: str
+    what: str
+    value: str
+    default: bool = False  # the value a spec gets by saying nothing
+
+
+ROUTE_ATTRS = ["action", "auth", "rate limit", "stream", "webhook", *LIMITS]
+
+
+def route_attrs(route: dict[str, Any]) -> dict[str, str]:
+    out = {
+        "action": route["action"],
+        "auth": "signature" if route["action"] == "webhook" else route["auth"],
+        "rate limit": rate_text(route["rate_limit"]),
+    }
+    if route["action"] == "generate":
+        out["stream"] = "yes" if route["stream"] else "no"
+    if route.get("webhook"):
+        hook = route["webhook"]
+        out["webhook"] = f"{hook['provider']} signature in ${hook['env']}"
+    for key in LIMITS:
+        if key in route:
+            out[key] = str(route[key])
+    return out
+
+
+def route_text(route: dict[str, Any]) -> str:
+    """A route in a few words: action, auth, rate limit, stream, and limits set by hand."""
+    auth = "signature" if route["action"] == "webhook" else route["auth"]
+    parts = [route["action"], f"auth {auth}"]
+    if route["rate_limit"] is not None:
+        parts.append(f"rate limit {rate_text(route['rate_limit'])}")
+    if route.get("stream"):
+        parts.append("stream")
+    if route.get("webhook"):
+        parts.append(f"{route['webhook']['provider']} webhook")
+    parts += [
+        f"{k} {route[k]}" for k, default in LIMITS.items() if route.get(k, default) != default
+    ]
+    return ", ".join(parts)
+
+
+def route_name(route: dict[str, Any]) -> str:
+    return f"{route['method']} {route['path']}"
+
+
+def shared(route: dict[str, Any]) -> bool:
+    rule = route["rate_limit"]
+    return rule is not None and rule["scope"] == "app"
+
+
+def rate_text(rule: dict[str, Any] | None) -> str:
+    if rule is None:
+        return "none"
+    seconds = rule["seconds"]
+    unit = _UNITS.get(seconds, f"{seconds}s")
+    text = f"{rule['limit']}/{unit} per {rule['key']}"
+    if rule["storage"] != "memory":
+        text += f" in {rule['storage']}"
+    if rule["scope"] != "app":
+        text += " (own budget)"
+    return text
+
+
+def summary(side: Side) -> str:
+    routes = len(side.plan.routes)
+    gpu = side.cost.gpu
+    return f"{routes} route{'s' if routes != 1 else ''}, GPU {gpu}, auth {side.spec.auth.mode}"
+
+
+def facts(side: Side) -> list[Fact]:
+    """The scalar settings of an app, each as the text a reviewer reads."""
+    spec, plan = side.spec, side.plan
+    out: list[Fact] = []
+
+    def add(area: str, what: str, value: Any, default: str, unit: str = "") -> None:
+        text = default if value is None else f"{_num(value)}{unit}"
+        out.append(Fact(area, what, text, value is None or text == default))
+
+    if spec.description:
+        add("app", "description", _short(spec.description), "")
+    auth = plan.auth
+    add("auth", "auth mode", auth["mode"], "none")
+    add("auth", "auth secret", spec.auth.secret, "none")
+    for key in ("env", "header", "algorithm", "audience", "issuer"):
+        if key in auth:
+            add("auth", f"auth {key}", auth[key], "none")
+    add("cors", "CORS", "on" if plan.cors else None, "off")
+    if plan.cors is not None:
+        cors = plan.cors
+        add("cors", "CORS credentials", "allowed" if cors["credentials"] else "not allowed", "")
+        add("cors", "CORS methods", ", ".join(cors["methods"]), "")
+        add("cors", "CORS headers", ", ".join(cors["headers"]), "")
+        add("cors", "CORS max_age", cors["max_age"], "", " s")
+    rate = spec.rate_limit
+    app_rule: dict[str, Any] | None = None
+    if rate is not None:
+        app_rule = {"limit": rate.amount, "seconds": rate.seconds, "key": rate.key}
+        app_rule |= {"storage": rate.storage, "scope": "app"}
+    add("rate limit", "app rate limit", rate_text(app_rule) if app_rule else None, "none")
+    add("gpu", "GPU", side.cost.gpu if spec.gpu else None, "none (CPU)")
+    for key in ("min_containers", "max_containers", "buffer_containers"):
+        add("scaling", key, getattr(spec.scaling, key), "Modal default")
+    add("scaling", "scaledown_window", spec.scaling.scaledown_window, "Modal default", " s")
+    add("scaling", "max_inputs", spec.scaling.max_inputs, "1 (Modal default)", " per container")
+    add("resources", "cpu", spec.resources.cpu, "Modal default", " cores")
+    add("resources", "memory", spec.resources.memory, "Modal default", " MiB")
+    add("resources", "timeout", spec.resources.timeout, "Modal default", " s")
+    model = spec.model
+    add("model", "model id", model.id if model else None, "none")
+    add("model", "model task", model.task if model else None, "none")
+    if model is not None:
+        add("model", "model revision", model.revision, "latest")
+        add("model", "model dtype", model.dtype if model.dtype != "auto" else None, "auto")
+    batch = spec.batching
+    text = f"up to {batch.max_batch_size} per call, wait {batch.wait_ms} ms" if batch else None
+    add("batching", "batching", text, "off")
+    return out
+
+
+def collections(side: Side) -> list[tuple[str, str, dict[str, str]]]:
+    """Collections compared item by item: (area, item word, {item: detail})."""
+    plan = side.plan
+    origins = {o: "" for o in (plan.cors["origins"] if plan.cors else [])}
+    packages = {_package_name(p): p for p in plan.packages}
+    secrets = {s: "" for s in plan.secrets}
+    env = {k: _short(v) for k, v in side.spec.env.items()}  # never secret: checks refuse them
+    return [
+        ("cors", "CORS origin", origins),
+        ("image", "package", packages),
+        ("secrets", "Modal Secret", secrets),
+        ("env", "env var", env),
+    ]
+
+
+def _package_name(requirement: str) -> str:
+    name = requirement
+    for stop in ("[", "=", "<", ">", "!", "~", " "):
+        name = name.split(stop, 1)[0]
+    return name.lower()
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 3] + "..."

@@ -1,0 +1,130 @@
+"""Rules for the route keys beyond model actions: which action reads which key, and that
+the files a spec names (handlers, loaders, folders) are there and usable."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+from endpointgen.errors import Loc, Problem
+from endpointgen.loader import Document
+from endpointgen.shapes import path_params
+from endpointgen.spec import Route, Spec
+
+# The keys each action reads, beyond those every route has.
+_KEYS = {
+    "respond": {"params", "request", "response", "response_type", "status"},
+    "handler": {"params", "request", "response_type", "handler"},
+    "upload": {"params", "processor", "handler", "content_types", "max_rows"},
+    "file": {"params", "folder", "volume", "download_name", "media_type"},
+}
+_SHAPE_KEYS = set().union(*_KEYS.values())
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+_RESERVED = {"request_body", "file"}
+
+
+def check(spec: Spec, doc: Document) -> Iterator[Problem]:
+    for i, route in enumerate(spec.routes):
+        yield from _route(spec, doc, ("routes", i), route)
+    if spec.model is not None and spec.model.loader:
+        yield from _python_function(doc, ("model", "loader"), spec.model.loader)
+        for i, route in enumerate(spec.routes):
+            if route.action in ("generate", "classify", "embed"):
+                yield doc.problem(
+                    ("routes", i, "action"),
+                    f"a model from a custom loader serves handler routes, not `{route.action}`",
+                )
+
+
+def _route(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
+    allowed = _KEYS.get(route.action, set())
+    for key in sorted(_SHAPE_KEYS - allowed):
+        value = getattr(route, key)
+        if value not in (None, {}, []):
+            actions = sorted(a for a, keys in _KEYS.items() if key in keys)
+            yield doc.problem((*here, key), f"`{key}` applies to {', '.join(actions)} routes")
+    yield from _params(doc, here, route)
+    if route.request is not None and route.method not in _BODY_METHODS:
+        yield doc.problem((*here, "request"), f"a {route.method} request has no body; use params")
+    if route.action == "respond" and "response" not in route.model_fields_set:
+        yield doc.problem(here, "a respond route needs `response`")
+    if route.action == "handler" and route.handler is None:
+        yield doc.problem(here, "a handler route needs `handler: file.py:function`")
+    if route.action == "upload":
+        yield from _upload(spec, doc, here, route)
+    if route.action == "file":
+        yield from _file(doc, here, route)
+    if route.handler is not None:
+        yield from _python_function(doc, (*here, "handler"), route.handler)
+
+
+def _params(doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
+    in_path = path_params(route.path)
+    for name, param in route.params.items():
+        loc = (*here, "params", name)
+        if name in _RESERVED:
+            yield doc.problem(loc, f"`{name}` is reserved; name the parameter otherwise")
+        if param.where == "path" and name not in in_path:
+            yield doc.problem(loc, f"path parameter `{name}` is not in the path {route.path}")
+        if name in in_path and param.where not in (None, "path"):
+            yield doc.problem(loc, f"`{name}` is in the path, so it is a path parameter")
+        if name in in_path and not param.required:
+            yield doc.problem(loc, "a path parameter cannot have a default")
+    for name in route.request or {}:
+        if name in route.params:
+            yield doc.problem((*here, "request", name), f"`{name}` is also a parameter")
+
+
+def _upload(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
+    if route.method not in ("POST", "PUT"):
+        yield doc.problem((*here, "method"), "an upload route takes POST or PUT")
+    if route.processor is None:
+        yield doc.problem(
+            here, "an upload route needs `processor`: csv, image-classification or handler"
+        )
+    elif route.processor == "handler" and route.handler is None:
+        yield doc.problem(here, "`processor: handler` needs `handler: file.py:function`")
+    elif route.processor != "handler" and route.handler is not None:
+        yield doc.problem((*here, "handler"), "`handler` applies with `processor: handler`")
+    if route.processor == "image-classification" and (
+        spec.model is None or spec.model.task != "image-classification"
+    ):
+        yield doc.problem((*here, "processor"), "image-classification needs a model with that task")
+    if route.max_rows is not None and route.processor != "csv":
+        yield doc.problem((*here, "max_rows"), "`max_rows` applies with `processor: csv`")
+
+
+def _file(doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
+    if (route.folder is None) == (route.volume is None):
+        yield doc.problem(here, "a file route needs exactly one of `folder` and `volume`")
+    names = list(path_params(route.path))
+    if len(names) != 1 or not route.path.endswith("}"):
+        yield doc.problem(
+            (*here, "path"),
+            "a file route's path ends with the file's name, e.g. /files/{name:path}",
+        )
+    if route.folder is not None and not (doc.folder / route.folder).is_dir():
+        yield doc.problem((*here, "folder"), f"no folder {route.folder} next to the spec")
+
+
+def _python_function(doc: Document, loc: Loc, ref: str) -> Iterator[Problem]:
+    """The file exists, parses, and defines the function: checked without running it."""
+    file, function = ref.rsplit(":", 1)
+    path = doc.folder / file
+    try:
+        tree = ast.parse(Path(path).read_bytes(), filename=file)
+    except OSError:
+        yield doc.problem(loc, f"no file {file} next to the spec")
+        return
+    except SyntaxError as exc:
+        yield doc.problem(loc, f"{file} is not valid Python (line {exc.lineno}): {exc.msg}")
+        return
+    except ValueError as exc:  # e.g. NUL bytes
+        yield doc.problem(loc, f"{file} is not valid Python: {exc}")
+        return
+    defined = {
+        node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
+    if function not in defined:
+        yield doc.problem(loc, f"{file} defines no function `{function}`")

@@ -1,0 +1,424 @@
+# Built by endpointgen 0.1.0 from ../../specs/hello.yaml.
+# Edit the spec and rebuild (`endpointgen build`) rather than this file.
+"""HTTP endpoints on Modal, built by endpointgen from a spec.
+
+Deploy with `modal deploy hello.py`; serve locally with
+`endpointgen serve`, or import `create_app` and run it with any ASGI server.
+"""
+
+import inspect
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+import fastapi
+import modal
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.exceptions import HTTPException
+
+APP_NAME = "hello"
+DESCRIPTION = "Constant and templated answers, with typed query and path parameters"
+MODEL = None
+AUTH = {
+    "mode": "none",
+}
+CORS = None
+BATCHING = None
+ROUTES = [
+    {
+        "path": "/hello",
+        "method": "GET",
+        "action": "respond",
+        "summary": "respond",
+        "auth": "none",
+        "rate_limit": None,
+        "max_bytes": 1048576,
+        "params": [],
+        "request": None,
+        "response_type": "json",
+        "response": "Hello, World!",
+        "status": 200,
+    },
+    {
+        "path": "/greet",
+        "method": "GET",
+        "action": "respond",
+        "summary": "respond",
+        "auth": "none",
+        "rate_limit": None,
+        "max_bytes": 1048576,
+        "params": [
+            {
+                "name": "name",
+                "in": "query",
+                "type": "str",
+                "required": True,
+                "min_length": 1,
+                "max_length": 100,
+                "description": "who to greet",
+            },
+        ],
+        "request": None,
+        "response_type": "text",
+        "response": "Hello, {name}!",
+        "status": 200,
+    },
+    {
+        "path": "/health",
+        "method": "GET",
+        "action": "health",
+        "summary": "Readiness of the app and its model",
+        "auth": "none",
+        "rate_limit": None,
+        "max_bytes": 1048576,
+        "params": [],
+        "request": None,
+    },
+]
+ERRORS = {}
+
+Route = dict[str, Any]
+log = logging.getLogger(APP_NAME)
+
+
+# --- HTTP plumbing: request ids, body limits, JSON errors, one log line per request ---
+
+MAX_BYTES = {(route["method"], route["path"]): route["max_bytes"] for route in ROUTES}
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(413, "request body too large")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    request_id: str
+    detail: list[dict[str, Any]] | None = None
+
+
+def mapped_error(exc: Exception) -> tuple[int, str] | None:
+    """The spec's `errors:` entry for this exception or one of its base classes."""
+    for kind in type(exc).__mro__:
+        if kind.__name__ in ERRORS:
+            return ERRORS[kind.__name__]["status"], ERRORS[kind.__name__]["message"]
+    return None
+
+
+def error_body(request_id: str, error: str, **extra: Any) -> dict[str, Any]:
+    return {"error": error, **extra, "request_id": request_id}
+
+
+def request_id_of(request: Request) -> str:
+    return getattr(request.state, "request_id", "")
+
+
+class RequestContext:
+    """Outermost but for CORS, so every answer, errors included, passes through here.
+
+    Gives each request an id (the client's `X-Request-ID` when it is sane), refuses
+    bodies over the route's `max_bytes` with 413 before reading them whole, turns any
+    exception into a 500 without a stack trace, and logs one JSON line per request.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        sane = 0 < len(given) <= 128 and given.isprintable()
+        request_id = given if sane else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        status = [0]
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                extra = [(b"x-request-id", request_id.encode("latin-1"))]
+                for name, value in state.get("response_headers", {}).items():
+                    extra.append((name.encode("latin-1"), value.encode("latin-1")))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        limit = MAX_BYTES.get((scope["method"], scope["path"]))
+        size = headers.get(b"content-length", b"")
+        received = [0]
+
+        async def receive_limited() -> Any:
+            message = await receive()
+            if limit is not None and message["type"] == "http.request":
+                received[0] += len(message.get("body", b""))
+                if received[0] > limit:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            if limit is not None and size.isdigit() and int(size) > limit:
+                raise BodyTooLarge
+            await self.app(scope, receive_limited, send_with_id)
+        except BodyTooLarge:
+            if not status[0]:
+                body = error_body(request_id, "request body too large")
+                await JSONResponse(body, 413)(scope, receive, send_with_id)
+        except Exception as exc:
+            mapped = mapped_error(exc)
+            if mapped is None:
+                log.exception("request %s failed", request_id)
+            if not status[0]:
+                code, message = mapped or (500, "internal server error")
+                body = error_body(request_id, message)
+                await JSONResponse(body, code)(scope, receive, send_with_id)
+        finally:
+            line = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status[0],
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            log.info(json.dumps(line))
+
+
+async def http_error(request: Request, exc: Any) -> JSONResponse:
+    body = error_body(request_id_of(request), str(exc.detail))
+    return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def validation_error(request: Request, exc: Any) -> JSONResponse:
+    detail = [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors()
+    ]
+    body = error_body(request_id_of(request), "invalid request", detail=detail)
+    return JSONResponse(body, 422)
+
+
+def reject(field: str, message: str) -> RequestValidationError:
+    """A 422 for a rule the request schema cannot state (a route's own ceiling)."""
+    error = {"loc": ("body", field), "msg": message, "type": "value_error"}
+    return RequestValidationError([error])
+
+
+def configure_logging() -> None:
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+# --- Routes ---
+
+
+def add_route(web: FastAPI, route: Route, handler: Any, **options: Any) -> None:
+    web.add_api_route(
+        route["path"],
+        handler,
+        methods=[route["method"]],
+        summary=route["summary"],
+        responses=documented_responses(route),
+        **options,
+    )
+
+
+def documented_responses(route: Route) -> dict[int | str, Any]:
+    """The answers besides success that a client should expect, for /openapi.json."""
+
+    def error(description: str, **extra: Any) -> dict[str, Any]:
+        return {"model": ErrorBody, "description": description, **extra}
+
+    def header(description: str) -> dict[str, Any]:
+        return {"description": description, "schema": {"type": "integer"}}
+
+    responses: dict[int | str, Any] = {500: error("Internal error; no details leak")}
+    if route["method"] in ("POST", "PUT", "PATCH"):
+        responses[413] = error("Request body over the route's max_bytes")
+    if route["auth"] != "none" or route["action"] == "webhook":
+        responses[401] = error("Missing or invalid credentials")
+    if MODEL is not None and route["action"] != "webhook":
+        responses[503] = error("The model is loading, or failed to load")
+    if route["rate_limit"] is not None:
+        limits = {
+            "RateLimit-Limit": header("Requests allowed per window"),
+            "RateLimit-Remaining": header("Requests left in this window"),
+            "RateLimit-Reset": header("Seconds until the window resets"),
+        }
+        responses[200] = {"headers": limits}
+        retry = {"Retry-After": header("Seconds to wait"), **limits}
+        responses[429] = error("Rate limit exceeded", headers=retry)
+    return responses
+
+
+def create_app() -> FastAPI:
+    """The FastAPI app; Modal serves it, and so can any ASGI server."""
+    configure_logging()
+    web = FastAPI(title=APP_NAME, description=DESCRIPTION)
+    web.add_exception_handler(HTTPException, http_error)
+    web.add_exception_handler(RequestValidationError, validation_error)
+
+    for route in ROUTES:
+        # Run in this order. A limit by client address counts before auth, so guessing
+        # keys is throttled too; a limit by credential counts after auth has found it.
+        guards = []
+        ACTIONS[route["action"]](web, route, None, guards)
+
+    web.add_middleware(RequestContext)
+    return web
+
+
+def add_health(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> None:
+    async def health() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    add_route(web, route, health, dependencies=guards)
+
+
+# --- Declared parameters and bodies: FastAPI signatures built from ROUTES at start-up ---
+
+TYPES: dict[str, Any] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "list[str]": list[str],
+    "list[int]": list[int],
+    "list[float]": list[float],
+    "object": dict[str, Any],
+    "any": Any,
+}
+SOURCES = {"query": fastapi.Query, "path": fastapi.Path, "header": fastapi.Header}
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def annotation(field: dict[str, Any]) -> Any:
+    kind = TYPES[field["type"]]
+    if "enum" in field:
+        kind = Literal[tuple(field["enum"])]
+    if not field["required"] and field["default"] is None:
+        kind = kind | None
+    return kind
+
+
+def constraints(field: dict[str, Any]) -> dict[str, Any]:
+    names = ("ge", "le", "min_length", "max_length", "description")
+    return {name: field[name] for name in names if name in field}
+
+
+def default(field: dict[str, Any]) -> Any:
+    """`...` (pydantic's "required") or the declared default."""
+    return ... if field["required"] else field["default"]
+
+
+def body_model(route: Route) -> Any:
+    """A pydantic model of the route's declared JSON body, or None."""
+    if route["request"] is None:
+        return None
+    words = re.findall(r"[A-Za-z0-9]+", f"{route['method']} {route['path']}")
+    name = "".join(word.capitalize() for word in words) + "Request"
+    fields = {
+        f["name"]: (annotation(f), Field(default(f), **constraints(f)))
+        for f in route["request"]
+    }
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def signature(route: Route, body: Any, *extra: inspect.Parameter) -> inspect.Signature:
+    """The endpoint's signature: FastAPI reads parameters and body from it."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter(
+            p["name"],
+            keyword,
+            default=inspect.Parameter.empty if p["required"] else p["default"],
+            annotation=Annotated[annotation(p), SOURCES[p["in"]](**constraints(p))],
+        )
+        for p in route["params"]
+    ]
+    if body is not None:
+        parameters.append(inspect.Parameter("request_body", keyword, annotation=body))
+    return inspect.Signature([*parameters, *extra])
+
+
+def gather(values: dict[str, Any]) -> dict[str, Any]:
+    """Parameters and body fields, as one mapping for templates and handlers."""
+    body = values.pop("request_body", None)
+    return {**values, **(body.model_dump() if body is not None else {})}
+
+
+def fill(template: Any, data: dict[str, Any]) -> Any:
+    """`{name}` placeholders in strings, replaced by data; a lone placeholder keeps its type."""
+    if isinstance(template, str):
+        alone = PLACEHOLDER.fullmatch(template)
+        if alone and alone.group(1) in data:
+            return data[alone.group(1)]
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            return str(data[name]) if name in data else match.group(0)
+
+        return PLACEHOLDER.sub(value, template)
+    if isinstance(template, list):
+        return [fill(item, data) for item in template]
+    if isinstance(template, dict):
+        return {key: fill(item, data) for key, item in template.items()}
+    return template
+
+
+def answer(route: Route, value: Any, status: int = 200) -> Any:
+    kind = route["response_type"]
+    if kind == "text":
+        return PlainTextResponse(str(value), status)
+    return JSONResponse(jsonable_encoder(value), status)
+
+
+def add_respond(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> None:
+    async def respond(**values: Any) -> Any:
+        return answer(route, fill(route["response"], gather(values)), route["status"])
+
+    respond.__signature__ = signature(route, body_model(route))  # type: ignore[attr-defined]
+    add_route(web, route, respond, dependencies=guards, status_code=route["status"])
+
+
+ACTIONS = {
+    "health": add_health,
+    "respond": add_respond,
+}
+
+
+# --- Modal: the image, the settings from the spec, and the class that serves the app ---
+
+image = modal.Image.debian_slim(python_version="3.11").uv_pip_install(
+    *[
+        "fastapi[standard]==0.165.0",
+        "pydantic==2.14.4",
+    ]
+)
+SECRETS = []
+
+app = modal.App(APP_NAME, image=image)
+
+
+@app.cls(
+    secrets=[modal.Secret.from_name(name) for name in SECRETS],
+)
+class Server:
+    @modal.enter()
+    def load(self) -> None:
+        configure_logging()
+
+    @modal.asgi_app()
+    def web(self) -> FastAPI:
+        return create_app()
