@@ -16,10 +16,11 @@ MODEL_ACTIONS = {
     "embed": "embeddings",
 }
 _LIMIT_KEYS = {
-    "max_tokens": {"generate"},
-    "max_chars": {"generate", "classify", "embed"},
-    "max_items": {"classify", "embed"},
+    "max_tokens": {"generate", "openai"},
+    "max_chars": {"generate", "classify", "embed", "openai"},
+    "max_items": {"classify", "embed", "openai"},
 }
+OPENAI_TASKS = ("text-generation", "embeddings")
 _WEBHOOK_KEYS = ("provider", "secret", "env")
 
 # Keys the language names whose run-time behaviour this version does not build yet.
@@ -86,8 +87,20 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
                 f"{name}: `{route.action}` needs {_article(task)} {task} model, "
                 f"but model.task is {spec.model.task}",
             )
+    if route.action == "openai":
+        if spec.model is None or spec.model.task not in OPENAI_TASKS:
+            yield doc.problem(
+                (*here, "action"),
+                f"{name}: `openai` serves a text-generation or embeddings model",
+            )
+        if spec.auth.mode == "api_key":
+            yield doc.problem(
+                (*here, "action"),
+                "OpenAI clients send `Authorization: Bearer`; use auth mode bearer or jwt",
+            )
     # Handlers and uploads get the model too, so they count as running it.
-    uses_model = task or (route.action in ("handler", "upload") and spec.model is not None)
+    uses_model = task or route.action == "openai"
+    uses_model = uses_model or (route.action in ("handler", "upload") and spec.model is not None)
     if uses_model and route_auth(spec, route) == "none" and not route.public:
         yield doc.problem(
             here,

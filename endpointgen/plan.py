@@ -270,9 +270,11 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
     if route.action == "generate":
         out["stream"] = route.stream
         out["max_tokens"] = route.max_tokens or DEFAULT_MAX_TOKENS
-    if route.action in MODEL_ACTIONS:
+    if route.action == "openai":
+        out["max_tokens"] = route.max_tokens or DEFAULT_MAX_TOKENS
+    if route.action in MODEL_ACTIONS or route.action == "openai":
         out["max_chars"] = route.max_chars or DEFAULT_MAX_CHARS
-    if route.action in ("classify", "embed"):
+    if route.action in ("classify", "embed", "openai"):
         out["max_items"] = route.max_items or DEFAULT_MAX_ITEMS
     if route.action == "webhook":
         out["webhook"] = _webhook(route)
@@ -334,6 +336,9 @@ def _features(spec: Spec, routes: list[dict[str, Any]]) -> frozenset[str]:
         found.add("shipped")
     if any(r.get("response_type") in ("stream", "sse") for r in routes):
         found.add("streamed")
+    if "openai" in found and spec.model is not None:
+        # The OpenAI routes reuse the generate (with streaming) or embed machinery.
+        found |= {"generate", "stream"} if spec.model.task == "text-generation" else {"embed"}
     return frozenset(found)
 
 
@@ -344,6 +349,7 @@ _STDLIB = {
     "inspect",
     "io",
     "re",
+    "struct",
     "sys",
     "base64",
     "urllib",
@@ -412,6 +418,8 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
         need.add(("os", None))
     if has("webhook"):
         need |= {("base64", None), ("hmac", None), ("os", None), ("urllib.parse", None)}
+    if has("openai"):
+        need |= {("typing", "Literal"), ("base64", None), ("struct", None)}
     if has("shaped"):
         need |= {("inspect", None), ("re", None), ("fastapi", None), ("typing", "Annotated")}
         need |= {("typing", "Literal"), ("fastapi.encoders", "jsonable_encoder")}

@@ -31,7 +31,16 @@ from endpointgen.spec.shapes import (
 
 Task = Literal["text-generation", "text-classification", "embeddings", "image-classification"]
 Action = Literal[
-    "health", "generate", "classify", "embed", "webhook", "respond", "handler", "upload", "file"
+    "health",
+    "generate",
+    "classify",
+    "embed",
+    "webhook",
+    "respond",
+    "handler",
+    "upload",
+    "file",
+    "openai",
 ]
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 AuthMode = Literal["none", "api_key", "bearer", "jwt", "proxy"]

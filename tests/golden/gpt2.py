@@ -194,6 +194,13 @@ class TextGenerator:
         self.model.to(device).eval()
         self.lock = threading.Lock()
 
+    def context_left(self, prompt: str) -> int | None:
+        """How many tokens fit after `prompt` in the model's context, if it has a limit."""
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if not context:
+            return None
+        return int(context) - len(self.tokenizer(prompt)["input_ids"])
+
     def context_problem(self, request: GenerateRequest) -> str | None:
         """Why the prompt and max_tokens do not fit the model's context, if they don't."""
         context = getattr(self.model.config, "max_position_embeddings", None)
@@ -245,6 +252,7 @@ class TextGenerator:
         watcher.finish(new_tokens)
         return {
             "text": watcher.text,
+            "prompt_tokens": int(inputs["input_ids"].shape[1]),
             "tokens_generated": int(new_tokens.shape[0]),
             "finish_reason": watcher.finish_reason(
                 int(new_tokens.shape[0]), request.max_tokens
@@ -417,7 +425,8 @@ class RequestContext:
         except BodyTooLarge:
             if not status[0]:
                 body = error_body(request_id, "request body too large")
-                await JSONResponse(body, 413)(scope, receive, send_with_id)
+                answer = error_response(scope["path"], 413, body)
+                await answer(scope, receive, send_with_id)
         except Exception as exc:
             mapped = mapped_error(exc)
             if mapped is None:
@@ -425,7 +434,8 @@ class RequestContext:
             if not status[0]:
                 code, message = mapped or (500, "internal server error")
                 body = error_body(request_id, message)
-                await JSONResponse(body, code)(scope, receive, send_with_id)
+                answer = error_response(scope["path"], code, body)
+                await answer(scope, receive, send_with_id)
         finally:
             line = {
                 "request_id": request_id,
@@ -437,9 +447,14 @@ class RequestContext:
             log.info(json.dumps(line))
 
 
+def error_response(path: str, status: int, body: Any, headers: Any = None) -> Any:
+    return JSONResponse(body, status, headers=headers)
+
+
 async def http_error(request: Request, exc: Any) -> JSONResponse:
     body = error_body(request_id_of(request), str(exc.detail))
-    return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    return error_response(request.url.path, exc.status_code, body, headers)
 
 
 async def validation_error(request: Request, exc: Any) -> JSONResponse:
@@ -448,7 +463,7 @@ async def validation_error(request: Request, exc: Any) -> JSONResponse:
         for e in exc.errors()
     ]
     body = error_body(request_id_of(request), "invalid request", detail=detail)
-    return JSONResponse(body, 422)
+    return error_response(request.url.path, 422, body)
 
 
 def reject(field: str, message: str) -> RequestValidationError:
@@ -733,7 +748,18 @@ def sse(event: str, data: dict[str, Any]) -> str:
 
 
 async def stream_events(engine: Any, body: Any, request_id: str) -> Any:
-    """Server-Sent Events: `token` events as text arrives, then `done` with the totals.
+    """Server-Sent Events: `token` events as text arrives, then `done` with the totals."""
+    async for kind, value in generation(engine, body, request_id):
+        if kind == "token":
+            yield sse("token", {"text": value})
+        elif kind == "done":
+            yield sse("done", value)
+        else:
+            yield sse("error", error_body(request_id, "generation failed"))
+
+
+async def generation(engine: Any, body: Any, request_id: str) -> Any:
+    """("token", text) pairs as text arrives, then ("done", totals) or ("error", None).
 
     When the client goes away the generator is closed, which stops the generation.
     """
@@ -763,13 +789,8 @@ async def stream_events(engine: Any, body: Any, request_id: str) -> Any:
     try:
         while True:
             kind, value = await queue.get()
-            if kind == "token":
-                yield sse("token", {"text": value})
-            elif kind == "done":
-                yield sse("done", value)
-                break
-            else:
-                yield sse("error", error_body(request_id, "generation failed"))
+            yield kind, value
+            if kind != "token":
                 break
     finally:
         cancelled.set()  # the generation stops at its next token

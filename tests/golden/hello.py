@@ -172,7 +172,8 @@ class RequestContext:
         except BodyTooLarge:
             if not status[0]:
                 body = error_body(request_id, "request body too large")
-                await JSONResponse(body, 413)(scope, receive, send_with_id)
+                answer = error_response(scope["path"], 413, body)
+                await answer(scope, receive, send_with_id)
         except Exception as exc:
             mapped = mapped_error(exc)
             if mapped is None:
@@ -180,7 +181,8 @@ class RequestContext:
             if not status[0]:
                 code, message = mapped or (500, "internal server error")
                 body = error_body(request_id, message)
-                await JSONResponse(body, code)(scope, receive, send_with_id)
+                answer = error_response(scope["path"], code, body)
+                await answer(scope, receive, send_with_id)
         finally:
             line = {
                 "request_id": request_id,
@@ -192,9 +194,14 @@ class RequestContext:
             log.info(json.dumps(line))
 
 
+def error_response(path: str, status: int, body: Any, headers: Any = None) -> Any:
+    return JSONResponse(body, status, headers=headers)
+
+
 async def http_error(request: Request, exc: Any) -> JSONResponse:
     body = error_body(request_id_of(request), str(exc.detail))
-    return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    return error_response(request.url.path, exc.status_code, body, headers)
 
 
 async def validation_error(request: Request, exc: Any) -> JSONResponse:
@@ -203,7 +210,7 @@ async def validation_error(request: Request, exc: Any) -> JSONResponse:
         for e in exc.errors()
     ]
     body = error_body(request_id_of(request), "invalid request", detail=detail)
-    return JSONResponse(body, 422)
+    return error_response(request.url.path, 422, body)
 
 
 def reject(field: str, message: str) -> RequestValidationError:
