@@ -16,7 +16,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from models import make_tiny_bert_classifier, make_tiny_gpt2, minilm_dir  # noqa: E402
+from models import make_tiny_bert_classifier, make_tiny_gpt2, minilm_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

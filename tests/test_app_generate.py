@@ -52,7 +52,10 @@ def test_generate_returns_text_and_counts(client: TestClient) -> None:
 def test_seed_makes_sampling_reproducible(client: TestClient) -> None:
     first = generate(client, max_tokens=12, seed=7, temperature=1.5).json()
     assert generate(client, max_tokens=12, seed=7, temperature=1.5).json() == first
-    others = {generate(client, max_tokens=12, seed=s, temperature=1.5).json()["text"] for s in range(8, 14)}
+    others = {
+        generate(client, max_tokens=12, seed=s, temperature=1.5).json()["text"]
+        for s in range(8, 14)
+    }
     assert len(others | {first["text"]}) > 1, "different seeds should give different text"
 
 
@@ -82,7 +85,13 @@ def test_route_ceiling_on_max_tokens_and_prompt(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"prompt": ""}, {"prompt": 5}, {"prompt": "hi", "temperature": -1}, {"prompt": "hi", "extra": 1}],
+    [
+        {},
+        {"prompt": ""},
+        {"prompt": 5},
+        {"prompt": "hi", "temperature": -1},
+        {"prompt": "hi", "extra": 1},
+    ],
 )
 def test_bad_bodies_get_422_json(client: TestClient, body: dict[str, Any]) -> None:
     r = client.post("/generate", json=body, headers=AUTH)
@@ -92,7 +101,9 @@ def test_bad_bodies_get_422_json(client: TestClient, body: dict[str, Any]) -> No
 
 
 def test_malformed_json_gets_422(client: TestClient) -> None:
-    r = client.post("/generate", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"})
+    r = client.post(
+        "/generate", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert r.status_code == 422
     assert "Traceback" not in r.text
 
@@ -107,7 +118,9 @@ def test_malformed_json_gets_422(client: TestClient) -> None:
         {"Authorization": "Bearer "},
     ],
 )
-def test_auth_refuses_without_saying_which_keys_exist(client: TestClient, headers: dict[str, str]) -> None:
+def test_auth_refuses_without_saying_which_keys_exist(
+    client: TestClient, headers: dict[str, str]
+) -> None:
     r = client.post("/generate", json={"prompt": "hi"}, headers=headers)
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"] == "Bearer"
@@ -117,7 +130,11 @@ def test_auth_refuses_without_saying_which_keys_exist(client: TestClient, header
 
 def test_every_listed_key_works(client: TestClient, env_keys: list[str]) -> None:
     for key in env_keys:
-        r = client.post("/generate", json={"prompt": "hi", "max_tokens": 1}, headers={"Authorization": f"Bearer {key}"})
+        r = client.post(
+            "/generate",
+            json={"prompt": "hi", "max_tokens": 1},
+            headers={"Authorization": f"Bearer {key}"},
+        )
         assert r.status_code == 200
 
 
@@ -127,7 +144,9 @@ def test_health_needs_no_auth_and_no_rate_limit(client: TestClient) -> None:
 
 
 def test_cors_on_success_errors_and_preflight(client: TestClient) -> None:
-    ok = client.post("/generate", json={"prompt": "hi", "max_tokens": 1}, headers={**AUTH, "Origin": ORIGIN})
+    ok = client.post(
+        "/generate", json={"prompt": "hi", "max_tokens": 1}, headers={**AUTH, "Origin": ORIGIN}
+    )
     unauthorized = client.post("/generate", json={"prompt": "hi"}, headers={"Origin": ORIGIN})
     invalid = client.post("/generate", json={}, headers={**AUTH, "Origin": ORIGIN})
     for r, status in ((ok, 200), (unauthorized, 401), (invalid, 422)):
@@ -143,21 +162,29 @@ def test_cors_on_success_errors_and_preflight(client: TestClient) -> None:
     )
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == ORIGIN
-    other = client.post("/generate", json={"prompt": "hi"}, headers={**AUTH, "Origin": "https://evil.example"})
+    other = client.post(
+        "/generate", json={"prompt": "hi"}, headers={**AUTH, "Origin": "https://evil.example"}
+    )
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
 def test_rate_limit_counts_per_key_and_answers_429(client: TestClient) -> None:
     statuses = []
     for _ in range(61):
-        r = client.post("/generate", json={"prompt": "hi", "max_tokens": 1}, headers={**AUTH, "Origin": ORIGIN})
+        r = client.post(
+            "/generate", json={"prompt": "hi", "max_tokens": 1}, headers={**AUTH, "Origin": ORIGIN}
+        )
         statuses.append(r.status_code)
     assert statuses.count(200) == 60 and statuses[-1] == 429
     assert int(r.headers["Retry-After"]) >= 1
     assert r.headers["RateLimit-Remaining"] == "0"
     assert r.headers["Access-Control-Allow-Origin"] == ORIGIN
     # A different key has its own budget.
-    other = client.post("/generate", json={"prompt": "hi", "max_tokens": 1}, headers={"Authorization": "Bearer key-two"})
+    other = client.post(
+        "/generate",
+        json={"prompt": "hi", "max_tokens": 1},
+        headers={"Authorization": "Bearer key-two"},
+    )
     assert other.status_code == 200
     assert other.headers["RateLimit-Limit"] == "60"
     assert other.headers["RateLimit-Remaining"] == "59"
@@ -170,7 +197,9 @@ def test_request_id_is_echoed_or_made(client: TestClient) -> None:
     assert len(made) == 32
 
 
-def test_oversized_body_gets_413_before_the_model(tmp_path: Path, tiny_gpt2: Path, env_keys: list[str]) -> None:
+def test_oversized_body_gets_413_before_the_model(
+    tmp_path: Path, tiny_gpt2: Path, env_keys: list[str]
+) -> None:
     spec = gpt2_spec(tiny_gpt2)
     spec["routes"][0]["max_bytes"] = 100
     client = client_for(build_and_import(write_spec(tmp_path, spec), tmp_path / "b"))
@@ -183,7 +212,9 @@ def test_oversized_body_gets_413_before_the_model(tmp_path: Path, tiny_gpt2: Pat
         for _ in range(10):
             yield b"x" * 50
 
-    r = client.post("/generate", content=chunks(), headers={**AUTH, "Content-Type": "application/json"})
+    r = client.post(
+        "/generate", content=chunks(), headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert r.status_code == 413
 
 
@@ -226,12 +257,23 @@ def test_health_is_503_while_loading(gpt2_module: ModuleType) -> None:
 
 
 def test_stream_sends_token_events_then_totals(client: TestClient) -> None:
-    with client.stream("POST", "/generate/stream", json={"prompt": "Hello", "max_tokens": 6, "seed": 1}, headers=AUTH) as r:
+    with client.stream(
+        "POST",
+        "/generate/stream",
+        json={"prompt": "Hello", "max_tokens": 6, "seed": 1},
+        headers=AUTH,
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         text = r.read().decode()
     events = [block for block in text.split("\n\n") if block]
-    parsed = [(e.split("\n")[0].removeprefix("event: "), json.loads(e.split("\n")[1].removeprefix("data: "))) for e in events]
+    parsed = [
+        (
+            e.split("\n")[0].removeprefix("event: "),
+            json.loads(e.split("\n")[1].removeprefix("data: ")),
+        )
+        for e in events
+    ]
     assert parsed[-1][0] == "done"
     tokens = [data["text"] for kind, data in parsed if kind == "token"]
     assert tokens, "at least one token event"

@@ -16,7 +16,9 @@ from fastapi.testclient import TestClient
 KEY = {"X-API-Key": "key-one"}
 
 
-def embed_spec(model_dir: Path, batching: dict[str, int] | None = None, **route: Any) -> dict[str, Any]:
+def embed_spec(
+    model_dir: Path, batching: dict[str, int] | None = None, **route: Any
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": "embedder",
         "model": {"id": str(model_dir), "task": "embeddings"},
@@ -57,7 +59,9 @@ def cosine(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True))
 
 
-def test_embeddings_are_normalised_and_semantic(minilm_module: tuple[ModuleType, Any], env_keys: list[str]) -> None:
+def test_embeddings_are_normalised_and_semantic(
+    minilm_module: tuple[ModuleType, Any], env_keys: list[str]
+) -> None:
     module, state = minilm_module
     client = TestClient(module.create_app(state))
     texts = [
@@ -76,12 +80,17 @@ def test_embeddings_are_normalised_and_semantic(minilm_module: tuple[ModuleType,
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.3
 
 
-def test_embed_limits_are_enforced_before_the_model(minilm_module: tuple[ModuleType, Any], env_keys: list[str]) -> None:
+def test_embed_limits_are_enforced_before_the_model(
+    minilm_module: tuple[ModuleType, Any], env_keys: list[str]
+) -> None:
     module, state = minilm_module
     client = TestClient(module.create_app(state))
     assert client.post("/embed", json={"texts": ["a"] * 9}, headers=KEY).status_code == 422
     assert client.post("/embed", json={"texts": []}, headers=KEY).status_code == 422
-    assert client.post("/embed", json={"texts": ["a"]}, headers={"X-API-Key": "nope"}).status_code == 401
+    assert (
+        client.post("/embed", json={"texts": ["a"]}, headers={"X-API-Key": "nope"}).status_code
+        == 401
+    )
     assert client.post("/embed", json={"texts": ["a"]}).status_code == 401
 
 
@@ -91,7 +100,9 @@ async def _concurrent(app: Any, path: str, bodies: list[dict[str, Any]]) -> list
         return await asyncio.gather(*(client.post(path, json=b, headers=KEY) for b in bodies))
 
 
-def test_batched_embeddings_equal_single_ones(tmp_path: Path, minilm: Path, env_keys: list[str]) -> None:
+def test_batched_embeddings_equal_single_ones(
+    tmp_path: Path, minilm: Path, env_keys: list[str]
+) -> None:
     module, state = loaded(tmp_path, embed_spec(minilm, {"max_batch_size": 16, "wait_ms": 50}))
     calls: list[int] = []
     run = state.engine.__call__
@@ -123,11 +134,15 @@ def test_classify_one_and_many(tmp_path: Path, tiny_bert: Path, env_keys: list[s
     assert many.status_code == 200
     assert len(many.json()) == 3
     assert client.post("/classify", json={"texts": ["a"] * 5}, headers=KEY).status_code == 422
-    assert client.post("/classify", json={"text": "a", "texts": ["b"]}, headers=KEY).status_code == 422
+    assert (
+        client.post("/classify", json={"text": "a", "texts": ["b"]}, headers=KEY).status_code == 422
+    )
     assert client.post("/classify", json={}, headers=KEY).status_code == 422
 
 
-def test_batched_classification_isolates_a_failing_input(tmp_path: Path, tiny_bert: Path, env_keys: list[str]) -> None:
+def test_batched_classification_isolates_a_failing_input(
+    tmp_path: Path, tiny_bert: Path, env_keys: list[str]
+) -> None:
     module, state = loaded(tmp_path, classify_spec(tiny_bert, {"max_batch_size": 8, "wait_ms": 50}))
     run = state.engine
 

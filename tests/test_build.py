@@ -92,9 +92,7 @@ def test_built_modules_are_ruff_clean_and_format_stable(tmp_path: Path) -> None:
 
 def test_header_names_the_spec() -> None:
     source = _built(SPECS / "gpt2.yaml", GOLDEN).source
-    assert source.splitlines()[0] == (
-        "# Built by endpointgen 0.1.0 from ../../specs/gpt2.yaml."
-    )
+    assert source.splitlines()[0] == ("# Built by endpointgen 0.1.0 from ../../specs/gpt2.yaml.")
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ runner = CliRunner()
 GPT2 = str(SPECS / "gpt2.yaml")
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "endpointgen", *args],
         capture_output=True,
@@ -135,7 +137,9 @@ def test_commands_as_real_processes(command: str, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "pwned" not in result.stdout
     assert "Traceback" not in result.stderr
-    assert f"{bad}:1:7: name: YAML tag !!python/object/apply:os.system is not allowed" in result.stderr
+    assert (
+        f"{bad}:1:7: name: YAML tag !!python/object/apply:os.system is not allowed" in result.stderr
+    )
 
 
 def test_schema_and_version_as_real_processes() -> None:
@@ -148,7 +152,10 @@ def test_validate_and_build_do_not_import_heavy_modules() -> None:
         "import sys; from endpointgen.cli import main; sys.argv=['endpointgen','build','--check',"
         f"{GPT2!r},'-o','tests/golden']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('torch','transformers','modal','fastapi','uvicorn') if m in sys.modules))"
+        "heavy = ('torch', 'transformers', 'modal', 'fastapi', 'uvicorn')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     assert out.stdout.strip().splitlines()[-1] == "[]"

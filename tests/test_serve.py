@@ -96,7 +96,9 @@ def gpt2_server(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2: Path) -> It
 def test_serve_prints_progress_and_url_then_answers(gpt2_server: Server) -> None:
     assert gpt2_server.wait_for("serving gpt2 on " + gpt2_server.url)
     assert "loading model" in gpt2_server.output
-    r = httpx.post(gpt2_server.url + "/generate", json={"prompt": "Hello", "max_tokens": 4}, headers=AUTH)
+    r = httpx.post(
+        gpt2_server.url + "/generate", json={"prompt": "Hello", "max_tokens": 4}, headers=AUTH
+    )
     assert r.status_code == 200
     assert r.json()["tokens_generated"] <= 4
 
@@ -104,7 +106,9 @@ def test_serve_prints_progress_and_url_then_answers(gpt2_server: Server) -> None
 def test_concurrent_requests_all_succeed(gpt2_server: Server) -> None:
     def one(i: int) -> int:
         body = {"prompt": f"Hello {i}", "max_tokens": 8, "seed": i}
-        return httpx.post(gpt2_server.url + "/generate", json=body, headers=AUTH, timeout=60).status_code
+        return httpx.post(
+            gpt2_server.url + "/generate", json=body, headers=AUTH, timeout=60
+        ).status_code
 
     with ThreadPoolExecutor(16) as pool:
         assert list(pool.map(one, range(32))) == [200] * 32
@@ -113,7 +117,9 @@ def test_concurrent_requests_all_succeed(gpt2_server: Server) -> None:
 def test_stream_over_a_real_socket(gpt2_server: Server) -> None:
     body = {"prompt": "Hello", "max_tokens": 12, "seed": 2}
     events = []
-    with httpx.stream("POST", gpt2_server.url + "/generate/stream", json=body, headers=AUTH, timeout=30) as r:
+    with httpx.stream(
+        "POST", gpt2_server.url + "/generate/stream", json=body, headers=AUTH, timeout=30
+    ) as r:
         assert r.status_code == 200
         for line in r.iter_lines():
             if line.startswith("event: "):
@@ -123,7 +129,9 @@ def test_stream_over_a_real_socket(gpt2_server: Server) -> None:
 
 def test_client_disconnect_stops_generation(gpt2_server: Server) -> None:
     body = {"prompt": "Hello", "max_tokens": 240, "temperature": 1.0, "seed": 5}
-    with httpx.stream("POST", gpt2_server.url + "/generate/stream", json=body, headers=AUTH, timeout=30) as r:
+    with httpx.stream(
+        "POST", gpt2_server.url + "/generate/stream", json=body, headers=AUTH, timeout=30
+    ) as r:
         for line in r.iter_lines():
             if line.startswith("data: "):
                 break  # one event, then hang up
@@ -176,7 +184,10 @@ def test_serving_a_broken_model_reports_503(tmp_path: Path) -> None:
 def test_serve_refuses_a_bad_spec_without_traceback(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, "name: Bad\nroutes: []\n")
     out = subprocess.run(
-        [sys.executable, "-m", "endpointgen", "serve", str(spec)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "endpointgen", "serve", str(spec)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 1
     assert f"{spec}:1:7: name:" in out.stderr

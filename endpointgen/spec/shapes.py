@@ -79,7 +79,7 @@ class Param(FieldSpec):
         alias="in",
         description="query, path or header; default: path when the route path names it",
     )
-    type: ParamType = "str"  # type: ignore[assignment]
+    type: ParamType = "str"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
