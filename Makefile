@@ -37,8 +37,9 @@ lint: install
 	$(BIN)/ruff format --check endpointgen tests bench
 	$(BIN)/mypy
 
-golden: install ## rebuild tests/golden from specs/ (review the diff before committing)
+golden: install ## rebuild tests/golden from specs/, and the plan goldens (review the diff)
 	$(BIN)/endpointgen build specs/*.yaml -o tests/golden
+	ENDPOINTGEN_REGEN_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_plan.py -k golden
 
 schema: install ## rewrite schema/endpointgen.schema.json
 	$(BIN)/endpointgen schema -o schema/endpointgen.schema.json

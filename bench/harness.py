@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: results, servers in their own processes, the load generator."""
+"""Shared pieces of the benchmarks: results, servers in their own processes, clients."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ SENTENCES = [
 
 @dataclass
 class Result:
-    """One row of the summary: a measurement, its baseline from the same run, and a target."""
+    """A row of the summary: a measurement, its same-run baseline, a target."""
 
     name: str
     measured: float
@@ -93,14 +93,18 @@ def median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def endpointgen_cmd() -> list[str]:
-    """The installed console script next to this Python, as a user would run it."""
+def endpointgen_args() -> list[str]:
+    """Python arguments that run the CLI: the console script, as a user runs it."""
     script = Path(PYTHON).parent / "endpointgen"
-    return [str(script)] if script.exists() else [PYTHON, "-m", "endpointgen"]
+    return [str(script)] if script.exists() else ["-m", "endpointgen"]
+
+
+def endpointgen_cmd() -> list[str]:
+    return [PYTHON, *endpointgen_args()]
 
 
 def bench_env(**extra: str) -> dict[str, str]:
-    """The environment for servers and workers: offline, quiet, with the bench API key."""
+    """The environment of servers and workers: offline, quiet, with the bench key."""
     env = dict(os.environ)
     env.update(
         HF_HUB_OFFLINE="1",
@@ -140,7 +144,7 @@ def minilm_dir() -> Path:
 
 
 def embed_spec(max_batch_size: int, wait_ms: int) -> dict[str, Any]:
-    """specs/minilm.yaml on the packaged model, without a rate limit, with this batching."""
+    """specs/minilm.yaml on the packaged model, with no rate limit and this batching."""
     spec = load_spec("minilm.yaml")
     spec["name"] = f"bench-embed-b{max_batch_size}"
     spec["model"]["id"] = str(minilm_dir())
@@ -160,6 +164,40 @@ def rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no RSS for process {pid}")
+
+
+def busy_fraction(seconds: float = 1.0) -> float | None:
+    """How busy the CPUs are (0..1, all cores) over `seconds`, from /proc/stat.
+
+    Taken between benchmarks, when none of ours runs, it is other work on the machine:
+    figures taken while it is high are not comparable with a quiet run.
+    """
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        idle = values[3] + values[4]  # idle + iowait
+        return sum(values[:8]) - idle, sum(values[:8])
+
+    try:
+        busy0, total0 = sample()
+        time.sleep(seconds)
+        busy1, total1 = sample()
+    except OSError:
+        return None
+    return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used: robust to other load on the machine."""
+    try:
+        import psutil
+
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system)
+    except ImportError:
+        # /proc/PID/stat: fields 14 and 15 (utime, stime) in clock ticks, after "(comm)".
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def http_get(port: int, path: str, timeout: float = 2.0) -> int:
@@ -217,7 +255,7 @@ def serving(
         stop(process)
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[Any]) -> None:
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGINT)
@@ -235,7 +273,7 @@ def tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def serve_spec(spec_path: Path, port: int, log: Path) -> Any:
+def serve_spec(spec_path: Path, port: int, log: Path) -> AbstractContextManager[Server]:
     """`endpointgen serve SPEC --port P`, the path a user takes."""
     cmd = [*endpointgen_cmd(), "serve", str(spec_path), "--port", str(port)]
     return serving(cmd, port, log)
@@ -262,7 +300,7 @@ def loadgen(config: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]:
 
 
 def run_worker(script: str, *args: str, timeout: float = 600.0) -> dict[str, Any]:
-    """A bench/ script in a fresh process with the bench environment; its last stdout line is JSON."""
+    """A bench/ script in a fresh process; its last line of stdout is JSON."""
     done = subprocess.run(
         [PYTHON, str(BENCH / script), *args],
         capture_output=True,

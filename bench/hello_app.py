@@ -1,4 +1,4 @@
-"""The baseline for route overhead: FastAPI's hello world, served like `endpointgen serve` serves.
+"""Baseline for route overhead: FastAPI's hello world, served as endpointgen serves.
 
 `endpointgen serve` calls `uvicorn.run(app, host=..., port=..., log_level="warning")`
 with uvicorn's defaults otherwise (one worker, loop and http "auto"); so does this.

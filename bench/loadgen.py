@@ -136,7 +136,7 @@ async def connection(
 
 
 async def run_load(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Closed loop: `connections` clients, each waiting for its answer before asking again."""
+    """Closed loop: `connections` clients, each awaiting its answer before the next."""
     headers = cfg.get("headers", {})
     bodies = cfg.get("bodies") or [None]
     requests = [
@@ -152,8 +152,7 @@ async def run_load(cfg: dict[str, Any]) -> dict[str, Any]:
     stats = Stats()
     step = max(1, len(requests) // connections)
     tasks = [
-        connection(cfg, requests, i * step, stats, (start, end), budget)
-        for i in range(connections)
+        connection(cfg, requests, i * step, stats, (start, end), budget) for i in range(connections)
     ]
     await asyncio.gather(*tasks)
     elapsed = min(time.perf_counter(), end) - start
@@ -179,7 +178,7 @@ async def run_load(cfg: dict[str, Any]) -> dict[str, Any]:
 async def time_to_token(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
 ) -> tuple[float, bool]:
-    """Seconds until the first SSE `token` event (or the end, if none came), and whether one did."""
+    """Seconds to the first SSE `token` event (or to the end), and whether one came."""
     began = time.perf_counter()
     writer.write(request)
     status, headers = await read_head(reader)
@@ -198,9 +197,7 @@ async def time_to_token(
 async def run_ttft(cfg: dict[str, Any]) -> dict[str, Any]:
     """Alternate a streamed request and a one-token plain request, one at a time."""
     host, port, headers = cfg["host"], cfg["port"], cfg.get("headers", {})
-    stream = encode_request(
-        "POST", host, port, cfg["stream_path"], headers, cfg["stream_body"]
-    )
+    stream = encode_request("POST", host, port, cfg["stream_path"], headers, cfg["stream_body"])
     plain = encode_request("POST", host, port, cfg["plain_path"], headers, cfg["plain_body"])
     reader, writer = await asyncio.open_connection(host, port)
     ttft: list[float] = []

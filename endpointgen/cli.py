@@ -316,6 +316,34 @@ def openapi(
     typer.echo(json.dumps(doc, indent=2))
 
 
+@app.command("test")
+def test_examples(
+    spec: Annotated[Path, typer.Argument(help="The spec whose route examples to run.")],
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Run against this deployment instead of in-process."),
+    ] = None,
+    env: Env = None,
+) -> None:
+    """Run each route's `examples:`; credentials come from the env vars the app reads.
+
+    In-process (the model loaded here) unless --url points at a live deployment.
+    """
+    from endpointgen import contract
+
+    with _user_errors():
+        outcomes = contract.run(spec, url=url, env=env, say=typer.echo)
+    failed = [o for o in outcomes if o.problems]
+    if not outcomes:
+        _fail(f"{spec}: no route has `examples:`")
+        raise typer.Exit(1)
+    summary = f"{len(outcomes) - len(failed)} passed, {len(failed)} failed"
+    if failed:
+        _fail(summary)
+        raise typer.Exit(1)
+    _ok(summary)
+
+
 @app.command("list")
 def list_specs(
     folder: Annotated[Path, typer.Argument(help="Folder of specs.")] = Path("specs"),

@@ -6,12 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from endpointgen import checks, loader, pipeline, prices
+from endpointgen import loader, pipeline, prices
 from endpointgen.diff import Change, Side, compare
 from endpointgen.errors import SpecError, UsageError
 from endpointgen.gitref import Repo, repo_of
-from endpointgen.plan import make_plan, name_problems
-from endpointgen.spec import parse
+from endpointgen.plan import make_plan
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 NOTHING = "nothing"  # the base when there is no earlier version to compare with
@@ -125,15 +124,10 @@ def _current(path: Path, env: str | None) -> Side:
 
 
 def _side(text: str, path: Path, label: str, env: str | None) -> Side:
-    """An earlier version, validated as `pipeline.load_spec` validates the file."""
-    doc = loader.loads(text, label)
-    if env is not None:
-        envs = doc.data.get("environments")
-        if not isinstance(envs, dict) or not isinstance(envs.get(env), dict):
-            raise UsageError(f"no environment named '{env}'")
-        doc = doc.with_overlay(env)
-    spec = parse(doc)
-    problems = checks.check(spec, doc) + name_problems(spec, doc)
-    if problems:
-        raise SpecError(problems)
+    """An earlier version, validated as `pipeline.load_spec` validates the file.
+
+    It is read as if it stood where the spec stands now, so the files it names
+    (handlers, folders) are looked up next to today's spec.
+    """
+    _, spec = pipeline.resolve(loader.loads(text, str(path)), env)
     return Side(spec, make_plan(spec, path, path.parent))

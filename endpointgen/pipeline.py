@@ -39,7 +39,11 @@ def _validated(doc: Document) -> Spec:
 
 def load_spec(path: str | Path, env: str | None = None) -> tuple[Document, Spec]:
     """A valid spec, with `environments.<env>` merged over it when `env` is given."""
-    doc = loader.load(path)
+    return resolve(loader.load(path), env)
+
+
+def resolve(doc: Document, env: str | None = None) -> tuple[Document, Spec]:
+    """A loaded document, validated and checked, with its environment merged in."""
     if env is not None:
         known = _environments(doc)
         if env not in known:

@@ -12,7 +12,7 @@ from endpointgen.checks import MODEL_ACTIONS, effective_rate_limit, route_auth
 from endpointgen.errors import Problem
 from endpointgen.loader import Document
 from endpointgen.shapes import relative
-from endpointgen.spec import RateLimit, Route, Spec
+from endpointgen.spec import Batching, Model, RateLimit, Route, Spec
 
 # Packages the generated app installs in its Modal image. Pinned to the versions the
 # test suite runs the generated code against, so a deploy runs what was tested.
@@ -106,15 +106,9 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
     features = _features(spec, routes)
     model = None
     if spec.model is not None:
-        local = _local_model_dir(spec.model.id, spec_path.parent)
-        model = {
-            "id": spec.model.id,
-            "task": spec.model.task,
-            "revision": spec.model.revision,
-            "dtype": spec.model.dtype,
-            "local_dir": relative(local, out) if local is not None else None,
-            "loader": shipped.handler(spec.model.loader) if spec.model.loader else None,
-        }
+        model = model_config(spec.model, spec.batching, spec_path.parent, out, shipped)
+        if model["local_dir"] is not None:
+            shipped.dirs.insert(0, {"local": model["local_dir"], "remote": MODEL_REMOTE_DIR})
     secrets = sorted(
         {
             *spec.secrets,
@@ -129,9 +123,12 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         env.setdefault("HF_HOME", HF_CACHE_DIR)
         env = dict(sorted(env.items()))
     packages = sorted(
-        WEB_PACKAGES
-        + (MODEL_PACKAGES if model else ())
-        + tuple(EXTRA_PACKAGES[f] for f in sorted(features) if f in EXTRA_PACKAGES)
+        set(
+            WEB_PACKAGES
+            + (MODEL_PACKAGES if model else ())
+            + tuple(EXTRA_PACKAGES[f] for f in sorted(features) if f in EXTRA_PACKAGES)
+            + tuple(spec.packages)
+        )
     )
     gpu: str | list[str] | None = None
     if spec.gpu:
@@ -176,6 +173,28 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         errors=shapes.errors(spec),
         imports=_imports(features, spec.auth.mode),
     )
+
+
+def model_config(
+    model: Model,
+    batching: Batching | None,
+    spec_dir: Path,
+    out: Path,
+    shipped: shapes.Shipped,
+    remote_dir: str = MODEL_REMOTE_DIR,
+) -> dict[str, Any]:
+    """What the app needs to load and run one model."""
+    local = _local_model_dir(model.id, spec_dir)
+    return {
+        "id": model.id,
+        "task": model.task,
+        "revision": model.revision,
+        "dtype": model.dtype,
+        "local_dir": relative(local, out) if local is not None else None,
+        "remote_dir": remote_dir,
+        "loader": shipped.handler(model.loader) if model.loader else None,
+        "batching": batching.model_dump() if batching else None,
+    }
 
 
 def _rate_limits(spec: Spec) -> list[RateLimit]:
@@ -266,6 +285,7 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
         "auth": route_auth(spec, route),
         "rate_limit": _rate(limit, scope),
         "max_bytes": route.max_bytes or DEFAULT_MAX_BYTES,
+        "model": model_of(spec, route),
     }
     if route.action == "generate":
         out["stream"] = route.stream
@@ -279,6 +299,20 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
     if route.action == "webhook":
         out["webhook"] = _webhook(route)
     return out
+
+
+SINGLE_MODEL = "model"  # the one model of a spec with `model:`, in ROUTES
+
+
+def model_of(spec: Spec, route: Route) -> str | None:
+    """The name of the model a route runs (or reports on), if any."""
+    if spec.model is None:
+        return None
+    if route.action in ("webhook", "respond", "file"):
+        return None
+    if route.action == "upload" and route.processor == "csv":
+        return None
+    return SINGLE_MODEL
 
 
 def _webhook(route: Route) -> dict[str, Any]:
@@ -380,7 +414,13 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
         ("fastapi", "Request"),
         ("fastapi.exceptions", "RequestValidationError"),
         ("fastapi.responses", "JSONResponse"),
+        # How each route's success answer is documented (templates/_routes: response_class).
+        ("fastapi.responses", "FileResponse"),
+        ("fastapi.responses", "PlainTextResponse"),
+        ("fastapi.responses", "StreamingResponse"),
         ("pydantic", "BaseModel"),
+        ("re", None),
+        ("starlette.routing", "compile_path"),
     }
     has = features.__contains__
     if has("model"):
@@ -424,7 +464,7 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
         need |= {("inspect", None), ("re", None), ("fastapi", None), ("typing", "Annotated")}
         need |= {("typing", "Literal"), ("fastapi.encoders", "jsonable_encoder")}
         need |= {("fastapi.responses", "PlainTextResponse")}
-        need |= {("pydantic", n) for n in ("ConfigDict", "Field", "create_model")}
+        need |= {("pydantic", n) for n in ("AfterValidator", "ConfigDict", "Field", "create_model")}
     if has("streamed"):
         need |= {("fastapi.responses", "StreamingResponse")}
         need |= {("starlette.concurrency", "run_in_threadpool")}

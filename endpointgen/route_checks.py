@@ -4,6 +4,8 @@ the files a spec names (handlers, loaders, folders) are there and usable."""
 from __future__ import annotations
 
 import ast
+import importlib.util
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +30,7 @@ def check(spec: Spec, doc: Document) -> Iterator[Problem]:
     for i, route in enumerate(spec.routes):
         yield from _route(spec, doc, ("routes", i), route)
     if spec.model is not None and spec.model.loader:
-        yield from _python_function(doc, ("model", "loader"), spec.model.loader)
+        yield from _python_function(doc, ("model", "loader"), spec.model.loader, spec.packages)
         for i, route in enumerate(spec.routes):
             if route.action in ("generate", "classify", "embed"):
                 yield doc.problem(
@@ -56,7 +58,7 @@ def _route(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Probl
     if route.action == "file":
         yield from _file(doc, here, route)
     if route.handler is not None:
-        yield from _python_function(doc, (*here, "handler"), route.handler)
+        yield from _python_function(doc, (*here, "handler"), route.handler, spec.packages)
 
 
 def _params(doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
@@ -96,6 +98,8 @@ def _upload(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Prob
 
 
 def _file(doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
+    if route.method != "GET":
+        yield doc.problem((*here, "method"), "a file route answers GET")
     if (route.folder is None) == (route.volume is None):
         yield doc.problem(here, "a file route needs exactly one of `folder` and `volume`")
     names = list(path_params(route.path))
@@ -108,7 +112,7 @@ def _file(doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
         yield doc.problem((*here, "folder"), f"no folder {route.folder} next to the spec")
 
 
-def _python_function(doc: Document, loc: Loc, ref: str) -> Iterator[Problem]:
+def _python_function(doc: Document, loc: Loc, ref: str, packages: list[str]) -> Iterator[Problem]:
     """The file exists, parses, and defines the function: checked without running it."""
     file, function = ref.rsplit(":", 1)
     path = doc.folder / file
@@ -118,7 +122,8 @@ def _python_function(doc: Document, loc: Loc, ref: str) -> Iterator[Problem]:
         yield doc.problem(loc, f"no file {file} next to the spec")
         return
     except SyntaxError as exc:
-        yield doc.problem(loc, f"{file} is not valid Python (line {exc.lineno}): {exc.msg}")
+        line = f" (line {exc.lineno})" if exc.lineno else ""
+        yield doc.problem(loc, f"{file} is not valid Python{line}: {exc.msg}")
         return
     except ValueError as exc:  # e.g. NUL bytes
         yield doc.problem(loc, f"{file} is not valid Python: {exc}")
@@ -128,3 +133,22 @@ def _python_function(doc: Document, loc: Loc, ref: str) -> Iterator[Problem]:
     }
     if function not in defined:
         yield doc.problem(loc, f"{file} defines no function `{function}`")
+    for name in _missing_imports(tree, packages):
+        yield doc.problem(
+            loc,
+            f"{file} imports `{name}`, which is not installed here and not in `packages`",
+        )
+
+
+def _missing_imports(tree: ast.Module, packages: list[str]) -> list[str]:
+    """Top-level imports (not guarded by try) that would fail when the app starts."""
+    listed = {re.split(r"[\[<>=!~]", p)[0].lower().replace("-", "_") for p in packages}
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names += [alias.name.split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module.split(".")[0])
+    return sorted(
+        {n for n in names if n.lower() not in listed and importlib.util.find_spec(n) is None}
+    )

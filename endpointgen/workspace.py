@@ -115,7 +115,7 @@ def listing(folder: Path) -> list[Entry]:
         public = [
             f"{r.method} {r.path}"
             for r in spec.routes
-            if route_auth(spec, r) == "none" and r.action != "health"
+            if route_auth(spec, r) == "none" and r.action not in ("health", "webhook")
         ]
         auth = spec.auth.mode + (f"; open: {', '.join(public)}" if public else "")
         low = spec.scaling.min_containers or 0

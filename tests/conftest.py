@@ -16,7 +16,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from models import make_tiny_bert_classifier, make_tiny_gpt2, minilm_dir
+from models import make_tiny_bert_classifier, make_tiny_gpt2, make_tiny_vit, minilm_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -31,6 +31,11 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_bert_classifier(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+@pytest.fixture(scope="session")
+def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_vit(tmp_path_factory.mktemp("models") / "tiny-vit")
 
 
 @pytest.fixture(scope="session")

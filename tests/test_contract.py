@@ -82,3 +82,32 @@ def test_examples_against_a_live_url(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert [bool(o.problems) for o in outcomes] == [False, True, False, True]
+
+
+def test_the_test_command_as_a_real_process(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    spec = write_spec(tmp_path, HOOK)
+    env = {**os.environ, "API_KEYS": "k", "HOOK_SECRET": "s"}
+    out = subprocess.run(
+        [sys.executable, "-m", "endpointgen", "test", str(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert "FAIL GET /health: wrong on purpose" in out.stdout
+    assert "2 passed, 2 failed" in out.stderr
+    assert "Traceback" not in out.stderr
+    ok = subprocess.run(
+        [sys.executable, "-m", "endpointgen", "test", str(SPECS / "hello.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "4 passed, 0 failed" in ok.stdout

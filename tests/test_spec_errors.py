@@ -6,11 +6,15 @@ user sees them from `endpointgen validate spec.yaml`.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from conftest import import_file
 from typer.testing import CliRunner
 
 from endpointgen import pipeline
@@ -22,6 +26,7 @@ from endpointgen.spec.models import (
     Batching,
     Cors,
     Example,
+    ExampleRequest,
     Model,
     RateLimit,
     Resources,
@@ -29,6 +34,7 @@ from endpointgen.spec.models import (
     Scaling,
     Signature,
 )
+from endpointgen.spec.shapes import ErrorMapping, FieldSpec, Param
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +57,7 @@ routes:
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 TOP_KEYS = (
     "version, name, description, model, gpu, resources, scaling, batching, secrets, "
-    "env, auth, cors, rate_limit, routes, errors, environments"
+    "packages, env, auth, cors, rate_limit, routes, errors, environments"
 )
 APP_NAME_RULE = (
     "is not a valid app name: use lowercase letters, digits and '-', "
@@ -252,7 +258,7 @@ CASES = [
         changed("action: generate", "action: generat"),
         [
             "spec.yaml:10:13: routes[0].action: 'generat' is not one of health, "
-            "generate, classify, embed, webhook, respond, handler, upload, file; "
+            "generate, classify, embed, webhook, respond, handler, upload, file, openai; "
             "did you mean 'generate'?"
         ],
         id="unknown-action",
@@ -548,7 +554,7 @@ CASES = [
         BASE + "    max_items: 3\n",
         [
             "spec.yaml:11:16: routes[0].max_items: `max_items` applies to classify, "
-            "embed routes, not generate"
+            "embed, openai routes, not generate"
         ],
         id="max-items-on-generate",
     ),
@@ -1076,6 +1082,114 @@ EVERY_KEY_JWT_WEBHOOK: dict[str, Any] = {
 }
 
 
+# Routes without a fixed model action: typed params and bodies, respond, handlers,
+# uploads, files, error mapping and a custom model loader. The files it names are
+# written next to it by `write_shape_files`.
+EVERY_KEY_SHAPES: dict[str, Any] = {
+    "name": "every-key-shapes",
+    "packages": ["pandas==2.2.3", "scikit-learn>=1.4"],
+    "model": {"id": "./weights", "task": "text-classification", "loader": "loader.py:load"},
+    "auth": {"mode": "api_key", "secret": "shapes-keys"},
+    "errors": {
+        "ValueError": {"status": 400, "message": "the input could not be processed"},
+        "LookupError": {"status": 404, "message": "no such thing"},
+    },
+    "routes": [
+        {
+            "path": "/items/{item_id}",
+            "method": "PUT",
+            "action": "respond",
+            "params": {
+                "item_id": {"type": "int", "min": 1, "max": 1_000_000, "description": "the item"},
+                "verbose": {"in": "query", "type": "bool", "default": False},
+                "x_trace": {
+                    "in": "header",
+                    "type": "str",
+                    "default": "none",
+                    "min_length": 1,
+                    "max_length": 64,
+                },
+                "unit": {"type": "str", "enum": ["kg", "lb"], "default": "kg"},
+                "scale": "float",
+            },
+            "request": {
+                "name": {"type": "str", "min_length": 1, "max_length": 200},
+                "price": {"type": "float", "min": 0, "max": 1e6, "description": "in euros"},
+                "grade": {"type": "int", "enum": [1, 2, 3], "default": 1},
+                "tags": {"type": "list[str]", "default": [], "min_items": 0, "max_items": 10},
+                "sizes": "list[int]",
+                "weights": {"type": "list[float]", "default": []},
+                "meta": {"type": "object", "default": {}},
+                "extra": {"type": "any", "default": None},
+            },
+            "response": {"id": "{item_id}", "name": "{name}", "unit": "{unit}"},
+            "response_type": "json",
+            "status": 202,
+            "examples": [
+                {
+                    "name": "update",
+                    "request": {
+                        "path": "/items/7",
+                        "json": {"name": "lamp", "price": 3, "sizes": [1]},
+                        "query": {"scale": "1.5"},
+                    },
+                    "status": 202,
+                    "values": {"id": 7},
+                }
+            ],
+        },
+        {
+            "path": "/events",
+            "method": "POST",
+            "action": "handler",
+            "handler": "handlers/run.py:events",
+            "response_type": "sse",
+            "request": {"text": "str"},
+        },
+        {
+            "path": "/upload/csv",
+            "method": "POST",
+            "action": "upload",
+            "processor": "csv",
+            "content_types": ["text/csv"],
+            "max_rows": 1000,
+            "max_bytes": 1_048_576,
+        },
+        {
+            "path": "/upload/doc",
+            "method": "PUT",
+            "action": "upload",
+            "processor": "handler",
+            "handler": "handlers/run.py:document",
+            "content_types": ["application/pdf"],
+            "params": {"lang": {"type": "str", "default": "en"}},
+        },
+        {
+            "path": "/files/{name:path}",
+            "action": "file",
+            "folder": "files",
+            "download_name": "report.txt",
+            "media_type": "text/plain",
+        },
+        {"path": "/volume/{name:path}", "action": "file", "volume": "reports"},
+        {"path": "/health", "action": "health"},
+    ],
+}
+
+
+def write_shape_files(folder: Path) -> None:
+    """The loader, handlers, model folder and served folder EVERY_KEY_SHAPES names."""
+    (folder / "handlers").mkdir(exist_ok=True)
+    (folder / "handlers" / "run.py").write_text(
+        "def events(data, model):\n    yield data['text']\n\n\n"
+        "def document(data):\n    return {'size': len(data['content'])}\n"
+    )
+    (folder / "loader.py").write_text("def load(where):\n    return where\n")
+    (folder / "weights").mkdir(exist_ok=True)
+    (folder / "files").mkdir(exist_ok=True)
+    (folder / "files" / "report.txt").write_text("report")
+
+
 def _keys_used(spec: dict[str, Any]) -> dict[str, set[str]]:
     used: dict[str, set[str]] = {"": set(spec)}
     for section in ("model", "resources", "scaling", "batching", "auth", "cors"):
@@ -1087,10 +1201,23 @@ def _keys_used(spec: dict[str, Any]) -> dict[str, set[str]]:
     return used
 
 
+EVERY_KEY_SPECS = (
+    EVERY_KEY_EMBEDDINGS,
+    EVERY_KEY_GENERATION,
+    EVERY_KEY_JWT_WEBHOOK,
+    EVERY_KEY_SHAPES,
+)
+
+
+def _names(model: Any) -> set[str]:
+    """A model's keys as a spec spells them (`in` for `where`, `json` for `json_body`)."""
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
 def test_every_key_of_the_contract_is_covered_here() -> None:
-    """The three specs below use every key the models define; a new key fails this."""
+    """The four specs above use every key the models define; a new key fails this."""
     used: dict[str, set[str]] = {}
-    for spec in (EVERY_KEY_EMBEDDINGS, EVERY_KEY_GENERATION, EVERY_KEY_JWT_WEBHOOK):
+    for spec in EVERY_KEY_SPECS:
         for section, keys in _keys_used(spec).items():
             used.setdefault(section, set()).update(keys)
     models = {
@@ -1109,19 +1236,57 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
     generic = EVERY_KEY_JWT_WEBHOOK["routes"][1]
     assert set(generic["signature"]) == set(Signature.model_fields)
     assert set(generic["examples"][0]) == set(Example.model_fields)
+    examples = [
+        e for spec in EVERY_KEY_SPECS for r in spec["routes"] for e in r.get("examples", [])
+    ]
+    assert {k for e in examples for k in e.get("request", {})} == _names(ExampleRequest)
+    routes = [r for spec in EVERY_KEY_SPECS for r in spec["routes"]]
+    params = [p for r in routes for p in r.get("params", {}).values() if isinstance(p, dict)]
+    fields = [f for r in routes for f in (r.get("request") or {}).values() if isinstance(f, dict)]
+    # A parameter is never a list, so the list bounds it inherits are always refused on
+    # it (test_shape_errors.py: max-items-on-a-str); every other key is used.
+    assert {k for p in params for k in p} == _names(Param) - {"min_items", "max_items"}
+    assert {k for f in fields for k in f} == _names(FieldSpec)
+    mappings = [m for spec in EVERY_KEY_SPECS for m in spec.get("errors", {}).values()]
+    assert {k for m in mappings for k in m} == _names(ErrorMapping)
 
 
 @pytest.mark.parametrize(
     "spec",
-    [EVERY_KEY_EMBEDDINGS, EVERY_KEY_GENERATION, EVERY_KEY_JWT_WEBHOOK],
-    ids=["embeddings", "text-generation", "jwt-webhook-redis"],
+    EVERY_KEY_SPECS,
+    ids=["embeddings", "text-generation", "jwt-webhook-redis", "shapes-loader-errors"],
 )
 def test_spec_with_every_key_validates_and_builds(in_tmp: Path, spec: dict[str, Any]) -> None:
+    write_shape_files(in_tmp)
     write(in_tmp, yaml.safe_dump(spec, sort_keys=False))
     assert lines_for("spec.yaml") == []
     for env in [None, *spec.get("environments", {})]:
         built = pipeline.build("spec.yaml", in_tmp / "out", env)
         compile(built.source, str(built.path), "exec")
+
+
+def test_every_key_modules_are_ruff_clean_and_import(in_tmp: Path) -> None:
+    """The every-key specs reach every template branch; their modules stay lint-clean."""
+    write_shape_files(in_tmp)
+    out = in_tmp / "out"
+    out.mkdir()
+    for i, spec in enumerate(EVERY_KEY_SPECS):
+        path = write(in_tmp, yaml.safe_dump(spec, sort_keys=False)).rename(in_tmp / f"s{i}.yaml")
+        built = pipeline.build(path, out)
+        built.path.write_text(built.source, encoding="utf-8")
+        assert pipeline.build(path, out).source == built.source
+        import_file(built.path)
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or "ruff"
+    isolated = ["--isolated", "--line-length", "88", "--target-version", "py311"]
+    rules = ["--select", "E,F,I,UP,B,RUF", "--ignore", "E501"]
+    check = subprocess.run(
+        [ruff, "check", *isolated, *rules, str(out)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run(
+        [ruff, "format", *isolated, "--diff", str(out)], capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
 def test_every_key_spec_reads_back() -> None:

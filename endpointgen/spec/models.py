@@ -20,6 +20,7 @@ from pydantic import (
 
 from endpointgen.spec import gpu as gpu_names
 from endpointgen.spec.gpu import shown
+from endpointgen.spec.shapes import PATTERNS as SHAPE_PATTERNS
 from endpointgen.spec.shapes import (
     ErrorMapping,
     ExceptionName,
@@ -27,6 +28,8 @@ from endpointgen.spec.shapes import (
     HandlerRef,
     MediaType,
     Params,
+    Requirement,
+    VolumeName,
 )
 
 Task = Literal["text-generation", "text-classification", "embeddings", "image-classification"]
@@ -59,6 +62,7 @@ EnvName = Annotated[str, Field(pattern=_ENV_NAME)]
 
 # What each pattern means, for error messages: (what the value is, the rule).
 PATTERNS = {
+    **SHAPE_PATTERNS,
     _SECRET_NAME: (
         "Modal Secret name",
         "use letters, digits, '.', '_' and '-', at most 63 characters",
@@ -411,7 +415,7 @@ class Route(Strict):
     folder: str | None = Field(
         default=None, min_length=1, max_length=1024, description="file: local folder to serve"
     )
-    volume: SecretName | None = Field(default=None, description="file: Modal Volume to serve")
+    volume: VolumeName | None = Field(default=None, description="file: Modal Volume to serve")
     download_name: str | None = Field(
         default=None, min_length=1, max_length=200, description="file: name the browser saves"
     )
@@ -440,6 +444,9 @@ class Spec(Strict):
     scaling: Scaling = Scaling()
     batching: Batching | None = None
     secrets: list[SecretName] = Field(default_factory=list, description="extra Modal Secrets")
+    packages: list[Requirement] = Field(
+        default_factory=list, description="extra pip packages for the image (handlers' imports)"
+    )
     env: dict[EnvVar, Annotated[str, BeforeValidator(_env_value)]] = Field(
         default_factory=dict, description="non-secret environment variables"
     )

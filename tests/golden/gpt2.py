@@ -12,6 +12,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -21,11 +22,17 @@ from typing import Annotated, Any, Self
 import modal
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    StreamingResponse,
+)
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import compile_path
 
 APP_NAME = "gpt2"
 DESCRIPTION = "GPT-2 text generation"
@@ -35,7 +42,9 @@ MODEL = {
     "revision": None,
     "dtype": "auto",
     "local_dir": None,
+    "remote_dir": "/model",
     "loader": None,
+    "batching": None,
 }
 AUTH = {
     "mode": "bearer",
@@ -64,7 +73,6 @@ CORS = {
         "X-Request-ID",
     ],
 }
-BATCHING = None
 ROUTES = [
     {
         "path": "/generate",
@@ -80,6 +88,7 @@ ROUTES = [
             "storage": "memory",
         },
         "max_bytes": 1048576,
+        "model": "model",
         "stream": False,
         "max_tokens": 1024,
         "max_chars": 20000,
@@ -100,6 +109,7 @@ ROUTES = [
             "storage": "memory",
         },
         "max_bytes": 1048576,
+        "model": "model",
         "stream": True,
         "max_tokens": 1024,
         "max_chars": 20000,
@@ -114,6 +124,7 @@ ROUTES = [
         "auth": "none",
         "rate_limit": None,
         "max_bytes": 1048576,
+        "model": "model",
         "params": [],
         "request": None,
     },
@@ -154,20 +165,20 @@ class GenerateResponse(BaseModel):
 # --- The model: loaded once per container (or per `endpointgen serve` process) ---
 
 
-def model_source() -> str:
+def model_source(config: dict[str, Any]) -> str:
     """Where to load the model from: a Hub repo id, or the directory shipped with the app."""
-    if MODEL["local_dir"] is None:
-        return MODEL["id"]
+    if config["local_dir"] is None:
+        return config["id"]
     if modal.is_local():
-        return str((Path(__file__).parent / MODEL["local_dir"]).resolve())
-    return "/model"
+        return str((Path(__file__).parent / config["local_dir"]).resolve())
+    return config["remote_dir"]
 
 
-def pick_device_and_dtype() -> tuple[str, Any]:
+def pick_device_and_dtype(config: dict[str, Any]) -> tuple[str, Any]:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    name = MODEL["dtype"]
+    name = config["dtype"]
     if name == "auto":
         return device, "auto"
     if device == "cpu" and name == "float16":
@@ -179,12 +190,12 @@ def pick_device_and_dtype() -> tuple[str, Any]:
 class TextGenerator:
     """A causal language model; one generation at a time, so `seed` stays reproducible."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: dict[str, Any]) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        device, dtype = pick_device_and_dtype()
-        source, revision = model_source(), MODEL["revision"]
+        device, dtype = pick_device_and_dtype(config)
+        source, revision = model_source(config), config["revision"]
         self.torch = torch
         self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
@@ -193,6 +204,14 @@ class TextGenerator:
         )
         self.model.to(device).eval()
         self.lock = threading.Lock()
+
+    def chat_prompt(self, turns: list[dict[str, str]]) -> str:
+        """The tokenizer's chat template; without one, `role: content` lines."""
+        if getattr(self.tokenizer, "chat_template", None):
+            options = {"tokenize": False, "add_generation_prompt": True}
+            return str(self.tokenizer.apply_chat_template(turns, **options))
+        lines = [f"{turn['role']}: {turn['content']}" for turn in turns]
+        return "\n".join([*lines, "assistant:"])
 
     def context_left(self, prompt: str) -> int | None:
         """How many tokens fit after `prompt` in the model's context, if it has a limit."""
@@ -320,7 +339,8 @@ ENGINES: dict[str, Any] = {
 class ModelState:
     """The loaded model, or why it is not there; shared by every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: dict[str, Any] = MODEL) -> None:
+        self.config = config
         self.status = "loading"
         self.error: str | None = None
         self.engine: Any = None
@@ -328,9 +348,10 @@ class ModelState:
 
     def load(self) -> Self:
         started = time.perf_counter()
-        log.info("loading model %s (%s)", MODEL["id"], MODEL["task"])
+        config = self.config
+        log.info("loading model %s (%s)", config["id"], config["task"])
         try:
-            self.engine = ENGINES[MODEL["task"]]()
+            self.engine = ENGINES[config["task"]](config)
         except Exception as exc:
             self.status = "failed"
             self.error = f"{type(exc).__name__}: {exc}"
@@ -343,7 +364,28 @@ class ModelState:
 
 # --- HTTP plumbing: request ids, body limits, JSON errors, one log line per request ---
 
-MAX_BYTES = {(route["method"], route["path"]): route["max_bytes"] for route in ROUTES}
+UNROUTED_MAX_BYTES = 1024 * 1024  # bodies sent to no route are bounded too
+
+
+def route_pattern(route: Route) -> re.Pattern[str]:
+    path = route["path"] + ("/{rest:path}" if route["action"] == "openai" else "")
+    return compile_path(path)[0]
+
+
+# (method, or None for any; path pattern; max_bytes), in the router's order.
+BODY_LIMITS = [
+    (None if r["action"] == "openai" else r["method"], route_pattern(r), r["max_bytes"])
+    for r in ROUTES
+]
+NO_BODY = {"GET", "HEAD", "OPTIONS"}
+
+
+def body_limit(method: str, path: str) -> int:
+    """The max_bytes of the route that will answer, matched as the router matches."""
+    for route_method, pattern, limit in BODY_LIMITS:
+        if route_method in (None, method) and pattern.match(path):
+            return int(limit)
+    return UNROUTED_MAX_BYTES
 
 
 class BodyTooLarge(HTTPException):
@@ -389,8 +431,12 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = dict(scope["headers"])
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        given, size = "", b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+            elif name == b"content-length":
+                size = value
         sane = 0 < len(given) <= 128 and given.isprintable()
         request_id = given if sane else uuid.uuid4().hex
         state = scope.setdefault("state", {})
@@ -406,22 +452,22 @@ class RequestContext:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        limit = MAX_BYTES.get((scope["method"], scope["path"]))
-        size = headers.get(b"content-length", b"")
+        limit = body_limit(scope["method"], scope["path"])
         received = [0]
 
         async def receive_limited() -> Any:
             message = await receive()
-            if limit is not None and message["type"] == "http.request":
+            if message["type"] == "http.request":
                 received[0] += len(message.get("body", b""))
                 if received[0] > limit:
                     raise BodyTooLarge
             return message
 
         try:
-            if limit is not None and size.isdigit() and int(size) > limit:
+            if size.isdigit() and int(size) > limit:
                 raise BodyTooLarge
-            await self.app(scope, receive_limited, send_with_id)
+            reader = receive if scope["method"] in NO_BODY else receive_limited
+            await self.app(scope, reader, send_with_id)
         except BodyTooLarge:
             if not status[0]:
                 body = error_body(request_id, "request body too large")
@@ -622,7 +668,30 @@ async def run_model(state: ModelState, call: Any, texts: list[Any]) -> Any:
     return await loop.run_in_executor(None, call, texts)
 
 
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+class TextStream(StreamingResponse):
+    media_type = "text/plain"
+
+
+def response_class(route: Route) -> Any:
+    """How the success answer is documented: JSON unless the route streams or sends text."""
+    kind = route.get("response_type")
+    if route.get("stream") or kind == "sse":
+        return EventStream
+    if kind == "stream":
+        return TextStream
+    if kind == "text":
+        return PlainTextResponse
+    if route["action"] == "file":
+        return FileResponse
+    return JSONResponse
+
+
 def add_route(web: FastAPI, route: Route, handler: Any, **options: Any) -> None:
+    options.setdefault("response_class", response_class(route))
     web.add_api_route(
         route["path"],
         handler,
@@ -636,18 +705,30 @@ def add_route(web: FastAPI, route: Route, handler: Any, **options: Any) -> None:
 def documented_responses(route: Route) -> dict[int | str, Any]:
     """The answers besides success that a client should expect, for /openapi.json."""
 
+    body = ErrorBody
+
     def error(description: str, **extra: Any) -> dict[str, Any]:
-        return {"model": ErrorBody, "description": description, **extra}
+        return {"model": body, "description": description, **extra}
 
     def header(description: str) -> dict[str, Any]:
         return {"description": description, "schema": {"type": "integer"}}
 
     responses: dict[int | str, Any] = {500: error("Internal error; no details leak")}
     if route["method"] in ("POST", "PUT", "PATCH"):
+        responses[400] = error("The body could not be parsed")
         responses[413] = error("Request body over the route's max_bytes")
+    if route["action"] == "upload":
+        responses[415] = error("A media type the route does not accept")
+    for mapped in ERRORS.values():  # the spec's `errors:` answers
+        responses.setdefault(mapped["status"], error(mapped["message"]))
+    if route["action"] == "file":
+        responses[404] = error("No such file in the folder")
+        kind = route["file"]["media_type"] or "application/octet-stream"
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        responses[200] = {"content": {kind: binary}}
     if route["auth"] != "none" or route["action"] == "webhook":
         responses[401] = error("Missing or invalid credentials")
-    if MODEL is not None and route["action"] != "webhook":
+    if route.get("model") is not None:
         responses[503] = error("The model is loading, or failed to load")
     if route["rate_limit"] is not None:
         limits = {
@@ -655,7 +736,7 @@ def documented_responses(route: Route) -> dict[int | str, Any]:
             "RateLimit-Remaining": header("Requests left in this window"),
             "RateLimit-Reset": header("Seconds until the window resets"),
         }
-        responses[200] = {"headers": limits}
+        responses[200] = {**responses.get(200, {}), "headers": limits}
         retry = {"Retry-After": header("Seconds to wait"), **limits}
         responses[429] = error("Rate limit exceeded", headers=retry)
     return responses
@@ -663,19 +744,16 @@ def documented_responses(route: Route) -> dict[int | str, Any]:
 
 def create_app(state: ModelState) -> FastAPI:
     """The FastAPI app around a loaded model; Modal serves it, and so can any ASGI server."""
+    states = {"model": state}
     configure_logging()
     web = FastAPI(title=APP_NAME, description=DESCRIPTION)
     web.add_exception_handler(HTTPException, http_error)
     web.add_exception_handler(RequestValidationError, validation_error)
     auth = make_auth()
     windows: dict[str, FixedWindow] = {}
-    state.batcher = None
-
-    async def model_ready() -> None:
-        if state.status != "ready":
-            raise HTTPException(503, f"model is not ready ({state.status})")
 
     for route in ROUTES:
+        state = states[route["model"]] if route["model"] else None
         # Run in this order. A limit by client address counts before auth, so guessing
         # keys is throttled too; a limit by credential counts after auth has found it.
         guards = []
@@ -686,8 +764,8 @@ def create_app(state: ModelState) -> FastAPI:
             guards.append(Depends(auth))
         if rule is not None and rule["key"] == "api_key":
             guards.append(Depends(make_rate_limit(rule, windows, auth)))
-        if route["action"] != "health":
-            guards.append(Depends(model_ready))
+        if state is not None and route["action"] != "health":
+            guards.append(Depends(ready(state)))
         ACTIONS[route["action"]](web, route, state, guards)
 
     web.add_middleware(RequestContext)
@@ -703,12 +781,25 @@ def create_app(state: ModelState) -> FastAPI:
     return web
 
 
+def ready(state: Any) -> Any:
+    """A guard that answers 503 until the route's model is loaded."""
+
+    async def model_ready() -> None:
+        if state.status != "ready":
+            raise HTTPException(503, f"model is not ready ({state.status})")
+
+    return model_ready
+
+
 def add_health(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> None:
     async def health() -> JSONResponse:
+        if state is None:
+            return JSONResponse({"status": "ok"})
+        config = state.config
         if state.status != "ready":
-            body = {"status": state.status, "error": state.error, "model": MODEL["id"]}
+            body = {"status": state.status, "error": state.error, "model": config["id"]}
             return JSONResponse(body, 503)
-        body = {"status": "ok", "model": MODEL["id"], "task": MODEL["task"]}
+        body = {"status": "ok", "model": config["id"], "task": config["task"]}
         return JSONResponse(body)
 
     add_route(web, route, health, dependencies=guards)

@@ -28,9 +28,10 @@ from fastapi.responses import (
     PlainTextResponse,
     StreamingResponse,
 )
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 APP_NAME = "responses"
 DESCRIPTION = "JSON, text, streamed and file responses"
@@ -39,7 +40,6 @@ AUTH = {
     "mode": "none",
 }
 CORS = None
-BATCHING = None
 ROUTES = [
     {
         "path": "/json",
@@ -49,6 +49,7 @@ ROUTES = [
         "auth": "none",
         "rate_limit": None,
         "max_bytes": 1048576,
+        "model": None,
         "params": [],
         "request": None,
         "response_type": "json",
@@ -70,6 +71,7 @@ ROUTES = [
         "auth": "none",
         "rate_limit": None,
         "max_bytes": 1048576,
+        "model": None,
         "params": [],
         "request": None,
         "response_type": "text",
@@ -84,6 +86,7 @@ ROUTES = [
         "auth": "none",
         "rate_limit": None,
         "max_bytes": 1048576,
+        "model": None,
         "params": [
             {
                 "name": "count",
@@ -113,6 +116,7 @@ ROUTES = [
         "auth": "none",
         "rate_limit": None,
         "max_bytes": 1048576,
+        "model": None,
         "params": [
             {
                 "name": "count",
@@ -142,6 +146,7 @@ ROUTES = [
         "auth": "none",
         "rate_limit": None,
         "max_bytes": 1048576,
+        "model": None,
         "params": [
             {
                 "name": "name",
@@ -170,7 +175,28 @@ log = logging.getLogger(APP_NAME)
 
 # --- HTTP plumbing: request ids, body limits, JSON errors, one log line per request ---
 
-MAX_BYTES = {(route["method"], route["path"]): route["max_bytes"] for route in ROUTES}
+UNROUTED_MAX_BYTES = 1024 * 1024  # bodies sent to no route are bounded too
+
+
+def route_pattern(route: Route) -> re.Pattern[str]:
+    path = route["path"] + ("/{rest:path}" if route["action"] == "openai" else "")
+    return compile_path(path)[0]
+
+
+# (method, or None for any; path pattern; max_bytes), in the router's order.
+BODY_LIMITS = [
+    (None if r["action"] == "openai" else r["method"], route_pattern(r), r["max_bytes"])
+    for r in ROUTES
+]
+NO_BODY = {"GET", "HEAD", "OPTIONS"}
+
+
+def body_limit(method: str, path: str) -> int:
+    """The max_bytes of the route that will answer, matched as the router matches."""
+    for route_method, pattern, limit in BODY_LIMITS:
+        if route_method in (None, method) and pattern.match(path):
+            return int(limit)
+    return UNROUTED_MAX_BYTES
 
 
 class BodyTooLarge(HTTPException):
@@ -216,8 +242,12 @@ class RequestContext:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = dict(scope["headers"])
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        given, size = "", b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+            elif name == b"content-length":
+                size = value
         sane = 0 < len(given) <= 128 and given.isprintable()
         request_id = given if sane else uuid.uuid4().hex
         state = scope.setdefault("state", {})
@@ -233,22 +263,22 @@ class RequestContext:
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
-        limit = MAX_BYTES.get((scope["method"], scope["path"]))
-        size = headers.get(b"content-length", b"")
+        limit = body_limit(scope["method"], scope["path"])
         received = [0]
 
         async def receive_limited() -> Any:
             message = await receive()
-            if limit is not None and message["type"] == "http.request":
+            if message["type"] == "http.request":
                 received[0] += len(message.get("body", b""))
                 if received[0] > limit:
                     raise BodyTooLarge
             return message
 
         try:
-            if limit is not None and size.isdigit() and int(size) > limit:
+            if size.isdigit() and int(size) > limit:
                 raise BodyTooLarge
-            await self.app(scope, receive_limited, send_with_id)
+            reader = receive if scope["method"] in NO_BODY else receive_limited
+            await self.app(scope, reader, send_with_id)
         except BodyTooLarge:
             if not status[0]:
                 body = error_body(request_id, "request body too large")
@@ -310,7 +340,30 @@ def configure_logging() -> None:
 # --- Routes ---
 
 
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+class TextStream(StreamingResponse):
+    media_type = "text/plain"
+
+
+def response_class(route: Route) -> Any:
+    """How the success answer is documented: JSON unless the route streams or sends text."""
+    kind = route.get("response_type")
+    if route.get("stream") or kind == "sse":
+        return EventStream
+    if kind == "stream":
+        return TextStream
+    if kind == "text":
+        return PlainTextResponse
+    if route["action"] == "file":
+        return FileResponse
+    return JSONResponse
+
+
 def add_route(web: FastAPI, route: Route, handler: Any, **options: Any) -> None:
+    options.setdefault("response_class", response_class(route))
     web.add_api_route(
         route["path"],
         handler,
@@ -324,18 +377,30 @@ def add_route(web: FastAPI, route: Route, handler: Any, **options: Any) -> None:
 def documented_responses(route: Route) -> dict[int | str, Any]:
     """The answers besides success that a client should expect, for /openapi.json."""
 
+    body = ErrorBody
+
     def error(description: str, **extra: Any) -> dict[str, Any]:
-        return {"model": ErrorBody, "description": description, **extra}
+        return {"model": body, "description": description, **extra}
 
     def header(description: str) -> dict[str, Any]:
         return {"description": description, "schema": {"type": "integer"}}
 
     responses: dict[int | str, Any] = {500: error("Internal error; no details leak")}
     if route["method"] in ("POST", "PUT", "PATCH"):
+        responses[400] = error("The body could not be parsed")
         responses[413] = error("Request body over the route's max_bytes")
+    if route["action"] == "upload":
+        responses[415] = error("A media type the route does not accept")
+    for mapped in ERRORS.values():  # the spec's `errors:` answers
+        responses.setdefault(mapped["status"], error(mapped["message"]))
+    if route["action"] == "file":
+        responses[404] = error("No such file in the folder")
+        kind = route["file"]["media_type"] or "application/octet-stream"
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        responses[200] = {"content": {kind: binary}}
     if route["auth"] != "none" or route["action"] == "webhook":
         responses[401] = error("Missing or invalid credentials")
-    if MODEL is not None and route["action"] != "webhook":
+    if route.get("model") is not None:
         responses[503] = error("The model is loading, or failed to load")
     if route["rate_limit"] is not None:
         limits = {
@@ -343,7 +408,7 @@ def documented_responses(route: Route) -> dict[int | str, Any]:
             "RateLimit-Remaining": header("Requests left in this window"),
             "RateLimit-Reset": header("Seconds until the window resets"),
         }
-        responses[200] = {"headers": limits}
+        responses[200] = {**responses.get(200, {}), "headers": limits}
         retry = {"Retry-After": header("Seconds to wait"), **limits}
         responses[429] = error("Rate limit exceeded", headers=retry)
     return responses
@@ -392,11 +457,22 @@ PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 def annotation(field: dict[str, Any]) -> Any:
     kind = TYPES[field["type"]]
-    if "enum" in field:
+    if "enum" in field and field["type"] == "str":
         kind = Literal[tuple(field["enum"])]
+    elif "enum" in field:  # numbers arrive as text in a query: parse, then compare
+        kind = Annotated[kind, AfterValidator(one_of(field["enum"]))]
     if not field["required"] and field["default"] is None:
         kind = kind | None
     return kind
+
+
+def one_of(allowed: list[Any]) -> Any:
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+        return value
+
+    return check
 
 
 def constraints(field: dict[str, Any]) -> dict[str, Any]:
@@ -572,12 +648,38 @@ ACTIONS = {
 
 # --- Modal: the image, the settings from the spec, and the class that serves the app ---
 
+# Local files the spec names (model directory, handlers, folders), copied in last.
+SHIPPED_DIRS = [
+    {
+        "local": "../../specs/files",
+        "remote": "/root/endpointgen_files/d0",
+    },
+]
+SHIPPED_FILES = [
+    {
+        "local": "../../specs/handlers/lines.py",
+        "remote": "/root/endpointgen_handlers/h0_lines.py",
+        "module": "endpointgen_handler_0",
+    },
+]
+
+
+def with_local_files(image: modal.Image) -> modal.Image:
+    here = Path(__file__).parent
+    for item in SHIPPED_DIRS:
+        image = image.add_local_dir(here / item["local"], remote_path=item["remote"])
+    for item in SHIPPED_FILES:
+        image = image.add_local_file(here / item["local"], remote_path=item["remote"])
+    return image
+
+
 image = modal.Image.debian_slim(python_version="3.11").uv_pip_install(
     *[
         "fastapi[standard]==0.165.0",
         "pydantic==2.14.4",
     ]
 )
+image = with_local_files(image)
 SECRETS = []
 
 app = modal.App(APP_NAME, image=image)
