@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import keyword
-import os
 import math
+import os
 import unicodedata
 from functools import cache
 from pathlib import Path
