@@ -45,6 +45,7 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
     yield from _not_supported(spec, doc)
     yield from _secrets_in_plain_sight(spec, doc)
     yield from route_checks.check(spec, doc)
+    yield from _models(spec, doc)
     if spec.cors and "*" in spec.cors.origins and spec.cors.credentials:
         yield doc.problem(
             ("cors", "credentials"),
@@ -75,20 +76,24 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
     here = ("routes", i)
     name = f"{route.method} {route.path}"
     task = MODEL_ACTIONS.get(route.action)
-    if task:
-        if spec.model is None:
+    model = spec.model_for(route)
+    runs_a_model = task is not None or route.action == "openai"
+    if runs_a_model and spec.models and route.model is None:
+        yield doc.problem(here, f"{name} runs a model: name it with `model:` (one of `models`)")
+    elif task:
+        if model is None and not spec.models:
             yield doc.problem(
                 (*here, "action"),
                 f"{name} runs `{route.action}` but the spec has no `model`",
             )
-        elif spec.model.task != task:
+        elif model is not None and model.task != task:
             yield doc.problem(
                 (*here, "action"),
                 f"{name}: `{route.action}` needs {_article(task)} {task} model, "
-                f"but model.task is {spec.model.task}",
+                f"but model.task is {model.task}",
             )
     if route.action == "openai":
-        if spec.model is None or spec.model.task not in OPENAI_TASKS:
+        if (model is None and not spec.models) or (model and model.task not in OPENAI_TASKS):
             yield doc.problem(
                 (*here, "action"),
                 f"{name}: `openai` serves a text-generation or embeddings model",
@@ -100,7 +105,7 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
             )
     # Handlers and uploads get the model too, so they count as running it.
     uses_model = task or route.action == "openai"
-    uses_model = uses_model or (route.action in ("handler", "upload") and spec.model is not None)
+    uses_model = uses_model or (route.action in ("handler", "upload") and model is not None)
     if uses_model and route_auth(spec, route) == "none" and not route.public:
         yield doc.problem(
             here,
@@ -144,6 +149,29 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
             (*here, "rate_limit") if route.rate_limit else ("rate_limit", "key"),
             f"{name} has no auth, so `key: api_key` has no credential to count by; use `key: ip`",
         )
+
+
+def _models(spec: Spec, doc: Document) -> Iterator[Problem]:
+    """Several models: each route names one, the web tier runs on CPU."""
+    if spec.models and spec.model is not None:
+        message = "use `model` for one model or `models` for several, not both"
+        yield doc.problem(("models",), message)
+    if spec.models and spec.gpu:
+        yield doc.problem(
+            ("gpu",), "with `models`, each model names its own GPU; the web tier runs on CPU"
+        )
+    if spec.models and spec.batching:
+        yield doc.problem(("batching",), "with `models`, set `batching` on each model")
+    for i, route in enumerate(spec.routes):
+        if route.model is None:
+            continue
+        if not spec.models:
+            yield doc.problem(
+                ("routes", i, "model"), "`model` names one of `models`, and this spec has none"
+            )
+        elif route.model not in spec.models:
+            known = ", ".join(sorted(spec.models))
+            yield doc.problem(("routes", i, "model"), f"no model '{route.model}' (models: {known})")
 
 
 def _article(word: str) -> str:

@@ -26,19 +26,28 @@ def import_module(path: Path) -> ModuleType:
     return module
 
 
-def load_app(module: ModuleType, say: Any = print) -> Any:
-    """The module's FastAPI app with its model loaded, as `@modal.enter` would load it."""
+def load_app(module: ModuleType, say: Any = print, load: bool = True) -> Any:
+    """The module's FastAPI app with its models loaded, as `@modal.enter` loads them.
+
+    With several models (`MODELS`), all load here, in this one process. With
+    `load=False` the app is made around models that are not loaded (for its OpenAPI).
+    """
     if not hasattr(module, "ModelState"):
         return module.create_app()
-    model = module.MODEL
-    say(f"loading model {model['id']} ({model['task']}) ...")
-    started = time.perf_counter()
-    state = module.ModelState().load()
-    if state.status == "ready":
-        say(f"model ready in {time.perf_counter() - started:.1f}s")
-    else:
-        say(f"model failed to load: {state.error}; /health answers 503")
-    return module.create_app(state)
+    configs = getattr(module, "MODELS", None) or {"model": module.MODEL}
+    states = {}
+    for name, config in configs.items():
+        state = module.ModelState(config)
+        if load:
+            say(f"loading model {config['id']} ({config['task']}) ...")
+            started = time.perf_counter()
+            state.load()
+            if state.status == "ready":
+                say(f"model ready in {time.perf_counter() - started:.1f}s")
+            else:
+                say(f"model failed to load: {state.error}; its routes answer 503")
+        states[name] = state
+    return module.create_app(states if hasattr(module, "MODELS") else states["model"])
 
 
 def serve(spec: str | Path, host: str, port: int, env: str | None = None, say: Any = print) -> None:
@@ -47,7 +56,7 @@ def serve(spec: str | Path, host: str, port: int, env: str | None = None, say: A
 
     with tempfile.TemporaryDirectory(prefix="endpointgen-") as folder:
         built = build(spec, folder, env)
-        if built.spec.model is not None:
+        if built.spec.all_models:
             missing = [m for m in ("torch", "transformers") if importlib.util.find_spec(m) is None]
             if missing:
                 raise UsageError(

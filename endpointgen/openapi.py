@@ -16,7 +16,7 @@ def document(spec: str | Path, env: str | None = None) -> dict[str, Any]:
     The app is made around a model that is not loaded (`ModelState()`), so this needs
     neither torch nor the weights: FastAPI's document depends only on the routes.
     """
-    from endpointgen.local import import_module
+    from endpointgen.local import import_module, load_app
 
     with tempfile.TemporaryDirectory(prefix="endpointgen-openapi-") as folder:
         built = build(spec, folder, env)
@@ -25,11 +25,7 @@ def document(spec: str | Path, env: str | None = None) -> dict[str, Any]:
         before = sys.modules.get(name)
         try:
             module = import_module(built.path)
-            app = (
-                module.create_app(module.ModelState())
-                if hasattr(module, "ModelState")
-                else (module.create_app())
-            )
+            app = load_app(module, load=False)
             doc: dict[str, Any] = app.openapi()
         finally:
             # import_module registers the module under its own name; a name like a real

@@ -12,7 +12,8 @@ from endpointgen.checks import MODEL_ACTIONS, effective_rate_limit, route_auth
 from endpointgen.errors import Problem
 from endpointgen.loader import Document
 from endpointgen.shapes import relative
-from endpointgen.spec import Batching, Model, RateLimit, Route, Spec
+from endpointgen.spec import Batching, Model, RateLimit, Route, Scaling, Spec
+from endpointgen.spec.models import NamedModel
 
 # Packages the generated app installs in its Modal image. Pinned to the versions the
 # test suite runs the generated code against, so a deploy runs what was tested.
@@ -66,6 +67,7 @@ class Plan:
     env: dict[str, str]
     packages: list[str]
     model: dict[str, Any] | None
+    models: list[dict[str, Any]]
     hf_cache: bool
     auth: dict[str, Any]
     cors: dict[str, Any] | None
@@ -85,6 +87,15 @@ class Plan:
 
     def has(self, feature: str) -> bool:
         return feature in self.features
+
+    @property
+    def web_packages(self) -> list[str]:
+        """With several models, what the CPU web tier installs: all but the model stack."""
+        return [p for p in self.packages if p not in MODEL_PACKAGES]
+
+    @property
+    def model_configs(self) -> dict[str, dict[str, Any]]:
+        return {m["name"]: m["config"] for m in self.models}
 
 
 def name_problems(spec: Spec, doc: Document) -> list[Problem]:
@@ -109,6 +120,10 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         model = model_config(spec.model, spec.batching, spec_path.parent, out, shipped)
         if model["local_dir"] is not None:
             shipped.dirs.insert(0, {"local": model["local_dir"], "remote": MODEL_REMOTE_DIR})
+    models = [
+        _named_model(name, m, spec_path.parent, out, shipped) for name, m in spec.models.items()
+    ]
+    configs = [model] if model else [m["config"] for m in models]
     secrets = sorted(
         {
             *spec.secrets,
@@ -118,48 +133,35 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         }
     )
     env = dict(sorted(spec.env.items()))
-    hf_cache = model is not None and model["local_dir"] is None
+    hf_cache = any(c["local_dir"] is None for c in configs)
     if hf_cache:
         env.setdefault("HF_HOME", HF_CACHE_DIR)
         env = dict(sorted(env.items()))
     packages = sorted(
         set(
             WEB_PACKAGES
-            + (MODEL_PACKAGES if model else ())
+            + (MODEL_PACKAGES if configs else ())
             + tuple(EXTRA_PACKAGES[f] for f in sorted(features) if f in EXTRA_PACKAGES)
             + tuple(spec.packages)
         )
     )
-    gpu: str | list[str] | None = None
-    if spec.gpu:
-        gpu = spec.gpu[0] if len(spec.gpu) == 1 else list(spec.gpu)
-    scaling = spec.scaling
-    autoscaling = {
-        k: v
-        for k, v in (
-            ("min_containers", scaling.min_containers),
-            ("max_containers", scaling.max_containers),
-            ("buffer_containers", scaling.buffer_containers),
-            ("scaledown_window", scaling.scaledown_window),
-        )
-        if v is not None
-    }
     return Plan(
         module=spec.module_name,
         app_name=spec.name,
         description=spec.description,
         source=relative(spec_path, out),
         version=__version__,
-        gpu=gpu,
+        gpu=_gpu(spec.gpu),
         cpu=spec.resources.cpu,
         memory=spec.resources.memory,
         timeout=spec.resources.timeout,
-        autoscaling=autoscaling,
-        max_inputs=scaling.max_inputs,
+        autoscaling=_autoscaling(spec.scaling),
+        max_inputs=spec.scaling.max_inputs,
         secrets=secrets,
         env=env,
         packages=packages,
         model=model,
+        models=models,
         hf_cache=hf_cache,
         auth=auth_settings(spec),
         cors=_cors(spec),
@@ -195,6 +197,43 @@ def model_config(
         "loader": shipped.handler(model.loader) if model.loader else None,
         "batching": batching.model_dump() if batching else None,
     }
+
+
+def _named_model(
+    name: str, model: NamedModel, spec_dir: Path, out: Path, shipped: shapes.Shipped
+) -> dict[str, Any]:
+    """One model of several: its config, and the Modal class that serves it."""
+    remote = f"{MODEL_REMOTE_DIR}/{name}"
+    config = model_config(model, model.batching, spec_dir, out, shipped, remote)
+    if config["local_dir"] is not None:
+        shipped.dirs.append({"local": config["local_dir"], "remote": remote})
+    return {
+        "name": name,
+        "class_name": "".join(part.capitalize() for part in name.split("_")) + "Model",
+        "config": config,
+        "gpu": _gpu(model.gpu),
+        "cpu": model.resources.cpu,
+        "memory": model.resources.memory,
+        "timeout": model.resources.timeout,
+        "autoscaling": _autoscaling(model.scaling),
+        "max_inputs": model.scaling.max_inputs,
+    }
+
+
+def _gpu(names: list[str] | None) -> str | list[str] | None:
+    if not names:
+        return None
+    return names[0] if len(names) == 1 else list(names)
+
+
+def _autoscaling(scaling: Scaling) -> dict[str, int]:
+    pairs = (
+        ("min_containers", scaling.min_containers),
+        ("max_containers", scaling.max_containers),
+        ("buffer_containers", scaling.buffer_containers),
+        ("scaledown_window", scaling.scaledown_window),
+    )
+    return {k: v for k, v in pairs if v is not None}
 
 
 def _rate_limits(spec: Spec) -> list[RateLimit]:
@@ -306,6 +345,8 @@ SINGLE_MODEL = "model"  # the one model of a spec with `model:`, in ROUTES
 
 def model_of(spec: Spec, route: Route) -> str | None:
     """The name of the model a route runs (or reports on), if any."""
+    if spec.models:
+        return route.model
     if spec.model is None:
         return None
     if route.action in ("webhook", "respond", "file"):
@@ -357,27 +398,31 @@ def _features(spec: Spec, routes: list[dict[str, Any]]) -> frozenset[str]:
         found.add("cors")
     if spec.auth.mode in ("jwt", "proxy"):
         found.add(spec.auth.mode)
-    if spec.batching:
+    if spec.batching or any(m.batching for m in spec.models.values()):
         found.add("batching")
-    if spec.model:
-        found.add("model")
-        found.add(spec.model.task)
-        if spec.model.loader:
+    for model in spec.all_models:
+        found |= {"model", model.task}
+        if model.loader:
             found |= {"loader", "shipped"}
+    if spec.models:
+        found.add("multi")
     if found & {"respond", "handler", "upload", "file"} or any(r["params"] for r in routes):
         found.add("shaped")
     if any("handler" in r for r in routes):
         found.add("shipped")
     if any(r.get("response_type") in ("stream", "sse") for r in routes):
         found.add("streamed")
-    if "openai" in found and spec.model is not None:
-        # The OpenAI routes reuse the generate (with streaming) or embed machinery.
-        found |= {"generate", "stream"} if spec.model.task == "text-generation" else {"embed"}
+    for route in spec.routes:
+        served = spec.model_for(route)
+        if route.action == "openai" and served is not None:
+            # The OpenAI routes reuse the generate (with streaming) or embed machinery.
+            found |= {"generate", "stream"} if served.task == "text-generation" else {"embed"}
     return frozenset(found)
 
 
 _STDLIB = {
     "asyncio",
+    "queue",
     "csv",
     "importlib",
     "inspect",
@@ -458,6 +503,8 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
         need.add(("os", None))
     if has("webhook"):
         need |= {("base64", None), ("hmac", None), ("os", None), ("urllib.parse", None)}
+    if has("multi"):
+        need |= {("queue", None), ("threading", None)}
     if has("openai"):
         need |= {("typing", "Literal"), ("base64", None), ("struct", None)}
     if has("shaped"):

@@ -31,12 +31,17 @@ def check(spec: Spec, doc: Document) -> Iterator[Problem]:
         yield from _route(spec, doc, ("routes", i), route)
     if spec.model is not None and spec.model.loader:
         yield from _python_function(doc, ("model", "loader"), spec.model.loader, spec.packages)
-        for i, route in enumerate(spec.routes):
-            if route.action in ("generate", "classify", "embed"):
-                yield doc.problem(
-                    ("routes", i, "action"),
-                    f"a model from a custom loader serves handler routes, not `{route.action}`",
-                )
+    for name, named in spec.models.items():
+        if named.loader:
+            loc = ("models", name, "loader")
+            yield from _python_function(doc, loc, named.loader, spec.packages)
+    for i, route in enumerate(spec.routes):
+        model = spec.model_for(route)
+        if model is not None and model.loader and route.action in ("generate", "classify", "embed"):
+            yield doc.problem(
+                ("routes", i, "action"),
+                f"a model from a custom loader serves handler routes, not `{route.action}`",
+            )
 
 
 def _route(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
@@ -89,8 +94,9 @@ def _upload(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Prob
         yield doc.problem(here, "`processor: handler` needs `handler: file.py:function`")
     elif route.processor != "handler" and route.handler is not None:
         yield doc.problem((*here, "handler"), "`handler` applies with `processor: handler`")
+    model = spec.model_for(route)
     if route.processor == "image-classification" and (
-        spec.model is None or spec.model.task != "image-classification"
+        model is None or model.task != "image-classification"
     ):
         yield doc.problem((*here, "processor"), "image-classification needs a model with that task")
     if route.max_rows is not None and route.processor != "csv":

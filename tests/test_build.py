@@ -125,6 +125,15 @@ def test_modal_reads_back_the_spec_settings(
     module = import_file(built.path)
     s = built.spec
     assert module.app.name == s.name
+    if s.models:  # a CPU web function, and one class per model with that model's settings
+        assert module.web.info().gpus == []
+        for name, model in s.models.items():
+            info = module.MODEL_CLASSES[name]._get_class_service_function().info()
+            expected = [tuple(g.split(":")) for g in (model.gpu or [])]
+            assert [(g, str(n)) for g, n in info.gpus] == [
+                (g[0], g[1] if len(g) > 1 else "1") for g in expected
+            ]
+        return
     # The class's service function carries the settings `Function.info()` reports.
     function = module.Server._get_class_service_function()
     info = function.info()

@@ -107,11 +107,11 @@ def served(
     data = yaml.safe_load(request.param.read_text())
     folder = tmp_path_factory.mktemp(request.param.stem) / "specs"
     shutil.copytree(SPECS, folder, ignore=shutil.ignore_patterns("models", "__pycache__"))
-    if data.get("model"):
-        task = data["model"]["task"]
+    for model in [data["model"]] if data.get("model") else list(data.get("models", {}).values()):
+        task = model["task"]
         if task not in MODELS:
             pytest.skip(f"no small local {task} model in tests/models.py to serve it with")
-        data["model"]["id"] = str(request.getfixturevalue(MODELS[task]))
+        model["id"] = str(request.getfixturevalue(MODELS[task]))
     spec = write_spec(folder, data, name=request.param.name)
     auth = data.get("auth", {})
     headers = {}

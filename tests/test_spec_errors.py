@@ -28,6 +28,7 @@ from endpointgen.spec.models import (
     Example,
     ExampleRequest,
     Model,
+    NamedModel,
     RateLimit,
     Resources,
     Route,
@@ -56,8 +57,8 @@ routes:
 
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 TOP_KEYS = (
-    "version, name, description, model, gpu, resources, scaling, batching, secrets, "
-    "packages, env, auth, cors, rate_limit, routes, errors, environments"
+    "version, name, description, model, models, gpu, resources, scaling, batching, "
+    "secrets, packages, env, auth, cors, rate_limit, routes, errors, environments"
 )
 APP_NAME_RULE = (
     "is not a valid app name: use lowercase letters, digits and '-', "
@@ -1201,11 +1202,44 @@ def _keys_used(spec: dict[str, Any]) -> dict[str, set[str]]:
     return used
 
 
+EVERY_KEY_MULTI: dict[str, Any] = {
+    "name": "every-key-multi",
+    "models": {
+        "writer": {
+            "id": "gpt2",
+            "task": "text-generation",
+            "revision": "main",
+            "dtype": "float16",
+            "gpu": "l4",
+            "resources": {"cpu": 2, "memory": 8192, "timeout": 300},
+            "scaling": {"min_containers": 0, "max_containers": 2, "max_inputs": 4},
+        },
+        "tagger": {
+            "id": "./weights",
+            "task": "text-classification",
+            "loader": "loader.py:load",
+            "gpu": ["t4", "a10"],
+            "batching": {"max_batch_size": 8, "wait_ms": 2},
+        },
+    },
+    "auth": {"mode": "bearer"},
+    "routes": [
+        {"path": "/generate", "method": "POST", "action": "generate", "model": "writer"},
+        {
+            "path": "/tag",
+            "method": "POST",
+            "action": "handler",
+            "handler": "handlers/run.py:document",
+            "model": "tagger",
+        },
+    ],
+}
 EVERY_KEY_SPECS = (
     EVERY_KEY_EMBEDDINGS,
     EVERY_KEY_GENERATION,
     EVERY_KEY_JWT_WEBHOOK,
     EVERY_KEY_SHAPES,
+    EVERY_KEY_MULTI,
 )
 
 
@@ -1233,6 +1267,8 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
     }
     for section, model in models.items():
         assert used[section] == set(model.model_fields), section
+    named = [m for spec in EVERY_KEY_SPECS for m in spec.get("models", {}).values()]
+    assert {k for m in named for k in m} == set(NamedModel.model_fields)
     generic = EVERY_KEY_JWT_WEBHOOK["routes"][1]
     assert set(generic["signature"]) == set(Signature.model_fields)
     assert set(generic["examples"][0]) == set(Example.model_fields)
@@ -1254,7 +1290,7 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
 @pytest.mark.parametrize(
     "spec",
     EVERY_KEY_SPECS,
-    ids=["embeddings", "text-generation", "jwt-webhook-redis", "shapes-loader-errors"],
+    ids=["embeddings", "text-generation", "jwt-webhook-redis", "shapes-loader-errors", "multi"],
 )
 def test_spec_with_every_key_validates_and_builds(in_tmp: Path, spec: dict[str, Any]) -> None:
     write_shape_files(in_tmp)

@@ -54,11 +54,13 @@ _ENV_VAR = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
 _ENV_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 _APP_NAME = r"^[a-z][a-z0-9-]{0,47}$"
+_MODEL_NAME = r"^[a-z][a-z0-9_]{0,31}$"
 _ROUTE_PATH = r"^/([A-Za-z0-9._~/-]|\{[A-Za-z_][A-Za-z0-9_]{0,63}(:path)?\})*$"
 SecretName = Annotated[str, Field(pattern=_SECRET_NAME)]
 EnvVar = Annotated[str, Field(pattern=_ENV_VAR)]
 HeaderName = Annotated[str, Field(pattern=_HEADER_NAME)]
 EnvName = Annotated[str, Field(pattern=_ENV_NAME)]
+ModelName = Annotated[str, Field(pattern=_MODEL_NAME)]
 
 # What each pattern means, for error messages: (what the value is, the rule).
 PATTERNS = {
@@ -82,6 +84,10 @@ PATTERNS = {
     _APP_NAME: (
         "app name",
         "use lowercase letters, digits and '-', starting with a letter, at most 48 characters",
+    ),
+    _MODEL_NAME: (
+        "model name",
+        "use lowercase letters, digits and '_', starting with a letter, at most 32 characters",
     ),
     _ROUTE_PATH: (
         "route path",
@@ -354,6 +360,15 @@ class Example(Strict):
     )
 
 
+class NamedModel(Model):
+    """One of several models in an app: each runs in its own Modal class, on its own GPU."""
+
+    gpu: GpuField = Field(default=None, description="this model's GPU; null = CPU")
+    resources: Resources = Resources()
+    scaling: Scaling = Scaling()
+    batching: Batching | None = None
+
+
 class Route(Strict):
     path: str = Field(
         pattern=_ROUTE_PATH,
@@ -387,6 +402,9 @@ class Route(Strict):
         ge=1,
         le=86_400,
         description="webhook: seconds a signed timestamp may be off (default 300)",
+    )
+    model: ModelName | None = Field(
+        default=None, description="with `models:`, the model this route runs"
     )
     examples: list[Example] = Field(
         default_factory=list, description="requests and expected answers, run by `endpointgen test`"
@@ -436,6 +454,10 @@ class Spec(Strict):
     )
     description: str = Field(default="", max_length=4096)
     model: Model | None = None
+    models: dict[ModelName, NamedModel] = Field(
+        default_factory=dict,
+        description="several models, each on its own GPU, behind one CPU web tier",
+    )
     gpu: GpuField = Field(
         default=None,
         description="a Modal GPU ('L40S', 'H100:2') or a list tried in order; null = CPU",
@@ -466,3 +488,13 @@ class Spec(Strict):
     @property
     def module_name(self) -> str:
         return self.name.replace("-", "_")
+
+    def model_for(self, route: Route) -> Model | None:
+        """The model a route runs: the spec's one model, or the one it names in `models`."""
+        if self.models:
+            return self.models.get(route.model) if route.model else None
+        return self.model
+
+    @property
+    def all_models(self) -> list[Model]:
+        return list(self.models.values()) if self.models else [self.model] if self.model else []

@@ -1006,8 +1006,9 @@ def add_openai(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> Non
         made["object"] = "chat.completion"
         return {**made, "choices": [choice], "usage": totals}
 
-    add("/completions", "POST", "Completions (OpenAI)", completions)
-    add("/chat/completions", "POST", "Chat completions (OpenAI)", chat)
+    if state.config["task"] == "text-generation":
+        add("/completions", "POST", "Completions (OpenAI)", completions)
+        add("/chat/completions", "POST", "Chat completions (OpenAI)", chat)
 
 
 def chunk(made: dict[str, Any], **choice: Any) -> str:
