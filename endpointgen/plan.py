@@ -483,9 +483,7 @@ def _imports(features: frozenset[str], auth_mode: str) -> list[str]:
     if has("auth") or has("rate_limit"):
         need |= {("hashlib", None), ("typing", "Annotated")}
     if has("auth"):
-        need |= {("os", None), ("typing", "Annotated")}
-        if auth_mode != "jwt":
-            need.add(("hmac", None))
+        need |= {("hashlib", None), ("os", None), ("typing", "Annotated")}
         if auth_mode == "api_key":
             need.add(("fastapi.security", "APIKeyHeader"))
         elif auth_mode == "jwt":

@@ -8,7 +8,6 @@ Deploy with `modal deploy sentiment.py`; serve locally with
 
 import asyncio
 import hashlib
-import hmac
 import importlib.util
 import inspect
 import json
@@ -396,24 +395,27 @@ def configure_logging() -> None:
 # --- Auth (api_key): valid values come from env var AUTH["env"] (a Modal Secret) ---
 
 
-def load_credentials() -> list[bytes]:
-    """Comma-separated values; several at once, so they can be rotated without downtime."""
+def load_credentials() -> set[bytes]:
+    """Comma-separated values (several at once, so they can be rotated without downtime),
+    kept only as SHA-256 digests."""
     raw = os.environ.get(AUTH["env"], "")
-    values = [v.strip().encode() for v in raw.split(",") if v.strip()]
+    values = {digest(v.strip()) for v in raw.split(",") if v.strip()}
     if not values:
         log.warning("%s is empty: every authenticated request is refused", AUTH["env"])
     return values
 
 
-def credential_matches(presented: str | None, valid: list[bytes]) -> bool:
-    """Constant-time against every valid value, so timing says nothing about which exist."""
-    if not presented:
-        return False
-    given = presented.encode()
-    found = False
-    for value in valid:
-        found |= hmac.compare_digest(given, value)
-    return found
+def digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def credential_matches(presented: str | None, valid: set[bytes]) -> bool:
+    """One lookup of the presented value's digest, however many keys there are.
+
+    The time it takes depends only on the digest of what was sent, which says nothing
+    about any valid key: no comparison of the raw values ever happens.
+    """
+    return bool(presented) and digest(presented) in valid
 
 
 def fingerprint(text: str) -> str:
