@@ -25,6 +25,7 @@ import cli_speed
 import embeddings
 import memory
 import overhead
+import policy
 import streaming
 from harness import BENCH, Result, busy_fraction
 
@@ -33,6 +34,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Result]]] = {
     "build": build_throughput.run,
     "embeddings": embeddings.run,
     "overhead": overhead.run,
+    "policy": policy.run,
     "streaming": streaming.run,
     "memory": memory.run,
 }

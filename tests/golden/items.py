@@ -388,6 +388,9 @@ def documented_responses(route: Route) -> dict[int | str, Any]:
     if route["method"] in ("POST", "PUT", "PATCH"):
         responses[400] = error("The body could not be parsed")
         responses[413] = error("Request body over the route's max_bytes")
+    if route["action"] == "openai" and route["path"].endswith("completions"):
+        events = {"text/event-stream": {"schema": {"type": "string"}}}  # stream: true
+        responses[200] = {"content": events}
     if route["action"] == "upload":
         responses[415] = error("A media type the route does not accept")
     for mapped in ERRORS.values():  # the spec's `errors:` answers
@@ -497,7 +500,8 @@ def body_model(route: Route) -> Any:
         f["name"]: (annotation(f), Field(default(f), **constraints(f)))
         for f in route["request"]
     }
-    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+    strict = ConfigDict(extra="forbid", strict=True)
+    return create_model(name, __config__=strict, **fields)
 
 
 def signature(route: Route, body: Any, *extra: inspect.Parameter) -> inspect.Signature:

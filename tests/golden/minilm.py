@@ -119,9 +119,13 @@ log = logging.getLogger(APP_NAME)
 
 # --- Request and response bodies (they appear in /openapi.json) ---
 
+# Bodies are checked as their JSON Schema says: no `true` for a number, no "1" for an
+# int, and no keys the schema does not name.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
 
 class EmbedRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     texts: list[str] = Field(min_length=1)
 
@@ -640,6 +644,9 @@ def documented_responses(route: Route) -> dict[int | str, Any]:
     if route["method"] in ("POST", "PUT", "PATCH"):
         responses[400] = error("The body could not be parsed")
         responses[413] = error("Request body over the route's max_bytes")
+    if route["action"] == "openai" and route["path"].endswith("completions"):
+        events = {"text/event-stream": {"schema": {"type": "string"}}}  # stream: true
+        responses[200] = {"content": events}
     if route["action"] == "upload":
         responses[415] = error("A media type the route does not accept")
     for mapped in ERRORS.values():  # the spec's `errors:` answers

@@ -151,12 +151,16 @@ log = logging.getLogger(APP_NAME)
 
 # --- Request and response bodies (they appear in /openapi.json) ---
 
+# Bodies are checked as their JSON Schema says: no `true` for a number, no "1" for an
+# int, and no keys the schema does not name.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
 
 GREEDY_BELOW = 0.01  # smaller temperatures overflow the logits; they mean "greedy"
 
 
 class GenerateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     prompt: str = Field(min_length=1)
     max_tokens: int = Field(default=64, ge=1, description="new tokens at most")
@@ -177,7 +181,7 @@ class GenerateResponse(BaseModel):
 
 
 class EmbedRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     texts: list[str] = Field(min_length=1)
 
@@ -896,6 +900,9 @@ def documented_responses(route: Route) -> dict[int | str, Any]:
     if route["method"] in ("POST", "PUT", "PATCH"):
         responses[400] = error("The body could not be parsed")
         responses[413] = error("Request body over the route's max_bytes")
+    if route["action"] == "openai" and route["path"].endswith("completions"):
+        events = {"text/event-stream": {"schema": {"type": "string"}}}  # stream: true
+        responses[200] = {"content": events}
     if route["action"] == "upload":
         responses[415] = error("A media type the route does not accept")
     for mapped in ERRORS.values():  # the spec's `errors:` answers
@@ -1075,6 +1082,8 @@ def add_embed(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> None
 
 
 class CompletionRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # unknown OpenAI options are ignored
+
     model: str | None = None
     prompt: str | list[str]
     max_tokens: int = Field(default=16, ge=1)
@@ -1098,6 +1107,8 @@ class ChatMessage(BaseModel):
 
 
 class ChatRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # unknown OpenAI options are ignored
+
     model: str | None = None
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
@@ -1111,6 +1122,8 @@ class ChatRequest(BaseModel):
 
 
 class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # unknown OpenAI options are ignored
+
     model: str | None = None
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"

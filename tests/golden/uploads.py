@@ -116,6 +116,10 @@ log = logging.getLogger(APP_NAME)
 
 # --- Request and response bodies (they appear in /openapi.json) ---
 
+# Bodies are checked as their JSON Schema says: no `true` for a number, no "1" for an
+# int, and no keys the schema does not name.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
 
 # --- The model: loaded once per container (or per `endpointgen serve` process) ---
 
@@ -493,6 +497,9 @@ def documented_responses(route: Route) -> dict[int | str, Any]:
     if route["method"] in ("POST", "PUT", "PATCH"):
         responses[400] = error("The body could not be parsed")
         responses[413] = error("Request body over the route's max_bytes")
+    if route["action"] == "openai" and route["path"].endswith("completions"):
+        events = {"text/event-stream": {"schema": {"type": "string"}}}  # stream: true
+        responses[200] = {"content": events}
     if route["action"] == "upload":
         responses[415] = error("A media type the route does not accept")
     for mapped in ERRORS.values():  # the spec's `errors:` answers
@@ -623,7 +630,8 @@ def body_model(route: Route) -> Any:
         f["name"]: (annotation(f), Field(default(f), **constraints(f)))
         for f in route["request"]
     }
-    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+    strict = ConfigDict(extra="forbid", strict=True)
+    return create_model(name, __config__=strict, **fields)
 
 
 def signature(route: Route, body: Any, *extra: inspect.Parameter) -> inspect.Signature:

@@ -470,6 +470,9 @@ def documented_responses(route: Route) -> dict[int | str, Any]:
     if route["method"] in ("POST", "PUT", "PATCH"):
         responses[400] = error("The body could not be parsed")
         responses[413] = error("Request body over the route's max_bytes")
+    if route["action"] == "openai" and route["path"].endswith("completions"):
+        events = {"text/event-stream": {"schema": {"type": "string"}}}  # stream: true
+        responses[200] = {"content": events}
     if route["action"] == "upload":
         responses[415] = error("A media type the route does not accept")
     for mapped in ERRORS.values():  # the spec's `errors:` answers

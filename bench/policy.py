@@ -1,0 +1,161 @@
+"""Traffic policy costs: auth + CORS + rate limit on a trivial route, and many client keys.
+
+`policy-overhead`: a constant `respond` route served with api_key auth, CORS and a
+memory rate limit (high enough that every request passes) against the same route
+with none of them; rounds alternate, as in overhead.py.
+
+`ratelimit-10k-keys` / `seed-limiter-10k-keys`: the generated app's limiter (its
+`FixedWindow`, imported from a built module) hit by 10,000 distinct keys against one
+key, in-process; and the same for the seed's limiter (a list of timestamps per client,
+cleaned on every request), the baseline the issue names.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import ExitStack
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from harness import Result, free_port, loadgen, ratio_result, serve_spec, write_spec
+
+from endpointgen import pipeline
+
+CONNECTIONS = 64
+ROUNDS = 4
+ROUND_SECONDS = 2.5
+WARMUP = 0.5
+KEY = "bench-key"
+ORIGIN = "https://bench.example"
+HITS = 100_000
+MANY = 10_000
+
+
+def route_spec(name: str, policy: bool) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "name": name,
+        "routes": [
+            {"path": "/hello", "action": "respond", "response": "Hello, World!"},
+            {"path": "/health", "action": "health"},
+        ],
+    }
+    if policy:
+        spec["auth"] = {"mode": "api_key"}
+        spec["cors"] = {"origins": [ORIGIN]}
+        spec["rate_limit"] = {"limit": "100000000/minute", "key": "api_key"}
+    return spec
+
+
+def hammer(port: int) -> dict[str, Any]:
+    return loadgen(
+        {
+            "mode": "load",
+            "host": "127.0.0.1",
+            "port": port,
+            "method": "GET",
+            "path": "/hello",
+            "headers": {"X-API-Key": KEY, "Origin": ORIGIN},
+            "connections": CONNECTIONS,
+            "duration": ROUND_SECONDS,
+            "warmup": WARMUP,
+        }
+    )
+
+
+def policy_overhead(logs: Path) -> Result:
+    ok = {"policy": 0, "plain": 0}
+    seconds = {"policy": 0.0, "plain": 0.0}
+    with tempfile.TemporaryDirectory(prefix="bench-policy-") as folder, ExitStack() as stack:
+        servers = {}
+        for name, policy in (("policy", True), ("plain", False)):
+            spec = write_spec(Path(folder) / name, route_spec(f"bench-{name}", policy))
+            port = free_port()
+            servers[name] = stack.enter_context(serve_spec(spec, port, logs / f"{name}.log"))
+        for _ in range(ROUNDS):
+            for name, server in servers.items():
+                result = hammer(server.port)
+                if result["errors"] or set(result["statuses"]) != {"200"}:
+                    raise RuntimeError(f"{name}: {result['statuses']}, {result['errors']}")
+                ok[name] += result["ok"]
+                seconds[name] += result["elapsed_s"]
+    return ratio_result(
+        "policy-overhead",
+        ok["policy"] / seconds["policy"],
+        ok["plain"] / seconds["plain"],
+        "req/s",
+        at_least=0.85,
+        details={"policy": "api_key auth + CORS + memory rate limit", "connections": CONNECTIONS},
+    )
+
+
+def built_limiter() -> Any:
+    """The FixedWindow class of a built module, as the app runs it."""
+    folder = Path(tempfile.mkdtemp(prefix="bench-limiter-"))
+    built = pipeline.build(write_spec(folder, route_spec("bench-limiter", True)), folder)
+    built.path.write_text(built.source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("bench_limiter", built.path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_limiter"] = module
+    spec.loader.exec_module(module)
+    return module.FixedWindow
+
+
+def ours(keys: list[str]) -> float:
+    window = built_limiter()(limit=10**9, seconds=60)
+
+    async def run() -> float:
+        started = time.perf_counter()
+        for i in range(HITS):
+            await window.hit(keys[i % len(keys)], time.time())
+        return HITS / (time.perf_counter() - started)
+
+    return asyncio.run(run())
+
+
+def seeds(keys: list[str], limit: int = 100) -> float:
+    """The seed document's limiter: a list of timestamps per client, cleaned each time."""
+    request_counts: defaultdict[str, list[datetime]] = defaultdict(list)
+
+    def check(client: str) -> bool:
+        now = datetime.now()
+        minute_ago = now - timedelta(minutes=1)
+        request_counts[client] = [t for t in request_counts[client] if t > minute_ago]
+        if len(request_counts[client]) >= limit:
+            return False
+        request_counts[client].append(now)
+        return True
+
+    started = time.perf_counter()
+    for i in range(HITS):
+        check(keys[i % len(keys)])
+    return HITS / (time.perf_counter() - started)
+
+
+def run(logs: Path) -> list[Result]:
+    many = [f"client-{i}" for i in range(MANY)]
+    one = ["client-0"]
+    return [
+        policy_overhead(logs),
+        ratio_result(
+            "ratelimit-10k-keys",
+            ours(many),
+            ours(one),
+            "hits/s",
+            at_least=0.90,
+            details={"keys": MANY, "hits": HITS, "limiter": "generated FixedWindow"},
+        ),
+        ratio_result(
+            "seed-limiter-10k-keys",
+            seeds(many),
+            seeds(one),
+            "hits/s",
+            details={"keys": MANY, "hits": HITS, "limiter": "the seed's list per client"},
+        ),
+    ]
