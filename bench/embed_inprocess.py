@@ -33,7 +33,7 @@ def load_embedder() -> Any:
         assert found is not None and found.loader is not None
         module = importlib.util.module_from_spec(found)
         found.loader.exec_module(module)
-        return module.Embedder()
+        return module.Embedder(module.MODEL)
 
 
 def throughput(embedder: Any, batch_size: int, seconds: float) -> dict[str, float]:
