@@ -24,6 +24,7 @@ import build_throughput
 import cli_speed
 import embeddings
 import memory
+import openai_embed
 import overhead
 import policy
 import streaming
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Result]]] = {
     "policy": policy.run,
     "streaming": streaming.run,
     "memory": memory.run,
+    "openai": openai_embed.run,
 }
 RESULTS = BENCH / "results"
 BUSY = 0.15  # CPU share taken by others above which a run is flagged as skewed

@@ -482,6 +482,14 @@ def add_route(web: FastAPI, route: Route, handler: Any, **options: Any) -> None:
     )
 
 
+# One Server-Sent Event, as OpenAPI 3.1 tools read a text/event-stream schema.
+SSE_EVENT = {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+    "required": ["data"],
+}
+
+
 def documented_responses(route: Route) -> dict[int | str, Any]:
     """The answers besides success that a client should expect, for /openapi.json."""
 
@@ -497,9 +505,10 @@ def documented_responses(route: Route) -> dict[int | str, Any]:
     if route["method"] in ("POST", "PUT", "PATCH"):
         responses[400] = error("The body could not be parsed")
         responses[413] = error("Request body over the route's max_bytes")
-    if route["action"] == "openai" and route["path"].endswith("completions"):
-        events = {"text/event-stream": {"schema": {"type": "string"}}}  # stream: true
-        responses[200] = {"content": events}
+    completions = route["path"].endswith("completions")  # OpenAI's, with stream: true
+    streams = route.get("stream") or route.get("response_type") == "sse"
+    if streams or (route["action"] == "openai" and completions):
+        responses[200] = {"content": {"text/event-stream": {"schema": SSE_EVENT}}}
     if route["action"] == "upload":
         responses[415] = error("A media type the route does not accept")
     for mapped in ERRORS.values():  # the spec's `errors:` answers
