@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from endpointgen import route_checks
 from endpointgen.errors import Loc, Problem
 from endpointgen.loader import Document
-from endpointgen.spec import Spec
+from endpointgen.spec import RateLimit, Spec
 from endpointgen.spec.models import Route
 
 MODEL_ACTIONS = {
@@ -23,12 +23,6 @@ _LIMIT_KEYS = {
 OPENAI_TASKS = ("text-generation", "embeddings")
 _WEBHOOK_KEYS = ("provider", "secret", "env")
 
-# Keys the language names whose run-time behaviour this version does not build yet.
-# Accepting them silently would drop a guarantee (auth, a limit), so they fail the build.
-NOT_SUPPORTED_AUTH: set[str] = set()
-NOT_SUPPORTED_STORAGE: set[str] = set()
-NOT_SUPPORTED_ACTIONS: set[str] = set()
-
 
 def check(spec: Spec, doc: Document) -> list[Problem]:
     return list(_all(spec, doc))
@@ -42,7 +36,6 @@ def route_auth(spec: Spec, route: Route) -> str:
 
 
 def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
-    yield from _not_supported(spec, doc)
     yield from _secrets_in_plain_sight(spec, doc)
     yield from route_checks.check(spec, doc)
     yield from _models(spec, doc)
@@ -178,26 +171,11 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def effective_rate_limit(spec: Spec, route: Route):  # type: ignore[no-untyped-def]
+def effective_rate_limit(spec: Spec, route: Route) -> RateLimit | None:
     """The route's own limit, the app's, or None (`none`, or a health route)."""
     if route.rate_limit == "none" or (route.rate_limit is None and route.action == "health"):
         return None
     return route.rate_limit if route.rate_limit is not None else spec.rate_limit
-
-
-def _not_supported(spec: Spec, doc: Document) -> Iterator[Problem]:
-    soon = "is not supported yet by this version of endpointgen"
-    if spec.auth.mode in NOT_SUPPORTED_AUTH:
-        yield doc.problem(("auth", "mode"), f"auth mode `{spec.auth.mode}` {soon}")
-    limits = [(("rate_limit",), spec.rate_limit)] + [
-        (("routes", i, "rate_limit"), r.rate_limit) for i, r in enumerate(spec.routes)
-    ]
-    for loc, limit in limits:
-        if limit is not None and limit != "none" and limit.storage in NOT_SUPPORTED_STORAGE:
-            yield doc.problem((*loc, "storage"), f"rate-limit storage `{limit.storage}` {soon}")
-    for i, route in enumerate(spec.routes):
-        if route.action in NOT_SUPPORTED_ACTIONS:
-            yield doc.problem(("routes", i, "action"), f"action `{route.action}` {soon}")
 
 
 # Prefixes of well-known credentials: a value like these where a Secret *name* belongs
