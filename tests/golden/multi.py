@@ -676,13 +676,14 @@ def digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
-def credential_matches(presented: str | None, valid: set[bytes]) -> bool:
-    """One lookup of the presented value's digest, however many keys there are.
+def credential_matches(presented: str | None, valid: set[bytes]) -> bytes | None:
+    """The presented value's digest when it is valid: one lookup, however many keys.
 
     The time it takes depends only on the digest of what was sent, which says nothing
     about any valid key: no comparison of the raw values ever happens.
     """
-    return bool(presented) and digest(presented) in valid
+    found = digest(presented) if presented else None
+    return found if found in valid else None
 
 
 def fingerprint(text: str) -> str:
@@ -697,11 +698,12 @@ def make_auth() -> Any:
 
     async def require_token(request: Request, credentials: Credential) -> None:
         token = credentials.credentials if credentials else None
-        if token is None or not credential_matches(token, valid):
+        found = credential_matches(token, valid)
+        if found is None:
             raise HTTPException(
                 401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"}
             )
-        request.state.credential = fingerprint(token)
+        request.state.credential = found.hex()
 
     return require_token
 

@@ -413,13 +413,14 @@ def digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
 
 
-def credential_matches(presented: str | None, valid: set[bytes]) -> bool:
-    """One lookup of the presented value's digest, however many keys there are.
+def credential_matches(presented: str | None, valid: set[bytes]) -> bytes | None:
+    """The presented value's digest when it is valid: one lookup, however many keys.
 
     The time it takes depends only on the digest of what was sent, which says nothing
     about any valid key: no comparison of the raw values ever happens.
     """
-    return bool(presented) and digest(presented) in valid
+    found = digest(presented) if presented else None
+    return found if found in valid else None
 
 
 def fingerprint(text: str) -> str:
@@ -433,9 +434,10 @@ def make_auth() -> Any:
     Credential = Annotated[str | None, Depends(scheme)]
 
     async def require_key(request: Request, key: Credential) -> None:
-        if key is None or not credential_matches(key, valid):
+        found = credential_matches(key, valid)
+        if found is None:
             raise HTTPException(401, "missing or invalid API key")
-        request.state.credential = fingerprint(key)
+        request.state.credential = found.hex()
 
     return require_key
 
