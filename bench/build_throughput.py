@@ -1,4 +1,4 @@
-"""Build throughput: many specs through `endpointgen.pipeline.build` in one process.
+"""Build throughput: many specs through `endpointgen.compiler.pipeline.build` in one process.
 
 This is what a monorepo's `endpointgen build specs/*.yaml --check` in CI pays per spec.
 The baseline is the floor of the same job: parse the YAML and write the module's bytes.
@@ -36,7 +36,7 @@ def variants(count: int) -> list[dict[str, Any]]:
 
 
 def run(logs: Path) -> list[Result]:
-    from endpointgen import pipeline
+    from endpointgen.compiler import pipeline
 
     with tempfile.TemporaryDirectory(prefix="bench-build-") as folder:
         root = Path(folder)

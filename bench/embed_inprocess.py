@@ -23,7 +23,7 @@ from harness import SENTENCES, embed_spec, write_spec
 
 def load_embedder() -> Any:
     """The Embedder class of a freshly built embeddings module, instantiated."""
-    from endpointgen import pipeline
+    from endpointgen.compiler import pipeline
 
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as folder:
         spec_path = write_spec(Path(folder), embed_spec(32, 5))

@@ -25,7 +25,7 @@ from typing import Any
 
 from harness import Result, free_port, loadgen, ratio_result, serve_spec, write_spec
 
-from endpointgen import pipeline
+from endpointgen.compiler import pipeline
 
 CONNECTIONS = 64
 ROUNDS = 4

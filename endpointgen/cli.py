@@ -70,7 +70,7 @@ def _main(
 @app.command()
 def validate(specs: Specs) -> None:
     """Check specs, every environment overlay included; one line per problem, exit 1 if any."""
-    from endpointgen import pipeline
+    from endpointgen.compiler import pipeline
 
     failed = False
     for spec in specs:
@@ -98,7 +98,7 @@ def build(
     ] = False,
 ) -> None:
     """Write one Modal app module per spec: OUT/<name>.py, the same bytes for the same spec."""
-    from endpointgen import pipeline
+    from endpointgen.compiler import pipeline
 
     stale = False
     for spec in specs:
@@ -142,7 +142,7 @@ def serve(
 
     Secrets come from this process's environment (for example API_KEYS=key1,key2).
     """
-    from endpointgen import local
+    from endpointgen.local import serve as local
 
     with _user_errors():
         local.serve(spec, host, port, env, say=lambda line: typer.echo(line, err=True))
@@ -169,12 +169,12 @@ def deploy(
 
     Needs a Modal token (`modal token new`, or MODAL_TOKEN_ID and MODAL_TOKEN_SECRET).
     """
-    from endpointgen import deploy as modal_deploy
+    from endpointgen.gitops import deploy as modal_deploy
 
     with _user_errors():
         targets = modal_deploy.prepare(specs, out, env, modal_env)
     if dry_run:
-        from endpointgen import gitplan, planview
+        from endpointgen.gitops import gitplan, planview
 
         for target in targets:
             with _user_errors():
@@ -218,7 +218,7 @@ def plan(
     Routes, auth (a route becoming public is a WARNING), CORS, rate limits, GPU, scaling,
     resources, image packages and the model; costs are estimates from Modal list prices.
     """
-    from endpointgen import gitplan, planview
+    from endpointgen.gitops import gitplan, planview
 
     if fmt not in planview.FORMATS:
         _fail(f"error: --format is one of {', '.join(planview.FORMATS)}, not '{fmt}'")
@@ -253,7 +253,7 @@ def check(
     ),
 ) -> None:
     """One CI step: every spec valid, and every built module in OUT current; exit 1 if not."""
-    from endpointgen import workspace
+    from endpointgen.gitops import workspace
 
     with _user_errors():
         problems = workspace.check(folder, out)
@@ -290,7 +290,7 @@ def init(
 
     Never overwrites a file.
     """
-    from endpointgen import scaffold
+    from endpointgen.gitops import scaffold
 
     with _user_errors():
         done = scaffold.init(name, task, gitops, folder)
@@ -309,7 +309,7 @@ def openapi(
     env: Env = None,
 ) -> None:
     """Print the app's OpenAPI document (JSON) without deploying or loading the model."""
-    from endpointgen import openapi as document
+    from endpointgen.local import openapi as document
 
     with _user_errors():
         doc = document.document(spec, env)
@@ -329,7 +329,7 @@ def test_examples(
 
     In-process (the model loaded here) unless --url points at a live deployment.
     """
-    from endpointgen import contract
+    from endpointgen.local import contract
 
     with _user_errors():
         outcomes = contract.run(spec, url=url, env=env, say=typer.echo)
@@ -349,7 +349,8 @@ def list_specs(
     folder: Annotated[Path, typer.Argument(help="Folder of specs.")] = Path("specs"),
 ) -> None:
     """A table of the apps under FOLDER: model, GPU, containers, routes and auth."""
-    from endpointgen import tables, workspace
+    from endpointgen import tables
+    from endpointgen.gitops import workspace
 
     with _user_errors():
         entries = workspace.listing(folder)

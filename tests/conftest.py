@@ -64,7 +64,7 @@ def import_file(path: Path) -> ModuleType:
 
 
 def build_and_import(spec_path: Path, out: Path, env: str | None = None) -> ModuleType:
-    from endpointgen import pipeline
+    from endpointgen.compiler import pipeline
 
     built = pipeline.build(spec_path, out, env)
     out.mkdir(parents=True, exist_ok=True)

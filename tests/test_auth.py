@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
-from endpointgen import pipeline
+from endpointgen.compiler import pipeline
 from endpointgen.errors import SpecError
 
 KEYS = ["key-one", "key-two"]

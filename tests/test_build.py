@@ -13,7 +13,7 @@ import modal
 import pytest
 from conftest import GOLDEN, ROOT, SPECS, import_file, write_spec
 
-from endpointgen import pipeline
+from endpointgen.compiler import pipeline
 
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))
 REMOVED_MODAL_NAMES = (

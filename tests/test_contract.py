@@ -8,8 +8,8 @@ import pytest
 from conftest import SPECS, write_spec
 from test_serve import Server
 
-from endpointgen import contract
 from endpointgen.errors import UsageError
+from endpointgen.local import contract
 
 HOOK = {
     "name": "contract",

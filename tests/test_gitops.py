@@ -19,8 +19,9 @@ import yaml
 from conftest import ROOT, SPECS, import_file, write_spec
 from typer.testing import CliRunner
 
-from endpointgen import pipeline, scaffold
 from endpointgen.cli import app
+from endpointgen.compiler import pipeline
+from endpointgen.gitops import scaffold
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent

@@ -14,8 +14,8 @@ from conftest import build_and_import, write_spec
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from endpointgen import pipeline
 from endpointgen.cli import app
+from endpointgen.compiler import pipeline
 from endpointgen.errors import SpecError
 
 #  1 name / 2 routes / 3 path / 4 method / 5 action / 6 handler

@@ -15,7 +15,7 @@ from conftest import build_and_import, write_spec
 from fastapi.testclient import TestClient
 from test_serve import Server
 
-from endpointgen import pipeline
+from endpointgen.compiler import pipeline
 
 AUTH = {"Authorization": "Bearer key-one"}
 

@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 from typer.testing import CliRunner
 
 from endpointgen.cli import app
-from endpointgen.local import load_app
+from endpointgen.local.serve import load_app
 
 runner = CliRunner()
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))

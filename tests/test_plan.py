@@ -20,8 +20,8 @@ import pytest
 from conftest import GOLDEN
 from typer.testing import CliRunner
 
-from endpointgen import prices
 from endpointgen.cli import app
+from endpointgen.gitops import prices
 
 runner = CliRunner()
 PLAN_GOLDEN = GOLDEN / "plan"

@@ -26,9 +26,9 @@ from conftest import import_file
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from endpointgen import pipeline
+from endpointgen.compiler import pipeline
+from endpointgen.compiler.render import comment, py, string_literal
 from endpointgen.errors import Problem, SpecError
-from endpointgen.render import comment, py, string_literal
 
 ROOT = Path(__file__).resolve().parent.parent
 RUFF = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")

@@ -30,7 +30,8 @@ from conftest import SPECS, import_file, write_spec
 from PIL import Image
 from test_serve import Server
 
-from endpointgen import contract, pipeline
+from endpointgen.compiler import pipeline
+from endpointgen.local import contract
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from endpointgen import pipeline
 from endpointgen.cli import app
+from endpointgen.compiler import pipeline
 from endpointgen.errors import SpecError
 
 # 1 name / 2 model / 3 id / 4 task / 5 auth / 6 mode / 7 routes / 8 path / 9 method

@@ -17,8 +17,8 @@ import yaml
 from conftest import import_file
 from typer.testing import CliRunner
 
-from endpointgen import pipeline
 from endpointgen.cli import app
+from endpointgen.compiler import pipeline
 from endpointgen.errors import SpecError
 from endpointgen.spec import Spec
 from endpointgen.spec.models import (
@@ -489,7 +489,7 @@ CASES = [
         [f"spec.yaml:11:1: 'bad\\nkey': unknown key 'bad\\nkey' (allowed here: {TOP_KEYS})"],
         id="key-with-a-newline-stays-on-one-line",
     ),
-    # --- checks beyond the schema (endpointgen/checks.py) ----------------------------
+    # --- checks beyond the schema (endpointgen/compiler/checks.py) ----------------------------
     pytest.param(
         BASE + "  - path: /generate\n    method: post\n    action: generate\n",
         ["spec.yaml:11:11: routes[1].path: POST /generate is already defined by routes[0]"],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from endpointgen.compiler.loader import Document
 from endpointgen.errors import SpecError
-from endpointgen.loader import Document
 from endpointgen.spec.errors import problems_from
 from endpointgen.spec.models import (
     Auth,

@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from endpointgen.compiler.loader import Document
 from endpointgen.errors import Loc, Problem
-from endpointgen.loader import Document
 from endpointgen.spec.gpu import kind_of, shown, suggest
 from endpointgen.spec.models import PATTERNS
 

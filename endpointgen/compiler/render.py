@@ -12,15 +12,16 @@ from typing import Any
 
 import jinja2
 
-from endpointgen.plan import Plan
+from endpointgen.compiler.plan import Plan
 
 _INDENT = "    "
 
 
 def templates_dir() -> Path:
     """Inside an installed wheel the templates ship in the package; in a checkout, top level."""
-    packaged = Path(__file__).parent / "templates"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "templates"
+    package = Path(__file__).parent.parent  # endpointgen/, this module is endpointgen/compiler/
+    packaged = package / "templates"
+    return packaged if packaged.is_dir() else package.parent / "templates"
 
 
 def py(value: Any, indent: int = 0) -> str:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import jinja2
 
-from endpointgen import __version__, pipeline
+from endpointgen import __version__
+from endpointgen.compiler import pipeline
+from endpointgen.compiler.render import templates_dir
 from endpointgen.errors import UsageError
-from endpointgen.render import templates_dir
 from endpointgen.spec import json_schema
 
 TASKS = ("text-generation", "text-classification", "embeddings")

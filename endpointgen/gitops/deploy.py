@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from endpointgen import pipeline
+from endpointgen.compiler import pipeline
 from endpointgen.errors import DeployError, Problem, SpecError, UsageError
 
 

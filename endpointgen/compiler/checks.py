@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from endpointgen import route_checks
+from endpointgen.compiler import route_checks
+from endpointgen.compiler.loader import Document
 from endpointgen.errors import Loc, Problem
-from endpointgen.loader import Document
 from endpointgen.spec import RateLimit, Spec
 from endpointgen.spec.models import Route
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from endpointgen.compiler.pipeline import build
+from endpointgen.compiler.plan import auth_settings
 from endpointgen.errors import UsageError
-from endpointgen.pipeline import build
-from endpointgen.plan import auth_settings
 from endpointgen.spec import Spec
 from endpointgen.spec.models import Example, Route
 
@@ -153,7 +153,7 @@ def _client(spec_path: str | Path, url: str | None, env: str | None) -> Iterator
     if url is not None:
         import httpx
 
-        from endpointgen.pipeline import load_spec
+        from endpointgen.compiler.pipeline import load_spec
 
         _, spec = load_spec(spec_path, env)
         with httpx.Client(base_url=url.rstrip("/"), timeout=120) as client:
@@ -161,7 +161,7 @@ def _client(spec_path: str | Path, url: str | None, env: str | None) -> Iterator
         return
     from fastapi.testclient import TestClient
 
-    from endpointgen.local import import_module, load_app
+    from endpointgen.local.serve import import_module, load_app
 
     with tempfile.TemporaryDirectory(prefix="endpointgen-test-") as folder:
         built = build(spec_path, folder, env)

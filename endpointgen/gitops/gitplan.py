@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from endpointgen import loader, pipeline, prices
-from endpointgen.diff import Change, Side, compare
+from endpointgen.compiler import loader, pipeline
+from endpointgen.compiler.plan import make_plan
 from endpointgen.errors import SpecError, UsageError
-from endpointgen.gitref import Repo, repo_of
-from endpointgen.plan import make_plan
+from endpointgen.gitops import prices
+from endpointgen.gitops.diff import Change, Side, compare
+from endpointgen.gitops.gitref import Repo, repo_of
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 NOTHING = "nothing"  # the base when there is no earlier version to compare with

@@ -10,8 +10,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from endpointgen.compiler.pipeline import build
 from endpointgen.errors import UsageError
-from endpointgen.pipeline import build
 
 
 def import_module(path: Path) -> ModuleType:

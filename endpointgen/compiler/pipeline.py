@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from endpointgen import checks, loader
+from endpointgen.compiler import checks, loader
+from endpointgen.compiler.loader import Document
+from endpointgen.compiler.plan import make_plan, name_problems
+from endpointgen.compiler.render import render
 from endpointgen.errors import Problem, SpecError, UsageError
-from endpointgen.loader import Document
-from endpointgen.plan import make_plan, name_problems
-from endpointgen.render import render
 from endpointgen.spec import Spec, parse
 
 DEFAULT_OUT = "build"

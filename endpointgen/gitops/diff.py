@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from endpointgen.appview import (
+from endpointgen.compiler.checks import MODEL_ACTIONS
+from endpointgen.gitops.appview import (
     ROUTE_ATTRS,
     Side,
     collections,
@@ -21,7 +22,6 @@ from endpointgen.appview import (
     shared,
     summary,
 )
-from endpointgen.checks import MODEL_ACTIONS
 
 __all__ = ["AREAS", "Change", "Diff", "Side", "compare"]
 

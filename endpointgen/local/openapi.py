@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from endpointgen.pipeline import build
+from endpointgen.compiler.pipeline import build
 
 
 def document(spec: str | Path, env: str | None = None) -> dict[str, Any]:
@@ -16,7 +16,7 @@ def document(spec: str | Path, env: str | None = None) -> dict[str, Any]:
     The app is made around a model that is not loaded (`ModelState()`), so this needs
     neither torch nor the weights: FastAPI's document depends only on the routes.
     """
-    from endpointgen.local import import_module, load_app
+    from endpointgen.local.serve import import_module, load_app
 
     with tempfile.TemporaryDirectory(prefix="endpointgen-openapi-") as folder:
         built = build(spec, folder, env)

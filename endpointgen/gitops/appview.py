@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from endpointgen import prices
-from endpointgen.plan import (
+from endpointgen.compiler.plan import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_TOKENS,
     Plan,
 )
+from endpointgen.gitops import prices
 from endpointgen.spec import Spec
 from endpointgen.spec.models import RATE_UNITS
 

@@ -9,9 +9,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from endpointgen.compiler.loader import Document
+from endpointgen.compiler.shapes import path_params
 from endpointgen.errors import Loc, Problem
-from endpointgen.loader import Document
-from endpointgen.shapes import path_params
 from endpointgen.spec import Route, Spec
 
 # The keys each action reads, beyond those every route has.

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from endpointgen import __version__, shapes
-from endpointgen.checks import MODEL_ACTIONS, effective_rate_limit, route_auth
+from endpointgen import __version__
+from endpointgen.compiler import shapes
+from endpointgen.compiler.checks import MODEL_ACTIONS, effective_rate_limit, route_auth
+from endpointgen.compiler.imports import import_lines
+from endpointgen.compiler.loader import Document
+from endpointgen.compiler.shapes import relative
 from endpointgen.errors import Problem
-from endpointgen.imports import import_lines
-from endpointgen.loader import Document
-from endpointgen.shapes import relative
 from endpointgen.spec import Batching, Model, RateLimit, Route, Scaling, Spec
 from endpointgen.spec.models import NamedModel
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from endpointgen import prices
-from endpointgen.gitplan import NOTHING, SpecPlan
-from endpointgen.prices import Cost, money
+from endpointgen.gitops import prices
+from endpointgen.gitops.gitplan import NOTHING, SpecPlan
+from endpointgen.gitops.prices import Cost, money
 from endpointgen.tables import markdown_table, md, text_table
 
 Format = Literal["table", "markdown", "json"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from endpointgen import pipeline
+from endpointgen.compiler import pipeline
 from endpointgen.errors import EndpointgenError, SpecError, UsageError
-from endpointgen.gitref import SPEC_SUFFIXES
+from endpointgen.gitops.gitref import SPEC_SUFFIXES
 
 BUILT_HEADER = "# Built by endpointgen"
 
@@ -98,7 +98,7 @@ HEADERS = ["spec", "app", "model", "gpu", "containers", "routes", "auth"]
 
 def listing(folder: Path) -> list[Entry]:
     """One entry per spec under `folder`; an invalid spec is listed as such."""
-    from endpointgen.checks import route_auth
+    from endpointgen.compiler.checks import route_auth
 
     entries = []
     for path in find_specs(folder):

@@ -1,0 +1,1 @@
+"""Git-aware operations: plans against a ref with cost estimates, deploy, workspaces, init."""
