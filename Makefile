@@ -32,10 +32,11 @@ demo: models ## build specs/gpt2.yaml, then serve real embeddings locally, offli
 test: models ## the whole suite, as CI runs it
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
-lint: install
+lint: install ## ruff and mypy; the runtime that built modules import is checked --strict
 	$(BIN)/ruff check endpointgen tests bench
 	$(BIN)/ruff format --check endpointgen tests bench
 	$(BIN)/mypy
+	$(BIN)/mypy --strict endpointgen/runtime
 
 golden: install ## rebuild tests/golden from specs/, and the plan goldens (review the diff)
 	$(BIN)/endpointgen build specs/*.yaml -o tests/golden

@@ -1,4 +1,4 @@
-"""Worker: the built module's own Embedder, called directly with batches, no HTTP.
+"""Worker: the built module's own embedding engine, called directly with batches, no HTTP.
 
 This is the ceiling the served, batched app is compared with. It runs in its own
 process, shares nothing with the harness or a server, and stays up so that its
@@ -22,7 +22,7 @@ from harness import SENTENCES, embed_spec, write_spec
 
 
 def load_embedder() -> Any:
-    """The Embedder class of a freshly built embeddings module, instantiated."""
+    """The engine of a freshly built embeddings module's model, loaded as the app loads it."""
     from endpointgen.compiler import pipeline
 
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as folder:
@@ -33,7 +33,7 @@ def load_embedder() -> Any:
         assert found is not None and found.loader is not None
         module = importlib.util.module_from_spec(found)
         found.loader.exec_module(module)
-        return module.Embedder(module.MODEL)
+        return module.model.load().engine
 
 
 def throughput(embedder: Any, batch_size: int, seconds: float) -> dict[str, float]:

@@ -1,3 +1,3 @@
 """endpointgen: a YAML spec in, a readable Modal app module out."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

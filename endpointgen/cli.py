@@ -384,3 +384,22 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug of ours, not the user's mistake: one line, not a trace
+        sys.exit(_crashed(exc))
+
+
+def _crashed(exc: Exception) -> int:
+    """Keep the traceback in a file for the bug report; say where, in one line."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="endpointgen-crash-", suffix=".txt", delete=False
+    ) as report:
+        traceback.print_exception(exc, file=report)
+    typer.echo(
+        f"endpointgen: internal error ({type(exc).__name__}: {exc}); this is a bug in "
+        f"endpointgen, please report it with {report.name}",
+        err=True,
+    )
+    return 70  # EX_SOFTWARE

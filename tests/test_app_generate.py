@@ -11,6 +11,8 @@ import pytest
 from conftest import build_and_import, gpt2_spec, write_spec
 from fastapi.testclient import TestClient
 
+from endpointgen.local.serve import load_app
+
 ORIGIN = "https://example.com"
 AUTH = {"Authorization": "Bearer key-one"}
 
@@ -21,7 +23,8 @@ def gpt2_module(tmp_path: Path, tiny_gpt2: Path, env_keys: list[str]) -> ModuleT
 
 
 def client_for(module: ModuleType) -> TestClient:
-    return TestClient(module.create_app(module.ModelState().load()))
+    """The served app with its model loaded, as `endpointgen serve` makes it."""
+    return TestClient(load_app(module, say=lambda _: None))
 
 
 @pytest.fixture
@@ -219,13 +222,14 @@ def test_oversized_body_gets_413_before_the_model(
 
 
 def test_model_failure_is_a_500_without_a_stack_trace(gpt2_module: ModuleType) -> None:
-    state = gpt2_module.ModelState().load()
+    model = gpt2_module.model.load()
+    assert model.status == "ready", model.error
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("CUDA out of memory at /secret/path")
 
-    state.engine.generate = broken
-    client = TestClient(gpt2_module.create_app(state))
+    model.engine.generate = broken
+    client = TestClient(gpt2_module.create_app(model))
     r = client.post("/generate", json={"prompt": "hi"}, headers={**AUTH, "Origin": ORIGIN})
     assert r.status_code == 500
     assert r.json() == {"error": "internal server error", "request_id": r.headers["X-Request-ID"]}
@@ -239,9 +243,9 @@ def test_a_model_that_fails_to_load_answers_503(tmp_path: Path, env_keys: list[s
     (broken / "config.json").write_text("{not json")
     spec = gpt2_spec(broken)
     module = build_and_import(write_spec(tmp_path, spec), tmp_path / "b")
-    state = module.ModelState().load()
-    assert state.status == "failed"
-    client = TestClient(module.create_app(state))
+    model = module.model.load()
+    assert model.status == "failed"
+    client = TestClient(module.create_app(model))
     health = client.get("/health")
     assert health.status_code == 503
     assert health.json()["status"] == "failed" and health.json()["error"]
@@ -251,7 +255,8 @@ def test_a_model_that_fails_to_load_answers_503(tmp_path: Path, env_keys: list[s
 
 
 def test_health_is_503_while_loading(gpt2_module: ModuleType) -> None:
-    client = TestClient(gpt2_module.create_app(gpt2_module.ModelState()))
+    assert gpt2_module.model.status == "loading"
+    client = TestClient(gpt2_module.create_app(gpt2_module.model))
     assert client.get("/health").status_code == 503
     assert client.post("/generate", json={"prompt": "hi"}, headers=AUTH).status_code == 503
 

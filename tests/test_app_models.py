@@ -46,8 +46,11 @@ def classify_spec(model_dir: Path, batching: dict[str, int] | None = None) -> di
 
 
 def loaded(tmp_path: Path, spec: dict[str, Any]) -> tuple[ModuleType, Any]:
+    """The built module and its model (`module.model`), loaded."""
     module = build_and_import(write_spec(tmp_path, spec), tmp_path / "build")
-    return module, module.ModelState().load()
+    model = module.model.load()
+    assert model.status == "ready", model.error
+    return module, model
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +65,8 @@ def cosine(a: list[float], b: list[float]) -> float:
 def test_embeddings_are_normalised_and_semantic(
     minilm_module: tuple[ModuleType, Any], env_keys: list[str]
 ) -> None:
-    module, state = minilm_module
-    client = TestClient(module.create_app(state))
+    module, model = minilm_module
+    client = TestClient(module.create_app(model))
     texts = [
         "A man is playing a guitar.",
         "Someone strums an acoustic guitar on stage.",
@@ -83,8 +86,8 @@ def test_embeddings_are_normalised_and_semantic(
 def test_embed_limits_are_enforced_before_the_model(
     minilm_module: tuple[ModuleType, Any], env_keys: list[str]
 ) -> None:
-    module, state = minilm_module
-    client = TestClient(module.create_app(state))
+    module, model = minilm_module
+    client = TestClient(module.create_app(model))
     assert client.post("/embed", json={"texts": ["a"] * 9}, headers=KEY).status_code == 422
     assert client.post("/embed", json={"texts": []}, headers=KEY).status_code == 422
     assert (
@@ -103,16 +106,16 @@ async def _concurrent(app: Any, path: str, bodies: list[dict[str, Any]]) -> list
 def test_batched_embeddings_equal_single_ones(
     tmp_path: Path, minilm: Path, env_keys: list[str]
 ) -> None:
-    module, state = loaded(tmp_path, embed_spec(minilm, {"max_batch_size": 16, "wait_ms": 50}))
+    module, model = loaded(tmp_path, embed_spec(minilm, {"max_batch_size": 16, "wait_ms": 50}))
     calls: list[int] = []
-    run = state.engine.__call__
+    run = model.engine.__call__
 
     def counting(texts: list[str]) -> Any:
         calls.append(len(texts))
         return run(texts)
 
-    state.engine = counting
-    app = module.create_app(state)
+    model.serve(counting)  # answer through the counting engine, batched as the spec says
+    app = module.create_app(model)
     sentences = [f"sentence number {i} about {'cats' if i % 2 else 'finance'}" for i in range(12)]
     responses = asyncio.run(_concurrent(app, "/embed", [{"texts": [s]} for s in sentences]))
     assert all(r.status_code == 200 for r in responses)
@@ -124,8 +127,8 @@ def test_batched_embeddings_equal_single_ones(
 
 
 def test_classify_one_and_many(tmp_path: Path, tiny_bert: Path, env_keys: list[str]) -> None:
-    module, state = loaded(tmp_path, classify_spec(tiny_bert))
-    client = TestClient(module.create_app(state))
+    module, model = loaded(tmp_path, classify_spec(tiny_bert))
+    client = TestClient(module.create_app(model))
     one = client.post("/classify", json={"text": "what a lovely day"}, headers=KEY)
     assert one.status_code == 200
     assert one.json()["label"] in {"negative", "neutral", "positive"}
@@ -143,16 +146,16 @@ def test_classify_one_and_many(tmp_path: Path, tiny_bert: Path, env_keys: list[s
 def test_batched_classification_isolates_a_failing_input(
     tmp_path: Path, tiny_bert: Path, env_keys: list[str]
 ) -> None:
-    module, state = loaded(tmp_path, classify_spec(tiny_bert, {"max_batch_size": 8, "wait_ms": 50}))
-    run = state.engine
+    module, model = loaded(tmp_path, classify_spec(tiny_bert, {"max_batch_size": 8, "wait_ms": 50}))
+    run = model.engine
 
     def fragile(texts: list[str]) -> Any:
         if "poison" in texts:
             raise ValueError("cannot classify poison")
         return run(texts)
 
-    state.engine = fragile
-    app = module.create_app(state)
+    model.serve(fragile)  # answer through the fragile engine, batched as the spec says
+    app = module.create_app(model)
     bodies = [{"text": t} for t in ("good", "poison", "bad", "fine")]
     responses = asyncio.run(_concurrent(app, "/classify", bodies))
     assert [r.status_code for r in responses] == [200, 500, 200, 200]

@@ -26,6 +26,8 @@ from fastapi.testclient import TestClient
 
 from endpointgen.compiler import pipeline
 from endpointgen.errors import SpecError
+from endpointgen.local.serve import load_app
+from endpointgen.runtime import auth as runtime_auth
 
 KEYS = ["key-one", "key-two"]
 BODY = {"prompt": "Hello", "max_tokens": 1}
@@ -59,12 +61,8 @@ def build(tmp_path: Path, tiny_gpt2: Path, monkeypatch: pytest.MonkeyPatch) -> B
         count[0] += 1
         folder = tmp_path / f"spec{count[0]}"
         module = build_and_import(write_spec(folder, spec), folder / "build")
-        app = (
-            module.create_app(module.ModelState().load())
-            if spec.get("model")
-            else module.create_app()
-        )
-        return module, TestClient(app)
+        # Models loaded as `endpointgen serve` and `@modal.enter` load them.
+        return module, TestClient(load_app(module, say=lambda _: None))
 
     return make
 
@@ -175,8 +173,18 @@ def test_keys_are_held_and_compared_only_as_digests(
     lookup of its digest: no comparison of raw values whose timing could say how close a
     guess came, and the same cost for 3 keys or 10,000."""
     keys = [f"key-{i:05d}" for i in range(10_000)]
-    module, client = build(model_spec(tiny_gpt2, {"mode": "bearer"}), {"API_KEYS": ",".join(keys)})
-    held = module.load_credentials()
+    loaded: list[tuple[str, set[bytes]]] = []  # what the app's guard holds, as it loads it
+    real_load = runtime_auth.load_credentials
+
+    def recording(env: str) -> set[bytes]:
+        held = real_load(env)
+        loaded.append((env, held))
+        return held
+
+    monkeypatch.setattr(runtime_auth, "load_credentials", recording)
+    _, client = build(model_spec(tiny_gpt2, {"mode": "bearer"}), {"API_KEYS": ",".join(keys)})
+    assert [env for env, _ in loaded] == ["API_KEYS"]
+    held = loaded[0][1]
     assert held == {hashlib.sha256(k.encode()).digest() for k in keys}
     assert not any(k.encode() in held for k in keys[:10])
     compared: list[Any] = []
@@ -476,8 +484,10 @@ def test_proxy_mode_route_cannot_opt_out(tmp_path: Path, tiny_gpt2: Path) -> Non
 
 
 def web_unauthenticated(module: ModuleType) -> bool:
-    info = module.Server._get_class_service_function().info()
-    return bool(info.method_details["web"].unauthenticated)
+    if hasattr(module, "Server"):  # a model app: the ASGI app is a method of `Server`
+        info = module.Server._get_class_service_function().info()
+        return bool(info.method_details["web"].unauthenticated)
+    return bool(module.web.info().web_info.unauthenticated)  # no model: a function `web`
 
 
 def hook_spec(auth: dict[str, Any]) -> dict[str, Any]:

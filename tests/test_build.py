@@ -13,6 +13,7 @@ import modal
 import pytest
 from conftest import GOLDEN, ROOT, SPECS, import_file, write_spec
 
+from endpointgen import __version__
 from endpointgen.compiler import pipeline
 
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))
@@ -71,6 +72,8 @@ def test_no_absolute_paths_or_timestamps(tmp_path: Path) -> None:
 
 
 def test_built_modules_are_ruff_clean_and_format_stable(tmp_path: Path) -> None:
+    """As ruff sees them with its defaults in a project that keeps them (where endpointgen
+    is an installed package, like fastapi and modal)."""
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.fail("ruff is a dev dependency: pip install -e '.[dev]'")
@@ -82,35 +85,51 @@ def test_built_modules_are_ruff_clean_and_format_stable(tmp_path: Path) -> None:
         [ruff, "check", *isolated, "--select", "E,F,I,UP,B,RUF", "--ignore", "E501", str(tmp_path)],
         capture_output=True,
         text=True,
+        cwd=tmp_path,
     )
     assert check.returncode == 0, check.stdout
     fmt = subprocess.run(
-        [ruff, "format", *isolated, "--diff", str(tmp_path)], capture_output=True, text=True
+        [ruff, "format", *isolated, "--diff", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
 def test_header_names_the_spec() -> None:
     source = _built(SPECS / "gpt2.yaml", GOLDEN).source
-    assert source.splitlines()[0] == ("# Built by endpointgen 0.1.0 from ../../specs/gpt2.yaml.")
+    assert source.splitlines()[0] == (
+        f"# Built by endpointgen {__version__} from ../../specs/gpt2.yaml. "
+        "Edit the spec, then rebuild."
+    )
 
 
 @pytest.fixture
 def cls_settings(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What each `@app.cls(...)` received; the real decorator still runs.
+    """What each `@app.cls(...)` and `@app.function(...)` received; the real decorators
+    still run.
 
     Modal keeps autoscaler settings (min/max/buffer containers, scaledown window) for
     the deploy request and offers no offline read-back, so they are checked here.
     """
     seen: list[dict[str, Any]] = []
-    real = modal.App.cls
+    for method in ("cls", "function"):
+        real = getattr(modal.App, method)
 
-    def spy(self: modal.App, *args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs)
-        return real(self, *args, **kwargs)
+        def spy(self: modal.App, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            seen.append(kwargs)
+            return _real(self, *args, **kwargs)
 
-    monkeypatch.setattr(modal.App, "cls", spy)
+        monkeypatch.setattr(modal.App, method, spy)
     return seen
+
+
+def service_function(module: Any) -> Any:
+    """The Modal function that serves the app: a class's (a model), or `web` (none)."""
+    if hasattr(module, "Server"):
+        return module.Server._get_class_service_function()
+    return module.web
 
 
 @pytest.mark.parametrize("spec", SPEC_FILES, ids=lambda p: p.name)
@@ -128,15 +147,15 @@ def test_modal_reads_back_the_spec_settings(
     if s.models:  # a CPU web function, and one class per model with that model's settings
         assert module.web.info().gpus == []
         for name, model in s.models.items():
-            info = module.MODEL_CLASSES[name]._get_class_service_function().info()
+            cls = getattr(module, "".join(p.capitalize() for p in name.split("_")) + "Model")
+            info = cls._get_class_service_function().info()
             expected = [tuple(g.split(":")) for g in (model.gpu or [])]
             assert [(g, str(n)) for g, n in info.gpus] == [
                 (g[0], g[1] if len(g) > 1 else "1") for g in expected
             ]
         return
-    # The class's service function carries the settings `Function.info()` reports.
-    function = module.Server._get_class_service_function()
-    info = function.info()
+    # The serving function carries the settings `Function.info()` reports.
+    info = service_function(module).info()
     expected_gpus = [tuple(g.split(":")) for g in (s.gpu or [])]
     assert [(g, str(n)) for g, n in info.gpus] == [
         (g[0], g[1] if len(g) > 1 else "1") for g in expected_gpus
@@ -158,7 +177,8 @@ def test_modal_reads_back_the_spec_settings(
     if s.scaling.max_inputs:
         assert info.concurrency_info is not None
         assert info.concurrency_info.max_inputs == s.scaling.max_inputs
-    assert info.method_names == ["web"]
+    if hasattr(module, "Server"):
+        assert info.method_names == ["web"]
     (settings,) = cls_settings
     for key in ("min_containers", "max_containers", "buffer_containers", "scaledown_window"):
         assert settings.get(key) == getattr(s.scaling, key)
@@ -177,7 +197,7 @@ def test_gpu_fallback_list_and_counts_reach_modal(tmp_path: Path) -> None:
     built = pipeline.build(spec, tmp_path / "out")
     built.path.parent.mkdir()
     built.path.write_text(built.source)
-    info = import_file(built.path).Server._get_class_service_function().info()
+    info = service_function(import_file(built.path)).info()
     assert info.gpus == [("H100", 2), ("A100-80GB", 2)]
     assert info.timeout == 900
 

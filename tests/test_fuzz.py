@@ -22,6 +22,8 @@ from conftest import build_and_import, gpt2_spec, write_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from endpointgen.local.serve import load_app
+
 ORIGIN = "https://example.com"
 KEY = "key-one"
 JWT_SECRET = "fuzz-jwt-secret-that-is-long-enough-for-hs256"
@@ -65,7 +67,7 @@ def model_app(folder: Path, tiny_gpt2: Path, auth: dict[str, Any]) -> Any:
         if route["action"] == "generate":
             route["max_tokens"] = 2
     module = build_and_import(write_spec(folder, spec), folder / "build")
-    return module.create_app(module.ModelState().load())
+    return load_app(module, say=lambda _: None)
 
 
 @pytest.fixture(scope="module")

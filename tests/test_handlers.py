@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import modal
 import pytest
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from endpointgen.cli import app
 from endpointgen.compiler import pipeline
 from endpointgen.errors import SpecError
+from endpointgen.runtime.handlers import HandlerError
 
 #  1 name / 2 routes / 3 path / 4 method / 5 action / 6 handler
 HANDLER_SPEC = """\
@@ -242,7 +244,7 @@ def test_create_app_raises_handler_error_naming_the_file(tmp_path: Path) -> None
     spec = write_spec(tmp_path, HANDLER_SPEC)
     (tmp_path / "handler.py").write_text(RAISES_AT_IMPORT)
     module = build_and_import(spec, tmp_path / "out")
-    with pytest.raises(module.HandlerError) as caught:
+    with pytest.raises(HandlerError) as caught:
         module.create_app()
     assert str(caught.value) == "handler.py: RuntimeError: no"
 
@@ -259,7 +261,7 @@ def test_deployed_create_app_without_the_file_names_it(
     with TestClient(module.create_app()) as client:  # here, next to the spec: fine
         assert client.post("/run").json() == {}
     monkeypatch.setattr(modal, "is_local", lambda: False)
-    with pytest.raises(module.HandlerError, match=r"^lib/handler\.py: "):
+    with pytest.raises(HandlerError, match=r"^lib/handler\.py: "):
         module.create_app()
 
 
@@ -309,14 +311,26 @@ def loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+def imported_from(file: Path) -> ModuleType:
+    """The one module a handler or loader file was imported as (`endpointgen_handler_...`)."""
+    [module] = [
+        module
+        for name, module in list(sys.modules.items())
+        if name.startswith("endpointgen_handler_")
+        and getattr(module, "__file__", None) == str(file.resolve())
+    ]
+    return module
+
+
 def test_loader_feeds_a_handler_route_its_model(loaded: Path) -> None:
     folder = loaded
     (folder / "loader.py").write_text(LOADER)
     spec = write_spec(folder, LOADER_SPEC_WITH_BODY)
     module = build_and_import(spec, folder / "out")
-    state = module.ModelState().load()
-    assert state.status == "ready", state.error
-    with TestClient(module.create_app(state)) as client:
+    model = module.model.load()
+    assert model.status == "ready", model.error
+    loader_module = imported_from(folder / "loader.py")
+    with TestClient(module.create_app(model)) as client:
         headers = {"X-API-Key": "k"}
         first = client.post("/run", json={"text": "abc"}, headers=headers)
         second = client.post("/run", json={"text": "xyz"}, headers=headers)
@@ -326,7 +340,7 @@ def test_loader_feeds_a_handler_route_its_model(loaded: Path) -> None:
         assert second.json()["calls"] == first.json()["calls"] + 1
         assert client.get("/health").json()["status"] == "ok"
         assert client.post("/run", json={"text": "a"}).status_code == 401
-    loader_module = sys.modules[module.MODEL["loader"]["module"]]
+    assert imported_from(folder / "loader.py") is loader_module  # not imported again
     assert loader_module.LOADS == [str((folder / "weights").resolve())]  # loaded once
 
 
@@ -342,9 +356,9 @@ def test_failing_loader_makes_health_503(loaded: Path, source: str, error: str) 
     folder = loaded
     (folder / "loader.py").write_text(source)
     module = build_and_import(write_spec(folder, LOADER_SPEC_WITH_BODY), folder / "out")
-    state = module.ModelState().load()
-    assert state.status == "failed" and error in state.error
-    with TestClient(module.create_app(state)) as client:
+    model = module.model.load()
+    assert model.status == "failed" and error in model.error
+    with TestClient(module.create_app(model)) as client:
         health = client.get("/health")
         assert health.status_code == 503 and error in health.json()["error"]
         r = client.post("/run", json={"text": "a"}, headers={"X-API-Key": "k"})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -11,11 +13,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import build_and_import, write_spec
+from conftest import build_and_import, import_file, write_spec
 from fastapi.testclient import TestClient
 from test_serve import Server
 
 from endpointgen.compiler import pipeline
+from endpointgen.local.serve import load_app
 
 AUTH = {"Authorization": "Bearer key-one"}
 
@@ -63,69 +66,102 @@ def module(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2: Path, minilm: Pa
 
 
 def test_each_model_is_its_own_modal_class_with_its_own_gpu(module: ModuleType) -> None:
-    writer = module.MODEL_CLASSES["writer"]._get_class_service_function().info()
-    embedder = module.MODEL_CLASSES["embedder"]._get_class_service_function().info()
+    writer = module.WriterModel._get_class_service_function().info()
+    embedder = module.EmbedderModel._get_class_service_function().info()
     assert writer.gpus == [("L4", 1)]
     assert embedder.gpus == [("T4", 1), ("A10", 1)]
     assert embedder.timeout == 120
     assert writer.concurrency_info is not None and writer.concurrency_info.max_inputs == 4
-    assert writer.method_names == ["call", "stream"]
+    assert writer.method_names == ["call", "tokens"]
     web = module.web.info()
     assert web.gpus == []  # the web tier runs on CPU
     assert web.concurrency_info is not None and web.concurrency_info.max_inputs == 64
     assert web.web_info is not None
 
 
+def packages_of(source: str, name: str) -> list[str]:
+    """The string constants in the module-level assignments `name = ...` (its packages)."""
+    values = [
+        node.value
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]
+    ]
+    assert values, f"no `{name} = ...` in the module"
+    return [
+        n.value
+        for value in values
+        for n in ast.walk(value)
+        if isinstance(n, ast.Constant) and type(n.value) is str
+    ]
+
+
 def test_the_web_image_carries_no_model_stack(module: ModuleType) -> None:
     source = Path(module.__file__).read_text()
-    web_line = source[source.index("web_image = ") :].split(")\n")[0]
-    assert "torch" not in web_line and "fastapi" in web_line
+    web_image = packages_of(source, "web_image")
+    assert not any("torch" in p or "transformers" in p for p in web_image), web_image
+    assert any(p.startswith("fastapi") for p in web_image), web_image
+    assert any(p.startswith("torch") for p in packages_of(source, "image"))
+
+
+def over_the_wire(value: Any) -> Any:
+    """What the other side of a Modal call gets: a pickled copy."""
+    return pickle.loads(pickle.dumps(value))
 
 
 class FakeModalClass:
     """Stands in for a deployed model class (Modal's servers are unreachable here):
-    `.call.remote` and `.stream.remote_gen` run the module's own container-side code."""
+    `.call.remote` and `.tokens.remote_gen` run the model container's own code, on a
+    `tasks.Model` loaded as `@modal.enter` loads it."""
 
-    def __init__(self, module: ModuleType, state: Any) -> None:
-        self.module, self.state = module, state
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.instances = 0
 
     def __call__(self) -> FakeModalClass:
+        self.instances += 1
         return self
 
     @property
     def call(self) -> Any:
-        outer = self
+        model = self.model
 
         class Call:
             @staticmethod
             def remote(method: str, *args: Any) -> Any:
-                return outer.module.call_engine(outer.state, method, args)
+                return over_the_wire(model.call(method, *over_the_wire(args)))
 
         return Call
 
     @property
-    def stream(self) -> Any:
-        outer = self
+    def tokens(self) -> Any:
+        model = self.model
 
-        class Stream:
+        class Tokens:
             @staticmethod
             def remote_gen(request: Any) -> Iterator[Any]:
-                return outer.module.stream_engine(outer.state, request)
+                for piece in model.tokens(over_the_wire(request)):
+                    yield over_the_wire(piece)
 
-        return Stream
+        return Tokens
 
 
 def test_the_web_tier_through_remote_calls_answers_like_local_models(
     module: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("API_KEYS", "key-one")
-    local = {name: module.ModelState(config).load() for name, config in module.MODELS.items()}
-    remote = {
-        name: module.RemoteState(module.MODELS[name], FakeModalClass(module, state))
-        for name, state in local.items()
-    }
-    via_remote = TestClient(module.create_app(remote))
-    direct = TestClient(module.create_app(local))
+    # The model containers: this module, its models loaded in-process.
+    direct = TestClient(load_app(module, say=lambda _: None))
+    assert module.writer.status == "ready" and module.embedder.status == "ready"
+    # The web tier: its own copy of the module (its own container), whose `web` calls
+    # the model classes.
+    web_tier = import_file(Path(module.__file__))
+    classes = {"WriterModel": module.writer, "EmbedderModel": module.embedder}
+    fakes = {name: FakeModalClass(model) for name, model in classes.items()}
+    for name, fake in fakes.items():
+        monkeypatch.setattr(web_tier, name, fake)
+    via_remote = TestClient(web_tier.web.local())
+    assert all(fake.instances == 1 for fake in fakes.values())
+    assert web_tier.writer.engine is not None and web_tier.writer.engine is not module.writer.engine
     body = {"prompt": "Hello", "max_tokens": 5, "seed": 4}
     assert (
         via_remote.post("/generate", json=body, headers=AUTH).json()

@@ -26,7 +26,11 @@ import httpx
 import pytest
 import redis
 from conftest import build_and_import, gpt2_spec, write_spec
+from fastapi.routing import APIRoute
 from test_serve import Server, free_port
+
+from endpointgen.local.serve import load_app
+from endpointgen.runtime import limits
 
 HOOK_SECRET = "rate-limit-tests-signing-secret"
 ORIGIN = "https://example.com"
@@ -75,17 +79,29 @@ def build(tmp_path: Path, spec: dict[str, Any], name: str = "spec") -> ModuleTyp
     return build_and_import(write_spec(folder, spec), folder / "build")
 
 
-def recording_windows(module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every FixedWindow the app makes, so a test can look inside."""
+def recording_windows(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Every FixedWindow the runtime makes from now on, so a test can look inside."""
     made: list[Any] = []
 
-    class Recording(module.FixedWindow):  # type: ignore[name-defined,misc]
+    class Recording(limits.FixedWindow):
         def __init__(self, *args: Any) -> None:
             super().__init__(*args)
             made.append(self)
 
-    monkeypatch.setattr(module, "FixedWindow", Recording)
+    monkeypatch.setattr(limits, "FixedWindow", Recording)
     return made
+
+
+def rate_limits(app: Any) -> dict[str, list[limits.RateLimit]]:
+    """The `RateLimit` dependencies of each route of a served app, by path."""
+
+    def found(dependant: Any) -> list[limits.RateLimit]:
+        out = [dependant.call] if isinstance(dependant.call, limits.RateLimit) else []
+        for sub in dependant.dependencies:
+            out += [limit for limit in found(sub) if limit not in out]
+        return out
+
+    return {r.path: found(r.dependant) for r in app.routes if isinstance(r, APIRoute)}
 
 
 async def burst(
@@ -125,8 +141,8 @@ def model_limited(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = gpt2_spec(tiny_gpt2, rate_limit={"limit": "5/hour", "key": "api_key"})
     module = build(tmp_path, spec)
-    windows = recording_windows(module, monkeypatch)
-    return module.create_app(module.ModelState().load()), windows
+    windows = recording_windows(monkeypatch)
+    return load_app(module, say=lambda _: None), windows
 
 
 def generate_as(key: str) -> Callable[[httpx.AsyncClient, int], Any]:
@@ -204,7 +220,7 @@ def test_key_ip_counts_per_client_address_not_forwarded_headers(
 ) -> None:
     monkeypatch.setenv("GITHUB_SECRET", HOOK_SECRET)
     module = build(tmp_path, hook_spec({"limit": "3/hour", "key": "ip"}))
-    windows = recording_windows(module, monkeypatch)
+    windows = recording_windows(monkeypatch)
     app = module.create_app()
     fresh_window(3600, 30)
 
@@ -487,21 +503,35 @@ def dict_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     return build(tmp_path_factory.mktemp("dict"), spec)
 
 
-def test_modal_dict_outside_modal_falls_back_to_memory(dict_module: ModuleType) -> None:
+def test_modal_dict_outside_modal_falls_back_to_memory(
+    dict_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import modal
 
     assert modal.is_local()
-    (route,) = [r for r in dict_module.ROUTES if r["rate_limit"]]
-    assert route["rate_limit"]["storage"] == "modal-dict"
-    window = dict_module.new_window(route["rate_limit"])
-    assert type(window) is dict_module.FixedWindow
-    assert (window.limit, window.seconds) == (50, 60)
+    asked: list[tuple[Any, ...]] = []
+    real = limits.new_window
+
+    def recording(*args: Any) -> Any:
+        asked.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(limits, "new_window", recording)
+    app = dict_module.create_app()
+    (storage, app_name, _, limit, seconds, _), *rest = asked
+    assert rest == []
+    # Deployed, this names the app's own Dict (`limited-rate-limits`).
+    assert (storage, app_name, limit, seconds) == ("modal-dict", "limited", 50, 60)
+    (rule,) = rate_limits(app)["/hook"]
+    assert rate_limits(app)["/health"] == []
+    assert type(rule.window) is limits.FixedWindow
+    assert (rule.window.limit, rule.window.seconds) == (50, 60)
 
 
-def test_modal_dict_window_is_exact_across_two_containers(dict_module: ModuleType) -> None:
+def test_modal_dict_window_is_exact_across_two_containers() -> None:
     limit, seconds = 50, 60
     store = DictStandIn()
-    containers = [dict_module.DictWindow(store, "app", limit, seconds) for _ in range(2)]
+    containers = [limits.DictWindow(store, "app", limit, seconds) for _ in range(2)]
     now = 1_700_000_000.0  # a fixed clock: one window for the whole burst
 
     async def one(i: int, key: str, at: float) -> tuple[bool, int, int]:
@@ -530,7 +560,7 @@ def test_modal_dict_window_is_exact_across_two_containers(dict_module: ModuleTyp
         assert claimed == {f"app:{at}:{key}:{slot}" for slot in range(limit)}
 
 
-def test_modal_dict_window_cost_per_request_under_load(dict_module: ModuleType) -> None:
+def test_modal_dict_window_cost_per_request_under_load() -> None:
     """Two containers serving 8 requests at a time each (`@modal.concurrent(max_inputs=8)`),
     100 requests for one key against a limit of 50: O(log N) reads and O(1) expected
     writes per request, counted request by request."""
@@ -559,7 +589,7 @@ def test_modal_dict_window_cost_per_request_under_load(dict_module: ModuleType) 
         async def one(i: int) -> None:
             async with slots[i % 2]:
                 calls: Counter[str] = Counter()
-                window = dict_module.DictWindow(Counting(calls), "app", limit, 60)
+                window = limits.DictWindow(Counting(calls), "app", limit, 60)
                 ok, _, _ = await window.hit("client", 1_700_000_000.0)
                 costs.append((ok, calls))
 
@@ -577,12 +607,12 @@ def test_modal_dict_window_cost_per_request_under_load(dict_module: ModuleType) 
     assert sum(puts) / count <= 4, summary
 
 
-def test_modal_dict_window_costs_sequentially(dict_module: ModuleType) -> None:
+def test_modal_dict_window_costs_sequentially() -> None:
     """One request at a time: one put per admitted request, none once the window is full,
     and at most ceil(log2(N + 1)) contains calls each."""
     limit = 50
     store = DictStandIn()
-    window = dict_module.DictWindow(store, "app", limit, 60)
+    window = limits.DictWindow(store, "app", limit, 60)
     per_request: list[Counter[str]] = []
 
     async def run() -> list[bool]:
@@ -601,7 +631,7 @@ def test_modal_dict_window_costs_sequentially(dict_module: ModuleType) -> None:
     assert [c["put"] for c in per_request] == [1] * limit + [0] * 10
 
 
-def test_modal_dict_uses_the_aio_twin_of_blocking_methods(dict_module: ModuleType) -> None:
+def test_modal_dict_uses_the_aio_twin_of_blocking_methods() -> None:
     """Modal's Dict methods block; their `.aio` twins are what runs on the event loop."""
     store = DictStandIn()
 
@@ -616,7 +646,7 @@ def test_modal_dict_uses_the_aio_twin_of_blocking_methods(dict_module: ModuleTyp
         put = Blocking("put")
         contains = Blocking("contains")
 
-    window = dict_module.DictWindow(ModalLike(), "app", 3, 60)
+    window = limits.DictWindow(ModalLike(), "app", 3, 60)
 
     async def run() -> list[bool]:
         return [(await window.hit("k", 0.0))[0] for _ in range(5)]

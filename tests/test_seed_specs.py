@@ -32,6 +32,7 @@ from test_serve import Server
 
 from endpointgen.compiler import pipeline
 from endpointgen.local import contract
+from endpointgen.runtime import files
 
 pytestmark = pytest.mark.slow
 
@@ -905,15 +906,12 @@ def test_deployed_image_carries_handlers_loaders_and_folders(
     out.mkdir()
     built.path.write_text(built.source, encoding="utf-8")
     module = import_file(built.path)
-    refs = [route["handler"] for route in module.ROUTES if "handler" in route]
-    refs += [module.MODEL["loader"]] if module.MODEL and module.MODEL["loader"] else []
-    refs += [
-        route["file"]["folder"] for route in module.ROUTES if "folder" in route.get("file", {})
-    ]
+    refs = [value for value in vars(module).values() if isinstance(value, files.Shipped)]
     assert refs
     for ref in refs:
-        local, remote = (out / ref["local"]).resolve(), ref["remote"]
+        local, remote = ref.local, ref.remote
         assert local.exists(), local
+        assert local.is_relative_to(spec.parent), "shipped from beside the spec"
         exact = [src for src, dst in image_files if dst == remote]
         inside = [
             src / PurePosixPath(remote).relative_to(dst)
@@ -929,13 +927,13 @@ def test_deployed_app_mounts_the_volume_it_serves(
 ) -> None:
     """A `volume:` file route reads from a folder where Modal must mount that Volume."""
     seen: list[dict[str, Any]] = []
-    real = modal.App.cls
+    real = modal.App.function
 
     def spy(self: modal.App, *args: Any, **kwargs: Any) -> Any:
         seen.append(kwargs)
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(modal.App, "cls", spy)
+    monkeypatch.setattr(modal.App, "function", spy)
     spec = {
         "name": "volume-files",
         "routes": [{"path": "/reports/{name:path}", "action": "file", "volume": "reports"}],
@@ -944,8 +942,9 @@ def test_deployed_app_mounts_the_volume_it_serves(
     built = pipeline.build(write_spec(tmp_path, spec), out)
     out.mkdir()
     built.path.write_text(built.source, encoding="utf-8")
-    module = import_file(built.path)
-    mount = module.ROUTES[0]["file"]["volume"]["mount"]
+    import_file(built.path)
+    mount = "/volumes/reports"
+    assert f'files.Folder("{mount}")' in built.source, "the route serves from the mount"
     (settings,) = seen
     volumes = settings.get("volumes") or {}
     assert mount in volumes, f"{mount} is served but no Volume is mounted there: {settings}"

@@ -332,7 +332,8 @@ CASES = [
         with_loader("h.py:ok"),
         [
             "spec.yaml:11:13: routes[0].action: a model from a custom loader serves "
-            "handler routes, not `generate`"
+            "handler routes, not `generate`: call your model from a `handler` route, or drop "
+            "`loader` to use the built-in text-generation engine"
         ],
         id="loader-with-a-generate-route",
     ),
@@ -342,9 +343,21 @@ CASES = [
             "spec.yaml:5:11: model.loader: bad.py is not valid Python (line 3): "
             "'(' was never closed",
             "spec.yaml:11:13: routes[0].action: a model from a custom loader serves "
-            "handler routes, not `generate`",
+            "handler routes, not `generate`: call your model from a `handler` route, or drop "
+            "`loader` to use the built-in text-generation engine",
         ],
         id="broken-loader-with-a-generate-route",
+    ),
+    pytest.param(
+        with_loader("h.py:ok").replace(
+            "    method: POST\n    action: generate", "    action: openai"
+        ),
+        [
+            "spec.yaml:10:13: routes[0].action: a model from a custom loader serves "
+            "handler routes, not `openai`: call your model from a `handler` route, or drop "
+            "`loader` to use the built-in text-generation engine"
+        ],
+        id="loader-with-an-openai-route",
     ),
 ]
 

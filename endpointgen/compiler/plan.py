@@ -10,7 +10,6 @@ from typing import Any
 from endpointgen import __version__
 from endpointgen.compiler import shapes
 from endpointgen.compiler.checks import MODEL_ACTIONS, effective_rate_limit, route_auth
-from endpointgen.compiler.imports import import_lines
 from endpointgen.compiler.loader import Document
 from endpointgen.compiler.shapes import relative
 from endpointgen.errors import Problem
@@ -80,7 +79,6 @@ class Plan:
     shipped_dirs: list[dict[str, str]] = field(default_factory=list)
     volumes: list[dict[str, str]] = field(default_factory=list)
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
-    imports: list[str] = field(default_factory=list)
     python_version: str = PYTHON_VERSION
     hf_cache_volume: str = HF_CACHE_VOLUME
     hf_cache_dir: str = HF_CACHE_DIR
@@ -172,7 +170,6 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         shipped_dirs=shipped.dirs,
         volumes=shapes.volumes(spec),
         errors=shapes.errors(spec),
-        imports=import_lines(features, spec.auth.mode),
     )
 
 
@@ -319,7 +316,7 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
         "path": route.path,
         "method": route.method,
         "action": route.action,
-        "summary": route.summary or _summary(route),
+        "summary": route.summary,  # the spec's; FastAPI's own (from the function) otherwise
         "auth": route_auth(spec, route),
         "rate_limit": _rate(limit, scope),
         "max_bytes": route.max_bytes or DEFAULT_MAX_BYTES,
@@ -373,15 +370,6 @@ def _webhook(route: Route) -> dict[str, Any]:
             else None,
         }
     return rule
-
-
-def _summary(route: Route) -> str:
-    return {
-        "health": "Readiness of the app and its model",
-        "generate": "Stream generated text" if route.stream else "Generate text",
-        "classify": "Classify text",
-        "embed": "Embed texts",
-    }.get(route.action, route.action)
 
 
 def _features(spec: Spec, routes: list[dict[str, Any]]) -> frozenset[str]:

@@ -8,11 +8,12 @@ import os
 import unicodedata
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from endpointgen.compiler.plan import Plan
+if TYPE_CHECKING:
+    from endpointgen.compiler.plan import Plan
 
 _INDENT = "    "
 
@@ -137,4 +138,7 @@ def environment() -> jinja2.Environment:
 
 
 def render(plan: Plan) -> str:
-    return environment().get_template("app.py.jinja").render(plan=plan)
+    from endpointgen.compiler.module import build_module
+
+    module = build_module(plan)
+    return environment().get_template("app.py.jinja").render(plan=plan, module=module)

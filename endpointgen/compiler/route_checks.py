@@ -37,10 +37,20 @@ def check(spec: Spec, doc: Document) -> Iterator[Problem]:
             yield from _python_function(doc, loc, named.loader, spec.packages)
     for i, route in enumerate(spec.routes):
         model = spec.model_for(route)
-        if model is not None and model.loader and route.action in ("generate", "classify", "embed"):
+        if model is None or not model.loader:
+            continue
+        if route.action in ("generate", "classify", "embed", "openai"):
             yield doc.problem(
                 ("routes", i, "action"),
-                f"a model from a custom loader serves handler routes, not `{route.action}`",
+                f"a model from a custom loader serves handler routes, not `{route.action}`: "
+                "call your model from a `handler` route, or drop `loader` to use the "
+                f"built-in {model.task} engine",
+            )
+        elif route.action == "upload" and route.processor == "image-classification":
+            yield doc.problem(
+                ("routes", i, "processor"),
+                "a model from a custom loader cannot run `processor: image-classification`: "
+                "give the upload a `handler` that calls your model, or drop `loader`",
             )
 
 

@@ -168,6 +168,6 @@ def _client(spec_path: str | Path, url: str | None, env: str | None) -> Iterator
         built.path.write_text(built.source, encoding="utf-8")
         module = import_module(built.path)
         app = load_app(module, say=lambda line: None)
-        logging.getLogger(module.APP_NAME).setLevel(logging.WARNING)  # just the verdicts
+        logging.getLogger("endpointgen").setLevel(logging.WARNING)  # just the verdicts
         with TestClient(app) as client:
             yield built.spec, client.request

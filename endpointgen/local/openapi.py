@@ -13,7 +13,7 @@ from endpointgen.compiler.pipeline import build
 def document(spec: str | Path, env: str | None = None) -> dict[str, Any]:
     """Build into a temporary folder, import the module, and ask its FastAPI app.
 
-    The app is made around a model that is not loaded (`ModelState()`), so this needs
+    The app is made around models that are not loaded (`tasks.Model`), so this needs
     neither torch nor the weights: FastAPI's document depends only on the routes.
     """
     from endpointgen.local.serve import import_module, load_app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 import tempfile
 import time
@@ -26,33 +27,35 @@ def import_module(path: Path) -> ModuleType:
     return module
 
 
+def models_of(module: ModuleType) -> dict[str, Any]:
+    """The module's models (`tasks.Model`), by the names `create_app` takes them under."""
+    names = inspect.signature(module.create_app).parameters
+    return {name: getattr(module, name) for name in names}
+
+
 def load_app(module: ModuleType, say: Any = print, load: bool = True) -> Any:
     """The module's FastAPI app with its models loaded, as `@modal.enter` loads them.
 
-    With several models (`MODELS`), all load here, in this one process. With
-    `load=False` the app is made around models that are not loaded (for its OpenAPI).
+    With several models, all load here, in this one process. With `load=False` the app
+    is made around models that are not loaded (for its OpenAPI).
     """
-    if not hasattr(module, "ModelState"):
-        return module.create_app()
-    configs = getattr(module, "MODELS", None) or {"model": module.MODEL}
-    states = {}
-    for name, config in configs.items():
-        state = module.ModelState(config)
-        if load:
-            say(f"loading model {config['id']} ({config['task']}) ...")
-            started = time.perf_counter()
-            state.load()
-            if state.status == "ready":
-                say(f"model ready in {time.perf_counter() - started:.1f}s")
-            else:
-                say(f"model failed to load: {state.error}; its routes answer 503")
-        states[name] = state
-    return module.create_app(states if hasattr(module, "MODELS") else states["model"])
+    models = models_of(module)
+    for model in models.values() if load else ():
+        say(f"loading model {model.id} ({model.task}) ...")
+        started = time.perf_counter()
+        model.load()
+        if model.status == "ready":
+            say(f"model ready in {time.perf_counter() - started:.1f}s")
+        else:
+            say(f"model failed to load: {model.error}; its routes answer 503")
+    return module.create_app(**models)
 
 
 def serve(spec: str | Path, host: str, port: int, env: str | None = None, say: Any = print) -> None:
     """Build the spec into a temporary folder, load its model once, serve until Ctrl-C."""
     import uvicorn
+
+    from endpointgen.runtime.handlers import HandlerError
 
     with tempfile.TemporaryDirectory(prefix="endpointgen-") as folder:
         built = build(spec, folder, env)
@@ -67,7 +70,7 @@ def serve(spec: str | Path, host: str, port: int, env: str | None = None, say: A
         module = import_module(built.path)
         try:
             app = load_app(module, say)
-        except getattr(module, "HandlerError", ()) as exc:
+        except HandlerError as exc:
             raise UsageError(f"a handler cannot be imported: {exc}") from None
         say(f"serving {built.spec.name} on http://{host}:{port} (Ctrl-C stops)")
         uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,814 +1,82 @@
-# Built by endpointgen 0.1.0 from ../../specs/minilm.yaml.
-# Edit the spec and rebuild (`endpointgen build`) rather than this file.
-"""HTTP endpoints on Modal, built by endpointgen from a spec.
+# Built by endpointgen 0.2.0 from ../../specs/minilm.yaml. Edit the spec, then rebuild.
+"""The minilm app: HTTP endpoints on Modal, built by endpointgen from a spec.
 
-Deploy with `modal deploy minilm.py`; serve locally with
-`endpointgen serve`, or import `create_app` and run it with any ASGI server.
+Deploy with `modal deploy minilm.py`; serve it here with `endpointgen serve`.
 """
 
-import asyncio
-import hashlib
-import json
-import logging
-import os
-import re
-import threading
-import time
-import uuid
-from pathlib import Path
-from typing import Annotated, Any, Self
-
 import modal
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import (
-    FileResponse,
-    JSONResponse,
-    PlainTextResponse,
-    StreamingResponse,
-)
-from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.exceptions import HTTPException
-from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import compile_path
+from endpointgen import runtime
+from endpointgen.runtime import auth, files, http, limits, tasks
+from fastapi import Depends, FastAPI
 
 APP_NAME = "minilm"
 DESCRIPTION = "all-MiniLM-L6-v2 sentence embeddings (384 dimensions)"
-MODEL = {
-    "id": "./models/all-MiniLM-L6-v2",
-    "task": "embeddings",
-    "revision": None,
-    "dtype": "auto",
-    "local_dir": "../../specs/models/all-MiniLM-L6-v2",
-    "remote_dir": "/model",
-    "loader": None,
-    "batching": {
-        "max_batch_size": 32,
-        "wait_ms": 5,
-    },
-}
-AUTH = {
-    "mode": "api_key",
-    "env": "API_KEYS",
-    "header": "X-API-Key",
-}
-CORS = {
-    "origins": [
-        "http://localhost:3000",
-        "https://app.example.com",
-    ],
-    "methods": [
-        "GET",
-        "POST",
-    ],
-    "headers": [
-        "Content-Type",
-        "X-API-Key",
-        "X-Request-ID",
-    ],
-    "credentials": False,
-    "max_age": 600,
-    "expose": [
-        "RateLimit-Limit",
-        "RateLimit-Remaining",
-        "RateLimit-Reset",
-        "Retry-After",
-        "X-Request-ID",
-    ],
-}
-ROUTES = [
-    {
-        "path": "/embed",
-        "method": "POST",
-        "action": "embed",
-        "summary": "Embed texts",
-        "auth": "api_key",
-        "rate_limit": {
-            "scope": "app",
-            "limit": 600,
-            "seconds": 60,
-            "key": "api_key",
-            "storage": "memory",
-        },
-        "max_bytes": 1048576,
-        "model": "model",
-        "max_chars": 20000,
-        "max_items": 64,
-        "params": [],
-        "request": None,
-    },
-    {
-        "path": "/health",
-        "method": "GET",
-        "action": "health",
-        "summary": "Readiness of the app and its model",
-        "auth": "none",
-        "rate_limit": None,
-        "max_bytes": 1048576,
-        "model": "model",
-        "params": [],
-        "request": None,
-    },
-]
-ERRORS = {}
-
-Route = dict[str, Any]
-log = logging.getLogger(APP_NAME)
-
-
-# --- Request and response bodies (they appear in /openapi.json) ---
-
-# Bodies are checked as their JSON Schema says: no `true` for a number, no "1" for an
-# int, and no keys the schema does not name.
-STRICT = ConfigDict(extra="forbid", strict=True)
-
-
-class EmbedRequest(BaseModel):
-    model_config = STRICT
-
-    texts: list[str] = Field(min_length=1)
-
-
-class EmbedResponse(BaseModel):
-    embeddings: list[list[float]]
-    dim: int
-
-
-# --- The model: loaded once per container (or per `endpointgen serve` process) ---
-
-
-def model_source(config: dict[str, Any]) -> str:
-    """Where to load the model from: a Hub repo id, or the directory shipped with the app."""
-    if config["local_dir"] is None:
-        return config["id"]
-    if modal.is_local():
-        return str((Path(__file__).parent / config["local_dir"]).resolve())
-    return config["remote_dir"]
-
-
-def pick_device_and_dtype(config: dict[str, Any]) -> tuple[str, Any]:
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    name = config["dtype"]
-    if name == "auto":
-        return device, "auto"
-    if device == "cpu" and name == "float16":
-        log.warning("float16 is slow or unsupported on CPU; loading float32 instead")
-        return device, torch.float32
-    return device, getattr(torch, name)
-
-
-class Embedder:
-    """Sentence embeddings: mean of the token vectors under the attention mask, L2-normalised."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
-
-        device, dtype = pick_device_and_dtype(config)
-        source, revision = model_source(config), config["revision"]
-        self.torch = torch
-        self.device = device
-        self.tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
-        self.model = AutoModel.from_pretrained(source, revision=revision, dtype=dtype)
-        self.model.to(device).eval()
-        self.lock = threading.Lock()
-
-    def count_tokens(self, texts: list[str]) -> int:
-        return sum(len(ids) for ids in self.tokenizer(texts)["input_ids"])
-
-    def __call__(self, texts: list[str]) -> list[list[float]]:
-        torch = self.torch
-        with self.lock, torch.inference_mode():
-            batch = self.tokenizer(
-                texts, padding=True, truncation=True, return_tensors="pt"
-            ).to(self.device)
-            hidden = self.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
-        return pooled.cpu().tolist()
-
-
-ENGINES: dict[str, Any] = {
-    "embeddings": Embedder,
-}
-
-
-class ModelState:
-    """The loaded model, or why it is not there; shared by every request."""
-
-    def __init__(self, config: dict[str, Any] = MODEL) -> None:
-        self.config = config
-        self.status = "loading"
-        self.error: str | None = None
-        self.engine: Any = None
-        self.batcher: Any = None
-
-    def load(self) -> Self:
-        started = time.perf_counter()
-        config = self.config
-        log.info("loading model %s (%s)", config["id"], config["task"])
-        try:
-            self.engine = ENGINES[config["task"]](config)
-        except Exception as exc:
-            self.status = "failed"
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.error("model failed to load: %s", self.error)
-        else:
-            self.status = "ready"
-            log.info("model ready in %.1fs", time.perf_counter() - started)
-        return self
-
-
-class Batcher:
-    """Gathers texts from concurrent requests into one model call.
-
-    A batch closes when it holds `max_batch_size` texts or `wait_ms` after its first
-    request. If the batched call fails, each request is retried alone, so one bad input
-    fails only its own request.
-    """
-
-    def __init__(self, run: Any, max_batch_size: int, wait_ms: int) -> None:
-        self.run = run
-        self.max_batch_size = max_batch_size
-        self.wait = wait_ms / 1000
-        self.queue: asyncio.Queue[tuple[list[str], asyncio.Future[Any]]] | None = None
-        self.worker: asyncio.Task[None] | None = None
-
-    async def __call__(self, texts: list[str]) -> list[Any]:
-        loop = asyncio.get_running_loop()
-        if self.queue is None or self.worker is None or self.worker.done():
-            self.queue = asyncio.Queue()
-            self.worker = loop.create_task(self._work(self.queue))
-        future: asyncio.Future[list[Any]] = loop.create_future()
-        self.queue.put_nowait((texts, future))
-        return await future
-
-    async def _work(self, queue: asyncio.Queue[Any]) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await queue.get()]
-            size = len(batch[0][0])
-            deadline = loop.time() + self.wait
-            while size < self.max_batch_size:
-                try:
-                    if queue.empty():
-                        left = deadline - loop.time()
-                        if left <= 0:
-                            break
-                        item = await asyncio.wait_for(queue.get(), left)
-                    else:
-                        item = queue.get_nowait()
-                except TimeoutError:
-                    break
-                batch.append(item)
-                size += len(item[0])
-            await self._run(loop, [b for b in batch if not b[1].done()])
-
-    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[Any]) -> None:
-        if not batch:
-            return
-        texts = [text for item, _ in batch for text in item]
-        try:
-            results = await loop.run_in_executor(None, self.run, texts)
-        except Exception as exc:
-            if len(batch) == 1:
-                if not batch[0][1].done():
-                    batch[0][1].set_exception(exc)
-                return
-            for one in batch:
-                await self._run(loop, [one])
-            return
-        start = 0
-        for item, future in batch:
-            if not future.done():
-                future.set_result(results[start : start + len(item)])
-            start += len(item)
-
-
-# --- HTTP plumbing: request ids, body limits, JSON errors, one log line per request ---
-
-UNROUTED_MAX_BYTES = 1024 * 1024  # bodies sent to no route are bounded too
-
-
-def route_pattern(route: Route) -> re.Pattern[str]:
-    path = route["path"] + ("/{rest:path}" if route["action"] == "openai" else "")
-    return compile_path(path)[0]
-
-
-# (method, or None for any; path pattern; max_bytes), in the router's order.
-BODY_LIMITS = [
-    (None if r["action"] == "openai" else r["method"], route_pattern(r), r["max_bytes"])
-    for r in ROUTES
-]
-NO_BODY = {"GET", "HEAD", "OPTIONS"}
-
-
-def body_limit(method: str, path: str) -> int:
-    """The max_bytes of the route that will answer, matched as the router matches."""
-    for route_method, pattern, limit in BODY_LIMITS:
-        if route_method in (None, method) and pattern.match(path):
-            return int(limit)
-    return UNROUTED_MAX_BYTES
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self) -> None:
-        super().__init__(413, "request body too large")
-
-
-class ErrorBody(BaseModel):
-    error: str
-    request_id: str
-    detail: list[dict[str, Any]] | None = None
-
-
-def mapped_error(exc: Exception) -> tuple[int, str] | None:
-    """The spec's `errors:` entry for this exception or one of its base classes."""
-    for kind in type(exc).__mro__:
-        if kind.__name__ in ERRORS:
-            return ERRORS[kind.__name__]["status"], ERRORS[kind.__name__]["message"]
-    return None
-
-
-def error_body(request_id: str, error: str, **extra: Any) -> dict[str, Any]:
-    return {"error": error, **extra, "request_id": request_id}
-
-
-def request_id_of(request: Request) -> str:
-    return getattr(request.state, "request_id", "")
-
-
-class RequestContext:
-    """Outermost but for CORS, so every answer, errors included, passes through here.
-
-    Gives each request an id (the client's `X-Request-ID` when it is sane), refuses
-    bodies over the route's `max_bytes` with 413 before reading them whole, turns any
-    exception into a 500 without a stack trace, and logs one JSON line per request.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        given, size = "", b""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                given = value.decode("latin-1")
-            elif name == b"content-length":
-                size = value
-        sane = 0 < len(given) <= 128 and given.isprintable()
-        request_id = given if sane else uuid.uuid4().hex
-        state = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        status = [0]
-
-        async def send_with_id(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                extra = [(b"x-request-id", request_id.encode("latin-1"))]
-                for name, value in state.get("response_headers", {}).items():
-                    extra.append((name.encode("latin-1"), value.encode("latin-1")))
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
-            await send(message)
-
-        limit = body_limit(scope["method"], scope["path"])
-        received = [0]
-
-        async def receive_limited() -> Any:
-            message = await receive()
-            if message["type"] == "http.request":
-                received[0] += len(message.get("body", b""))
-                if received[0] > limit:
-                    raise BodyTooLarge
-            return message
-
-        try:
-            if size.isdigit() and int(size) > limit:
-                raise BodyTooLarge
-            reader = receive if scope["method"] in NO_BODY else receive_limited
-            await self.app(scope, reader, send_with_id)
-        except BodyTooLarge:
-            if not status[0]:
-                body = error_body(request_id, "request body too large")
-                answer = error_response(scope["path"], 413, body)
-                await answer(scope, receive, send_with_id)
-        except Exception as exc:
-            mapped = mapped_error(exc)
-            if mapped is None:
-                log.exception("request %s failed", request_id)
-            if not status[0]:
-                code, message = mapped or (500, "internal server error")
-                body = error_body(request_id, message)
-                answer = error_response(scope["path"], code, body)
-                await answer(scope, receive, send_with_id)
-        finally:
-            line = {
-                "request_id": request_id,
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status[0],
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            }
-            log.info(json.dumps(line))
-
-
-def error_response(path: str, status: int, body: Any, headers: Any = None) -> Any:
-    return JSONResponse(body, status, headers=headers)
-
-
-async def http_error(request: Request, exc: Any) -> JSONResponse:
-    body = error_body(request_id_of(request), str(exc.detail))
-    headers = getattr(exc, "headers", None)
-    return error_response(request.url.path, exc.status_code, body, headers)
-
-
-async def validation_error(request: Request, exc: Any) -> JSONResponse:
-    detail = [
-        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors()
-    ]
-    body = error_body(request_id_of(request), "invalid request", detail=detail)
-    return error_response(request.url.path, 422, body)
-
-
-def reject(field: str, message: str) -> RequestValidationError:
-    """A 422 for a rule the request schema cannot state (a route's own ceiling)."""
-    error = {"loc": ("body", field), "msg": message, "type": "value_error"}
-    return RequestValidationError([error])
-
-
-def configure_logging() -> None:
-    if not log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-
-
-# --- Auth (api_key): valid values come from env var AUTH["env"] (a Modal Secret) ---
-
-
-def load_credentials() -> set[bytes]:
-    """Comma-separated values (several at once, so they can be rotated without downtime),
-    kept only as SHA-256 digests."""
-    raw = os.environ.get(AUTH["env"], "")
-    values = {digest(v.strip()) for v in raw.split(",") if v.strip()}
-    if not values:
-        log.warning("%s is empty: every authenticated request is refused", AUTH["env"])
-    return values
-
-
-def digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode()).digest()
-
-
-def credential_matches(presented: str | None, valid: set[bytes]) -> bytes | None:
-    """The presented value's digest when it is valid: one lookup, however many keys.
-
-    The time it takes depends only on the digest of what was sent, which says nothing
-    about any valid key: no comparison of the raw values ever happens.
-    """
-    found = digest(presented) if presented else None
-    return found if found in valid else None
-
-
-def fingerprint(text: str) -> str:
-    """What rate limits count by: never the credential itself."""
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def make_auth() -> Any:
-    valid = load_credentials()
-    scheme = APIKeyHeader(name=AUTH["header"], auto_error=False)
-    Credential = Annotated[str | None, Depends(scheme)]
-
-    async def require_key(request: Request, key: Credential) -> None:
-        found = credential_matches(key, valid)
-        if found is None:
-            raise HTTPException(401, "missing or invalid API key")
-        request.state.credential = found.hex()
-
-    return require_key
-
-
-# --- Rate limits: fixed windows aligned to the clock, so every container agrees ---
-
-
-class FixedWindow:
-    """At most `limit` hits per key in each `seconds`-long window, in this process.
-
-    O(1) per request: one dict holds the current window's counts and is dropped whole
-    when the window ends. Requests are counted on the event loop, one at a time, so the
-    count is exact under any concurrency.
-    """
-
-    def __init__(self, limit: int, seconds: int) -> None:
-        self.limit = limit
-        self.seconds = seconds
-        self.window = -1
-        self.counts: dict[str, int] = {}
-
-    async def hit(self, key: str, now: float) -> tuple[bool, int, int]:
-        """(allowed, remaining, seconds until the window resets)."""
-        window = int(now // self.seconds)
-        if window != self.window:
-            self.window, self.counts = window, {}
-        reset = seconds_left(window, self.seconds, now)
-        used = self.counts.get(key, 0)
-        if used >= self.limit:
-            return False, 0, reset
-        self.counts[key] = used + 1
-        return True, self.limit - used - 1, reset
-
-
-def seconds_left(window: int, seconds: int, now: float) -> int:
-    return max(1, int((window + 1) * seconds - now + 0.999))
-
-
-def new_window(rule: dict[str, Any]) -> Any:
-    limit, seconds = rule["limit"], rule["seconds"]
-    return FixedWindow(limit, seconds)
-
-
-def client_address(request: Request) -> str:
-    # The ASGI client address: Modal sets it to the caller's address. X-Forwarded-For
-    # is never trusted, since any client can write it.
-    return request.client.host if request.client else "unknown"
-
-
-async def no_auth() -> None:
-    return None
-
-
-def make_rate_limit(rule: dict[str, Any], windows: dict[str, Any], auth: Any) -> Any:
-    """A dependency that counts after `auth` has run, so `key: api_key` has its key."""
-    if rule["scope"] not in windows:
-        windows[rule["scope"]] = new_window(rule)
-    window = windows[rule["scope"]]
-
-    async def rate_limit(request: Request, _: Annotated[None, Depends(auth)]) -> None:
-        if rule["key"] == "api_key":
-            who = request.state.credential
-        else:
-            who = hashlib.sha256(client_address(request).encode()).hexdigest()
-        if window is None:
-            raise HTTPException(503, "rate limit storage is not configured")
-        try:
-            allowed, remaining, reset = await window.hit(who, time.time())
-        except Exception as exc:
-            log.error("rate limit storage failed: %s", exc)
-            raise HTTPException(503, "rate limit storage unavailable") from None
-        headers = {
-            "RateLimit-Limit": str(rule["limit"]),
-            "RateLimit-Remaining": str(remaining),
-            "RateLimit-Reset": str(reset),
-        }
-        if not allowed:
-            headers["Retry-After"] = str(reset)
-            raise HTTPException(429, "rate limit exceeded", headers)
-        request.state.response_headers = headers
-
-    return rate_limit
-
-
-# --- Routes ---
-
-
-def check_texts(route: Route, field: str, texts: list[str]) -> None:
-    if "max_items" in route and len(texts) > route["max_items"]:
-        raise reject(field, f"at most {route['max_items']} texts per request")
-    for text in texts:
-        if len(text) > route["max_chars"]:
-            raise reject(field, f"texts may be at most {route['max_chars']} characters")
-
-
-async def run_model(state: ModelState, call: Any, texts: list[Any]) -> Any:
-    loop = asyncio.get_running_loop()
-    if state.batcher is not None:
-        return await state.batcher(texts)
-    return await loop.run_in_executor(None, call, texts)
-
-
-class EventStream(StreamingResponse):
-    media_type = "text/event-stream"
-
-
-class TextStream(StreamingResponse):
-    media_type = "text/plain"
-
-
-def response_class(route: Route) -> Any:
-    """How the success answer is documented: JSON unless the route streams or sends text."""
-    kind = route.get("response_type")
-    if route.get("stream") or kind == "sse":
-        return EventStream
-    if kind == "stream":
-        return TextStream
-    if kind == "text":
-        return PlainTextResponse
-    if route["action"] == "file":
-        return FileResponse
-    return JSONResponse
-
-
-def add_route(web: FastAPI, route: Route, handler: Any, **options: Any) -> None:
-    options.setdefault("response_class", response_class(route))
-    web.add_api_route(
-        route["path"],
-        handler,
-        methods=[route["method"]],
-        summary=route["summary"],
-        responses=documented_responses(route),
-        **options,
-    )
-
-
-# One Server-Sent Event, as OpenAPI 3.1 tools read a text/event-stream schema.
-SSE_EVENT = {
-    "type": "object",
-    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
-    "required": ["data"],
-}
-
-
-def documented_responses(route: Route) -> dict[int | str, Any]:
-    """The answers besides success that a client should expect, for /openapi.json."""
-
-    body = ErrorBody
-
-    def error(description: str, **extra: Any) -> dict[str, Any]:
-        return {"model": body, "description": description, **extra}
-
-    def header(description: str) -> dict[str, Any]:
-        return {"description": description, "schema": {"type": "integer"}}
-
-    responses: dict[int | str, Any] = {500: error("Internal error; no details leak")}
-    if route["method"] in ("POST", "PUT", "PATCH"):
-        responses[400] = error("The body could not be parsed")
-        responses[413] = error("Request body over the route's max_bytes")
-    completions = route["path"].endswith("completions")  # OpenAI's, with stream: true
-    streams = route.get("stream") or route.get("response_type") == "sse"
-    if streams or (route["action"] == "openai" and completions):
-        responses[200] = {"content": {"text/event-stream": {"schema": SSE_EVENT}}}
-    if route["action"] == "upload":
-        responses[415] = error("A media type the route does not accept")
-    for mapped in ERRORS.values():  # the spec's `errors:` answers
-        responses.setdefault(mapped["status"], error(mapped["message"]))
-    if route["action"] == "file":
-        responses[404] = error("No such file in the folder")
-        kind = route["file"]["media_type"] or "application/octet-stream"
-        binary = {"schema": {"type": "string", "format": "binary"}}
-        responses[200] = {"content": {kind: binary}}
-    if route["auth"] != "none" or route["action"] == "webhook":
-        responses[401] = error("Missing or invalid credentials")
-    if route.get("model") is not None:
-        responses[503] = error("The model is loading, or failed to load")
-    if route["rate_limit"] is not None:
-        limits = {
-            "RateLimit-Limit": header("Requests allowed per window"),
-            "RateLimit-Remaining": header("Requests left in this window"),
-            "RateLimit-Reset": header("Seconds until the window resets"),
-        }
-        responses[200] = {**responses.get(200, {}), "headers": limits}
-        retry = {"Retry-After": header("Seconds to wait"), **limits}
-        responses[429] = error("Rate limit exceeded", headers=retry)
-    return responses
-
-
-def create_app(state: ModelState) -> FastAPI:
-    """The FastAPI app around a loaded model; Modal serves it, and so can any ASGI server."""
-    states = {"model": state}
-    configure_logging()
-    web = FastAPI(title=APP_NAME, description=DESCRIPTION)
-    web.add_exception_handler(HTTPException, http_error)
-    web.add_exception_handler(RequestValidationError, validation_error)
-    auth = make_auth()
-    windows: dict[str, FixedWindow] = {}
-    for each in states.values():
-        batching = each.config["batching"]
-        if batching is not None:
-            size, wait = batching["max_batch_size"], batching["wait_ms"]
-            each.batcher = Batcher(each.engine, size, wait)
-
-    for route in ROUTES:
-        state = states[route["model"]] if route["model"] else None
-        # Run in this order. A limit by client address counts before auth, so guessing
-        # keys is throttled too; a limit by credential counts after auth has found it.
-        guards = []
-        rule = route["rate_limit"]
-        if rule is not None and rule["key"] == "ip":
-            guards.append(Depends(make_rate_limit(rule, windows, no_auth)))
-        if route["auth"] != "none":
-            guards.append(Depends(auth))
-        if rule is not None and rule["key"] == "api_key":
-            guards.append(Depends(make_rate_limit(rule, windows, auth)))
-        if state is not None and route["action"] != "health":
-            guards.append(Depends(ready(state)))
-        ACTIONS[route["action"]](web, route, state, guards)
-
-    web.add_middleware(RequestContext)
-    web.add_middleware(
-        CORSMiddleware,
-        allow_origins=CORS["origins"],
-        allow_methods=CORS["methods"],
-        allow_headers=CORS["headers"],
-        allow_credentials=CORS["credentials"],
-        expose_headers=CORS["expose"],
-        max_age=CORS["max_age"],
-    )
-    return web
-
-
-def ready(state: Any) -> Any:
-    """A guard that answers 503 until the route's model is loaded."""
-
-    async def model_ready() -> None:
-        if state.status != "ready":
-            raise HTTPException(503, f"model is not ready ({state.status})")
-
-    return model_ready
-
-
-def add_health(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> None:
-    async def health() -> JSONResponse:
-        if state is None:
-            return JSONResponse({"status": "ok"})
-        config = state.config
-        if state.status != "ready":
-            body = {"status": state.status, "error": state.error, "model": config["id"]}
-            return JSONResponse(body, 503)
-        body = {"status": "ok", "model": config["id"], "task": config["task"]}
-        return JSONResponse(body)
-
-    add_route(web, route, health, dependencies=guards)
-
-
-def add_embed(web: FastAPI, route: Route, state: Any, guards: list[Any]) -> None:
-    async def embed(body: EmbedRequest) -> EmbedResponse:
-        check_texts(route, "texts", body.texts)
-        vectors = await run_model(state, state.engine, body.texts)
-        return EmbedResponse(embeddings=vectors, dim=len(vectors[0]))
-
-    add_route(web, route, embed, dependencies=guards, response_model=EmbedResponse)
-
-
-ACTIONS = {
-    "embed": add_embed,
-    "health": add_health,
-}
-
-
-# --- Modal: the image, the settings from the spec, and the class that serves the app ---
-
-# Local files the spec names (model directory, handlers, folders), copied in last.
-SHIPPED_DIRS = [
-    {
-        "local": "../../specs/models/all-MiniLM-L6-v2",
-        "remote": "/model",
-    },
-]
-SHIPPED_FILES = []
-
-
-def with_local_files(image: modal.Image) -> modal.Image:
-    here = Path(__file__).parent
-    for item in SHIPPED_DIRS:
-        image = image.add_local_dir(here / item["local"], remote_path=item["remote"])
-    for item in SHIPPED_FILES:
-        image = image.add_local_file(here / item["local"], remote_path=item["remote"])
-    return image
-
-
-image = modal.Image.debian_slim(python_version="3.11").uv_pip_install(
-    *[
+MODEL_ID = "./models/all-MiniLM-L6-v2"
+MODEL_REVISION = None
+GPU = "T4"
+MODEL_DIR = files.Shipped(__file__, "../../specs/models/all-MiniLM-L6-v2", "/model")
+
+image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .uv_pip_install(
         "fastapi[standard]==0.165.0",
         "pydantic==2.14.4",
         "torch==2.13.0",
         "transformers==5.24.0",
-    ]
+    )
+    .add_local_dir(MODEL_DIR.local, MODEL_DIR.remote)
+    .add_local_python_source("endpointgen")
 )
-image = with_local_files(image)
-SECRETS = [
-    "minilm-keys",
-]
-
 app = modal.App(APP_NAME, image=image)
+# The runtime the image carries must be the one that built this module.
+runtime.require("0.2.0")
+
+
+def create_app(model: tasks.Model) -> FastAPI:
+    """The FastAPI app; Modal serves it, and so can any ASGI server."""
+    web = http.app(
+        APP_NAME,
+        DESCRIPTION,
+        cors=http.Cors(
+            origins=["http://localhost:3000", "https://app.example.com"],
+            methods=["GET", "POST"],
+            headers=["Content-Type", "X-API-Key", "X-Request-ID"],
+            credentials=False,
+            max_age=600,
+        ),
+    )
+    require_auth = auth.api_key(env="API_KEYS", header="X-API-Key")
+    limit = limits.RateLimit("600/minute", key="api_key")
+
+    @web.post(
+        "/embed",
+        dependencies=[Depends(require_auth), Depends(limit), Depends(model.ready)],
+    )
+    async def embed(body: tasks.EmbedRequest) -> tasks.EmbedResponse:
+        return await model.embed(body, max_items=64, max_chars=20000)
+
+    @web.get("/health")
+    async def health() -> http.JSONResponse:
+        return model.health()
+
+    return web
+
+
+model = tasks.Model(
+    MODEL_ID,
+    "embeddings",
+    revision=MODEL_REVISION,
+    path=MODEL_DIR.path,
+    batching=tasks.Batching(32, 5),
+)
 
 
 @app.cls(
-    gpu="T4",
+    gpu=GPU,
     cpu=2.0,
     memory=4096,
     timeout=120,
-    secrets=[modal.Secret.from_name(name) for name in SECRETS],
+    secrets=[modal.Secret.from_name("minilm-keys")],
     min_containers=0,
     max_containers=2,
 )
@@ -816,8 +84,8 @@ app = modal.App(APP_NAME, image=image)
 class Server:
     @modal.enter()
     def load(self) -> None:
-        self.state = ModelState().load()
+        model.load()
 
     @modal.asgi_app()
     def web(self) -> FastAPI:
-        return create_app(self.state)
+        return create_app(model)

@@ -1,0 +1,418 @@
+"""The built module's code, computed from the plan; `templates/app.py.jinja` places it.
+
+Every name, signature, decorator and call of the module is decided here and in
+`routes.py`, and laid out by `pycode` as ruff would. The module holds only what the spec
+says: its settings, image and app; `create_app` with its guards and one function per
+route; the Modal function or classes that serve it. What every app shares is in the
+runtime it imports.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from endpointgen.compiler import routes
+from endpointgen.compiler.plan import HF_CACHE_DIR, Plan
+from endpointgen.compiler.pycode import (
+    WIDTH,
+    Group,
+    Node,
+    block,
+    call,
+    collection,
+    flat,
+    lines,
+    literal,
+)
+
+RUNTIME_MODULES = (
+    *("auth", "files", "handlers", "http", "limits", "openai", "remote", "tasks", "webhooks"),
+)
+FASTAPI_NAMES = ("Depends", "FastAPI", "File", "Header", "Path", "Query", "Request", "Response")
+UNITS = {1: "second", 60: "minute", 3600: "hour", 86_400: "day"}
+DEFAULT_MAX_BYTES = 1024 * 1024
+DEFINITION = ("@", "def ", "class ")
+
+
+@dataclass(frozen=True)
+class Module:
+    """What the template places, in the order a reader meets it."""
+
+    imports: list[str]
+    settings: str  # constants, and the files the image carries
+    image: str  # the image, the app, volumes
+    classes: str  # declared request bodies
+    create_app: str  # the app: guards, then one function per route
+    modal: str  # the models, and the Modal function or classes that serve the app
+
+
+def build_module(plan: Plan) -> Module:
+    return _Builder(plan).build()
+
+
+class _Builder:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        names = routes.Names()
+        models = {"model": "model"} if plan.model is not None else {}
+        models |= {m["name"]: names.new(m["name"], "_model") for m in plan.models}
+        tasks = {"model": plan.model["task"]} if plan.model is not None else {}
+        tasks |= {m["name"]: m["config"]["task"] for m in plan.models}
+        self.scope = routes.Scope(names, models, {}, tasks)
+        self.settings: list[list[str]] = []
+
+    def constant(self, name: str, value: Node) -> None:
+        self.settings.append(lines([f"{name} = ", value]))
+
+    def build(self) -> Module:
+        plan, scope = self.plan, self.scope
+        self.constant("APP_NAME", literal(plan.app_name))
+        self.constant("DESCRIPTION", literal(plan.description))
+        if plan.model is not None:
+            self.constant("MODEL_ID", literal(plan.model["id"]))
+            self.constant("MODEL_REVISION", literal(plan.model["revision"]))
+        if plan.gpu is not None:
+            self.constant("GPU", literal(plan.gpu))
+        model_dir = plan.model["local_dir"] if plan.model is not None else None
+        for item in plan.shipped_dirs + plan.shipped_files:
+            if item["local"] == model_dir:
+                name = "MODEL_DIR"
+            else:
+                stem = item["local"].rstrip("/").rsplit("/", 1)[-1].split(".")[0]
+                kind = "_DIR" if item in plan.shipped_dirs else "_FILE"
+                name = scope.names.new(stem.upper() + kind)
+            scope.shipped[item["local"]] = name
+            scope.use("files")
+            self.constant(
+                name,
+                call("files.Shipped", "__file__", literal(item["local"]), literal(item["remote"])),
+            )
+        create_app = self.create_app()
+        modal = self.modal()
+        return Module(
+            imports=self.imports(),
+            settings=block(self.settings),
+            image=self.image(),
+            classes=block(scope.bodies, 2),
+            create_app=create_app,
+            modal=modal,
+        )
+
+    def imports(self) -> list[str]:
+        uses = self.scope.uses
+        out = []
+        if "Iterator" in uses:
+            out.append("from collections.abc import Iterator")
+        typing = [n for n in ("Annotated", "Any", "Literal") if n in uses]
+        if typing:
+            out.append(f"from typing import {', '.join(typing)}")
+        if out:
+            out.append("")
+        # One block: to the project that keeps this module, endpointgen is an installed
+        # package like fastapi, modal and pydantic.
+        fastapi = [n for n in (*FASTAPI_NAMES, "UploadFile") if n in uses or n == "FastAPI"]
+        runtime = [m for m in RUNTIME_MODULES if m in uses]
+        out += [
+            "import modal",
+            "from endpointgen import runtime",
+            f"from endpointgen.runtime import {', '.join(runtime)}",
+            f"from fastapi import {', '.join(fastapi)}",
+        ]
+        pydantic = [n for n in ("BaseModel", "Field") if n in uses]
+        if pydantic:
+            out.append(f"from pydantic import {', '.join(pydantic)}")
+        return out
+
+    # --- the image and the app ---
+
+    def image(self) -> str:
+        plan = self.plan
+        base = call("modal.Image.debian_slim", python_version=literal(plan.python_version))
+        local: list[Node] = []
+        dirs = {d["local"] for d in plan.shipped_dirs}
+        for path, name in self.scope.shipped.items():
+            method = ".add_local_dir" if path in dirs else ".add_local_file"
+            local.append(call(method, f"{name}.local", f"{name}.remote"))
+        local.append(call(".add_local_python_source", literal("endpointgen")))
+        env = [call(".env", literal(plan.env))] if plan.env else []
+        packages = call(".uv_pip_install", *map(literal, plan.packages))
+        out = [chain("image", base, [packages, *env, *local])]
+        if plan.models:
+            note = "# The web tier needs no model packages: it calls the models' own containers."
+            web = call(".uv_pip_install", *map(literal, plan.web_packages))
+            out.append([note, *chain("web_image", base, [web, *env, *local])])
+        if plan.hf_cache:
+            note = "# Hub downloads are kept on a Volume, so new containers skip them."
+            volume = call(
+                "modal.Volume.from_name", literal(plan.hf_cache_volume), create_if_missing="True"
+            )
+            out.append([note, *lines(["hf_cache = ", volume])])
+        out.append(["app = modal.App(APP_NAME, image=image)"])
+        note = "# The runtime the image carries must be the one that built this module."
+        out.append([note, *lines(call("runtime.require", literal(plan.version)))])
+        return block(out)
+
+    # --- create_app ---
+
+    def create_app(self) -> str:
+        plan, scope = self.plan, self.scope
+        scope.use("http")
+        options: routes.Options = {}
+        if plan.cors is not None:
+            keys = ("origins", "methods", "headers", "credentials", "max_age")
+            cors = {key: literal(plan.cors[key]) for key in keys}
+            options["cors"] = call("http.Cors", **cors)
+        if plan.errors:
+            mapped = {k: (v["status"], v["message"]) for k, v in plan.errors.items()}
+            options["errors"] = literal(mapped)
+        prefixes = [r["path"] for r in plan.routes if r["action"] == "openai"]
+        if prefixes:
+            scope.use("openai")
+            formats: list[Node] = [f"{literal(p)}: openai.ERRORS" for p in prefixes]
+            options["formats"] = collection("{", formats, "}")
+        scope.assign("web", call("http.app", "APP_NAME", "DESCRIPTION", **options))
+        guards = self.guards()
+        functions = []
+        for route, dependencies in zip(plan.routes, guards, strict=True):
+            name = scope.names.new(routes.function_name(route, plan.routes))
+            found: routes.Options = {}
+            if dependencies == ["guards"]:
+                found["dependencies"] = "guards"
+            elif dependencies:
+                found["dependencies"] = collection("[", list(dependencies), "]")
+            functions.append(routes.write(scope, route, name, found))
+        params: list[Node] = [f"{name}: tasks.Model" for name in scope.models.values()]
+        if params:
+            scope.use("tasks")
+        head = lines([Group("def create_app(", params, ") -> FastAPI:", params=True)])
+        doc = '    """The FastAPI app; Modal serves it, and so can any ASGI server."""'
+        body = [block(scope.setup), "", block(functions, 1), "", "    return web"]
+        return "\n".join([*head, doc, *body])
+
+    def guards(self) -> list[list[str]]:
+        """Each route's dependencies, in the order they run; the commonest list is `guards`.
+
+        A limit by client address counts before auth, so guessing keys is throttled too;
+        a limit by credential counts after auth has found it.
+        """
+        plan, scope = self.plan, self.scope
+        if any(r["auth"] != "none" for r in plan.routes):
+            scope.use("auth")
+            scope.assign("require_auth", self.auth())
+        limits: dict[str, str] = {}
+        for route in plan.routes:
+            rule = route["rate_limit"]
+            if rule is not None and rule["scope"] not in limits:
+                scope.use("limits")
+                app_wide = rule["scope"] == "app"
+                name = "limit" if app_wide else scope.names.new(f"limit_{rule['scope']}")
+                limits[rule["scope"]] = name
+                scope.assign(name, self.rate_limit(rule))
+        out = []
+        for route in plan.routes:
+            rule = route["rate_limit"]
+            found = []
+            if rule is not None and rule["key"] == "ip":
+                found.append(f"Depends({limits[rule['scope']]})")
+            if route["auth"] != "none":
+                found.append("Depends(require_auth)")
+            if rule is not None and rule["key"] == "api_key":
+                found.append(f"Depends({limits[rule['scope']]})")
+            if route["max_bytes"] != DEFAULT_MAX_BYTES:
+                found.append(f"Depends(http.MaxBytes({literal(route['max_bytes'])}))")
+            if route["model"] is not None and route["action"] != "health":
+                found.append(f"Depends({scope.models[route['model']]}.ready)")
+            out.append(found)
+        if any(out):
+            scope.use("Depends")
+        shared = Counter(tuple(found) for found in out if len(found) > 1).most_common(1)
+        if shared and shared[0][1] > 1:
+            common = list(shared[0][0])
+            scope.assign("guards", collection("[", list(common), "]"))
+            out = [["guards"] if found == common else found for found in out]
+        return out
+
+    def auth(self) -> Group:
+        auth = self.plan.auth
+        options: routes.Options = {"env": literal(auth["env"])}
+        if auth["mode"] == "api_key":
+            options["header"] = literal(auth["header"])
+        if auth["mode"] == "jwt":
+            for key in ("algorithm", "audience", "issuer", "leeway"):
+                options[key] = literal(auth[key])
+        return call(f"auth.{auth['mode']}", **options)
+
+    def rate_limit(self, rule: dict[str, Any]) -> Group:
+        rate = f"{rule['limit']}/{UNITS[rule['seconds']]}"
+        options: routes.Options = {"key": literal(rule["key"])}
+        if rule["storage"] != "memory":
+            options |= {"storage": literal(rule["storage"]), "app": "APP_NAME"}
+            if rule["scope"] != "app":
+                options["scope"] = literal(rule["scope"])
+        if rule["storage"] == "redis":
+            options["url_env"] = literal(rule["url_env"])
+        return call("limits.RateLimit", literal(rate), **options)
+
+    # --- Modal ---
+
+    def modal(self) -> str:
+        plan, scope = self.plan, self.scope
+        out: list[list[str]] = []
+        secrets: Node | None = None
+        if plan.secrets:
+            names: list[Node] = [call("modal.Secret.from_name", literal(s)) for s in plan.secrets]
+            secrets = collection("[", names, "]")
+            if plan.models:  # shared by the web tier and every model class
+                out.append(lines(["secrets = ", secrets]))
+                secrets = "secrets"
+        volumes: dict[str, Node] = {
+            v["mount"]: call("modal.Volume.from_name", literal(v["name"])) for v in plan.volumes
+        }
+        proxy = "requires_proxy_auth=True" if plan.auth["mode"] == "proxy" else ""
+        if plan.model is not None:
+            out.append(lines(["model = ", self.model(plan.model)]))
+            options = self.options(plan, secrets, volumes, plan.hf_cache)
+            out.append(
+                [
+                    *lines(["@", call("app.cls", **options)]),
+                    *concurrent(plan.max_inputs),
+                    "class Server:",
+                    "    @modal.enter()",
+                    "    def load(self) -> None:",
+                    "        model.load()",
+                    "",
+                    f"    @modal.asgi_app({proxy})",
+                    "    def web(self) -> FastAPI:",
+                    "        return create_app(model)",
+                ]
+            )
+            return toplevel(out)
+        served: list[Node] = []
+        for m in plan.models:
+            out.append(lines([f"{scope.models[m['name']]} = ", self.model(m["config"])]))
+        for m in plan.models:
+            out.append(self.model_class(m, secrets))
+            served.append(call("remote.serve", scope.models[m["name"]], m["class_name"]))
+        if plan.models:
+            scope.use("remote")
+        options = self.options(plan, secrets, volumes, hf=False)
+        if plan.models:
+            options = {"image": "web_image", **options}
+        out.append(
+            [
+                *lines(["@", call("app.function", **options)]),
+                *concurrent(plan.max_inputs),
+                f"@modal.asgi_app({proxy})",
+                "def web() -> FastAPI:",
+                *lines(["return ", call("create_app", *served)], 4),
+            ]
+        )
+        return toplevel(out)
+
+    def model_class(self, named: dict[str, Any], secrets: Node | None) -> list[str]:
+        """One model's own Modal class, which the web tier calls."""
+        self.scope.use("Any")
+        model = self.scope.models[named["name"]]
+        options = self.options(named, secrets, {}, self.plan.hf_cache)
+        out = [
+            *lines(["@", call("app.cls", **options)]),
+            *concurrent(named["max_inputs"]),
+            f"class {named['class_name']}:",
+            f'    """The model `{named["name"]}`, on its own GPU type; the web tier calls it."""',
+            "",
+            "    @modal.enter()",
+            "    def load(self) -> None:",
+            f"        {model}.load()",
+            "",
+            "    @modal.method()",
+            "    def call(self, method: str, *args: Any) -> Any:",
+            f"        return {model}.call(method, *args)",
+        ]
+        if named["config"]["task"] == "text-generation":
+            self.scope.use("Iterator")
+            tokens = Group(
+                "def tokens(",
+                ["self", "request: tasks.GenerateRequest"],
+                ") -> Iterator[tuple[str, Any]]:",
+            )
+            out += ["", "    @modal.method()", *lines(tokens, 4)]
+            out.append(f"        yield from {model}.tokens(request)")
+        return out
+
+    def options(
+        self, settings: Any, secrets: Node | None, volumes: dict[str, Node], hf: bool
+    ) -> dict[str, Node]:
+        """`@app.cls`/`@app.function` options: the app's (the plan) or one model's (a dict)."""
+        found = settings if isinstance(settings, dict) else vars(settings)
+        options: dict[str, Node] = {}
+        if found["gpu"] is not None:
+            options["gpu"] = "GPU" if settings is self.plan else literal(found["gpu"])
+        for key in ("cpu", "memory", "timeout"):
+            if found[key]:
+                options[key] = literal(found[key])
+        if secrets is not None:
+            options["secrets"] = secrets
+        mounts: list[Node] = [[literal(k), ": ", v] for k, v in volumes.items()]
+        if hf:
+            mounts.append(f"{literal(HF_CACHE_DIR)}: hf_cache")
+        if mounts:
+            options["volumes"] = collection("{", mounts, "}")
+        autoscaling: dict[str, int] = found["autoscaling"]
+        options |= {key: literal(value) for key, value in autoscaling.items()}
+        return options
+
+    def model(self, config: dict[str, Any]) -> Group:
+        """A `tasks.Model`: what to load, and how (the loading is in `@modal.enter`)."""
+        self.scope.use("tasks")
+        single = config is self.plan.model
+        options: dict[str, Node] = {}
+        if single:
+            options["revision"] = "MODEL_REVISION"
+        elif config["revision"] is not None:
+            options["revision"] = literal(config["revision"])
+        if config["dtype"] != "auto":
+            options["dtype"] = literal(config["dtype"])
+        if config["local_dir"] is not None:
+            options["path"] = f"{self.scope.shipped[config['local_dir']]}.path"
+        if config["batching"]:
+            batching = config["batching"]
+            sizes = (literal(batching["max_batch_size"]), literal(batching["wait_ms"]))
+            options["batching"] = call("tasks.Batching", *sizes)
+        loader = config["loader"]
+        if loader:
+            file = self.scope.shipped[loader["local"]]
+            ref = (f"{file}.path", literal(loader["function"]), literal(loader["shown"]))
+            options["loader"] = call("tasks.Loader", *ref)
+        model_id = "MODEL_ID" if single else literal(config["id"])
+        return call("tasks.Model", model_id, literal(config["task"]), **options)
+
+
+def concurrent(max_inputs: int | None) -> list[str]:
+    return [f"@modal.concurrent(max_inputs={max_inputs})"] if max_inputs else []
+
+
+def toplevel(statements: list[list[str]]) -> str:
+    """Top-level statements: two blank lines around definitions, one between the rest."""
+    out: list[str] = []
+    previous = False
+    for statement in statements:
+        definition = statement[0].startswith(DEFINITION)
+        if out:
+            out += [""] * (2 if definition or previous else 1)
+        out += statement
+        previous = definition
+    return "\n".join(out)
+
+
+def chain(name: str, base: Node, steps: list[Node]) -> list[str]:
+    """`name = base.step().step()`: on one line when it fits, else as ruff chains it."""
+    one = f"{name} = {flat(base)}" + "".join(flat(step) for step in steps)
+    if len(one) <= WIDTH and not re.search(r"\n", one):
+        return [one]
+    out = [f"{name} = (", *lines(base, 4)]
+    for step in steps:
+        out += lines(step, 4)
+    return [*out, ")"]

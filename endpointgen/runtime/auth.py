@@ -1,0 +1,141 @@
+"""Auth guards: FastAPI dependencies for `api_key`, `bearer`, `jwt` and `proxy`.
+
+Valid values come from an env var, which a Modal Secret provides when deployed and this
+process's environment provides under `endpointgen serve`. A refusal is a 401 that never
+says which keys exist. Each guard leaves `request.state.credential`, a digest that rate
+limits count by, never the credential itself.
+"""
+
+import hashlib
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from endpointgen.runtime import http
+
+__all__ = ["api_key", "bearer", "jwt", "proxy"]
+
+Guard = Callable[..., Awaitable[None]]
+REFUSED = http.documented(401, "Missing or invalid credentials")
+
+
+def digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def fingerprint(text: str) -> str:
+    """What rate limits count by: never the credential itself."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_credentials(env: str) -> set[bytes]:
+    """Comma-separated values (several at once, so they can be rotated without downtime),
+    kept only as SHA-256 digests."""
+    raw = os.environ.get(env, "")
+    values = {digest(v.strip()) for v in raw.split(",") if v.strip()}
+    if not values:
+        http.log.warning("%s is empty: every authenticated request is refused", env)
+    return values
+
+
+def matches(presented: str | None, valid: set[bytes]) -> bytes | None:
+    """The presented value's digest when it is valid: one lookup, however many keys.
+
+    The time it takes depends only on the digest of what was sent, which says nothing
+    about any valid key: no comparison of the raw values ever happens.
+    """
+    found = digest(presented) if presented else None
+    return found if found in valid else None
+
+
+def api_key(env: str = "API_KEYS", header: str = "X-API-Key") -> Guard:
+    """A key in `header`, one of the comma-separated keys in env var `env`."""
+    valid = load_credentials(env)
+    Key = Annotated[str | None, Depends(APIKeyHeader(name=header, auto_error=False))]
+
+    async def require_key(request: Request, key: Key) -> None:
+        found = matches(key, valid)
+        if found is None:
+            raise HTTPException(401, "missing or invalid API key")
+        request.state.credential = found.hex()
+
+    return http.documents(require_key, REFUSED)
+
+
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+
+
+def bearer(env: str = "API_KEYS") -> Guard:
+    """`Authorization: Bearer <token>`, one of the comma-separated tokens in env var `env`."""
+    valid = load_credentials(env)
+
+    async def require_token(request: Request, credentials: Bearer) -> None:
+        found = matches(credentials.credentials if credentials else None, valid)
+        if found is None:
+            challenge = {"WWW-Authenticate": "Bearer"}
+            raise HTTPException(401, "missing or invalid bearer token", challenge)
+        request.state.credential = found.hex()
+
+    return http.documents(require_token, REFUSED)
+
+
+def jwt(
+    env: str = "JWT_SECRET",
+    algorithm: str = "HS256",
+    audience: str | None = None,
+    issuer: str | None = None,
+    leeway: int = 0,
+) -> Guard:
+    """A JWT signed with `algorithm` only (`none` and every other algorithm fail), with
+    `exp` required; the key (HS256 secret, RS256 public key) in env var `env`."""
+    import jwt as pyjwt
+
+    key = os.environ.get(env, "").strip().replace("\\n", "\n")  # PEM on one line
+    if not key:
+        http.log.warning("%s is empty: every authenticated request is refused", env)
+    refused = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+    async def require_jwt(request: Request, credentials: Bearer) -> None:
+        if credentials is None or not key:
+            raise HTTPException(401, "missing or invalid bearer token", refused)
+        try:
+            claims: dict[str, Any] = pyjwt.decode(
+                credentials.credentials,
+                key,
+                algorithms=[algorithm],
+                audience=audience,
+                issuer=issuer,
+                leeway=leeway,
+                options={"require": ["exp"]},
+            )
+        except pyjwt.PyJWTError:
+            raise HTTPException(401, "missing or invalid bearer token", refused) from None
+        request.state.claims = claims
+        request.state.credential = fingerprint(str(claims.get("sub", credentials.credentials)))
+
+    return http.documents(require_jwt, REFUSED)
+
+
+def proxy(env: str = "MODAL_PROXY_TOKENS") -> Guard:
+    """Deployed, Modal checks the proxy-auth headers before a request arrives here
+    (`requires_proxy_auth=True`). Outside Modal the same `Modal-Key` and `Modal-Secret`
+    headers are checked against env var `env`, which holds `key:secret` pairs, so the app
+    behaves the same locally."""
+    import modal
+
+    local = modal.is_local()
+    valid = load_credentials(env) if local else set()
+
+    async def require_proxy(request: Request) -> None:
+        key = request.headers.get("Modal-Key", "")
+        secret = request.headers.get("Modal-Secret", "")
+        if local and matches(f"{key}:{secret}", valid) is None:
+            raise HTTPException(401, "missing or invalid Modal proxy auth token")
+        client = request.client.host if request.client else "unknown"
+        request.state.credential = fingerprint(key or client)
+
+    return http.documents(require_proxy, REFUSED)

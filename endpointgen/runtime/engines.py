@@ -1,0 +1,282 @@
+"""The engines that run a model: transformers on torch, loaded once per container.
+
+torch and transformers are imported when an engine is made, inside `@modal.enter`, never
+when this module is: building, deploying and `endpointgen openapi` need neither.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from starlette.exceptions import HTTPException
+
+from endpointgen.runtime import http
+
+__all__ = ["ENGINES", "Classifier", "Embedder", "ImageClassifier", "TextGenerator"]
+
+GREEDY_BELOW = 0.01  # smaller temperatures overflow the logits; they mean "greedy"
+OnText = Callable[[str], None]
+
+
+class Generation(Protocol):
+    """What a text generator is asked: the fields of a GenerateRequest."""
+
+    prompt: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+
+    def stop_list(self) -> list[str]: ...
+
+
+def device_and_dtype(dtype: str) -> tuple[str, Any]:
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype == "auto":
+        return device, "auto"
+    if device == "cpu" and dtype == "float16":
+        http.log.warning("float16 is slow or unsupported on CPU; loading float32 instead")
+        return device, torch.float32
+    return device, getattr(torch, dtype)
+
+
+class Engine:
+    """One model on one device; calls hold a lock, so `seed` stays reproducible."""
+
+    def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
+        import torch
+
+        self.torch = torch
+        self.device, self.dtype = device_and_dtype(dtype)
+        self.source, self.revision = str(source), revision
+        self.lock = threading.Lock()
+
+    def pretrained(self, kind: Any) -> Any:
+        return kind.from_pretrained(self.source, revision=self.revision)
+
+    def weights(self, kind: Any) -> Any:
+        model = kind.from_pretrained(self.source, revision=self.revision, dtype=self.dtype)
+        model.to(self.device).eval()
+        return model
+
+
+class TextGenerator(Engine):
+    """A causal language model."""
+
+    def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        super().__init__(source, revision, dtype)
+        self.tokenizer = self.pretrained(AutoTokenizer)
+        self.model = self.weights(AutoModelForCausalLM)
+
+    def chat_prompt(self, turns: list[dict[str, str]]) -> str:
+        """The tokenizer's chat template; without one, `role: content` lines."""
+        if getattr(self.tokenizer, "chat_template", None):
+            options = {"tokenize": False, "add_generation_prompt": True}
+            return str(self.tokenizer.apply_chat_template(turns, **options))
+        lines = [f"{turn['role']}: {turn['content']}" for turn in turns]
+        return "\n".join([*lines, "assistant:"])
+
+    def context_left(self, prompt: str) -> int | None:
+        """How many tokens fit after `prompt` in the model's context, if it has a limit."""
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if not context:
+            return None
+        return int(context) - len(self.tokenizer(prompt)["input_ids"])
+
+    def context_problem(self, request: Generation) -> str | None:
+        """Why the prompt and max_tokens do not fit the model's context, if they don't."""
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        if not context:
+            return None
+        prompt = len(self.tokenizer(request.prompt)["input_ids"])
+        if prompt + request.max_tokens > context:
+            return (
+                f"the prompt ({prompt} tokens) plus max_tokens ({request.max_tokens}) "
+                f"exceed the model's context of {context} tokens"
+            )
+        return None
+
+    def generate(
+        self,
+        request: Generation,
+        on_text: OnText | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        from transformers import StoppingCriteriaList
+
+        torch = self.torch
+        inputs = self.tokenizer(request.prompt, return_tensors="pt").to(self.device)
+        prompt_length = int(inputs["input_ids"].shape[1])
+        watcher = Watcher(self.tokenizer, prompt_length, request.stop_list(), on_text, cancelled)
+        pad = self.tokenizer.pad_token_id
+        options: dict[str, Any] = {
+            "max_new_tokens": request.max_tokens,
+            "stopping_criteria": StoppingCriteriaList([watcher]),
+            "pad_token_id": pad if pad is not None else self.tokenizer.eos_token_id,
+        }
+        if request.temperature >= GREEDY_BELOW:
+            options.update(do_sample=True, temperature=request.temperature, top_p=request.top_p)
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with self.lock, torch.inference_mode():
+            if request.seed is not None:
+                torch.manual_seed(request.seed)
+            output = self.model.generate(**inputs, **options)
+        new_tokens = output[0, prompt_length:]
+        watcher.finish(new_tokens)
+        generated = int(new_tokens.shape[0])
+        return {
+            "text": watcher.text,
+            "prompt_tokens": prompt_length,
+            "tokens_generated": generated,
+            "finish_reason": watcher.finish_reason(generated, request.max_tokens),
+        }
+
+
+class Watcher:
+    """Decodes new tokens as they come: hands out text, stops at `stop` or on cancel."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        prompt_length: int,
+        stop: list[str],
+        on_text: OnText | None,
+        cancelled: threading.Event | None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.stop = stop
+        self.on_text = on_text
+        self.cancelled = cancelled
+        self.text = ""
+        self.reason: str | None = None
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+        if self.cancelled is not None and self.cancelled.is_set():
+            self.reason = "cancelled"
+            return True
+        return self.update(input_ids[0, self.prompt_length :], final=False)
+
+    def finish(self, new_tokens: Any) -> None:
+        if self.reason is None:
+            self.update(new_tokens, final=True)
+
+    def finish_reason(self, generated: int, max_tokens: int) -> str:
+        if self.reason is not None:
+            return self.reason
+        return "length" if generated >= max_tokens else "stop"
+
+    def update(self, new_tokens: Any, final: bool) -> bool:
+        text = str(self.tokenizer.decode(new_tokens, skip_special_tokens=True))
+        stopped = False
+        for stop in self.stop:
+            at = text.find(stop)
+            if at != -1:
+                text, stopped = text[:at], True
+        if not final and not stopped and text.endswith("\ufffd"):
+            return False  # half of a multi-byte character: wait for the rest
+        if stopped:
+            self.reason = "stop"
+        if text.startswith(self.text) and len(text) > len(self.text):
+            piece, self.text = text[len(self.text) :], text
+            if self.on_text is not None:
+                self.on_text(piece)
+        return stopped
+
+
+class Embedder(Engine):
+    """Sentence embeddings: mean of the token vectors under the attention mask, L2-normalised."""
+
+    def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        super().__init__(source, revision, dtype)
+        self.tokenizer = self.pretrained(AutoTokenizer)
+        self.model = self.weights(AutoModel)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        return sum(len(ids) for ids in self.tokenizer(texts)["input_ids"])
+
+    def __call__(self, texts: list[str]) -> list[list[float]]:
+        torch = self.torch
+        with self.lock, torch.inference_mode():
+            batch = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+            batch = batch.to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
+        vectors: list[list[float]] = pooled.cpu().tolist()
+        return vectors
+
+
+class Classifier(Engine):
+    """A sequence classifier: the top label and its softmax score for each text."""
+
+    def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        super().__init__(source, revision, dtype)
+        self.tokenizer = self.pretrained(AutoTokenizer)
+        self.model = self.weights(AutoModelForSequenceClassification)
+        self.labels = self.model.config.id2label
+
+    def __call__(self, texts: list[str]) -> list[dict[str, Any]]:
+        with self.lock, self.torch.inference_mode():
+            batch = self.tokenizer(texts, padding=True, truncation=True, return_tensors="pt")
+            logits = self.model(**batch.to(self.device)).logits
+        return top_labels(logits, self.labels)
+
+
+class ImageClassifier(Engine):
+    """An image classifier: the top label and its softmax score for each image."""
+
+    def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        super().__init__(source, revision, dtype)
+        self.processor = self.pretrained(AutoImageProcessor)
+        self.model = self.weights(AutoModelForImageClassification)
+        self.labels = self.model.config.id2label
+
+    def __call__(self, images: list[Any]) -> list[dict[str, Any]]:
+        with self.lock, self.torch.inference_mode():
+            batch = self.processor(images=images, return_tensors="pt").to(self.device)
+            logits = self.model(**batch).logits
+        return top_labels(logits, self.labels)
+
+
+def open_image(content: bytes) -> Any:
+    """The uploaded bytes as an RGB image; a 422 when they are not an image."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError):
+        raise HTTPException(422, "the file is not a readable image") from None
+
+
+def top_labels(logits: Any, labels: dict[int, str]) -> list[dict[str, Any]]:
+    scores, best = logits.float().softmax(dim=-1).max(dim=-1)
+    return [
+        {"label": str(labels.get(int(i), i)), "score": float(s)}
+        for s, i in zip(scores.cpu().tolist(), best.cpu().tolist(), strict=True)
+    ]
+
+
+ENGINES: dict[str, type[Engine]] = {
+    "text-generation": TextGenerator,
+    "embeddings": Embedder,
+    "text-classification": Classifier,
+    "image-classification": ImageClassifier,
+}

@@ -1,0 +1,104 @@
+"""Answers a spec writes itself: `respond` templates, and your own `handler` functions."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import AfterValidator
+from starlette.concurrency import run_in_threadpool
+
+from endpointgen.runtime import http
+
+__all__ = ["HandlerError", "answer", "call", "fill", "load", "one_of", "respond"]
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+Kind = Literal["json", "text", "stream", "sse"]
+
+
+class HandlerError(RuntimeError):
+    """A handler file that cannot be imported: the app must not start without it."""
+
+
+def load(file: Path, function: str, shown: str) -> Callable[..., Any]:
+    """`function` from a Python file the spec names (`shown` is how the spec wrote it),
+    imported as a module named after the file and its place (two `run.py` files in two
+    folders are two modules)."""
+    place = hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:8]
+    name = f"endpointgen_handler_{re.sub(r'[^A-Za-z0-9_]', '_', file.stem)}_{place}"
+    try:
+        spec = importlib.util.spec_from_file_location(name, file)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {file}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        found: Callable[..., Any] = getattr(module, function)
+        return found
+    except Exception as exc:
+        raise HandlerError(f"{shown}: {type(exc).__name__}: {exc}") from exc
+
+
+async def call(function: Callable[..., Any], data: dict[str, Any], model: Any = None) -> Any:
+    """`function(data)`, or `function(data, model)` when it takes a second argument."""
+    args = (data, model) if len(inspect.signature(function).parameters) > 1 else (data,)
+    if inspect.iscoroutinefunction(function):
+        return await function(*args)
+    return await run_in_threadpool(function, *args)
+
+
+def fill(template: Any, data: dict[str, Any]) -> Any:
+    """`{name}` placeholders in strings, replaced by data; a lone placeholder keeps its type."""
+    if isinstance(template, str):
+        alone = PLACEHOLDER.fullmatch(template)
+        if alone and alone.group(1) in data:
+            return data[alone.group(1)]
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            return str(data[name]) if name in data else match.group(0)
+
+        return PLACEHOLDER.sub(value, template)
+    if isinstance(template, list):
+        return [fill(item, data) for item in template]
+    if isinstance(template, dict):
+        return {key: fill(item, data) for key, item in template.items()}
+    return template
+
+
+def answer(value: Any, kind: Kind = "json", status: int = 200) -> Response:
+    """What a route sends: JSON, plain text, a text stream or Server-Sent Events."""
+    if kind == "text":
+        return PlainTextResponse(str(value), status)
+    if kind in ("stream", "sse"):
+        pieces = [value] if isinstance(value, str | bytes) else value
+        if kind == "sse":
+            return http.EventStream(http.events(pieces), status)
+        return http.TextStream(pieces, status)
+    return JSONResponse(jsonable_encoder(value), status)
+
+
+def respond(
+    template: Any, data: dict[str, Any] | None = None, kind: Kind = "json", status: int = 200
+) -> Response:
+    """A `respond` route's answer: the spec's template filled in from the request."""
+    return answer(fill(template, data or {}), kind, status)
+
+
+def one_of(*allowed: Any) -> Any:
+    """A check that a number is one of the declared values (a query gives text: parse first)."""
+
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+        return value
+
+    return AfterValidator(check)

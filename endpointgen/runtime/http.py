@@ -1,0 +1,425 @@
+"""HTTP plumbing every app shares: request ids, JSON errors, body limits, one log line per
+request, CORS, and the error answers each route documents in /openapi.json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = [
+    "STRICT",
+    "Cors",
+    "ErrorBody",
+    "ErrorFormat",
+    "EventStream",
+    "FileResponse",
+    "JSONResponse",
+    "MaxBytes",
+    "PlainTextResponse",
+    "StreamingResponse",
+    "Text",
+    "TextStream",
+    "app",
+    "reject",
+    "request_id",
+    "sse",
+]
+
+log = logging.getLogger("endpointgen")
+G = TypeVar("G")
+
+# Bodies are checked as their JSON Schema says: no `true` for a number, no "1" for an
+# int, and no keys the schema does not name.
+STRICT = ConfigDict(extra="forbid", strict=True)
+DEFAULT_MAX_BYTES = 1024 * 1024  # a route's body limit unless it sets max_bytes
+NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
+EXPOSED = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
+EXPOSED.append("X-Request-ID")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    request_id: str
+    detail: list[dict[str, Any]] | None = None
+
+
+class Text(PlainTextResponse):
+    """A plain-text answer (documented as text/plain)."""
+
+
+class EventStream(StreamingResponse):
+    media_type = "text/event-stream"
+
+
+class TextStream(StreamingResponse):
+    media_type = "text/plain"
+
+
+@dataclass(frozen=True)
+class Cors:
+    """Who may call from a browser. Preflights never need auth; errors carry the headers too."""
+
+    origins: list[str]
+    methods: list[str] = field(default_factory=lambda: ["GET", "POST"])
+    headers: list[str] = field(default_factory=lambda: ["Content-Type", "X-Request-ID"])
+    credentials: bool = False
+    max_age: int = 600
+
+
+class MaxBytes:
+    """A route's body limit. Listed in `dependencies=`, so a reader sees it on the route;
+    enforced by the app's middleware before the body is read."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    async def __call__(self) -> None:
+        return None
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(413, "request body too large")
+
+
+@dataclass(frozen=True)
+class ErrorFormat:
+    """Errors in another shape than ErrorBody (OpenAI's): how to write one, its schema."""
+
+    write: Callable[[int, str], JSONResponse]
+    schema: type[BaseModel]
+
+
+@dataclass
+class Settings:
+    """What the middleware and the error handlers read, kept on `app.state.endpointgen`."""
+
+    errors: dict[str, tuple[int, str]] = field(default_factory=dict)
+    formats: dict[str, ErrorFormat] = field(default_factory=dict)  # by path prefix
+
+    def error_format(self, path: str) -> ErrorFormat | None:
+        for prefix, format in self.formats.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return format
+        return None
+
+    def answer(self, path: str, status: int, body: dict[str, Any], headers: Any = None) -> Any:
+        special = self.error_format(path)
+        if special is not None:
+            # OpenAI answers a malformed request with 400, and its clients expect that.
+            response = special.write(400 if status == 422 else status, str(body["error"]))
+            response.headers.update(headers or {})
+            return response
+        return JSONResponse(body, status, headers=headers)
+
+    def mapped(self, exc: Exception) -> tuple[int, str] | None:
+        """The spec's `errors:` entry for this exception or one of its base classes."""
+        for kind in type(exc).__mro__:
+            if kind.__name__ in self.errors:
+                return self.errors[kind.__name__]
+        return None
+
+
+def settings_of(web: Any) -> Settings:
+    found: Settings = web.state.endpointgen
+    return found
+
+
+def app(
+    title: str,
+    description: str = "",
+    *,
+    cors: Cors | None = None,
+    errors: Mapping[str, tuple[int, str]] | None = None,
+    formats: Mapping[str, ErrorFormat] | None = None,
+) -> FastAPI:
+    """A FastAPI app with endpointgen's plumbing; the built module adds its routes to it.
+
+    `errors` maps exception class names to (status, message): a handler's exception of
+    that class (or a subclass) answers so, instead of a 500. `formats` gives the paths
+    under a prefix another error shape (`{"/v1": openai.ERRORS}`).
+    """
+    configure_logging()
+    web = FastAPI(title=title, description=description)
+    web.state.endpointgen = Settings(dict(errors or {}), dict(formats or {}))
+    web.add_exception_handler(HTTPException, http_error)
+    web.add_exception_handler(RequestValidationError, validation_error)
+    web.add_middleware(RequestContext, web=web)
+    if cors is not None:
+        web.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.origins,
+            allow_methods=cors.methods,
+            allow_headers=cors.headers,
+            allow_credentials=cors.credentials,
+            expose_headers=EXPOSED,
+            max_age=cors.max_age,
+        )
+    web.openapi = lambda: document(web)  # type: ignore[method-assign]
+    return web
+
+
+def error_body(request_id: str, error: str, **extra: Any) -> dict[str, Any]:
+    return {"error": error, **extra, "request_id": request_id}
+
+
+def request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def reject(field: str, message: str) -> RequestValidationError:
+    """A 422 for a rule the request schema cannot state (a route's own ceiling)."""
+    error = {"loc": ("body", field), "msg": message, "type": "value_error"}
+    return RequestValidationError([error])
+
+
+async def http_error(request: Request, exc: Exception) -> Any:
+    assert isinstance(exc, HTTPException)
+    body = error_body(request_id(request), str(exc.detail))
+    headers = getattr(exc, "headers", None)
+    return settings_of(request.app).answer(request.url.path, exc.status_code, body, headers)
+
+
+async def validation_error(request: Request, exc: Exception) -> Any:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    body = error_body(request_id(request), "invalid request", detail=detail)
+    return settings_of(request.app).answer(request.url.path, 422, body)
+
+
+def configure_logging() -> None:
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+class RequestContext:
+    """Outermost but for CORS, so every answer, errors included, passes through here.
+
+    Gives each request an id (the client's `X-Request-ID` when it is sane), refuses
+    bodies over the route's `max_bytes` with 413 before reading them whole, turns any
+    exception into a 500 without a stack trace, and logs one JSON line per request.
+    """
+
+    def __init__(self, app: ASGIApp, web: FastAPI) -> None:
+        self.app = app
+        self.settings = settings_of(web)
+        # Made when the first request arrives, so every route is there: (route, max_bytes).
+        self.routes = [(route, body_limit(route)) for route in web.router.routes]
+
+    def body_limit(self, scope: Scope) -> int:
+        """The max_bytes of the route that will answer, matched as the router matches."""
+        for route, limit in self.routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return limit
+        return DEFAULT_MAX_BYTES
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given, size = "", b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+            elif name == b"content-length":
+                size = value
+        sane = 0 < len(given) <= 128 and given.isprintable()
+        rid = given if sane else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        status = [0]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                extra = [(b"x-request-id", rid.encode("latin-1"))]
+                for name, value in state.get("response_headers", {}).items():
+                    extra.append((name.encode("latin-1"), value.encode("latin-1")))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        has_body = scope["method"] not in NO_BODY
+        limit = self.body_limit(scope) if has_body or size else DEFAULT_MAX_BYTES
+        received = [0]
+
+        async def receive_limited() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                received[0] += len(message.get("body", b""))
+                if received[0] > limit:
+                    raise BodyTooLarge
+            return message
+
+        try:
+            if size.isdigit() and int(size) > limit:
+                raise BodyTooLarge
+            await self.app(scope, receive_limited if has_body else receive, send_with_id)
+        except BodyTooLarge:
+            if not status[0]:
+                body = error_body(rid, "request body too large")
+                answer = self.settings.answer(scope["path"], 413, body)
+                await answer(scope, receive, send_with_id)
+        except Exception as exc:
+            mapped = self.settings.mapped(exc)
+            if mapped is None:
+                log.exception("request %s failed", rid)
+            if not status[0]:
+                code, message = mapped or (500, "internal server error")
+                answer = self.settings.answer(scope["path"], code, error_body(rid, message))
+                await answer(scope, receive, send_with_id)
+        finally:
+            line = {
+                "request_id": rid,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status[0],
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            }
+            log.info(json.dumps(line))
+
+
+def body_limit(route: BaseRoute) -> int:
+    """The route's `MaxBytes`, or the default."""
+    for each in getattr(route, "dependencies", ()):
+        if isinstance(each.dependency, MaxBytes):
+            return each.dependency.limit
+    return DEFAULT_MAX_BYTES
+
+
+# --- Streams ---
+
+
+def sse(event: str | None, data: Any) -> str:
+    """One Server-Sent Event; `data` is written as JSON."""
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data)}\n\n"
+
+
+async def events(pieces: AsyncIterable[Any] | Iterable[Any]) -> Any:
+    """Each piece as a `data:` event, from a sync or async iterable."""
+    from starlette.concurrency import iterate_in_threadpool
+
+    source = pieces if isinstance(pieces, AsyncIterable) else iterate_in_threadpool(iter(pieces))
+    async for piece in source:
+        yield sse(None, piece)
+
+
+# --- What /openapi.json says each route may answer besides success ---
+
+SSE_EVENT = {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+    "required": ["data"],
+}
+Documenter = Callable[[APIRoute], dict[int, dict[str, Any]]]
+# What guards (auth, limits, a model's readiness) answer, by the guard: see `documents`.
+_DOCUMENTED: weakref.WeakKeyDictionary[Any, Documenter] = weakref.WeakKeyDictionary()
+
+
+def documents(guard: G, documenter: Documenter) -> G:
+    """Record what a dependency answers when it refuses, for /openapi.json."""
+    _DOCUMENTED[guard] = documenter
+    return guard
+
+
+def document(web: FastAPI) -> dict[str, Any]:
+    """FastAPI's OpenAPI document, with the answers every route may give added to it: 400
+    and 413 for bodies, 401 behind auth, 429 and its headers behind a rate limit, 503
+    behind a model, the spec's mapped errors, and 500 everywhere."""
+    if web.openapi_schema:
+        return web.openapi_schema
+    settings = settings_of(web)
+    doc = get_openapi(
+        title=web.title,
+        version=web.version,
+        openapi_version=web.openapi_version,
+        description=web.description,
+        routes=web.routes,
+    )
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for route in web.router.routes:
+        if not isinstance(route, APIRoute) or not route.include_in_schema:
+            continue
+        special = settings.error_format(route.path_format)
+        schema = special.schema if special else ErrorBody
+        if schema.__name__ not in schemas:
+            found = schema.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update({**found.pop("$defs", {}), schema.__name__: found})
+        ref = {"$ref": f"#/components/schemas/{schema.__name__}"}
+        for method in sorted(route.methods or ()):
+            operation = doc["paths"][route.path_format][method.lower()]
+            answers = operation.setdefault("responses", {})
+            for status, answer in _answers(route, settings).items():
+                if "error" in answer:
+                    content = {"application/json": {"schema": ref}}
+                    answer = {"description": answer["error"], "content": content, **answer}
+                    del answer["error"]
+                key = str(status)
+                # Success: ours adds to FastAPI's; errors: the route's own `responses=` win.
+                ours, theirs = answer, answers.get(key, {})
+                answers[key] = {**theirs, **ours} if status == 200 else {**ours, **theirs}
+    web.openapi_schema = doc
+    return doc
+
+
+def _answers(route: APIRoute, settings: Settings) -> dict[int, dict[str, Any]]:
+    found: dict[int, dict[str, Any]] = {500: {"error": "Internal error; no details leak"}}
+    if (route.methods or set()) & {"POST", "PUT", "PATCH"}:
+        found[400] = {"error": "The body could not be parsed"}
+        found[413] = {"error": "Request body over the route's max_bytes"}
+    for status, message in settings.errors.values():
+        found.setdefault(status, {"error": message})
+    success = dict(_success(route))
+    for each in route.dependencies:
+        documenter = _DOCUMENTED.get(each.dependency) if each.dependency else None
+        if documenter is not None:
+            for status, answer in documenter(route).items():
+                if status == 200:
+                    success.update(answer)
+                else:
+                    found[status] = answer
+    if success:
+        found[200] = success
+    return found
+
+
+def _success(route: APIRoute) -> dict[str, Any]:
+    """The success answer, when FastAPI's own is not what the route sends."""
+    kind = route.response_class
+    if isinstance(kind, type) and issubclass(kind, EventStream):
+        return {
+            "description": "Server-Sent Events",
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
+        }
+    return {}
+
+
+def documented(status: int, error: str, **extra: Any) -> Documenter:
+    """What a guard that answers `status` with an error body documents."""
+
+    def answers(route: APIRoute) -> dict[int, dict[str, Any]]:
+        return {status: {"error": error, **extra}}
+
+    return answers

@@ -1,0 +1,256 @@
+"""OpenAI-compatible routes, so existing OpenAI clients work unchanged: `/models`,
+`/completions` and `/chat/completions` (streamed or not) for a text generator, and
+`/embeddings` for an embedder. Errors under the prefix take OpenAI's shape."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from endpointgen.runtime import http
+from endpointgen.runtime.tasks import (
+    MAX_CHARS,
+    MAX_ITEMS,
+    MAX_TOKENS,
+    GenerateRequest,
+    Model,
+    check_texts,
+)
+
+__all__ = [
+    "ERRORS",
+    "STREAMED",
+    "ChatRequest",
+    "CompletionRequest",
+    "EmbeddingRequest",
+    "chat",
+    "completions",
+    "embeddings",
+    "models",
+]
+
+LENIENT = ConfigDict(strict=True)  # unknown OpenAI options are ignored
+CHAT_DEFAULT_TOKENS = 256
+
+
+class CompletionRequest(BaseModel):
+    model_config = LENIENT
+
+    model: str | None = None
+    prompt: str | list[str]
+    max_tokens: int = Field(default=16, ge=1)
+    temperature: float = Field(default=1.0, ge=0, le=2)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    n: int = Field(default=1, ge=1, le=1, description="one choice per request")
+    stream: bool = False
+    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    def turn(self) -> dict[str, str]:
+        text = self.content or ""
+        if isinstance(self.content, list):  # [{"type": "text", "text": ...}, ...]
+            text = "".join(str(part.get("text", "")) for part in self.content)
+        return {"role": self.role, "content": str(text)}
+
+
+class ChatRequest(BaseModel):
+    model_config = LENIENT
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0, le=2)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    n: int = Field(default=1, ge=1, le=1, description="one choice per request")
+    stream: bool = False
+    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = LENIENT
+
+    model: str | None = None
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    error: OpenAIError
+
+
+def error(status: int, message: str) -> JSONResponse:
+    """OpenAI's error body, so its clients raise their own exception types."""
+    kinds = {401: "invalid_api_key", 404: "not_found", 429: "rate_limit_exceeded"}
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    body = {"message": message, "type": kind, "param": None, "code": kinds.get(status)}
+    return JSONResponse({"error": body}, status)
+
+
+ERRORS = http.ErrorFormat(error, OpenAIErrorBody)
+# A completions route answers JSON, or Server-Sent Events when the body says `stream`.
+STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {"schema": http.SSE_EVENT}}},
+}
+
+
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    counts = {"prompt_tokens": prompt, "completion_tokens": completion}
+    return {**counts, "total_tokens": prompt + completion}
+
+
+def packed(vector: list[float]) -> str:
+    """Little-endian float32, base64: OpenAI's compact embedding encoding."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def finish(reason: str) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+def models(model: Model, owner: str) -> dict[str, Any]:
+    listed = {"id": model.name, "object": "model", "created": 0, "owned_by": owner}
+    return {"object": "list", "data": [listed]}
+
+
+async def _request_for(
+    model: Model, prompt: str, body: Any, max_tokens: int, limit: int, max_chars: int
+) -> GenerateRequest:
+    """The generation an OpenAI request asks for, within the route's limits."""
+    request = GenerateRequest(
+        prompt=prompt or " ",
+        max_tokens=max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=body.stop,
+    )
+    return await model.checked(request, limit, max_chars)
+
+
+async def completions(
+    model: Model,
+    body: CompletionRequest,
+    request: Request,
+    max_tokens: int = MAX_TOKENS,
+    max_chars: int = MAX_CHARS,
+) -> Any:
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise http.reject("prompt", "send one prompt per request")
+    generate = await _request_for(model, prompts[0], body, body.max_tokens, max_tokens, max_chars)
+    made = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time())}
+    made |= {"model": model.name, "object": "text_completion"}
+    if body.stream:
+        chunks = _completion_chunks(model, generate, http.request_id(request), made)
+        return http.EventStream(chunks)
+    result = await model.in_thread("generate", generate)
+    choice = {"index": 0, "text": result["text"], "logprobs": None}
+    choice["finish_reason"] = finish(result["finish_reason"])
+    totals = usage(result["prompt_tokens"], result["tokens_generated"])
+    return {**made, "choices": [choice], "usage": totals}
+
+
+async def chat(
+    model: Model,
+    body: ChatRequest,
+    request: Request,
+    max_tokens: int = MAX_TOKENS,
+    max_chars: int = MAX_CHARS,
+) -> Any:
+    prompt = await model.in_thread("chat_prompt", [m.turn() for m in body.messages])
+    wanted = body.max_completion_tokens or body.max_tokens
+    if wanted is None:  # OpenAI's "as much as fits"; here, up to a modest default
+        room = await model.in_thread("context_left", prompt) or CHAT_DEFAULT_TOKENS
+        wanted = max(1, min(CHAT_DEFAULT_TOKENS, max_tokens, room))
+    generate = await _request_for(model, prompt, body, wanted, max_tokens, max_chars)
+    made: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
+    made["model"] = model.name
+    if body.stream:
+        chunks = _chat_chunks(model, generate, http.request_id(request), made)
+        return http.EventStream(chunks)
+    result = await model.in_thread("generate", generate)
+    message = {"role": "assistant", "content": result["text"]}
+    choice = {"index": 0, "message": message, "finish_reason": finish(result["finish_reason"])}
+    totals = usage(result["prompt_tokens"], result["tokens_generated"])
+    return {**made, "object": "chat.completion", "choices": [choice], "usage": totals}
+
+
+async def embeddings(
+    model: Model,
+    body: EmbeddingRequest,
+    max_items: int = MAX_ITEMS,
+    max_chars: int = MAX_CHARS,
+) -> dict[str, Any]:
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts:
+        raise http.reject("input", "send at least one text")
+    check_texts("input", texts, max_items, max_chars)
+    vectors: list[Any] = await model.run(texts)
+    tokens = await model.in_thread("count_tokens", texts)
+    if body.encoding_format == "base64":  # what OpenAI's Python client asks for
+        vectors = [packed(vector) for vector in vectors]
+    data = [
+        {"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(vectors)
+    ]
+    totals = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return {"object": "list", "data": data, "model": model.name, "usage": totals}
+
+
+def _chunk(made: dict[str, Any], **choice: Any) -> str:
+    """One streamed chunk, as OpenAI's `data: {...}` event."""
+    return http.sse(None, {**made, "choices": [{"index": 0, **choice}]})
+
+
+STREAM_FAILED = {"error": {"message": "generation failed", "type": "server_error"}}
+
+
+async def _completion_chunks(
+    model: Model, body: GenerateRequest, rid: str, made: dict[str, Any]
+) -> AsyncIterator[str]:
+    async for kind, value in model.generation(body, rid):
+        if kind == "token":
+            yield _chunk(made, text=value, logprobs=None, finish_reason=None)
+        elif kind == "done":
+            reason = finish(value["finish_reason"])
+            yield _chunk(made, text="", logprobs=None, finish_reason=reason)
+        else:
+            yield f"data: {json.dumps(STREAM_FAILED)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+async def _chat_chunks(
+    model: Model, body: GenerateRequest, rid: str, made: dict[str, Any]
+) -> AsyncIterator[str]:
+    made = {**made, "object": "chat.completion.chunk"}
+    yield _chunk(made, delta={"role": "assistant", "content": ""}, finish_reason=None)
+    async for kind, value in model.generation(body, rid):
+        if kind == "token":
+            yield _chunk(made, delta={"content": value}, finish_reason=None)
+        elif kind == "done":
+            yield _chunk(made, delta={}, finish_reason=finish(value["finish_reason"]))
+        else:
+            yield f"data: {json.dumps(STREAM_FAILED)}\n\n"
+    yield "data: [DONE]\n\n"

@@ -1,0 +1,358 @@
+"""Model tasks: the model loaded once, and what each model route does with it.
+
+A built module makes one `Model` per model its spec names, loads it in `@modal.enter`
+(or once under `endpointgen serve`), and its routes call `generate`, `stream`,
+`classify`, `embed` and `health`. Requests are checked against the route's limits
+(`max_tokens`, `max_chars`, `max_items`) with a 422 before any model work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, model_validator
+from starlette.exceptions import HTTPException
+
+from endpointgen.runtime import http
+from endpointgen.runtime.batching import Batcher
+
+__all__ = [
+    "Batching",
+    "Classification",
+    "ClassifyRequest",
+    "EmbedRequest",
+    "EmbedResponse",
+    "GenerateRequest",
+    "GenerateResponse",
+    "Loader",
+    "Model",
+]
+
+Task = Literal["text-generation", "text-classification", "embeddings", "image-classification"]
+MAX_TOKENS = 1024
+MAX_CHARS = 20_000
+MAX_ITEMS = 128
+
+
+class GenerateRequest(BaseModel):
+    model_config = http.STRICT
+
+    prompt: str = Field(min_length=1)
+    max_tokens: int = Field(default=64, ge=1, description="new tokens at most")
+    temperature: float = Field(default=1.0, ge=0, le=2, description="< 0.01 is greedy")
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    stop: str | list[str] | None = Field(default=None, description="stop before these")
+
+    def stop_list(self) -> list[str]:
+        stop = [self.stop] if isinstance(self.stop, str) else self.stop or []
+        return [s for s in stop if s]
+
+
+class GenerateResponse(BaseModel):
+    text: str
+    tokens_generated: int
+    finish_reason: str = Field(description="stop, length or cancelled")
+
+
+class ClassifyRequest(BaseModel):
+    model_config = http.STRICT
+
+    text: str | None = Field(default=None, min_length=1)
+    texts: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("send either `text` or `texts`")
+        return self
+
+
+class Classification(BaseModel):
+    label: str
+    score: float
+
+
+class EmbedRequest(BaseModel):
+    model_config = http.STRICT
+
+    texts: list[str] = Field(min_length=1)
+
+
+class EmbedResponse(BaseModel):
+    embeddings: list[list[float]]
+    dim: int
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int
+    wait_ms: int
+
+
+@dataclass(frozen=True)
+class Loader:
+    """The spec's own loader, `file.py:function`: given where the model is, any object."""
+
+    file: Path
+    function: str
+    shown: str  # as the spec wrote the file, for messages
+
+    def __call__(self, source: str) -> Any:
+        from endpointgen.runtime import handlers
+
+        return handlers.load(self.file, self.function, self.shown)(source)
+
+
+def check_texts(field: str, texts: list[str], max_items: int, max_chars: int) -> None:
+    if len(texts) > max_items:
+        raise http.reject(field, f"at most {max_items} texts per request")
+    for text in texts:
+        if len(text) > max_chars:
+            raise http.reject(field, f"texts may be at most {max_chars} characters")
+
+
+ENGINE_METHODS = frozenset(
+    {"__call__", "generate", "context_problem", "context_left", "chat_prompt", "count_tokens"}
+)
+
+
+class Model:
+    """One model: how to load it, then the loaded engine, or why it is not there.
+
+    `status` is "loading", "ready" or "failed"; routes behind `ready` answer 503 until it
+    is "ready", and `health` says which.
+    """
+
+    def __init__(
+        self,
+        id: str,
+        task: Task,
+        *,
+        revision: str | None = None,
+        dtype: str = "auto",
+        path: Path | None = None,
+        batching: Batching | None = None,
+        loader: Loader | None = None,
+    ) -> None:
+        self.id = id
+        self.task = task
+        self.revision = revision
+        self.dtype = dtype
+        self.path = path  # a local model directory (shipped into the image), else the Hub
+        self.batching = batching
+        self.loader = loader
+        self.status = "loading"
+        self.error: str | None = None
+        self.engine: Any = None
+        self.batcher: Batcher | None = None
+        self.ready = http.documents(self._guard(), NOT_READY)
+
+    @property
+    def name(self) -> str:
+        """The model's name for clients: the repo id, or a local directory's name."""
+        return self.id if self.path is None else self.id.rstrip("/").rsplit("/", 1)[-1]
+
+    def load(self) -> Self:
+        """Load the weights, once; a failure is kept (and logged), not raised."""
+        from endpointgen.runtime.engines import ENGINES
+
+        started = time.perf_counter()
+        source = str(self.path) if self.path is not None else self.id
+        http.log.info("loading model %s (%s)", self.id, self.task)
+        try:
+            if self.loader is not None:
+                engine = self.loader(source)
+            else:
+                engine = ENGINES[self.task](source, self.revision, self.dtype)
+        except Exception as exc:
+            self.status = "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            http.log.error("model failed to load: %s", self.error)
+            return self
+        self.serve(engine)
+        http.log.info("model ready in %.1fs", time.perf_counter() - started)
+        return self
+
+    def serve(self, engine: Any) -> None:
+        """Answer with `engine` from now on (a loaded one, or a remote model class)."""
+        self.engine = engine
+        if self.batching is not None:
+            size, wait = self.batching.max_batch_size, self.batching.wait_ms
+            self.batcher = Batcher(engine, size, wait)
+        self.status = "ready"
+
+    def _guard(self) -> Callable[[], Any]:
+        async def model_ready() -> None:
+            if self.status != "ready":
+                raise HTTPException(503, f"model is not ready ({self.status})")
+
+        return model_ready
+
+    def health(self) -> JSONResponse:
+        if self.status != "ready":
+            body = {"status": self.status, "error": self.error, "model": self.id}
+            return JSONResponse(body, 503)
+        return JSONResponse({"status": "ok", "model": self.id, "task": self.task})
+
+    async def in_thread(self, method: str, *args: Any) -> Any:
+        """An engine call off the event loop (engines block: torch, or a remote call)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, getattr(self.engine, method), *args)
+
+    async def run(self, items: list[Any]) -> list[Any]:
+        """The engine on `items`, batched with other requests' when the spec says so."""
+        if self.batcher is not None:
+            return await self.batcher(items)
+        result: list[Any] = await self.in_thread("__call__", items)
+        return result
+
+    # --- Text generation ---
+
+    async def checked(
+        self, body: GenerateRequest, max_tokens: int = MAX_TOKENS, max_chars: int = MAX_CHARS
+    ) -> GenerateRequest:
+        if body.max_tokens > max_tokens:
+            raise http.reject("max_tokens", f"must be at most {max_tokens}")
+        if len(body.prompt) > max_chars:
+            raise http.reject("prompt", f"must be at most {max_chars} characters")
+        problem = await self.in_thread("context_problem", body)
+        if problem:
+            raise http.reject("prompt", problem)
+        return body
+
+    async def generate(
+        self, body: GenerateRequest, max_tokens: int = MAX_TOKENS, max_chars: int = MAX_CHARS
+    ) -> GenerateResponse:
+        request = await self.checked(body, max_tokens, max_chars)
+        return GenerateResponse(**await self.in_thread("generate", request))
+
+    async def stream(
+        self,
+        body: GenerateRequest,
+        request: Request,
+        max_tokens: int = MAX_TOKENS,
+        max_chars: int = MAX_CHARS,
+    ) -> http.EventStream:
+        """Server-Sent Events: `token` events as text arrives, then `done` with the totals."""
+        checked = await self.checked(body, max_tokens, max_chars)
+        return http.EventStream(self._events(checked, http.request_id(request)))
+
+    async def _events(self, body: GenerateRequest, request_id: str) -> AsyncIterator[str]:
+        async for kind, value in self.generation(body, request_id):
+            if kind == "token":
+                yield http.sse("token", {"text": value})
+            elif kind == "done":
+                yield http.sse("done", value)
+            else:
+                yield http.sse("error", http.error_body(request_id, "generation failed"))
+
+    async def generation(
+        self, body: GenerateRequest, request_id: str
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """("token", text) pairs as text arrives, then ("done", totals) or ("error", None).
+
+        When the client goes away the generator is closed, which stops the generation.
+        """
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        cancelled = threading.Event()
+        engine = self.engine
+
+        def on_text(piece: str) -> None:
+            loop.call_soon_threadsafe(pieces.put_nowait, ("token", piece))
+
+        def work() -> None:
+            try:
+                result = engine.generate(body, on_text, cancelled)
+            except Exception as exc:
+                http.log.error("request %s: generation failed: %s", request_id, exc)
+                loop.call_soon_threadsafe(pieces.put_nowait, ("error", None))
+            else:
+                if result["finish_reason"] == "cancelled":
+                    http.log.info(
+                        "request %s: client went away; generation stopped after %d tokens",
+                        request_id,
+                        result["tokens_generated"],
+                    )
+                loop.call_soon_threadsafe(pieces.put_nowait, ("done", result))
+
+        worker = loop.run_in_executor(None, work)
+        try:
+            while True:
+                kind, value = await pieces.get()
+                yield kind, value
+                if kind != "token":
+                    break
+        finally:
+            cancelled.set()  # the generation stops at its next token
+            del worker
+
+    # --- Classification and embeddings ---
+
+    async def classify(
+        self, body: ClassifyRequest, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS
+    ) -> Classification | list[Classification]:
+        texts = body.texts if body.texts is not None else [body.text or ""]
+        check_texts("texts" if body.texts is not None else "text", texts, max_items, max_chars)
+        results = [Classification(**r) for r in await self.run(texts)]
+        return results if body.texts is not None else results[0]
+
+    async def embed(
+        self, body: EmbedRequest, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS
+    ) -> EmbedResponse:
+        check_texts("texts", body.texts, max_items, max_chars)
+        vectors = await self.run(body.texts)
+        return EmbedResponse(embeddings=vectors, dim=len(vectors[0]))
+
+    async def classify_image(self, content: bytes) -> dict[str, Any]:
+        from endpointgen.runtime.engines import open_image
+
+        (result,) = await self.run([open_image(content)])
+        return dict(result)
+
+    # --- Inside a model's own Modal class, called by the web tier (`models:`) ---
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Run one engine method in this container."""
+        if method not in ENGINE_METHODS:
+            raise ValueError(f"no engine method {method!r}")
+        if self.status != "ready":
+            raise RuntimeError(f"model is not ready ({self.status}): {self.error}")
+        return getattr(self.engine, method)(*args)
+
+    def tokens(self, request: GenerateRequest) -> Iterator[tuple[str, Any]]:
+        """("token", text) pairs as a generation goes, then ("done", totals)."""
+        pieces: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+
+        def work() -> None:
+            try:
+                result = self.call("generate", request, on_text)
+            except Exception as exc:
+                pieces.put(("error", f"{type(exc).__name__}: {exc}"))
+            else:
+                pieces.put(("done", result))
+
+        def on_text(piece: str) -> None:
+            pieces.put(("token", piece))
+
+        threading.Thread(target=work, daemon=True).start()
+        while True:
+            kind, value = pieces.get()
+            if kind == "error":
+                raise RuntimeError(value)
+            yield kind, value
+            if kind == "done":
+                return
+
+
+NOT_READY = http.documented(503, "The model is loading, or failed to load")
