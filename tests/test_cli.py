@@ -163,3 +163,33 @@ def test_validate_and_build_do_not_import_heavy_modules() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_bug_of_ours_is_one_line_and_a_report_file(tmp_path: Path) -> None:
+    """An unexpected error in any command: no traceback on screen, one line that says it
+    is a bug and where the details are kept for the report."""
+    code = (
+        "import sys\n"
+        "from endpointgen import cli\n"
+        "from endpointgen.compiler import pipeline\n"
+        "def broken(*args, **kwargs):\n"
+        "    raise KeyError('routes')\n"
+        "pipeline.validate = broken\n"
+        "sys.argv = ['endpointgen', 'validate', sys.argv[1]]\n"
+        "cli.main()\n"
+    )
+    spec = SPECS / "hello.yaml"
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(spec)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        timeout=120,
+    )
+    assert result.returncode == 70
+    assert "Traceback" not in result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("endpointgen: internal error (KeyError: 'routes'); this is a bug")
+    (report,) = tmp_path.glob("endpointgen-crash-*.txt")
+    assert line.endswith(str(report))
+    assert "Traceback" in report.read_text() and "def broken" not in line

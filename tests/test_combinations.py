@@ -4,7 +4,8 @@ Hypothesis draws feature combinations: no model, one model of each task (with an
 a custom loader), several models; every route action; every auth mode; every rate-limit
 storage and key; CORS; batching; environments. For each draw the spec is validated, and
 then either refused with positioned one-line problems, or built, and the module:
-- has no undefined or unused names (ruff's F rules, over all the draws at once);
+- has no undefined or unused names (ruff's F rules, over all the draws at once), and is
+  as `ruff format` writes it;
 - imports with the real `modal` SDK;
 - makes its FastAPI app, whose /openapi.json documents every route the spec names.
 """
@@ -232,3 +233,65 @@ def test_every_spec_that_validates_gives_an_app_that_starts(
         cwd=tmp_path,
     )
     assert found.returncode == 0, found.stdout
+    formatted = subprocess.run(
+        [RUFF, "format", "--isolated", "--check", "--no-cache", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
+def test_a_loader_behind_handler_and_respond_routes_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once `openapi` and `serve` died on this spec with a NameError: a text-generation
+    model from a custom loader, behind only handler and respond routes."""
+    from typer.testing import CliRunner
+
+    from endpointgen.cli import app
+
+    (tmp_path / "h.py").write_text(HANDLERS)
+    (tmp_path / "load.py").write_text(LOADER)
+    spec = {
+        "name": "loaded",
+        "model": {"id": "org/model", "task": "text-generation", "loader": "load.py:load"},
+        "auth": {"mode": "bearer", "secret": "loaded-keys"},
+        "routes": [
+            {"path": "/run", "method": "POST", "action": "handler", "handler": "h.py:run"}
+            | {"request": {"a": "int"}},
+            {"path": "/hi", "action": "respond", "response": "hi"},
+        ],
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("API_KEYS", "k")
+    result = CliRunner().invoke(app, ["openapi", str(path)])
+    assert result.exit_code == 0, result.output
+    assert {"/run", "/hi"} <= set(yaml.safe_load(result.stdout)["paths"])
+    built = pipeline.build(path, tmp_path / "out")
+    built.path.parent.mkdir()
+    built.path.write_text(built.source)
+    module = import_file(built.path)
+    from fastapi.testclient import TestClient
+
+    with TestClient(load_app(module, say=lambda _: None)) as client:
+        answer = client.post("/run", headers={"Authorization": "Bearer k"}, json={"a": 1})
+    assert answer.status_code == 200 and answer.json() == {"got": ["a"]}
+
+
+def test_a_loader_behind_an_openai_route_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """Once this spec built, then failed at model load with a NameError; now `validate`
+    refuses it, where it goes wrong, and says what to do instead."""
+    (tmp_path / "load.py").write_text(LOADER)
+    spec = {
+        "name": "loaded",
+        "model": {"id": "org/model", "task": "text-generation", "loader": "load.py:load"},
+        "auth": {"mode": "bearer", "secret": "loaded-keys"},
+        "routes": [{"path": "/v1", "action": "openai"}],
+    }
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    (problem,) = [str(p) for p in pipeline.validate(path)]
+    assert re.match(rf"{re.escape(str(path))}:\d+:\d+: routes\[0\]\.action: ", problem)
+    assert "call your model from a `handler` route, or drop `loader`" in problem

@@ -2,8 +2,8 @@
 
 Any string in a free-text field either fails validation cleanly (problems, SpecError)
 or builds a module with the same statements as a plain string would, holding that
-exact string. And `render.py()` writes literals that Python reads back and that
-`ruff format` leaves alone.
+exact string. And `pycode.literal()` writes literals that Python reads back, laid out as
+`ruff format` leaves them.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from endpointgen.compiler import pipeline
-from endpointgen.compiler.render import comment, py, string_literal
+from endpointgen.compiler.pycode import comment, flat, lines, literal, string_literal
 from endpointgen.errors import Problem, SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -482,7 +482,7 @@ def test_a_string_can_break_nothing_out() -> None:
         check_value(field, value)
 
 
-# --- render.py(): literals -----------------------------------------------------------
+# --- pycode.literal(): literals -----------------------------------------------------------
 
 JSON_LIKE = st.recursive(
     st.none()
@@ -521,17 +521,23 @@ TRICKY_VALUES: list[Any] = [
 ]
 
 
+def laid_out(value: Any, indent: int = 0) -> str:
+    """The literal as `pycode.lines` lays it out, without the assignment around it."""
+    text = "\n".join(lines(["X = ", literal(value)], indent))
+    return text.strip()[len("X = ") :]
+
+
 def test_py_reads_back_tricky_values() -> None:
     for value in TRICKY_VALUES:
-        assert ast.literal_eval(py(value)) == value
-        assert ast.literal_eval(py(value, 8)) == value
+        assert ast.literal_eval(flat(literal(value))) == value
+        assert ast.literal_eval(laid_out(value, 8)) == value
 
 
 @SETTINGS
 @given(JSON_LIKE)
 def test_py_reads_back(value: Any) -> None:
-    assert ast.literal_eval(py(value)) == value
-    assert ast.literal_eval(py(value, 4)) == value
+    assert ast.literal_eval(flat(literal(value))) == value
+    assert ast.literal_eval(laid_out(value, 4)) == value
 
 
 @settings(max_examples=200, deadline=None)
@@ -558,7 +564,7 @@ def _ruff_diff(path: Path) -> subprocess.CompletedProcess[str]:
     if RUFF is None:
         pytest.skip("ruff is not installed")
     return subprocess.run(
-        [str(RUFF), "format", "--diff", "--config", str(ROOT / "pyproject.toml"), path],
+        [str(RUFF), "format", "--diff", "--isolated", "--target-version", "py311", path],
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -567,7 +573,8 @@ def _ruff_diff(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_py_is_what_ruff_format_writes(tmp_path: Path) -> None:
-    """One file of `X = <py(v)>` lines, top level and indented, is ruff-formatted."""
+    """One file of `X = <literal(v)>` statements, top level and indented, is as ruff
+    formats it."""
     values: list[Any] = list(TRICKY_VALUES)
 
     @settings(max_examples=100, deadline=None)
@@ -576,11 +583,13 @@ def test_py_is_what_ruff_format_writes(tmp_path: Path) -> None:
         values.append(value)
 
     collect()
-    lines = []
+    source = []
     for i, value in enumerate(values):
-        lines.append(f"X{i} = {py(value)}\n")
-        lines.append(f"\n\nclass C{i}:\n    X = {py(value, 4)}\n\n\n")
+        statement = "\n".join(lines([f"X{i} = ", literal(value)]))
+        inner = "\n".join(lines(["X = ", literal(value)], 4))
+        source.append(f"{statement}\n")
+        source.append(f"\n\nclass C{i}:\n{inner}\n\n\n")
     path = tmp_path / "literals.py"
-    path.write_text("".join(lines).rstrip("\n") + "\n", encoding="utf-8")
+    path.write_text("".join(source).rstrip("\n") + "\n", encoding="utf-8")
     result = _ruff_diff(path)
     assert result.returncode == 0, result.stdout + result.stderr

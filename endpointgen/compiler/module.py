@@ -9,8 +9,8 @@ runtime it imports.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from endpointgen.compiler.pycode import (
     flat,
     lines,
     literal,
+    width,
 )
 
 RUNTIME_MODULES = (
@@ -108,22 +109,18 @@ class _Builder:
             out.append("from collections.abc import Iterator")
         typing = [n for n in ("Annotated", "Any", "Literal") if n in uses]
         if typing:
-            out.append(f"from typing import {', '.join(typing)}")
+            out += from_import("typing", typing)
         if out:
             out.append("")
         # One block: to the project that keeps this module, endpointgen is an installed
         # package like fastapi, modal and pydantic.
+        out += ["import modal", "from endpointgen import runtime"]
+        out += from_import("endpointgen.runtime", [m for m in RUNTIME_MODULES if m in uses])
         fastapi = [n for n in (*FASTAPI_NAMES, "UploadFile") if n in uses or n == "FastAPI"]
-        runtime = [m for m in RUNTIME_MODULES if m in uses]
-        out += [
-            "import modal",
-            "from endpointgen import runtime",
-            f"from endpointgen.runtime import {', '.join(runtime)}",
-            f"from fastapi import {', '.join(fastapi)}",
-        ]
+        out += from_import("fastapi", fastapi)
         pydantic = [n for n in ("BaseModel", "Field") if n in uses]
         if pydantic:
-            out.append(f"from pydantic import {', '.join(pydantic)}")
+            out += from_import("pydantic", pydantic)
         return out
 
     # --- the image and the app ---
@@ -390,6 +387,14 @@ class _Builder:
         return call("tasks.Model", model_id, literal(config["task"]), **options)
 
 
+def from_import(module: str, names: Sequence[str]) -> list[str]:
+    """`from module import a, b`: one line when it fits, else one name per line."""
+    line = f"from {module} import {', '.join(names)}"
+    if width(line) <= WIDTH:
+        return [line]
+    return [f"from {module} import (", *[f"    {name}," for name in names], ")"]
+
+
 def concurrent(max_inputs: int | None) -> list[str]:
     return [f"@modal.concurrent(max_inputs={max_inputs})"] if max_inputs else []
 
@@ -410,7 +415,7 @@ def toplevel(statements: list[list[str]]) -> str:
 def chain(name: str, base: Node, steps: list[Node]) -> list[str]:
     """`name = base.step().step()`: on one line when it fits, else as ruff chains it."""
     one = f"{name} = {flat(base)}" + "".join(flat(step) for step in steps)
-    if len(one) <= WIDTH and not re.search(r"\n", one):
+    if width(one) <= WIDTH:
         return [one]
     out = [f"{name} = (", *lines(base, 4)]
     for step in steps:

@@ -73,8 +73,6 @@ class Plan:
     auth: dict[str, Any]
     cors: dict[str, Any] | None
     routes: list[dict[str, Any]]
-    features: frozenset[str] = field(default_factory=frozenset)
-    actions: list[str] = field(default_factory=list)
     shipped_files: list[dict[str, str]] = field(default_factory=list)
     shipped_dirs: list[dict[str, str]] = field(default_factory=list)
     volumes: list[dict[str, str]] = field(default_factory=list)
@@ -83,17 +81,10 @@ class Plan:
     hf_cache_volume: str = HF_CACHE_VOLUME
     hf_cache_dir: str = HF_CACHE_DIR
 
-    def has(self, feature: str) -> bool:
-        return feature in self.features
-
     @property
     def web_packages(self) -> list[str]:
         """With several models, what the CPU web tier installs: all but the model stack."""
         return [p for p in self.packages if p not in MODEL_PACKAGES]
-
-    @property
-    def model_configs(self) -> dict[str, dict[str, Any]]:
-        return {m["name"]: m["config"] for m in self.models}
 
 
 def name_problems(spec: Spec, doc: Document) -> list[Problem]:
@@ -112,7 +103,6 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
     routes = [
         {**_route(spec, i, r), **shapes.route_extras(r, shipped)} for i, r in enumerate(spec.routes)
     ]
-    features = _features(spec, routes)
     model = None
     if spec.model is not None:
         model = model_config(spec.model, spec.batching, spec_path.parent, out, shipped)
@@ -139,7 +129,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         set(
             WEB_PACKAGES
             + (MODEL_PACKAGES if configs else ())
-            + tuple(EXTRA_PACKAGES[f] for f in sorted(features) if f in EXTRA_PACKAGES)
+            + tuple(_extra_packages(spec, routes))
             + tuple(spec.packages)
         )
     )
@@ -164,8 +154,6 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         auth=auth_settings(spec),
         cors=_cors(spec),
         routes=routes,
-        features=features,
-        actions=sorted({r["action"] for r in routes}),
         shipped_files=shipped.files,
         shipped_dirs=shipped.dirs,
         volumes=shapes.volumes(spec),
@@ -372,36 +360,8 @@ def _webhook(route: Route) -> dict[str, Any]:
     return rule
 
 
-def _features(spec: Spec, routes: list[dict[str, Any]]) -> frozenset[str]:
-    found = {str(r["action"]) for r in routes}
-    if any(r.get("stream") for r in routes):
-        found.add("stream")
-    if any(r["auth"] != "none" for r in routes):
-        found.add("auth")
-    for r in routes:
-        if r["rate_limit"]:
-            found |= {"rate_limit", r["rate_limit"]["storage"]}
-    if spec.cors:
-        found.add("cors")
-    if spec.auth.mode in ("jwt", "proxy"):
-        found.add(spec.auth.mode)
-    if spec.batching or any(m.batching for m in spec.models.values()):
-        found.add("batching")
-    for model in spec.all_models:
-        found |= {"model", model.task}
-        if model.loader:
-            found |= {"loader", "shipped"}
-    if spec.models:
-        found.add("multi")
-    if found & {"respond", "handler", "upload", "file"} or any(r["params"] for r in routes):
-        found.add("shaped")
-    if any("handler" in r for r in routes):
-        found.add("shipped")
-    if any(r.get("response_type") in ("stream", "sse") for r in routes):
-        found.add("streamed")
-    for route in spec.routes:
-        served = spec.model_for(route)
-        if route.action == "openai" and served is not None:
-            # The OpenAI routes reuse the generate (with streaming) or embed machinery.
-            found |= {"generate", "stream"} if served.task == "text-generation" else {"embed"}
-    return frozenset(found)
+def _extra_packages(spec: Spec, routes: list[dict[str, Any]]) -> list[str]:
+    """What the image installs besides fastapi, pydantic and the model stack."""
+    needs = {r["rate_limit"]["storage"] for r in routes if r["rate_limit"]}
+    needs |= {spec.auth.mode} | {m.task for m in spec.all_models}
+    return [EXTRA_PACKAGES[need] for need in sorted(needs) if need in EXTRA_PACKAGES]

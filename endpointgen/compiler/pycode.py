@@ -7,17 +7,17 @@ when it fits; else the last group split, its items on one indented line when the
 there (a collection's never are), else one item per line with a trailing comma, each
 laid out the same way.
 
-Every spec value enters through `literal`, which writes it with `render.string_literal`
-and the other Python literals: no spec string can become code.
+Every spec value enters through `literal` (strings through `string_literal`), and every
+name through `PythonIdentifier`: no spec string can become code.
 """
 
 from __future__ import annotations
 
+import keyword
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
-
-from endpointgen.compiler.render import PythonIdentifier, string_literal
 
 WIDTH = 88  # ruff's default: the modules stay as they are in a project with no settings
 INDENT = 4
@@ -68,11 +68,11 @@ def lines(node: Node, indent: int = 0, suffix: str = "") -> list[str]:
     """The statement `node` + `suffix`, as lines, starting at column `indent`."""
     pad = " " * indent
     text = pad + flat(node) + suffix
-    if len(text) <= WIDTH and not _must_split(node):
+    if width(text) <= WIDTH and not _must_split(node):
         return [text]
     found = _split_point(node)
     if found is None:
-        return [text]  # nothing to split: ruff leaves a long string as it is
+        return _parenthesized(node, indent, suffix) or [text]
     head, group, tail = found
     inner = " " * (indent + INDENT)
     out = [pad + head + group.open]
@@ -80,13 +80,34 @@ def lines(node: Node, indent: int = 0, suffix: str = "") -> list[str]:
     comma = "," if group.params and len(items) == 1 else ""
     hugged = inner + ", ".join(items) + comma
     exploded = group.always_split or (group.collection and len(items) > 1)
-    if len(hugged) <= WIDTH and not exploded and not any(map(_must_split, group.items)):
+    if width(hugged) <= WIDTH and not exploded and not any(map(_must_split, group.items)):
         out.append(hugged)
     else:
         for item in group.items:
             out += lines(item, indent + INDENT, ",")
     out.append(pad + group.close + tail + suffix)
     return out
+
+
+def width(text: str) -> int:
+    """Columns on screen, as ruff counts them: wide characters two, combining marks none."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+def _parenthesized(node: Node, indent: int, suffix: str) -> list[str] | None:
+    """`X = (` / the value / `)`: how ruff fits a statement's long value with no brackets
+    of its own (a long string); None when it does not fit that way either."""
+    if suffix or not isinstance(node, list) or len(node) != 2 or not isinstance(node[0], str):
+        return None
+    head, value = node[0], flat(node[1])
+    inner = " " * (indent + INDENT) + value
+    if not head.endswith((" = ", "return ")) or width(inner) > WIDTH:
+        return None
+    pad = " " * indent
+    return [pad + head + "(", inner, pad + ")"]
 
 
 def _must_split(node: Node) -> bool:
@@ -137,3 +158,50 @@ def block(statements: list[list[str]], blank: int = 0) -> str:
     """Statements (each a list of lines), with `blank` empty lines between them."""
     gap = "\n" * (blank + 1)
     return gap.join("\n".join(statement) for statement in statements)
+
+
+def string_literal(text: str) -> str:
+    """A one-line string literal, quoted as ruff prefers (double, unless that adds escapes)."""
+    quote = "'" if text.count('"') > text.count("'") else '"'
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == quote:
+            out.append("\\" + quote)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif _printable(ch):
+            out.append(ch)
+        elif ord(ch) < 0x100:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) < 0x10000:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return quote + "".join(out) + quote
+
+
+def _printable(ch: str) -> bool:
+    # Letters, marks, numbers, punctuation, symbols and the plain space; everything else
+    # (controls, separators, surrogates, unassigned) is escaped so the file stays one
+    # statement per line and shows what it holds.
+    return ch == " " or unicodedata.category(ch)[0] in "LMNPS"
+
+
+def comment(text: str) -> str:
+    """Text safe to place after `#`: one line, printable."""
+    return "".join(ch if _printable(ch) else "?" for ch in text)
+
+
+class PythonIdentifier(str):
+    """A name checked to be a valid, non-keyword Python identifier."""
+
+    def __new__(cls, value: str) -> PythonIdentifier:
+        if not value.isidentifier() or keyword.iskeyword(value) or not value.isascii():
+            raise ValueError(f"{value!r} is not a usable Python name")
+        return super().__new__(cls, value)

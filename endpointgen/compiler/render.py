@@ -1,21 +1,18 @@
-"""Jinja environment and the one filter through which spec values become Python source."""
+"""The Jinja environment; the template places what `module.py` computed."""
 
 from __future__ import annotations
 
-import keyword
-import math
 import os
-import unicodedata
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import jinja2
 
+from endpointgen.compiler.pycode import PythonIdentifier, comment
+
 if TYPE_CHECKING:
     from endpointgen.compiler.plan import Plan
-
-_INDENT = "    "
 
 
 def templates_dir() -> Path:
@@ -23,89 +20,6 @@ def templates_dir() -> Path:
     package = Path(__file__).parent.parent  # endpointgen/, this module is endpointgen/compiler/
     packaged = package / "templates"
     return packaged if packaged.is_dir() else package.parent / "templates"
-
-
-def py(value: Any, indent: int = 0) -> str:
-    """A Python literal for `value`, shaped as `ruff format` leaves it.
-
-    Non-empty containers are always written one item per line with a trailing comma,
-    so the layout never depends on how long a value is. `indent` is the column of the
-    line the literal starts on.
-    """
-    pad = " " * indent
-    inner = pad + _INDENT
-    if value is None or isinstance(value, bool):
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"cannot write {value!r} as a literal")
-        return repr(value).replace("e+", "e")  # ruff writes 1e16, not 1e+16
-    if isinstance(value, str):
-        return string_literal(value)
-    if isinstance(value, list | tuple):
-        if not value:
-            return "[]"
-        items = "".join(f"{inner}{py(v, indent + 4)},\n" for v in value)
-        return f"[\n{items}{pad}]"
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        if not all(isinstance(k, str) for k in value):
-            raise TypeError("only string keys can be written")
-        items = "".join(
-            f"{inner}{string_literal(k)}: {py(v, indent + 4)},\n" for k, v in value.items()
-        )
-        return f"{{\n{items}{pad}}}"
-    raise TypeError(f"cannot write a {type(value).__name__} as a literal")
-
-
-def string_literal(text: str) -> str:
-    """A one-line string literal, quoted as ruff prefers (double, unless that adds escapes)."""
-    quote = "'" if text.count('"') > text.count("'") else '"'
-    out = []
-    for ch in text:
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == quote:
-            out.append("\\" + quote)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif _printable(ch):
-            out.append(ch)
-        elif ord(ch) < 0x100:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return quote + "".join(out) + quote
-
-
-def _printable(ch: str) -> bool:
-    # Letters, marks, numbers, punctuation, symbols and the plain space; everything else
-    # (controls, separators, surrogates, unassigned) is escaped so the file stays one
-    # statement per line and shows what it holds.
-    return ch == " " or unicodedata.category(ch)[0] in "LMNPS"
-
-
-def comment(text: str) -> str:
-    """Text safe to place after `#`: one line, printable."""
-    return "".join(ch if _printable(ch) else "?" for ch in text)
-
-
-class PythonIdentifier(str):
-    """A name checked to be a valid, non-keyword Python identifier."""
-
-    def __new__(cls, value: str) -> PythonIdentifier:
-        if not value.isidentifier() or keyword.iskeyword(value) or not value.isascii():
-            raise ValueError(f"{value!r} is not a usable Python name")
-        return super().__new__(cls, value)
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
@@ -131,7 +45,6 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters["py"] = py
     env.filters["comment"] = comment
     env.filters["identifier"] = PythonIdentifier
     return env
