@@ -324,7 +324,7 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
     return out
 
 
-SINGLE_MODEL = "model"  # the one model of a spec with `model:`, in ROUTES
+SINGLE_MODEL = "model"  # the name of the one model of a spec with `model:`
 
 
 def model_of(spec: Spec, route: Route) -> str | None:

@@ -50,8 +50,11 @@ G = TypeVar("G")
 STRICT = ConfigDict(extra="forbid", strict=True)
 DEFAULT_MAX_BYTES = 1024 * 1024  # a route's body limit unless it sets max_bytes
 NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
-EXPOSED = ["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"]
-EXPOSED.append("X-Request-ID")
+# Headers a browser lets a cross-origin caller read.
+EXPOSED = [
+    *("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"),
+    "X-Request-ID",
+]
 
 
 class ErrorBody(BaseModel):
@@ -103,7 +106,7 @@ class BodyTooLarge(HTTPException):
 class ErrorFormat:
     """Errors in another shape than ErrorBody (OpenAI's): how to write one, its schema."""
 
-    write: Callable[[int, str], JSONResponse]
+    write: Callable[[int, str, str | None], JSONResponse]  # status, message, param
     schema: type[BaseModel]
 
 
@@ -123,8 +126,13 @@ class Settings:
     def answer(self, path: str, status: int, body: dict[str, Any], headers: Any = None) -> Any:
         special = self.error_format(path)
         if special is not None:
-            # OpenAI answers a malformed request with 400, and its clients expect that.
-            response = special.write(400 if status == 422 else status, str(body["error"]))
+            # OpenAI answers a malformed request with 400, and its clients expect that; its
+            # message says what is wrong, and `param` where.
+            message, param = str(body["error"]), None
+            if body.get("detail"):
+                first = body["detail"][0]
+                message, param = str(first["msg"]), str(first["loc"][-1])
+            response = special.write(400 if status == 422 else status, message, param)
             response.headers.update(headers or {})
             return response
         return JSONResponse(body, status, headers=headers)

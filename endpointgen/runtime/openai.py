@@ -42,18 +42,23 @@ LENIENT = ConfigDict(strict=True)  # unknown OpenAI options are ignored
 CHAT_DEFAULT_TOKENS = 256
 
 
-class CompletionRequest(BaseModel):
+class Sampling(BaseModel):
+    """What completions and chat completions share: the model, and how to sample."""
+
     model_config = LENIENT
 
     model: str | None = None
-    prompt: str | list[str]
-    max_tokens: int = Field(default=16, ge=1)
     temperature: float = Field(default=1.0, ge=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=1, description="one choice per request")
     stream: bool = False
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+
+
+class CompletionRequest(Sampling):
+    prompt: str | list[str]
+    max_tokens: int = Field(default=16, ge=1)
 
 
 class ChatMessage(BaseModel):
@@ -67,19 +72,10 @@ class ChatMessage(BaseModel):
         return {"role": self.role, "content": str(text)}
 
 
-class ChatRequest(BaseModel):
-    model_config = LENIENT
-
-    model: str | None = None
+class ChatRequest(Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float = Field(default=1.0, ge=0, le=2)
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    n: int = Field(default=1, ge=1, le=1, description="one choice per request")
-    stream: bool = False
-    stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
 
 
 class EmbeddingRequest(BaseModel):
@@ -101,11 +97,11 @@ class OpenAIErrorBody(BaseModel):
     error: OpenAIError
 
 
-def error(status: int, message: str) -> JSONResponse:
+def error(status: int, message: str, param: str | None = None) -> JSONResponse:
     """OpenAI's error body, so its clients raise their own exception types."""
     kinds = {401: "invalid_api_key", 404: "not_found", 429: "rate_limit_exceeded"}
     kind = "server_error" if status >= 500 else "invalid_request_error"
-    body = {"message": message, "type": kind, "param": None, "code": kinds.get(status)}
+    body = {"message": message, "type": kind, "param": param, "code": kinds.get(status)}
     return JSONResponse({"error": body}, status)
 
 
@@ -136,7 +132,7 @@ def models(model: Model, owner: str) -> dict[str, Any]:
 
 
 async def _request_for(
-    model: Model, prompt: str, body: Any, max_tokens: int, limit: int, max_chars: int
+    model: Model, prompt: str, body: Sampling, max_tokens: int, limit: int, max_chars: int
 ) -> GenerateRequest:
     """The generation an OpenAI request asks for, within the route's limits."""
     request = GenerateRequest(
