@@ -167,3 +167,38 @@ def test_rates_read_as_the_spec_writes_them() -> None:
     assert limits.parse("60/minute") == (60, 60)
     assert limits.parse("5 / seconds") == (5, 1)
     assert limits.parse("1000/day") == (1000, 86_400)
+
+
+def failing_model(tmp_path: Path) -> tasks.Model:
+    loader = tmp_path / "load.py"
+    missing = tmp_path / "weights" / "model.safetensors"
+    loader.write_text(f"def load(where):\n    raise OSError('cannot read {missing}')\n")
+    return tasks.Model("org/m", "embeddings", loader=tasks.Loader(loader, "load", "load.py"))
+
+
+def test_a_failed_load_is_a_short_503_here_and_raised_in_a_modal_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = failing_model(tmp_path).load()
+    assert model.status == "failed"
+    web = http.app("failing")
+
+    @web.get("/health")
+    async def health() -> http.JSONResponse:
+        return model.health()
+
+    answer = TestClient(web).get("/health")
+    assert answer.status_code == 503
+    assert answer.json() == {
+        "status": "failed",
+        "error": "OSError: cannot read model.safetensors",
+        "model": "org/m",
+    }
+    assert str(tmp_path) in caplog.text and "Traceback" in caplog.text  # the log has it all
+    # In a Modal container the failure propagates out of @modal.enter: Modal replaces
+    # the container instead of keeping a broken one warm.
+    import modal
+
+    monkeypatch.setattr(modal, "is_local", lambda: False)
+    with pytest.raises(OSError, match="cannot read"):
+        failing_model(tmp_path).load()

@@ -258,13 +258,7 @@ class _Builder:
     def modal(self) -> str:
         plan, scope = self.plan, self.scope
         out: list[list[str]] = []
-        secrets: Node | None = None
-        if plan.secrets:
-            names: list[Node] = [call("modal.Secret.from_name", literal(s)) for s in plan.secrets]
-            secrets = collection("[", names, "]")
-            if plan.models:  # shared by the web tier and every model class
-                out.append(lines(["secrets = ", secrets]))
-                secrets = "secrets"
+        secrets = self.secrets(plan.secrets)
         volumes: dict[str, Node] = {
             v["mount"]: call("modal.Volume.from_name", literal(v["name"])) for v in plan.volumes
         }
@@ -275,7 +269,7 @@ class _Builder:
             out.append(
                 [
                     *lines(["@", call("app.cls", **options)]),
-                    *concurrent(plan.max_inputs),
+                    *concurrent(plan),
                     "class Server:",
                     "    @modal.enter()",
                     "    def load(self) -> None:",
@@ -291,7 +285,7 @@ class _Builder:
         for m in plan.models:
             out.append(lines([f"{scope.models[m['name']]} = ", self.model(m["config"])]))
         for m in plan.models:
-            out.append(self.model_class(m, secrets))
+            out.append(self.model_class(m, self.secrets(plan.model_secrets)))
             served.append(call("remote.serve", scope.models[m["name"]], m["class_name"]))
         if plan.models:
             scope.use("remote")
@@ -301,13 +295,24 @@ class _Builder:
         out.append(
             [
                 *lines(["@", call("app.function", **options)]),
-                *concurrent(plan.max_inputs),
+                *concurrent(plan),
                 f"@modal.asgi_app({proxy})",
                 "def web() -> FastAPI:",
                 *lines(["return ", call("create_app", *served)], 4),
             ]
         )
         return toplevel(out)
+
+    def secrets(self, names: list[str]) -> Node | None:
+        """The Secrets, each with the keys the app reads from it."""
+        if not names:
+            return None
+        made: list[Node] = []
+        for name in names:
+            keys = self.plan.secret_keys.get(name, [])
+            required = {"required_keys": literal(keys)} if keys else {}
+            made.append(call("modal.Secret.from_name", literal(name), **required))
+        return collection("[", made, "]")
 
     def model_class(self, named: dict[str, Any], secrets: Node | None) -> list[str]:
         """One model's own Modal class, which the web tier calls."""
@@ -316,7 +321,7 @@ class _Builder:
         options = self.options(named, secrets, {}, self.plan.hf_cache)
         out = [
             *lines(["@", call("app.cls", **options)]),
-            *concurrent(named["max_inputs"]),
+            *concurrent(named),
             f"class {named['class_name']}:",
             f'    """The model `{named["name"]}`, on its own GPU type; the web tier calls it."""',
             "",
@@ -347,7 +352,7 @@ class _Builder:
         options: dict[str, Node] = {}
         if found["gpu"] is not None:
             options["gpu"] = "GPU" if settings is self.plan else literal(found["gpu"])
-        for key in ("cpu", "memory", "timeout"):
+        for key in ("cpu", "memory", "timeout", "startup_timeout"):
             if found[key]:
                 options[key] = literal(found[key])
         if secrets is not None:
@@ -395,8 +400,13 @@ def from_import(module: str, names: Sequence[str]) -> list[str]:
     return [f"from {module} import (", *[f"    {name}," for name in names], ")"]
 
 
-def concurrent(max_inputs: int | None) -> list[str]:
-    return [f"@modal.concurrent(max_inputs={max_inputs})"] if max_inputs else []
+def concurrent(settings: Any) -> list[str]:
+    found = settings if isinstance(settings, dict) else vars(settings)
+    if not found["max_inputs"]:
+        return []
+    target = found["target_inputs"]
+    extra = f", target_inputs={target}" if target else ""
+    return [f"@modal.concurrent(max_inputs={found['max_inputs']}{extra})"]
 
 
 def toplevel(statements: list[list[str]]) -> str:

@@ -35,6 +35,8 @@ DEFAULT_MAX_ITEMS = 128
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_WEBHOOK_TOLERANCE = 300  # seconds; Stripe's and Slack's own default
 
+DEFAULT_WEB_INPUTS = 100  # concurrent requests per container of an app with no model
+DEFAULT_MODEL_STARTUP = 600  # seconds for a model container to download and load weights
 HF_CACHE_VOLUME = "endpointgen-hf-cache"
 HF_CACHE_DIR = "/hf-cache"
 MODEL_REMOTE_DIR = "/model"
@@ -64,7 +66,15 @@ class Plan:
     timeout: int | None
     autoscaling: dict[str, int]
     max_inputs: int | None
+    target_inputs: int | None
+    startup_timeout: int | None
     secrets: list[str]
+    # Each Secret with the env vars the app reads from it: Modal refuses a deploy whose
+    # Secret lacks one, instead of an app that refuses every caller.
+    secret_keys: dict[str, list[str]]
+    # With several models, the model classes get only the spec's own `secrets:` (a Hub
+    # token, say); auth, webhook and rate-limit secrets stay in the web tier.
+    model_secrets: list[str]
     env: dict[str, str]
     packages: list[str]
     model: dict[str, Any] | None
@@ -112,14 +122,10 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         _named_model(name, m, spec_path.parent, out, shipped) for name, m in spec.models.items()
     ]
     configs = [model] if model else [m["config"] for m in models]
-    secrets = sorted(
-        {
-            *spec.secrets,
-            *([spec.auth.secret] if spec.auth.secret else []),
-            *(r.secret for r in spec.routes if r.secret),
-            *(limit.secret for limit in _rate_limits(spec) if limit.secret),
-        }
-    )
+    secret_keys = _secret_keys(spec, auth_settings(spec))
+    # With several models, the top-level scaling is the web tier's: it runs no model.
+    concurrency = _concurrency(spec.scaling, spec.model.task if spec.model else None)
+    secrets = sorted(secret_keys)
     env = dict(sorted(spec.env.items()))
     hf_cache = any(c["local_dir"] is None for c in configs)
     if hf_cache:
@@ -144,8 +150,12 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         memory=spec.resources.memory,
         timeout=spec.resources.timeout,
         autoscaling=_autoscaling(spec.scaling),
-        max_inputs=spec.scaling.max_inputs,
+        max_inputs=concurrency["max_inputs"],
+        target_inputs=concurrency["target_inputs"],
+        startup_timeout=_startup_timeout(spec.resources.startup_timeout, spec.model is not None),
         secrets=secrets,
+        secret_keys=secret_keys,
+        model_secrets=sorted(set(spec.secrets)),
         env=env,
         packages=packages,
         model=model,
@@ -200,8 +210,31 @@ def _named_model(
         "memory": model.resources.memory,
         "timeout": model.resources.timeout,
         "autoscaling": _autoscaling(model.scaling),
-        "max_inputs": model.scaling.max_inputs,
+        **_concurrency(model.scaling, model.task),
+        "startup_timeout": _startup_timeout(model.resources.startup_timeout, True),
     }
+
+
+def _concurrency(scaling: Scaling, task: str | None) -> dict[str, int | None]:
+    """`@modal.concurrent` for a container: what the spec says, else a default that fits.
+
+    An app without a model is async code that waits on I/O: many requests per container.
+    A text generator runs one generation at a time (its lock), so with room for several
+    requests the autoscaler is told to aim for one, and adds containers instead of
+    queueing requests behind the lock.
+    """
+    max_inputs, target = scaling.max_inputs, scaling.target_inputs
+    if task is None and max_inputs is None:
+        max_inputs = DEFAULT_WEB_INPUTS
+    if task == "text-generation" and target is None and (max_inputs or 1) > 1:
+        target = 1
+    return {"max_inputs": max_inputs, "target_inputs": target}
+
+
+def _startup_timeout(given: int | None, loads_a_model: bool) -> int | None:
+    """A container that loads a model gets its own time to start (download and load),
+    apart from the per-request `timeout`."""
+    return given if given is not None or not loads_a_model else DEFAULT_MODEL_STARTUP
 
 
 def _gpu(names: list[str] | None) -> str | list[str] | None:
@@ -218,6 +251,19 @@ def _autoscaling(scaling: Scaling) -> dict[str, int]:
         ("scaledown_window", scaling.scaledown_window),
     )
     return {k: v for k, v in pairs if v is not None}
+
+
+def _secret_keys(spec: Spec, auth: dict[str, Any]) -> dict[str, list[str]]:
+    keys: dict[str, set[str]] = {name: set() for name in spec.secrets}
+    if spec.auth.secret:
+        keys.setdefault(spec.auth.secret, set()).add(auth["env"])
+    for route in spec.routes:
+        if route.secret and route.env:
+            keys.setdefault(route.secret, set()).add(route.env)
+    for limit in _rate_limits(spec):
+        if limit.secret:
+            keys.setdefault(limit.secret, set()).add(limit.url_env)
+    return {name: sorted(keys[name]) for name in sorted(keys)}
 
 
 def _rate_limits(spec: Spec) -> list[RateLimit]:

@@ -80,23 +80,29 @@ class TextGenerator(Engine):
         """The tokenizer's chat template; without one, `role: content` lines."""
         if getattr(self.tokenizer, "chat_template", None):
             options = {"tokenize": False, "add_generation_prompt": True}
-            return str(self.tokenizer.apply_chat_template(turns, **options))
+            with self.lock:
+                return str(self.tokenizer.apply_chat_template(turns, **options))
         lines = [f"{turn['role']}: {turn['content']}" for turn in turns]
         return "\n".join([*lines, "assistant:"])
+
+    def count(self, text: str) -> int:
+        """Tokens in `text`. A fast tokenizer is not safe across threads: under the lock."""
+        with self.lock:
+            return len(self.tokenizer(text)["input_ids"])
 
     def context_left(self, prompt: str) -> int | None:
         """How many tokens fit after `prompt` in the model's context, if it has a limit."""
         context = getattr(self.model.config, "max_position_embeddings", None)
         if not context:
             return None
-        return int(context) - len(self.tokenizer(prompt)["input_ids"])
+        return int(context) - self.count(prompt)
 
     def context_problem(self, request: Generation) -> str | None:
         """Why the prompt and max_tokens do not fit the model's context, if they don't."""
         context = getattr(self.model.config, "max_position_embeddings", None)
         if not context:
             return None
-        prompt = len(self.tokenizer(request.prompt)["input_ids"])
+        prompt = self.count(request.prompt)
         if prompt + request.max_tokens > context:
             return (
                 f"the prompt ({prompt} tokens) plus max_tokens ({request.max_tokens}) "
@@ -113,7 +119,8 @@ class TextGenerator(Engine):
         from transformers import StoppingCriteriaList
 
         torch = self.torch
-        inputs = self.tokenizer(request.prompt, return_tensors="pt").to(self.device)
+        with self.lock:
+            inputs = self.tokenizer(request.prompt, return_tensors="pt").to(self.device)
         prompt_length = int(inputs["input_ids"].shape[1])
         watcher = Watcher(self.tokenizer, prompt_length, request.stop_list(), on_text, cancelled)
         pad = self.tokenizer.pad_token_id
@@ -130,8 +137,8 @@ class TextGenerator(Engine):
             if request.seed is not None:
                 torch.manual_seed(request.seed)
             output = self.model.generate(**inputs, **options)
-        new_tokens = output[0, prompt_length:]
-        watcher.finish(new_tokens)
+            new_tokens = output[0, prompt_length:]
+            watcher.finish(new_tokens)  # the tokenizer again: still under the lock
         generated = int(new_tokens.shape[0])
         return {
             "text": watcher.text,
@@ -204,7 +211,8 @@ class Embedder(Engine):
         self.model = self.weights(AutoModel)
 
     def count_tokens(self, texts: list[str]) -> int:
-        return sum(len(ids) for ids in self.tokenizer(texts)["input_ids"])
+        with self.lock:
+            return sum(len(ids) for ids in self.tokenizer(texts)["input_ids"])
 
     def __call__(self, texts: list[str]) -> list[list[float]]:
         torch = self.torch

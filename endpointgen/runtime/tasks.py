@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -113,6 +114,20 @@ class Loader:
         return handlers.load(self.file, self.function, self.shown)(source)
 
 
+PATH = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/:]+)+[\\/]?")  # absolute
+
+
+def short_reason(exc: BaseException) -> str:
+    """What went wrong, in one line a client may see: the exception's class and the first
+    line of its message, with every absolute path cut to its last part."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    shown = PATH.sub(
+        lambda m: m.group(0).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1], first
+    )
+    text = f"{type(exc).__name__}: {shown}" if shown else type(exc).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 def check_texts(field: str, texts: list[str], max_items: int, max_chars: int) -> None:
     if len(texts) > max_items:
         raise http.reject(field, f"at most {max_items} texts per request")
@@ -163,12 +178,19 @@ class Model:
         return self.id if self.path is None else self.id.rstrip("/").rsplit("/", 1)[-1]
 
     def load(self) -> Self:
-        """Load the weights, once; a failure is kept (and logged), not raised."""
+        """Load the weights, once.
+
+        In a Modal container a failure is raised, so Modal replaces the container instead
+        of keeping a broken one warm. Elsewhere (`endpointgen serve`) it is kept: routes
+        answer 503 with a short reason, and the log has the details.
+        """
+        import modal
+
         from endpointgen.runtime.engines import ENGINES
 
         started = time.perf_counter()
         source = str(self.path) if self.path is not None else self.id
-        http.log.info("loading model %s (%s)", self.id, self.task)
+        http.log.info("loading model %s (%s)", self.name, self.task)
         try:
             if self.loader is not None:
                 engine = self.loader(source)
@@ -176,8 +198,10 @@ class Model:
                 engine = ENGINES[self.task](source, self.revision, self.dtype)
         except Exception as exc:
             self.status = "failed"
-            self.error = f"{type(exc).__name__}: {exc}"
-            http.log.error("model failed to load: %s", self.error)
+            self.error = short_reason(exc)
+            http.log.exception("model failed to load: %s", self.error)
+            if not modal.is_local():
+                raise
             return self
         self.serve(engine)
         http.log.info("model ready in %.1fs", time.perf_counter() - started)
@@ -200,9 +224,9 @@ class Model:
 
     def health(self) -> JSONResponse:
         if self.status != "ready":
-            body = {"status": self.status, "error": self.error, "model": self.id}
+            body = {"status": self.status, "error": self.error, "model": self.name}
             return JSONResponse(body, 503)
-        return JSONResponse({"status": "ok", "model": self.id, "task": self.task})
+        return JSONResponse({"status": "ok", "model": self.name, "task": self.task})
 
     async def in_thread(self, method: str, *args: Any) -> Any:
         """An engine call off the event loop (engines block: torch, or a remote call)."""

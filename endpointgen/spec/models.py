@@ -181,6 +181,9 @@ class Resources(Strict):
     cpu: float | None = Field(default=None, gt=0, le=64, description="CPU cores")
     memory: int | None = Field(default=None, ge=128, le=1_048_576, description="MiB")
     timeout: int | None = Field(default=None, ge=1, le=86_400, description="seconds per request")
+    startup_timeout: int | None = Field(
+        default=None, ge=1, le=86_400, description="seconds a container may take to start"
+    )
 
 
 class Scaling(Strict):
@@ -191,6 +194,12 @@ class Scaling(Strict):
     max_inputs: int | None = Field(
         default=None, ge=1, le=1000, description="concurrent requests per container"
     )
+    target_inputs: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="concurrent requests per container the autoscaler aims for",
+    )
 
     @model_validator(mode="after")
     def _min_below_max(self) -> Scaling:
@@ -200,6 +209,10 @@ class Scaling(Strict):
             and self.min_containers > self.max_containers
         ):
             raise ValueError("min_containers is larger than max_containers")
+        if self.target_inputs is not None and self.max_inputs is None:
+            raise ValueError("target_inputs needs max_inputs, the most a container takes")
+        if self.target_inputs is not None and self.target_inputs > (self.max_inputs or 0):
+            raise ValueError("target_inputs is larger than max_inputs")
         return self
 
 

@@ -55,7 +55,10 @@ def create_app() -> FastAPI:
     return web
 
 
-@app.function(secrets=[modal.Secret.from_name("batch-tokens")])
+@app.function(
+    secrets=[modal.Secret.from_name("batch-tokens", required_keys=["API_KEYS"])]
+)
+@modal.concurrent(max_inputs=100)
 @modal.asgi_app()
 def web() -> FastAPI:
     return create_app()

@@ -72,12 +72,13 @@ model = tasks.Model(MODEL_ID, "text-generation", revision=MODEL_REVISION)
 
 @app.cls(
     gpu=GPU,
-    secrets=[modal.Secret.from_name("gpt2-auth")],
+    startup_timeout=600,
+    secrets=[modal.Secret.from_name("gpt2-auth", required_keys=["API_KEYS"])],
     volumes={"/hf-cache": hf_cache},
     max_containers=4,
     scaledown_window=300,
 )
-@modal.concurrent(max_inputs=8)
+@modal.concurrent(max_inputs=8, target_inputs=1)
 class Server:
     @modal.enter()
     def load(self) -> None:

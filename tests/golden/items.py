@@ -58,7 +58,10 @@ def create_app() -> FastAPI:
     return web
 
 
-@app.function(secrets=[modal.Secret.from_name("items-keys")])
+@app.function(
+    secrets=[modal.Secret.from_name("items-keys", required_keys=["API_KEYS"])]
+)
+@modal.concurrent(max_inputs=100)
 @modal.asgi_app()
 def web() -> FastAPI:
     return create_app()

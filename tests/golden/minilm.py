@@ -76,7 +76,8 @@ model = tasks.Model(
     cpu=2.0,
     memory=4096,
     timeout=120,
-    secrets=[modal.Secret.from_name("minilm-keys")],
+    startup_timeout=600,
+    secrets=[modal.Secret.from_name("minilm-keys", required_keys=["API_KEYS"])],
     min_containers=0,
     max_containers=2,
 )

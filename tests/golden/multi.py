@@ -83,8 +83,6 @@ def create_app(writer: tasks.Model, embedder: tasks.Model) -> FastAPI:
     return web
 
 
-secrets = [modal.Secret.from_name("multi-keys")]
-
 writer = tasks.Model("gpt2", "text-generation")
 
 embedder = tasks.Model(
@@ -96,12 +94,12 @@ embedder = tasks.Model(
 
 @app.cls(
     gpu="L4",
-    secrets=secrets,
+    startup_timeout=600,
     volumes={"/hf-cache": hf_cache},
     max_containers=2,
     scaledown_window=300,
 )
-@modal.concurrent(max_inputs=8)
+@modal.concurrent(max_inputs=8, target_inputs=1)
 class WriterModel:
     """The model `writer`, on its own GPU type; the web tier calls it."""
 
@@ -118,7 +116,9 @@ class WriterModel:
         yield from writer.tokens(request)
 
 
-@app.cls(gpu="T4", secrets=secrets, volumes={"/hf-cache": hf_cache}, max_containers=4)
+@app.cls(
+    gpu="T4", startup_timeout=600, volumes={"/hf-cache": hf_cache}, max_containers=4
+)
 @modal.concurrent(max_inputs=64)
 class EmbedderModel:
     """The model `embedder`, on its own GPU type; the web tier calls it."""
@@ -132,7 +132,10 @@ class EmbedderModel:
         return embedder.call(method, *args)
 
 
-@app.function(image=web_image, secrets=secrets)
+@app.function(
+    image=web_image,
+    secrets=[modal.Secret.from_name("multi-keys", required_keys=["API_KEYS"])],
+)
 @modal.concurrent(max_inputs=100)
 @modal.asgi_app()
 def web() -> FastAPI:

@@ -64,6 +64,7 @@ def create_app() -> FastAPI:
 
 
 @app.function()
+@modal.concurrent(max_inputs=100)
 @modal.asgi_app()
 def web() -> FastAPI:
     return create_app()

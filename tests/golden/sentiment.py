@@ -79,7 +79,11 @@ model = tasks.Model(
 )
 
 
-@app.cls(gpu=GPU, secrets=[modal.Secret.from_name("sentiment-keys")])
+@app.cls(
+    gpu=GPU,
+    startup_timeout=600,
+    secrets=[modal.Secret.from_name("sentiment-keys", required_keys=["API_KEYS"])],
+)
 @modal.concurrent(max_inputs=16)
 class Server:
     @modal.enter()

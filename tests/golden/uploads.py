@@ -77,7 +77,10 @@ model = tasks.Model(
 )
 
 
-@app.cls(secrets=[modal.Secret.from_name("uploads-keys")])
+@app.cls(
+    startup_timeout=600,
+    secrets=[modal.Secret.from_name("uploads-keys", required_keys=["API_KEYS"])],
+)
 class Server:
     @modal.enter()
     def load(self) -> None:

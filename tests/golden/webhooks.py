@@ -57,11 +57,16 @@ def create_app() -> FastAPI:
 
 @app.function(
     secrets=[
-        modal.Secret.from_name("github-webhook"),
-        modal.Secret.from_name("slack-signing"),
-        modal.Secret.from_name("stripe-webhook"),
+        modal.Secret.from_name(
+            "github-webhook", required_keys=["GITHUB_WEBHOOK_SECRET"]
+        ),
+        modal.Secret.from_name("slack-signing", required_keys=["SLACK_SIGNING_SECRET"]),
+        modal.Secret.from_name(
+            "stripe-webhook", required_keys=["STRIPE_WEBHOOK_SECRET"]
+        ),
     ],
 )
+@modal.concurrent(max_inputs=100)
 @modal.asgi_app()
 def web() -> FastAPI:
     return create_app()

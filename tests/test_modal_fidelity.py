@@ -1,0 +1,138 @@
+"""What a real Modal container gets: concurrency that fits the model, a startup timeout of
+its own for loading weights, Secrets only where they are used and with the keys the app
+reads. Read back with the real `modal` SDK, offline."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import modal
+import pytest
+import yaml
+from conftest import SPECS, build_and_import, gpt2_spec, write_spec
+from fastapi.testclient import TestClient
+
+from endpointgen.compiler import pipeline
+from endpointgen.local.serve import load_app
+
+
+@pytest.fixture
+def secrets_asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    """(name, required_keys) of every `modal.Secret.from_name` a module makes."""
+    asked: list[tuple[str, list[str]]] = []
+    real = modal.Secret.from_name
+
+    def spy(name: str, *args: Any, required_keys: list[str] | None = None, **kwargs: Any) -> Any:
+        asked.append((name, list(required_keys or [])))
+        return real(name, *args, required_keys=required_keys or [], **kwargs)
+
+    monkeypatch.setattr(modal.Secret, "from_name", spy)
+    return asked
+
+
+def test_an_app_without_a_model_takes_many_requests_per_container(tmp_path: Path) -> None:
+    module = build_and_import(SPECS / "hello.yaml", tmp_path)
+    info = module.web.info()
+    assert info.concurrency_info is not None and info.concurrency_info.max_inputs == 100
+
+
+def test_a_text_generator_scales_out_instead_of_queueing(tmp_path: Path) -> None:
+    """One generation at a time per container (its lock): the autoscaler aims for one
+    request per container, and takes up to max_inputs while it adds containers."""
+    module = build_and_import(SPECS / "gpt2.yaml", tmp_path)
+    info = module.Server._get_class_service_function().info()
+    assert info.concurrency_info is not None
+    assert (info.concurrency_info.max_inputs, info.concurrency_info.target_inputs) == (8, 1)
+
+
+def test_scaling_target_inputs_and_startup_timeout_reach_modal(tmp_path: Path) -> None:
+    spec = gpt2_spec(Path("gpt2-weights"))
+    spec["model"]["id"] = "gpt2"
+    spec["scaling"] = {"max_inputs": 16, "target_inputs": 4}
+    spec["resources"] = {"timeout": 60, "startup_timeout": 1200}
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    info = module.Server._get_class_service_function().info()
+    assert info.concurrency_info is not None
+    assert (info.concurrency_info.max_inputs, info.concurrency_info.target_inputs) == (16, 4)
+    assert (info.timeout, info.startup_timeout) == (60, 1200)
+
+
+def test_loading_a_model_has_its_own_startup_timeout(tmp_path: Path) -> None:
+    """A short per-request timeout does not kill the download and load of the weights."""
+    spec = yaml.safe_load((SPECS / "gpt2.yaml").read_text())
+    spec["resources"] = {"timeout": 30}
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    info = module.Server._get_class_service_function().info()
+    assert (info.timeout, info.startup_timeout) == (30, 600)
+
+
+@pytest.mark.parametrize(
+    ("scaling", "message"),
+    [
+        ({"target_inputs": 2}, "target_inputs needs max_inputs, the most a container takes"),
+        ({"max_inputs": 2, "target_inputs": 4}, "target_inputs is larger than max_inputs"),
+    ],
+)
+def test_target_inputs_is_checked_against_max_inputs(
+    tmp_path: Path, scaling: dict[str, int], message: str
+) -> None:
+    spec = {"name": "app", "scaling": scaling, "routes": [{"path": "/h", "action": "health"}]}
+    (problem,) = pipeline.validate(write_spec(tmp_path, spec))
+    assert str(problem).endswith(f"scaling: {message}")
+
+
+def test_secrets_go_where_they_are_used_with_the_keys_read_from_them(
+    tmp_path: Path, secrets_asked: list[tuple[str, list[str]]]
+) -> None:
+    spec = yaml.safe_load((SPECS / "multi.yaml").read_text())
+    spec["secrets"] = ["hf-token"]
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    web = module.web.info()
+    writer = module.WriterModel._get_class_service_function().info()
+    assert sorted(web.secrets) == [
+        "modal.Secret.from_name('hf-token')",
+        "modal.Secret.from_name('multi-keys')",
+    ]
+    # The model classes get the spec's own secrets (a Hub token), not the API keys.
+    assert writer.secrets == ["modal.Secret.from_name('hf-token')"]
+    assert ("multi-keys", ["API_KEYS"]) in secrets_asked
+    assert ("hf-token", []) in secrets_asked
+
+
+def test_each_webhook_secret_requires_its_signing_key(
+    tmp_path: Path, secrets_asked: list[tuple[str, list[str]]]
+) -> None:
+    build_and_import(SPECS / "webhooks.yaml", tmp_path)
+    assert sorted(secrets_asked) == [
+        ("github-webhook", ["GITHUB_WEBHOOK_SECRET"]),
+        ("slack-signing", ["SLACK_SIGNING_SECRET"]),
+        ("stripe-webhook", ["STRIPE_WEBHOOK_SECRET"]),
+    ]
+
+
+def test_concurrent_requests_share_the_tokenizer_safely(
+    tmp_path: Path, minilm: Path, env_keys: list[str]
+) -> None:
+    """Requests in many threads at once, as `@modal.concurrent` sends them: batches that
+    pad and truncate, and OpenAI calls that count tokens. A fast tokenizer changes its own
+    state to pad; every use of it is under the engine's lock, so every request answers."""
+    spec = yaml.safe_load((SPECS / "minilm.yaml").read_text())
+    spec["model"]["id"] = str(minilm)
+    spec.pop("batching", None)
+    spec["routes"].append({"path": "/v1", "action": "openai"})
+    spec["auth"] = {"mode": "bearer", "secret": "minilm-keys"}
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    client = TestClient(load_app(module, say=lambda _: None))
+    auth = {"Authorization": f"Bearer {env_keys[0]}"}
+
+    def ask(i: int) -> int:
+        texts = [f"sentence {i} " * (1 + (i + j) % 9) for j in range(1 + i % 4)]
+        if i % 2:
+            return client.post("/v1/embeddings", json={"input": texts}, headers=auth).status_code
+        return client.post("/embed", json={"texts": texts}, headers=auth).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(ask, range(200)))
+    assert statuses == [200] * 200
