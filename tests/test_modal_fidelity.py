@@ -4,10 +4,14 @@ reads. Read back with the real `modal` SDK, offline."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import modal
 import pytest
 import yaml
@@ -16,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from endpointgen.compiler import pipeline
 from endpointgen.local.serve import load_app
+from endpointgen.runtime import remote
 
 
 @pytest.fixture
@@ -136,3 +141,77 @@ def test_concurrent_requests_share_the_tokenizer_safely(
     with ThreadPoolExecutor(16) as pool:
         statuses = list(pool.map(ask, range(200)))
     assert statuses == [200] * 200
+
+
+class SlowModelClass:
+    """Stands in for a model class that is slow to answer (cold, or busy): each call and
+    each stream takes a while, and it counts how many were in flight at once."""
+
+    def __init__(self) -> None:
+        self.calls = self.streams = 0
+        self.most_calls = self.most_streams = 0
+        self.call = SimpleNamespace(remote=SimpleNamespace(aio=self.ask))
+        self.tokens = SimpleNamespace(remote_gen=SimpleNamespace(aio=self.stream))
+
+    def __call__(self) -> SlowModelClass:
+        return self
+
+    async def ask(self, method: str, *args: Any) -> Any:
+        self.calls += 1
+        self.most_calls = max(self.most_calls, self.calls)
+        await asyncio.sleep(0.3)
+        self.calls -= 1
+        totals = {"text": "xy", "prompt_tokens": 1, "tokens_generated": 2}
+        answers = {"context_problem": None, "context_left": 100, "chat_prompt": "user: hi"}
+        return answers.get(method, {**totals, "finish_reason": "stop"})
+
+    async def stream(self, request: Any) -> Any:
+        self.streams += 1
+        self.most_streams = max(self.most_streams, self.streams)
+        for piece in ("x", "y"):
+            await asyncio.sleep(0.2)
+            yield "token", piece
+        self.streams -= 1
+        yield (
+            "done",
+            {"text": "xy", "prompt_tokens": 1, "tokens_generated": 2, "finish_reason": "stop"},
+        )
+
+
+def test_the_web_tier_waits_on_model_classes_without_blocking_or_a_thread_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While 16 calls to a slow model class are pending, /health answers at once; and
+    32 streams are all in flight together, more than the default thread pool holds."""
+    monkeypatch.setenv("API_KEYS", "k")
+    module = build_and_import(SPECS / "multi.yaml", tmp_path)
+    writer, embedder = SlowModelClass(), SlowModelClass()
+    app = module.create_app(
+        remote.serve(module.writer, writer), remote.serve(module.embedder, embedder)
+    )
+    auth = {"Authorization": "Bearer k"}
+    chat = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+    async def run() -> float:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
+            body = {"prompt": "hi", "max_tokens": 2}
+            pending = [client.post("/generate", json=body, headers=auth) for _ in range(16)]
+            calls = [asyncio.ensure_future(call) for call in pending]
+            await asyncio.sleep(0.1)
+            started = time.perf_counter()
+            health = await client.get("/health")
+            waited = time.perf_counter() - started
+            assert health.status_code == 200
+            assert {r.status_code for r in await asyncio.gather(*calls)} == {200}
+            answers = await asyncio.gather(
+                *(client.post("/v1/chat/completions", json=chat, headers=auth) for _ in range(32))
+            )
+            assert {a.status_code for a in answers} == {200}
+            assert all(a.text.endswith("data: [DONE]\n\n") for a in answers)
+            return waited
+
+    waited = asyncio.run(run())
+    assert waited < 0.05, f"/health waited {waited * 1000:.0f} ms behind model calls"
+    assert writer.most_calls >= 16
+    assert writer.most_streams == 32  # every stream at once; threads would cap them

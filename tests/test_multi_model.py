@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import httpx
@@ -108,10 +109,38 @@ def over_the_wire(value: Any) -> Any:
     return pickle.loads(pickle.dumps(value))
 
 
+class Remote:
+    """A Modal method's `.remote`, with its `.aio` twin that the web tier awaits."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    def __call__(self, *args: Any) -> Any:
+        return self.run(*args)
+
+    async def aio(self, *args: Any) -> Any:
+        return await asyncio.to_thread(self.run, *args)
+
+
+class RemoteGen:
+    """A Modal generator method's `.remote_gen`, with its async `.aio` twin."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    def __call__(self, *args: Any) -> Iterator[Any]:
+        return iter(self.run(*args))
+
+    async def aio(self, *args: Any) -> AsyncIterator[Any]:
+        pieces = iter(await asyncio.to_thread(lambda: list(self.run(*args))))
+        for piece in pieces:
+            yield piece
+
+
 class FakeModalClass:
     """Stands in for a deployed model class (Modal's servers are unreachable here):
-    `.call.remote` and `.tokens.remote_gen` run the model container's own code, on a
-    `tasks.Model` loaded as `@modal.enter` loads it."""
+    `.call.remote` and `.tokens.remote_gen` (and their `.aio` twins) run the model
+    container's own code, on a `tasks.Model` loaded as `@modal.enter` loads it."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -123,26 +152,18 @@ class FakeModalClass:
 
     @property
     def call(self) -> Any:
-        model = self.model
+        def run(method: str, *args: Any) -> Any:
+            return over_the_wire(self.model.call(method, *over_the_wire(args)))
 
-        class Call:
-            @staticmethod
-            def remote(method: str, *args: Any) -> Any:
-                return over_the_wire(model.call(method, *over_the_wire(args)))
-
-        return Call
+        return SimpleNamespace(remote=Remote(run))
 
     @property
     def tokens(self) -> Any:
-        model = self.model
+        def run(request: Any) -> Iterator[Any]:
+            for piece in self.model.tokens(over_the_wire(request)):
+                yield over_the_wire(piece)
 
-        class Tokens:
-            @staticmethod
-            def remote_gen(request: Any) -> Iterator[Any]:
-                for piece in model.tokens(over_the_wire(request)):
-                    yield over_the_wire(piece)
-
-        return Tokens
+        return SimpleNamespace(remote_gen=RemoteGen(run))
 
 
 def test_the_web_tier_through_remote_calls_answers_like_local_models(

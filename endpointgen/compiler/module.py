@@ -308,7 +308,8 @@ class _Builder:
         if not names:
             return None
         made: list[Node] = []
-        for name in names:
+        # The spec's own first, then those the app reads a key from; each group sorted.
+        for name in sorted(names, key=lambda n: (bool(self.plan.secret_keys.get(n)), n)):
             keys = self.plan.secret_keys.get(name, [])
             required = {"required_keys": literal(keys)} if keys else {}
             made.append(call("modal.Secret.from_name", literal(name), **required))

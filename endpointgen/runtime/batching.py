@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -61,7 +62,10 @@ class Batcher:
             return
         texts = [text for item, _ in batch for text in item]
         try:
-            results = await loop.run_in_executor(None, self.run, texts)
+            if inspect.iscoroutinefunction(self.run):
+                results = await self.run(texts)
+            else:
+                results = await loop.run_in_executor(None, self.run, texts)
         except Exception as exc:
             if len(batch) == 1:
                 if not batch[0][1].done():

@@ -162,7 +162,7 @@ async def completions(
     if body.stream:
         chunks = _completion_chunks(model, generate, http.request_id(request), made)
         return http.EventStream(chunks)
-    result = await model.in_thread("generate", generate)
+    result = await model.ask("generate", generate)
     choice = {"index": 0, "text": result["text"], "logprobs": None}
     choice["finish_reason"] = finish(result["finish_reason"])
     totals = usage(result["prompt_tokens"], result["tokens_generated"])
@@ -176,10 +176,10 @@ async def chat(
     max_tokens: int = MAX_TOKENS,
     max_chars: int = MAX_CHARS,
 ) -> Any:
-    prompt = await model.in_thread("chat_prompt", [m.turn() for m in body.messages])
+    prompt = await model.ask("chat_prompt", [m.turn() for m in body.messages])
     wanted = body.max_completion_tokens or body.max_tokens
     if wanted is None:  # OpenAI's "as much as fits"; here, up to a modest default
-        room = await model.in_thread("context_left", prompt) or CHAT_DEFAULT_TOKENS
+        room = await model.ask("context_left", prompt) or CHAT_DEFAULT_TOKENS
         wanted = max(1, min(CHAT_DEFAULT_TOKENS, max_tokens, room))
     generate = await _request_for(model, prompt, body, wanted, max_tokens, max_chars)
     made: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
@@ -187,7 +187,7 @@ async def chat(
     if body.stream:
         chunks = _chat_chunks(model, generate, http.request_id(request), made)
         return http.EventStream(chunks)
-    result = await model.in_thread("generate", generate)
+    result = await model.ask("generate", generate)
     message = {"role": "assistant", "content": result["text"]}
     choice = {"index": 0, "message": message, "finish_reason": finish(result["finish_reason"])}
     totals = usage(result["prompt_tokens"], result["tokens_generated"])
@@ -205,7 +205,7 @@ async def embeddings(
         raise http.reject("input", "send at least one text")
     check_texts("input", texts, max_items, max_chars)
     vectors: list[Any] = await model.run(texts)
-    tokens = await model.in_thread("count_tokens", texts)
+    tokens = await model.ask("count_tokens", texts)
     if body.encoding_format == "base64":  # what OpenAI's Python client asks for
         vectors = [packed(vector) for vector in vectors]
     data = [

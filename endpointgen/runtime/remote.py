@@ -2,13 +2,12 @@
 
 `remote.serve(writer, WriterModel)` makes the web tier's `writer` answer through the
 `WriterModel` class: the same routes, checks and batching as in-process, with each engine
-call a `.remote` call to a container on the model's own GPU type.
+call a `.remote.aio` call to a container on the model's own GPU type.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from endpointgen.runtime.tasks import ENGINE_METHODS, Model
@@ -19,14 +18,21 @@ __all__ = ["RemoteEngine", "serve"]
 class RemoteEngine:
     """The calls a local engine answers, answered by the model's own Modal class.
 
-    Routes call engines from worker threads, so the blocking `.remote` calls here never
-    hold up the web tier's event loop.
+    The web tier awaits them (`.remote.aio`, `.remote_gen.aio`): a call in flight holds
+    no thread, so neither a cold-starting model class nor many open streams ever hold up
+    its event loop or queue behind a thread pool.
     """
 
     def __init__(self, cls: Any) -> None:
         self.model = cls()
 
+    async def ask(self, method: str, *args: Any) -> Any:
+        if method not in ENGINE_METHODS:
+            raise ValueError(f"no engine method {method!r}")
+        return await self.model.call.remote.aio(method, *args)
+
     def __call__(self, items: list[Any]) -> Any:
+        """For a handler's own code, which runs in a worker thread: a blocking call."""
         return self.model.call.remote("__call__", items)
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
@@ -34,24 +40,10 @@ class RemoteEngine:
             raise AttributeError(method)
         return lambda *args: self.model.call.remote(method, *args)
 
-    def generate(
-        self,
-        request: Any,
-        on_text: Callable[[str], None] | None = None,
-        cancelled: threading.Event | None = None,
-    ) -> Any:
-        if on_text is None:
-            return self.model.call.remote("generate", request)
-        text = ""
-        for kind, value in self.model.tokens.remote_gen(request):
-            if kind == "done":
-                return value
-            on_text(value)
-            text += value
-            if cancelled is not None and cancelled.is_set():
-                break  # leaving the generator ends the remote call
-        counts = {"prompt_tokens": 0, "tokens_generated": 0}
-        return {"text": text, **counts, "finish_reason": "cancelled"}
+    async def stream(self, request: Any) -> AsyncIterator[tuple[str, Any]]:
+        """("token", text) pairs as the model class generates, then ("done", totals)."""
+        async for kind, value in self.model.tokens.remote_gen.aio(request):
+            yield kind, value
 
 
 def serve(model: Model, cls: Any) -> Model:

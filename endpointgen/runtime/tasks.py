@@ -14,7 +14,9 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -212,7 +214,10 @@ class Model:
         self.engine = engine
         if self.batching is not None:
             size, wait = self.batching.max_batch_size, self.batching.wait_ms
-            self.batcher = Batcher(engine, size, wait)
+            # A remote model class is called with `.remote.aio`: its batches are awaited.
+            remote = getattr(engine, "ask", None)
+            run = partial(remote, "__call__") if remote is not None else engine
+            self.batcher = Batcher(run, size, wait)
         self.status = "ready"
 
     def _guard(self) -> Callable[[], Any]:
@@ -228,8 +233,12 @@ class Model:
             return JSONResponse(body, 503)
         return JSONResponse({"status": "ok", "model": self.name, "task": self.task})
 
-    async def in_thread(self, method: str, *args: Any) -> Any:
-        """An engine call off the event loop (engines block: torch, or a remote call)."""
+    async def ask(self, method: str, *args: Any) -> Any:
+        """One engine call that never holds up the event loop: awaited when the engine is
+        a remote model class (`.remote.aio`), else in a worker thread (torch blocks)."""
+        remote = getattr(self.engine, "ask", None)
+        if remote is not None:
+            return await remote(method, *args)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, getattr(self.engine, method), *args)
 
@@ -237,7 +246,7 @@ class Model:
         """The engine on `items`, batched with other requests' when the spec says so."""
         if self.batcher is not None:
             return await self.batcher(items)
-        result: list[Any] = await self.in_thread("__call__", items)
+        result: list[Any] = await self.ask("__call__", items)
         return result
 
     # --- Text generation ---
@@ -249,7 +258,7 @@ class Model:
             raise http.reject("max_tokens", f"must be at most {max_tokens}")
         if len(body.prompt) > max_chars:
             raise http.reject("prompt", f"must be at most {max_chars} characters")
-        problem = await self.in_thread("context_problem", body)
+        problem = await self.ask("context_problem", body)
         if problem:
             raise http.reject("prompt", problem)
         return body
@@ -258,7 +267,7 @@ class Model:
         self, body: GenerateRequest, max_tokens: int = MAX_TOKENS, max_chars: int = MAX_CHARS
     ) -> GenerateResponse:
         request = await self.checked(body, max_tokens, max_chars)
-        return GenerateResponse(**await self.in_thread("generate", request))
+        return GenerateResponse(**await self.ask("generate", request))
 
     async def stream(
         self,
@@ -287,6 +296,18 @@ class Model:
 
         When the client goes away the generator is closed, which stops the generation.
         """
+        stream = getattr(self.engine, "stream", None)
+        if stream is not None:  # a remote model class: no thread held per stream
+            async with aclosing(stream(body)) as remote:
+                try:
+                    async for kind, value in remote:
+                        yield kind, value
+                        if kind != "token":
+                            return
+                except Exception as exc:
+                    http.log.error("request %s: generation failed: %s", request_id, exc)
+                    yield "error", None
+            return
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         cancelled = threading.Event()
