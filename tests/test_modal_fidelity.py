@@ -215,3 +215,44 @@ def test_the_web_tier_waits_on_model_classes_without_blocking_or_a_thread_each(
     assert waited < 0.05, f"/health waited {waited * 1000:.0f} ms behind model calls"
     assert writer.most_calls >= 16
     assert writer.most_streams == 32  # every stream at once; threads would cap them
+
+
+@pytest.mark.parametrize(("gpu", "spread"), [("H100:2", True), ("H100", False), (None, False)])
+def test_several_gpus_hold_one_model_across_them(
+    tmp_path: Path, gpu: str | None, spread: bool
+) -> None:
+    """`h100:2` bills for two GPUs: the image carries accelerate, and the engine loads the
+    model with `device_map="auto"` when the container has more than one."""
+    spec = yaml.safe_load((SPECS / "gpt2.yaml").read_text())
+    spec["gpu"] = gpu
+    built = pipeline.build(write_spec(tmp_path, spec), tmp_path / "out")
+    assert ('"accelerate==1.15.0"' in built.source) == spread
+
+
+def test_a_model_in_the_hub_cache_loads_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once the app's Volume holds the weights, new containers ask the Hub nothing."""
+    from endpointgen.runtime.engines import hub_cached
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    assert not hub_cached("org/model", None)
+    repo = tmp_path / "models--org--model"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    assert hub_cached("org/model", None) and hub_cached("org/model", "main")
+    assert not hub_cached("org/other", None)
+    assert not hub_cached(str(tmp_path), None), "a local folder is not the Hub"
+
+
+def test_hub_downloads_use_the_fast_transfer(tmp_path: Path) -> None:
+    module = build_and_import(SPECS / "gpt2.yaml", tmp_path)
+    assert (
+        '.env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})'
+        in Path(module.__file__).read_text()
+    )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import GOLDEN
 from typer.testing import CliRunner
 
@@ -345,7 +346,9 @@ def test_invalid_at_the_base_is_a_note_and_invalid_now_is_an_error(repo: Repo) -
     repo.write("specs/chat.yaml", BASE)
     spec = _plan_json("specs/chat.yaml")["specs"][0]
     assert spec["status"] == "added"
-    assert spec["notes"] == ["at HEAD the spec did not build (1 problem(s)); compared as a new app"]
+    assert (
+        spec["notes"][0] == "at HEAD the spec did not build (1 problem(s)); compared as a new app"
+    )
     repo.write("specs/chat.yaml", "name: chat\nroutes:\n  - {path: /h, action: helth}\n")
     result = runner.invoke(app, ["plan", "specs/chat.yaml"])
     assert result.exit_code == 1
@@ -424,3 +427,30 @@ def test_plan_as_a_real_process_from_another_folder(scenario: Repo, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert "> **WARNING: route becomes public: POST /generate/stream" in done.stdout
     assert "| gpu | GPU: L40S -> H100:2 or A100-80GB:2 |" in done.stdout
+
+
+def test_plan_says_what_the_deployed_app_does_that_the_spec_does_not_show(repo: Repo) -> None:
+    """An unpinned model, a rate limit counted per container, a generator's concurrency."""
+    spec = yaml.safe_load(BASE)
+    spec["model"] = {"id": "org/gpt", "task": "text-generation"}
+    spec["auth"] = {"mode": "bearer", "secret": "chat-keys"}
+    spec["scaling"] = {"max_containers": 4, "max_inputs": 8}
+    spec["rate_limit"] = {"limit": "10/minute", "key": "ip"}
+    spec["routes"] = [{"path": "/g", "method": "POST", "action": "generate"}]
+    repo.write("specs/chat.yaml", BASE)
+    repo.commit("base")
+    repo.write("specs/chat.yaml", yaml.safe_dump(spec))
+    notes = _plan_json("specs/chat.yaml")["specs"][0]["notes"]
+    assert notes == [
+        "model org/gpt has no revision: each cold start asks the Hub for the latest `main`; "
+        "pin `revision` to deploy what was tested",
+        "rate limit 10/minute is counted in memory, per container: across containers that is "
+        "40 per minute (max_containers 4); use `storage: redis` or `modal-dict` for one count",
+        "concurrency: up to 8 requests per container, the autoscaler aiming at 1",
+    ]
+    spec["model"]["revision"] = "v1"
+    spec["rate_limit"]["storage"] = "modal-dict"
+    spec["scaling"] = {"max_inputs": 8, "target_inputs": 8}
+    repo.write("specs/chat.yaml", yaml.safe_dump(spec))
+    notes = _plan_json("specs/chat.yaml")["specs"][0]["notes"]
+    assert notes == ["concurrency: up to 8 requests per container, the autoscaler aiming at 8"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -157,10 +158,39 @@ def test_a_folder_never_serves_outside_itself(tmp_path: Path) -> None:
     (tmp_path / "public" / "a.txt").write_text("a")
     (tmp_path / "secret.txt").write_text("no")
     folder = files.Folder(tmp_path / "public")
-    assert Path(folder.send("a.txt").path).read_text() == "a"
+    assert Path(asyncio.run(folder.send("a.txt")).path).read_text() == "a"
     for wanted in ("../secret.txt", "/etc/passwd", "a.txt\x00", "missing.txt"):
         with pytest.raises(Exception, match="no such file"):
-            folder.send(wanted)
+            asyncio.run(folder.send(wanted))
+
+
+def test_a_folder_on_a_volume_reloads_it_on_a_miss_at_most_so_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a container, a file added to the Volume after the container started is found:
+    a miss reloads the Volume (at most once every RELOAD_EVERY seconds) and looks again."""
+    import modal
+
+    reloads: list[str] = []
+
+    class Volume:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+            async def reload() -> None:
+                reloads.append(self.name)
+                (tmp_path / "new.txt").write_text("new")  # what another writer committed
+
+            self.reload = SimpleNamespace(aio=reload)
+
+    monkeypatch.setattr(modal, "is_local", lambda: False)
+    monkeypatch.setattr(modal.Volume, "from_name", lambda name: Volume(name))
+    folder = files.Folder(tmp_path, volume="reports")
+    assert Path(asyncio.run(folder.send("new.txt")).path).read_text() == "new"
+    assert reloads == ["reports"]
+    with pytest.raises(Exception, match="no such file"):
+        asyncio.run(folder.send("still-missing.txt"))
+    assert reloads == ["reports"], "a second miss right after does not reload again"
 
 
 def test_rates_read_as_the_spec_writes_them() -> None:

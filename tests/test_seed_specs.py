@@ -944,7 +944,7 @@ def test_deployed_app_mounts_the_volume_it_serves(
     built.path.write_text(built.source, encoding="utf-8")
     import_file(built.path)
     mount = "/volumes/reports"
-    assert f'files.Folder("{mount}")' in built.source, "the route serves from the mount"
+    assert f'files.Folder("{mount}", volume="reports")' in built.source, "served from there"
     (settings,) = seen
     volumes = settings.get("volumes") or {}
     assert mount in volumes, f"{mount} is served but no Volume is mounted there: {settings}"

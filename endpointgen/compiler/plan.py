@@ -14,6 +14,7 @@ from endpointgen.compiler.loader import Document
 from endpointgen.compiler.shapes import relative
 from endpointgen.errors import Problem
 from endpointgen.spec import Batching, Model, RateLimit, Route, Scaling, Spec
+from endpointgen.spec.gpu import split as split_gpu
 from endpointgen.spec.models import NamedModel
 
 # Packages the generated app installs in its Modal image. Pinned to the versions the
@@ -22,6 +23,7 @@ WEB_PACKAGES = ("fastapi[standard]==0.165.0", "pydantic==2.14.4")
 MODEL_PACKAGES = ("torch==2.13.0", "transformers==5.24.0")
 # Installed only when a spec uses the feature that needs them.
 EXTRA_PACKAGES = {
+    "multi-gpu": "accelerate==1.15.0",  # device_map="auto": one model across the GPUs
     "redis": "redis==8.1.0",
     "jwt": "pyjwt[crypto]==2.15.1",
     "image-classification": "pillow==13.0.0",
@@ -130,6 +132,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
     hf_cache = any(c["local_dir"] is None for c in configs)
     if hf_cache:
         env.setdefault("HF_HOME", HF_CACHE_DIR)
+        env.setdefault("HF_XET_HIGH_PERFORMANCE", "1")  # faster first downloads
         env = dict(sorted(env.items()))
     packages = sorted(
         set(
@@ -410,4 +413,7 @@ def _extra_packages(spec: Spec, routes: list[dict[str, Any]]) -> list[str]:
     """What the image installs besides fastapi, pydantic and the model stack."""
     needs = {r["rate_limit"]["storage"] for r in routes if r["rate_limit"]}
     needs |= {spec.auth.mode} | {m.task for m in spec.all_models}
+    gpus = [*(spec.gpu or []), *(g for m in spec.models.values() for g in m.gpu or [])]
+    if spec.all_models and any(split_gpu(g)[1] > 1 for g in gpus):
+        needs.add("multi-gpu")
     return [EXTRA_PACKAGES[need] for need in sorted(needs) if need in EXTRA_PACKAGES]

@@ -397,11 +397,12 @@ def write_file(scope: Scope, route: Route, name: str, options: Options) -> list[
     scope.use("files", "http")
     settings = route["file"]
     folder = scope.names.new(f"{name}_folder")
+    extra: Options = {}
     if "folder" in settings:
         root: Node = f"{scope.shipped[settings['folder']['local']]}.path"
     else:
         root = literal(settings["volume"]["mount"])
-    extra: Options = {}
+        extra["volume"] = literal(settings["volume"]["name"])
     if settings["media_type"]:
         extra["media_type"] = literal(settings["media_type"])
     if settings["download_name"]:
@@ -415,7 +416,7 @@ def write_file(scope: Scope, route: Route, name: str, options: Options) -> list[
     if param["type"] != "str":
         wanted = f"str({wanted})"
     return decorator(route, options) + define(
-        name, params, "http.FileResponse", [f"return {folder}.send({wanted})"]
+        name, params, "http.FileResponse", [f"return await {folder}.send({wanted})"]
     )
 
 

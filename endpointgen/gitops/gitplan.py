@@ -95,6 +95,8 @@ def _plan(path: Path, shown: str, base: str, old_text: str | None, env: str | No
             why = f"{len(exc.problems)} problem(s)" if isinstance(exc, SpecError) else str(exc)
             notes.append(f"at {base} the spec did not build ({why}); compared as a new app")
     diff = compare(old, new)
+    if new is not None:
+        notes += advice(new)
     either = new or old
     app = either.spec.name if either else Path(shown).stem
     status: Status
@@ -117,6 +119,36 @@ def _plan(path: Path, shown: str, base: str, old_text: str | None, env: str | No
         cost_after=new.cost if new else None,
         notes=notes,
     )
+
+
+def advice(side: Side) -> list[str]:
+    """What the deployed app will do that a reviewer may not expect from the spec."""
+    spec, plan = side.spec, side.plan
+    out = []
+    configs = [plan.model] if plan.model else [m["config"] for m in plan.models]
+    for config in configs:
+        if config["local_dir"] is None and config["revision"] is None:
+            out.append(
+                f"model {config['id']} has no revision: each cold start asks the Hub for "
+                "the latest `main`; pin `revision` to deploy what was tested"
+            )
+    limits = {r["rate_limit"]["scope"]: r["rate_limit"] for r in plan.routes if r["rate_limit"]}
+    for rule in limits.values():
+        if rule["storage"] == "memory":
+            most = spec.scaling.max_containers
+            total = f"{rule['limit'] * most}" if most else "no bound"
+            unit = {1: "second", 60: "minute", 3600: "hour", 86_400: "day"}[rule["seconds"]]
+            out.append(
+                f"rate limit {rule['limit']}/{unit} is counted in memory, per container: "
+                f"across containers that is {total} per {unit} (max_containers "
+                f"{most or 'unset'}); use `storage: redis` or `modal-dict` for one count"
+            )
+    if plan.target_inputs:
+        out.append(
+            f"concurrency: up to {plan.max_inputs} requests per container, the autoscaler "
+            f"aiming at {plan.target_inputs}"
+        )
+    return out
 
 
 def _current(path: Path, env: str | None) -> Side:

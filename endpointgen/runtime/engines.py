@@ -46,8 +46,23 @@ def device_and_dtype(dtype: str) -> tuple[str, Any]:
     return device, getattr(torch, dtype)
 
 
+def hub_cached(source: str, revision: str | None) -> bool:
+    """Whether a Hub model is already in the cache (the app's Volume, after a first start):
+    then it loads without asking the Hub anything."""
+    if Path(source).is_dir():
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source, "config.json", revision=revision)
+    return isinstance(found, str)
+
+
 class Engine:
-    """One model on one device; calls hold a lock, so `seed` stays reproducible."""
+    """One model on one device; calls hold a lock, so `seed` stays reproducible.
+
+    Several GPUs in one container share the model (`device_map="auto"`, by accelerate),
+    so a spec's `h100:2` uses both. A model in the Hub cache loads offline.
+    """
 
     def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
         import torch
@@ -55,13 +70,22 @@ class Engine:
         self.torch = torch
         self.device, self.dtype = device_and_dtype(dtype)
         self.source, self.revision = str(source), revision
+        self.spread = self.device == "cuda" and torch.cuda.device_count() > 1
+        self.options: dict[str, Any] = {"revision": revision}
+        if hub_cached(self.source, revision):
+            self.options["local_files_only"] = True
         self.lock = threading.Lock()
 
     def pretrained(self, kind: Any) -> Any:
-        return kind.from_pretrained(self.source, revision=self.revision)
+        return kind.from_pretrained(self.source, **self.options)
 
     def weights(self, kind: Any) -> Any:
-        model = kind.from_pretrained(self.source, revision=self.revision, dtype=self.dtype)
+        if self.spread:
+            model = kind.from_pretrained(
+                self.source, dtype=self.dtype, device_map="auto", **self.options
+            )
+            return model.eval()
+        model = kind.from_pretrained(self.source, dtype=self.dtype, **self.options)
         model.to(self.device).eval()
         return model
 

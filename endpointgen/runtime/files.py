@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,24 +85,60 @@ UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 class Folder:
-    """Files under one folder, by the path a client asks for; a path can never leave it."""
+    """Files under one folder, by the path a client asks for; a path can never leave it.
+
+    A folder on a Modal Volume (`volume=` its name) sees files added after the container
+    started: a miss reloads the Volume, at most once every `RELOAD_EVERY` seconds.
+    """
+
+    RELOAD_EVERY = 5.0
 
     def __init__(
-        self, root: Path | str, media_type: str | None = None, download_name: str | None = None
+        self,
+        root: Path | str,
+        media_type: str | None = None,
+        download_name: str | None = None,
+        volume: str | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.media_type = media_type
         self.download_name = download_name
+        self.volume = volume
+        self.reloaded = -self.RELOAD_EVERY
 
-    def send(self, wanted: str) -> FileResponse:
-        if "\x00" in wanted:
-            raise HTTPException(404, "no such file")
-        target = (self.root / wanted).resolve()
-        # resolve() follows `..` and symlinks; what lands outside the root is not there.
-        if not target.is_relative_to(self.root) or not target.is_file():
+    async def send(self, wanted: str) -> FileResponse:
+        target = self.find(wanted)
+        if target is None and await self.reload():
+            target = self.find(wanted)
+        if target is None:
             raise HTTPException(404, "no such file")
         name = self.download_name or target.name
         return FileResponse(target, media_type=self.media_type, filename=name)
+
+    def find(self, wanted: str) -> Path | None:
+        if "\x00" in wanted:
+            return None
+        target = (self.root / wanted).resolve()
+        # resolve() follows `..` and symlinks; what lands outside the root is not there.
+        if not target.is_relative_to(self.root) or not target.is_file():
+            return None
+        return target
+
+    async def reload(self) -> bool:
+        """Fetch the Volume's latest files, if this folder is one and it is time to."""
+        import modal
+
+        now = time.monotonic()
+        if self.volume is None or modal.is_local() or now - self.reloaded < self.RELOAD_EVERY:
+            return False
+        self.reloaded = now
+        try:
+            volume: Any = modal.Volume.from_name(self.volume)
+            await volume.reload.aio()
+        except Exception as exc:  # a failed reload is a miss, not a 500
+            http.log.warning("reloading Volume %s failed: %s", self.volume, exc)
+            return False
+        return True
 
     @property
     def responses(self) -> dict[int | str, dict[str, Any]]:

@@ -23,7 +23,7 @@ image = (
         "torch==2.13.0",
         "transformers==5.24.0",
     )
-    .env({"HF_HOME": "/hf-cache"})
+    .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
     .add_local_python_source("endpointgen")
 )
 # Hub downloads are kept on a Volume, so new containers skip them.

@@ -23,14 +23,14 @@ image = (
         "torch==2.13.0",
         "transformers==5.24.0",
     )
-    .env({"HF_HOME": "/hf-cache"})
+    .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
     .add_local_python_source("endpointgen")
 )
 # The web tier needs no model packages: it calls the models' own containers.
 web_image = (
     modal.Image.debian_slim(python_version="3.11")
     .uv_pip_install("fastapi[standard]==0.165.0", "pydantic==2.14.4")
-    .env({"HF_HOME": "/hf-cache"})
+    .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
     .add_local_python_source("endpointgen")
 )
 # Hub downloads are kept on a Volume, so new containers skip them.

@@ -58,7 +58,7 @@ def create_app() -> FastAPI:
         responses=download_folder.responses,
     )
     async def download(name: str) -> http.FileResponse:
-        return download_folder.send(name)
+        return await download_folder.send(name)
 
     return web
 
