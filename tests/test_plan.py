@@ -451,6 +451,11 @@ def test_plan_says_what_the_deployed_app_does_that_the_spec_does_not_show(repo: 
     spec["model"]["revision"] = "v1"
     spec["rate_limit"]["storage"] = "modal-dict"
     spec["scaling"] = {"max_inputs": 8, "target_inputs": 8}
+    spec["resources"] = {"timeout": 600}
     repo.write("specs/chat.yaml", yaml.safe_dump(spec))
     notes = _plan_json("specs/chat.yaml")["specs"][0]["notes"]
-    assert notes == ["concurrency: up to 8 requests per container, the autoscaler aiming at 8"]
+    assert notes == [
+        "resources.timeout is 600 s, but Modal answers a web request that runs past 150 s "
+        "with a redirect the client must follow; keep routes below that, or stream",
+        "concurrency: up to 8 requests per container, the autoscaler aiming at 8",
+    ]

@@ -121,6 +121,9 @@ def _plan(path: Path, shown: str, base: str, old_text: str | None, env: str | No
     )
 
 
+WEB_REQUEST_LIMIT = 150  # seconds: Modal's limit on one web request before it redirects
+
+
 def advice(side: Side) -> list[str]:
     """What the deployed app will do that a reviewer may not expect from the spec."""
     spec, plan = side.spec, side.plan
@@ -143,6 +146,12 @@ def advice(side: Side) -> list[str]:
                 f"across containers that is {total} per {unit} (max_containers "
                 f"{most or 'unset'}); use `storage: redis` or `modal-dict` for one count"
             )
+    if (plan.timeout or 0) > WEB_REQUEST_LIMIT:
+        out.append(
+            f"resources.timeout is {plan.timeout} s, but Modal answers a web request that "
+            f"runs past {WEB_REQUEST_LIMIT} s with a redirect the client must follow; keep "
+            "routes below that, or stream"
+        )
     if plan.target_inputs:
         out.append(
             f"concurrency: up to {plan.max_inputs} requests per container, the autoscaler "
