@@ -5,6 +5,8 @@ reads. Read back with the real `modal` SDK, offline."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from endpointgen.compiler import pipeline
 from endpointgen.local.serve import load_app
-from endpointgen.runtime import remote
+from endpointgen.runtime import remote, tasks
 
 
 @pytest.fixture
@@ -165,7 +167,7 @@ class SlowModelClass:
         answers = {"context_problem": None, "context_left": 100, "chat_prompt": "user: hi"}
         return answers.get(method, {**totals, "finish_reason": "stop"})
 
-    async def stream(self, request: Any) -> Any:
+    async def stream(self, request: Any, request_id: str) -> Any:
         self.streams += 1
         self.most_streams = max(self.most_streams, self.streams)
         for piece in ("x", "y"):
@@ -256,3 +258,100 @@ def test_hub_downloads_use_the_fast_transfer(tmp_path: Path) -> None:
         '.env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})'
         in Path(module.__file__).read_text()
     )
+
+
+class Dripping:
+    """A text generator that drips a token every 20 ms, up to max_tokens, unless told to
+    stop; it records how each generation ended."""
+
+    def __init__(self) -> None:
+        self.ended: list[dict[str, Any]] = []
+
+    def generate(self, request: Any, on_text: Any = None, cancelled: Any = None) -> Any:
+        made = 0
+        reason = "length"
+        for _ in range(request.max_tokens):
+            if cancelled is not None and cancelled.is_set():
+                reason = "cancelled"
+                break
+            time.sleep(0.02)
+            made += 1
+            if on_text is not None:
+                on_text("x")
+        result = {"text": "x" * made, "prompt_tokens": 1, "tokens_generated": made}
+        self.ended.append({**result, "finish_reason": reason})
+        return self.ended[-1]
+
+    def context_problem(self, request: Any) -> None:
+        return None
+
+
+class Store:
+    """A modal.Dict stand-in: the web tier and the model container share it."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, Any] = {}
+
+    def put(self, key: str, value: Any) -> None:
+        self.items[key] = value
+
+    def contains(self, key: str) -> bool:
+        return key in self.items
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        return self.items.pop(key, default)
+
+
+class StreamingModelClass:
+    """A model class whose `.tokens.remote_gen.aio` runs the container's generator in its
+    own thread and, like Modal's, tells it nothing when the caller stops reading."""
+
+    def __init__(self, container: Any, cancels: Any) -> None:
+        self.container, self.cancels = container, cancels
+        self.tokens = SimpleNamespace(remote_gen=SimpleNamespace(aio=self.stream))
+
+    def __call__(self) -> StreamingModelClass:
+        return self
+
+    async def stream(self, request: Any, request_id: str) -> Any:
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[Any] = asyncio.Queue()
+
+        def produce() -> None:  # the container runs on, whoever reads
+            stop = self.cancels.watch(request_id)
+            for piece in self.container.tokens(request, stop):
+                with contextlib.suppress(RuntimeError):  # the caller's loop may be gone
+                    loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        threading.Thread(target=produce, daemon=True).start()
+        while True:
+            piece = await pieces.get()
+            yield piece
+            if piece[0] == "done":
+                return
+
+
+def test_a_client_that_goes_away_stops_the_generation_in_the_model_container() -> None:
+    engine, store = Dripping(), Store()
+    cancels = remote.Cancels("app", store)
+    container = tasks.Model("gpt", "text-generation")
+    container.serve(engine)  # the model class's own container
+    web = remote.serve(
+        tasks.Model("gpt", "text-generation"), StreamingModelClass(container, cancels), cancels
+    )
+
+    async def leave_early() -> None:
+        request = tasks.GenerateRequest(prompt="hi", max_tokens=200)
+        stream = web.generation(request, "request-1")
+        for _ in range(3):
+            assert (await anext(stream))[0] == "token"
+        await stream.aclose()  # the client went away
+
+    asyncio.run(leave_early())
+    waited = time.monotonic()
+    while not engine.ended and time.monotonic() - waited < 5:
+        time.sleep(0.05)
+    (ended,) = engine.ended
+    assert ended["finish_reason"] == "cancelled"
+    assert ended["tokens_generated"] < 100, "stopped within about a second, not at 200"
+    assert store.items == {}, "the mark is gone once the container has seen it"

@@ -159,7 +159,7 @@ class FakeModalClass:
 
     @property
     def tokens(self) -> Any:
-        def run(request: Any) -> Iterator[Any]:
+        def run(request: Any, request_id: str) -> Iterator[Any]:
             for piece in self.model.tokens(over_the_wire(request)):
                 yield over_the_wire(piece)
 

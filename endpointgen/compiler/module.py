@@ -284,9 +284,15 @@ class _Builder:
         served: list[Node] = []
         for m in plan.models:
             out.append(lines([f"{scope.models[m['name']]} = ", self.model(m["config"])]))
+        streams = any(m["config"]["task"] == "text-generation" for m in plan.models)
+        if streams:
+            note = "# A stream whose client went away is stopped in the model's own container."
+            out.append([note, "cancels = remote.Cancels(APP_NAME)"])
         for m in plan.models:
             out.append(self.model_class(m, self.secrets(plan.model_secrets)))
-            served.append(call("remote.serve", scope.models[m["name"]], m["class_name"]))
+            text = m["config"]["task"] == "text-generation"
+            cancels = ["cancels"] if text else []
+            served.append(call("remote.serve", scope.models[m["name"]], m["class_name"], *cancels))
         if plan.models:
             scope.use("remote")
         options = self.options(plan, secrets, volumes, hf=False)
@@ -338,11 +344,11 @@ class _Builder:
             self.scope.use("Iterator")
             tokens = Group(
                 "def tokens(",
-                ["self", "request: tasks.GenerateRequest"],
+                ["self", "request: tasks.GenerateRequest", "request_id: str"],
                 ") -> Iterator[tuple[str, Any]]:",
             )
             out += ["", "    @modal.method()", *lines(tokens, 4)]
-            out.append(f"        yield from {model}.tokens(request)")
+            out.append(f"        yield from {model}.tokens(request, cancels.watch(request_id))")
         return out
 
     def options(

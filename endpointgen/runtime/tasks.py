@@ -18,7 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -298,7 +298,7 @@ class Model:
         """
         stream = getattr(self.engine, "stream", None)
         if stream is not None:  # a remote model class: no thread held per stream
-            async with aclosing(stream(body)) as remote:
+            async with aclosing(stream(body, request_id)) as remote:
                 try:
                     async for kind, value in remote:
                         yield kind, value
@@ -375,29 +375,66 @@ class Model:
             raise RuntimeError(f"model is not ready ({self.status}): {self.error}")
         return getattr(self.engine, method)(*args)
 
-    def tokens(self, request: GenerateRequest) -> Iterator[tuple[str, Any]]:
-        """("token", text) pairs as a generation goes, then ("done", totals)."""
+    def tokens(
+        self, request: GenerateRequest, stop: Stop | None = None
+    ) -> Iterator[tuple[str, Any]]:
+        """("token", text) pairs as a generation goes, then ("done", totals).
+
+        `stop` is asked twice a second, apart from the stream (a caller that stops reading
+        does not stop this): once it says so (the web tier's client went away), the
+        generation stops at its next token. Closing this generator early stops it too.
+        """
         pieces: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        cancelled = threading.Event()
 
         def work() -> None:
             try:
-                result = self.call("generate", request, on_text)
+                result = self.call("generate", request, on_text, cancelled)
             except Exception as exc:
                 pieces.put(("error", f"{type(exc).__name__}: {exc}"))
             else:
                 pieces.put(("done", result))
+            finally:
+                done.set()
 
         def on_text(piece: str) -> None:
             pieces.put(("token", piece))
 
+        def watch(stop: Stop) -> None:  # apart from the stream: works if nobody reads it
+            while not done.wait(STOP_POLL):
+                if stop():
+                    http.log.info("the web tier says the client went away: stopping")
+                    cancelled.set()
+                    break
+            done.wait()
+            stop.forget()
+
+        done = threading.Event()
         threading.Thread(target=work, daemon=True).start()
-        while True:
-            kind, value = pieces.get()
-            if kind == "error":
-                raise RuntimeError(value)
-            yield kind, value
-            if kind == "done":
-                return
+        if stop is not None:
+            threading.Thread(target=watch, args=(stop,), daemon=True).start()
+        try:
+            while True:
+                kind, value = pieces.get()
+                if kind == "error":
+                    raise RuntimeError(value)
+                yield kind, value
+                if kind == "done":
+                    return
+        finally:
+            if not done.is_set():  # closed early, here: stop the generation too
+                cancelled.set()
+
+
+STOP_POLL = 0.5  # seconds between asking whether a stream's client went away
+
+
+class Stop(Protocol):
+    """Whether a stream's client went away (asked while it runs); `forget` once it ends."""
+
+    def __call__(self) -> bool: ...
+
+    def forget(self) -> None: ...
 
 
 NOT_READY = http.documented(503, "The model is loading, or failed to load")

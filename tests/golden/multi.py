@@ -91,6 +91,9 @@ embedder = tasks.Model(
     batching=tasks.Batching(32, 5),
 )
 
+# A stream whose client went away is stopped in the model's own container.
+cancels = remote.Cancels(APP_NAME)
+
 
 @app.cls(
     gpu="L4",
@@ -112,8 +115,10 @@ class WriterModel:
         return writer.call(method, *args)
 
     @modal.method()
-    def tokens(self, request: tasks.GenerateRequest) -> Iterator[tuple[str, Any]]:
-        yield from writer.tokens(request)
+    def tokens(
+        self, request: tasks.GenerateRequest, request_id: str
+    ) -> Iterator[tuple[str, Any]]:
+        yield from writer.tokens(request, cancels.watch(request_id))
 
 
 @app.cls(
@@ -140,5 +145,6 @@ class EmbedderModel:
 @modal.asgi_app()
 def web() -> FastAPI:
     return create_app(
-        remote.serve(writer, WriterModel), remote.serve(embedder, EmbedderModel)
+        remote.serve(writer, WriterModel, cancels),
+        remote.serve(embedder, EmbedderModel),
     )
