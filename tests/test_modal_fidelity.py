@@ -355,3 +355,28 @@ def test_a_client_that_goes_away_stops_the_generation_in_the_model_container() -
     assert ended["finish_reason"] == "cancelled"
     assert ended["tokens_generated"] < 100, "stopped within about a second, not at 200"
     assert store.items == {}, "the mark is gone once the container has seen it"
+
+
+@pytest.mark.parametrize(("gpu", "cpu_build"), [(None, True), ("T4", False)])
+def test_a_model_on_no_gpu_installs_the_cpu_build_of_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gpu: str | None, cpu_build: bool
+) -> None:
+    """A CPU-only model app's image takes torch from its CPU index (a few hundred MB),
+    not the multi-GB CUDA stack; with a GPU, the default build."""
+    asked: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+    real = modal.Image.uv_pip_install
+
+    def spy(self: Any, *packages: str, **options: Any) -> Any:
+        asked.append((packages, options))
+        return real(self, *packages, **options)
+
+    monkeypatch.setattr(modal.Image, "uv_pip_install", spy)
+    spec = yaml.safe_load((SPECS / "minilm.yaml").read_text())
+    spec["gpu"] = gpu
+    build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    first_packages, first_options = asked[0]
+    if cpu_build:
+        assert first_packages == ("torch==2.13.0",)
+        assert first_options == {"index_url": "https://download.pytorch.org/whl/cpu"}
+    else:
+        assert "index_url" not in first_options and "torch==2.13.0" in first_packages

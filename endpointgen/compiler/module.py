@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from endpointgen.compiler import routes
-from endpointgen.compiler.plan import HF_CACHE_DIR, Plan
+from endpointgen.compiler.plan import CPU_TORCH_INDEX, HF_CACHE_DIR, TORCH, Plan
 from endpointgen.compiler.pycode import (
     WIDTH,
     Group,
@@ -135,8 +135,11 @@ class _Builder:
             local.append(call(method, f"{name}.local", f"{name}.remote"))
         local.append(call(".add_local_python_source", literal("endpointgen")))
         env = [call(".env", literal(plan.env))] if plan.env else []
-        packages = call(".uv_pip_install", *map(literal, plan.packages))
-        out = [chain("image", base, [packages, *env, *local])]
+        packages: list[Node] = [call(".uv_pip_install", *map(literal, plan.packages))]
+        if plan.cpu_torch:  # torch first, from its CPU index; then the rest, torch included
+            index = literal(CPU_TORCH_INDEX)
+            packages.insert(0, call(".uv_pip_install", literal(TORCH), index_url=index))
+        out = [chain("image", base, [*packages, *env, *local])]
         if plan.models:
             note = "# The web tier needs no model packages: it calls the models' own containers."
             web = call(".uv_pip_install", *map(literal, plan.web_packages))

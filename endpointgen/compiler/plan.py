@@ -20,7 +20,10 @@ from endpointgen.spec.models import NamedModel
 # Packages the generated app installs in its Modal image. Pinned to the versions the
 # test suite runs the generated code against, so a deploy runs what was tested.
 WEB_PACKAGES = ("fastapi[standard]==0.165.0", "pydantic==2.14.4")
-MODEL_PACKAGES = ("torch==2.13.0", "transformers==5.24.0")
+TORCH = "torch==2.13.0"
+MODEL_PACKAGES = (TORCH, "transformers==5.24.0")
+# Where a model that runs on no GPU gets torch: the CPU build, not the CUDA stack.
+CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # Installed only when a spec uses the feature that needs them.
 EXTRA_PACKAGES = {
     "multi-gpu": "accelerate==1.15.0",  # device_map="auto": one model across the GPUs
@@ -92,6 +95,12 @@ class Plan:
     python_version: str = PYTHON_VERSION
     hf_cache_volume: str = HF_CACHE_VOLUME
     hf_cache_dir: str = HF_CACHE_DIR
+
+    @property
+    def cpu_torch(self) -> bool:
+        """A model app on no GPU at all: its image takes torch's CPU build."""
+        gpus = [self.gpu] if self.model is not None else [m["gpu"] for m in self.models]
+        return bool(gpus) and all(gpu is None for gpu in gpus)
 
     @property
     def web_packages(self) -> list[str]:

@@ -19,6 +19,7 @@ MODEL_DIR = files.Shipped(__file__, "../../specs/models/tiny-vit", "/model")
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
+    .uv_pip_install("torch==2.13.0", index_url="https://download.pytorch.org/whl/cpu")
     .uv_pip_install(
         "fastapi[standard]==0.165.0",
         "pillow==13.0.0",
