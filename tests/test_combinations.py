@@ -1,9 +1,10 @@
 """Every spec that validates gives an app that starts.
 
 Hypothesis draws feature combinations: no model, one model of each task (with and without
-a custom loader), several models; every route action; every auth mode; every rate-limit
-storage and key; CORS; batching; environments. For each draw the spec is validated, and
-then either refused with positioned one-line problems, or built, and the module:
+a custom loader, in one container or behind a web tier), several models; every route
+action; every auth mode; every rate-limit storage and key; CORS; batching; environments.
+For each draw the spec is validated, then either refused with positioned one-line
+problems, or built, and the module:
 - has no undefined or unused names (ruff's F rules, over all the draws at once), and is
   as `ruff format` writes it;
 - imports with the real `modal` SDK;
@@ -107,6 +108,7 @@ def specs(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
         if draw(st.booleans()) and task != "text-generation":
             spec["batching"] = {"max_batch_size": 8, "wait_ms": 5}
         spec["gpu"] = draw(st.sampled_from([None, "T4", "h100:2", ["L40S", "A100"]]))
+        spec["shape"] = draw(st.sampled_from(["single", "split"]))
         chosen = draw(st.lists(st.sampled_from(MODEL_ROUTES[task]), min_size=1, max_size=2))
         kinds += chosen
         models += [None] * len(chosen)

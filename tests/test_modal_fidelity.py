@@ -380,3 +380,38 @@ def test_a_model_on_no_gpu_installs_the_cpu_build_of_torch(
         assert first_options == {"index_url": "https://download.pytorch.org/whl/cpu"}
     else:
         assert "index_url" not in first_options and "torch==2.13.0" in first_packages
+
+
+def test_shape_split_puts_a_cpu_web_tier_in_front_of_one_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_gpt2: Path
+) -> None:
+    """One line in the spec: refused requests and probes land on CPU, not on the GPU."""
+    monkeypatch.setenv("API_KEYS", "k")
+    spec = yaml.safe_load((SPECS / "gpt2.yaml").read_text())
+    spec["shape"] = "split"
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    web = module.web.info()
+    model = module.Inference._get_class_service_function().info()
+    assert web.gpus == [] and model.gpus == [("L40S", 1)]
+    assert web.concurrency_info is not None and web.concurrency_info.max_inputs == 100
+    assert model.concurrency_info is not None
+    assert (model.concurrency_info.max_inputs, model.concurrency_info.target_inputs) == (8, 1)
+    assert model.secrets == [] and web.secrets == ["modal.Secret.from_name('gpt2-auth')"]
+    assert not hasattr(module, "Server")
+    # The web tier's answers, with the model class standing in: a refusal costs no call.
+    model_class = SlowModelClass()
+    app = module.create_app(remote.serve(module.model, model_class))
+    client = TestClient(app)
+    assert client.post("/generate", json={"prompt": "hi"}).status_code == 401
+    assert client.get("/health").status_code == 200
+    assert model_class.most_calls == 0
+    ok = client.post("/generate", json={"prompt": "hi"}, headers={"Authorization": "Bearer k"})
+    assert ok.status_code == 200 and model_class.most_calls == 1
+
+
+def test_shape_split_needs_a_model(tmp_path: Path) -> None:
+    spec = {"name": "app", "shape": "split", "routes": [{"path": "/h", "action": "health"}]}
+    (problem,) = pipeline.validate(write_spec(tmp_path, spec))
+    assert str(problem).endswith(
+        "shape: `shape: split` puts a web tier in front of `model`, and this spec has none"
+    )

@@ -446,16 +446,23 @@ def test_plan_says_what_the_deployed_app_does_that_the_spec_does_not_show(repo: 
         "pin `revision` to deploy what was tested",
         "rate limit 10/minute is counted in memory, per container: across containers that is "
         "40 per minute (max_containers 4); use `storage: redis` or `modal-dict` for one count",
+        "every request, refused ones (401, 429) and /health probes included, lands on the GPU "
+        "containers and keeps them warm; `shape: split` puts a CPU web tier in front, so only "
+        "model calls reach a GPU",
         "concurrency: up to 8 requests per container, the autoscaler aiming at 1",
     ]
     spec["model"]["revision"] = "v1"
     spec["rate_limit"]["storage"] = "modal-dict"
     spec["scaling"] = {"max_inputs": 8, "target_inputs": 8}
     spec["resources"] = {"timeout": 600}
+    spec["shape"] = "split"
     repo.write("specs/chat.yaml", yaml.safe_dump(spec))
     notes = _plan_json("specs/chat.yaml")["specs"][0]["notes"]
     assert notes == [
         "resources.timeout is 600 s, but Modal answers a web request that runs past 150 s "
         "with a redirect the client must follow; keep routes below that, or stream",
-        "concurrency: up to 8 requests per container, the autoscaler aiming at 8",
     ]
+    shape = [
+        c for c in _plan_json("specs/chat.yaml")["specs"][0]["changes"] if c["what"] == "shape"
+    ]
+    assert shape[0]["after"] == "CPU web tier + model class"

@@ -57,7 +57,7 @@ routes:
 
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 TOP_KEYS = (
-    "version, name, description, model, models, gpu, resources, scaling, batching, "
+    "version, name, description, model, models, shape, gpu, resources, scaling, batching, "
     "secrets, packages, env, auth, cors, rate_limit, routes, errors, environments"
 )
 APP_NAME_RULE = (
@@ -940,6 +940,7 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
         "dtype": "float32",
     },
     "gpu": ["l40s", "A100-80GB:2"],
+    "shape": "split",
     "resources": {"cpu": 2.5, "memory": 4096, "timeout": 120, "startup_timeout": 900},
     "scaling": {
         "min_containers": 0,

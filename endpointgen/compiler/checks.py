@@ -155,6 +155,12 @@ def _models(spec: Spec, doc: Document) -> Iterator[Problem]:
         )
     if spec.models and spec.batching:
         yield doc.problem(("batching",), "with `models`, set `batching` on each model")
+    if spec.shape == "split" and spec.model is None:
+        yield doc.problem(
+            ("shape",),
+            "`shape: split` puts a web tier in front of `model`, and this spec has none"
+            + ("; with `models` the web tier is always there" if spec.models else ""),
+        )
     for i, route in enumerate(spec.routes):
         if route.model is None:
             continue

@@ -59,7 +59,8 @@ class _Builder:
         self.plan = plan
         names = routes.Names()
         models = {"model": "model"} if plan.model is not None else {}
-        models |= {m["name"]: names.new(m["name"], "_model") for m in plan.models}
+        for m in plan.models:  # `model` is the name of one model behind a web tier too
+            models[m["name"]] = "model" if m["name"] == "model" else names.new(m["name"], "_model")
         tasks = {"model": plan.model["task"]} if plan.model is not None else {}
         tasks |= {m["name"]: m["config"]["task"] for m in plan.models}
         self.scope = routes.Scope(names, models, {}, tasks)
@@ -333,7 +334,7 @@ class _Builder:
             *lines(["@", call("app.cls", **options)]),
             *concurrent(named),
             f"class {named['class_name']}:",
-            f'    """The model `{named["name"]}`, on its own GPU type; the web tier calls it."""',
+            f'    """{self.class_doc(named)}"""',
             "",
             "    @modal.enter()",
             "    def load(self) -> None:",
@@ -353,6 +354,11 @@ class _Builder:
             out += ["", "    @modal.method()", *lines(tokens, 4)]
             out.append(f"        yield from {model}.tokens(request, cancels.watch(request_id))")
         return out
+
+    def class_doc(self, named: dict[str, Any]) -> str:
+        if len(self.plan.models) == 1:
+            return "The model, on its GPU; the CPU web tier (`web`) calls it."
+        return f"The model `{named['name']}`, on its own GPU type; the web tier calls it."
 
     def options(
         self, settings: Any, secrets: Node | None, volumes: dict[str, Node], hf: bool

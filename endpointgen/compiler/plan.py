@@ -125,17 +125,29 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         {**_route(spec, i, r), **shapes.route_extras(r, shipped)} for i, r in enumerate(spec.routes)
     ]
     model = None
-    if spec.model is not None:
+    named = dict(spec.models)
+    if spec.model is not None and spec.shape == "split":
+        # One model behind a CPU web tier: the model's settings go to its own class.
+        named[SINGLE_MODEL] = NamedModel(
+            **spec.model.model_dump(),
+            gpu=spec.gpu,
+            resources=spec.resources,
+            scaling=spec.scaling,
+            batching=spec.batching,
+        )
+    elif spec.model is not None:
         model = model_config(spec.model, spec.batching, spec_path.parent, out, shipped)
         if model["local_dir"] is not None:
             shipped.dirs.insert(0, {"local": model["local_dir"], "remote": MODEL_REMOTE_DIR})
-    models = [
-        _named_model(name, m, spec_path.parent, out, shipped) for name, m in spec.models.items()
-    ]
+    models = [_named_model(name, m, spec_path.parent, out, shipped) for name, m in named.items()]
+    split = spec.shape == "split" and spec.model is not None
     configs = [model] if model else [m["config"] for m in models]
     secret_keys = _secret_keys(spec, auth_settings(spec))
     # With several models, the top-level scaling is the web tier's: it runs no model.
-    concurrency = _concurrency(spec.scaling, spec.model.task if spec.model else None)
+    web = Scaling() if split else spec.scaling  # split: Modal's defaults for the CPU tier
+    concurrency = _concurrency(web, spec.model.task if spec.model and not split else None)
+    if split:
+        models[0]["class_name"] = "Inference"
     secrets = sorted(secret_keys)
     env = dict(sorted(spec.env.items()))
     hf_cache = any(c["local_dir"] is None for c in configs)
@@ -157,14 +169,16 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         description=spec.description,
         source=relative(spec_path, out),
         version=__version__,
-        gpu=_gpu(spec.gpu),
-        cpu=spec.resources.cpu,
-        memory=spec.resources.memory,
+        gpu=None if split else _gpu(spec.gpu),
+        cpu=None if split else spec.resources.cpu,
+        memory=None if split else spec.resources.memory,
         timeout=spec.resources.timeout,
-        autoscaling=_autoscaling(spec.scaling),
+        autoscaling=_autoscaling(web),
         max_inputs=concurrency["max_inputs"],
         target_inputs=concurrency["target_inputs"],
-        startup_timeout=_startup_timeout(spec.resources.startup_timeout, spec.model is not None),
+        startup_timeout=None
+        if split
+        else _startup_timeout(spec.resources.startup_timeout, spec.model is not None),
         secrets=secrets,
         secret_keys=secret_keys,
         model_secrets=sorted(set(spec.secrets)),

@@ -150,6 +150,9 @@ def facts(side: Side) -> list[Fact]:
         app_rule |= {"storage": rate.storage, "scope": "app"}
     add("rate limit", "app rate limit", rate_text(app_rule) if app_rule else None, "none")
     add("gpu", "GPU", side.cost.gpu if spec.gpu else None, "none (CPU)")
+    if spec.model is not None:
+        split = "CPU web tier + model class" if spec.shape == "split" else None
+        add("gpu", "shape", split, "one container (web and model)")
     for key in ("min_containers", "max_containers", "buffer_containers"):
         add("scaling", key, getattr(spec.scaling, key), "Modal default")
     add("scaling", "scaledown_window", spec.scaling.scaledown_window, "Modal default", " s")

@@ -152,6 +152,12 @@ def advice(side: Side) -> list[str]:
             f"runs past {WEB_REQUEST_LIMIT} s with a redirect the client must follow; keep "
             "routes below that, or stream"
         )
+    if spec.model is not None and spec.shape == "single" and spec.gpu:
+        out.append(
+            "every request, refused ones (401, 429) and /health probes included, lands on "
+            "the GPU containers and keeps them warm; `shape: split` puts a CPU web tier in "
+            "front, so only model calls reach a GPU"
+        )
     if plan.target_inputs:
         out.append(
             f"concurrency: up to {plan.max_inputs} requests per container, the autoscaler "

@@ -471,6 +471,11 @@ class Spec(Strict):
         default_factory=dict,
         description="several models, each on its own GPU, behind one CPU web tier",
     )
+    shape: Literal["single", "split"] = Field(
+        default="single",
+        description="with `model`: `single` serves from the model's container; `split` puts "
+        "a CPU web tier in front, so auth, limits and probes never wake a GPU",
+    )
     gpu: GpuField = Field(
         default=None,
         description="a Modal GPU ('L40S', 'H100:2') or a list tried in order; null = CPU",
