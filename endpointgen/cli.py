@@ -69,7 +69,8 @@ def _main(
 
 @app.command()
 def validate(specs: Specs) -> None:
-    """Check specs, every environment overlay included; one line per problem, exit 1 if any."""
+    """Check specs, every environment overlay included; one line per problem, exit 1 if any.
+    Warnings (what a valid spec does on Modal that may surprise) are printed too."""
     from endpointgen.compiler import pipeline
 
     failed = False
@@ -79,8 +80,10 @@ def validate(specs: Specs) -> None:
             _fail(str(problem))
         if problems:
             failed = True
-        else:
-            _ok(f"{spec}: ok")
+            continue
+        for warning in pipeline.warnings(spec):
+            typer.secho(str(warning), fg=typer.colors.YELLOW, err=True)
+        _ok(f"{spec}: ok")
     if failed:
         raise typer.Exit(1)
 

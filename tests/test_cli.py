@@ -193,3 +193,33 @@ def test_a_bug_of_ours_is_one_line_and_a_report_file(tmp_path: Path) -> None:
     (report,) = tmp_path.glob("endpointgen-crash-*.txt")
     assert line.endswith(str(report))
     assert "Traceback" in report.read_text() and "def broken" not in line
+
+
+def test_validate_warns_about_what_a_valid_spec_does_on_modal(tmp_path: Path) -> None:
+    """Not errors: the spec is valid, exit 0; each warning points at its line."""
+    spec = write_spec(
+        tmp_path,
+        """\
+        name: app
+        model: {id: org/model, task: embeddings}
+        resources: {timeout: 600}
+        auth: {mode: bearer}
+        routes:
+          - {path: /embed, method: POST, action: embed}
+        """,
+    )
+    result = runner.invoke(app, ["validate", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert f"{spec}: ok" in result.output
+    assert (
+        f"{spec}:2:13: model.id: warning: no `revision`: each cold start asks the Hub for the "
+        "latest `main`; pin a revision to deploy what was tested"
+    ) in result.output
+    assert (
+        f"{spec}:3:22: resources.timeout: warning: Modal answers a web request that runs past "
+        "150 s with a redirect the client must follow; keep routes below that, or stream"
+    ) in result.output
+    pinned = spec.read_text().replace("task: embeddings", "task: embeddings, revision: v1")
+    spec.write_text(pinned.replace("timeout: 600", "timeout: 120"))
+    quiet = runner.invoke(app, ["validate", str(spec)])
+    assert quiet.exit_code == 0 and "warning" not in quiet.output

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from endpointgen.compiler import checks, loader
 from endpointgen.compiler.loader import Document
-from endpointgen.compiler.plan import make_plan, name_problems
+from endpointgen.compiler.plan import local_model_dir, make_plan, name_problems
 from endpointgen.compiler.render import render
-from endpointgen.errors import Problem, SpecError, UsageError
-from endpointgen.spec import Spec, parse
+from endpointgen.errors import Loc, Problem, SpecError, UsageError
+from endpointgen.spec import Model, Spec, parse
 
 DEFAULT_OUT = "build"
 
@@ -70,6 +70,36 @@ def validate(path: str | Path) -> list[Problem]:
                 problem = Problem(problem.file, problem.line, problem.col, problem.loc, message)
             problems.append(problem)
     return SpecError(problems).problems if problems else []
+
+
+WEB_REQUEST_LIMIT = 150  # seconds: Modal's limit on one web request before it redirects
+
+
+def warnings(path: str | Path) -> list[Problem]:
+    """What a valid spec will do on Modal that its author may not expect: not errors."""
+    doc, spec = load_spec(path)
+    out = []
+    if (spec.resources.timeout or 0) > WEB_REQUEST_LIMIT:
+        out.append(
+            doc.problem(
+                ("resources", "timeout"),
+                f"warning: Modal answers a web request that runs past {WEB_REQUEST_LIMIT} s "
+                "with a redirect the client must follow; keep routes below that, or stream",
+            )
+        )
+    named: list[tuple[Loc, Model]] = [(("model",), spec.model)] if spec.model else []
+    named += [(("models", name), m) for name, m in spec.models.items()]
+    for loc, model in named:
+        if model.revision is None:
+            if local_model_dir(model.id, Path(doc.file).parent) is None:
+                out.append(
+                    doc.problem(
+                        (*loc, "id"),
+                        "warning: no `revision`: each cold start asks the Hub for the latest "
+                        "`main`; pin a revision to deploy what was tested",
+                    )
+                )
+    return out
 
 
 def _problems(doc: Document) -> list[Problem]:

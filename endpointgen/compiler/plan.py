@@ -206,7 +206,7 @@ def model_config(
     remote_dir: str = MODEL_REMOTE_DIR,
 ) -> dict[str, Any]:
     """What the app needs to load and run one model."""
-    local = _local_model_dir(model.id, spec_dir)
+    local = local_model_dir(model.id, spec_dir)
     return {
         "id": model.id,
         "task": model.task,
@@ -297,7 +297,7 @@ def _rate_limits(spec: Spec) -> list[RateLimit]:
     return ([spec.rate_limit] if spec.rate_limit else []) + routes
 
 
-def _local_model_dir(model_id: str, spec_dir: Path) -> Path | None:
+def local_model_dir(model_id: str, spec_dir: Path) -> Path | None:
     """A model id is a local directory when it looks like a path or names one that exists."""
     if model_id.startswith(("./", "../", "/", "~")) or model_id in (".", ".."):
         return (spec_dir / Path(model_id).expanduser()).resolve()
