@@ -708,6 +708,19 @@ def test_name_that_shadows_a_module_is_refused(in_tmp: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("name", ["endpointgen", "redis", "huggingface-hub"])
+def test_a_name_that_shadows_what_the_runtime_imports_is_refused(in_tmp: Path, name: str) -> None:
+    """In a container the module sits first on sys.path: `endpointgen.py` would hide the
+    runtime it imports, `redis.py` the client the rate limits use."""
+    (in_tmp / "spec.yaml").write_text(f"name: {name}\nroutes:\n  - {{path: /h, action: health}}\n")
+    problems = [str(p) for p in pipeline.validate("spec.yaml")]
+    module = name.replace("-", "_")
+    assert problems == [
+        f"spec.yaml:1:7: name: '{name}' would make a module that shadows Python's `{module}`; "
+        "choose another name"
+    ]
+
+
 def test_name_that_shadows_a_module_names_its_line(in_tmp: Path) -> None:
     write(in_tmp, "# the app\n" + changed("name: demo", "name: json"))
     assert lines_for("spec.yaml") == [

@@ -46,15 +46,13 @@ HF_CACHE_VOLUME = "endpointgen-hf-cache"
 HF_CACHE_DIR = "/hf-cache"
 MODEL_REMOTE_DIR = "/model"
 
-# Modules the generated app imports: an app named like one of them would shadow it.
+# Modules the built module, the runtime and the packages under them import: in a Modal
+# container the module sits first on sys.path, so an app named like one would shadow it.
 _IMPORTED = {
-    "modal",
-    "fastapi",
-    "pydantic",
-    "starlette",
-    "torch",
-    "transformers",
-    "tokenizers",
+    *("endpointgen", "modal", "fastapi", "pydantic", "starlette", "uvicorn", "anyio"),
+    *("torch", "transformers", "tokenizers", "huggingface_hub", "safetensors", "accelerate"),
+    *("numpy", "regex", "requests", "filelock", "packaging", "tqdm", "yaml", "jwt", "redis"),
+    *("multipart", "python_multipart", "typing_extensions", "annotated_types", "h11"),
 }
 
 
