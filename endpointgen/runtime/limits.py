@@ -5,6 +5,7 @@
 `modal.Dict` (`modal-dict`: holds across the app's containers, no server to run).
 """
 
+import asyncio
 import hashlib
 import os
 import time
@@ -91,36 +92,140 @@ class RedisWindow:
 class DictWindow:
     """Fixed windows in a `modal.Dict`, shared by every container of the app.
 
-    A Dict has no atomic increment, so each admitted request claims one of the window's
-    `limit` numbered slots with an insert-if-absent put: a slot is won once, so at most
-    `limit` requests pass per window. Claimed slots always form a prefix, so a binary
-    search over `contains` finds the first free slot in O(log limit) reads.
+    A Dict has no atomic increment; its one atomic step is the insert-if-absent `put`,
+    which a key wins once. So each window's `limit` is cut into at most `CHUNKS` numbered
+    chunks, and a container claims a whole chunk with that `put` and then admits from it
+    locally, with no Dict call, until it is spent. A chunk is won once, so at most
+    `limit` requests pass per window in all containers together.
+
+    Cost on a request's path: no Dict call while the container's chunk lasts, and at
+    most 2 `put`s when it claims the next one. Requests of this
+    container that arrive during a claim wait for it rather than race it. If both
+    `put`s lose, the request gets 429 with `Retry-After: 1`: the window is not spent,
+    this container only learned that others took those chunks.
+
+    The price of claiming in chunks: a chunk one container holds cannot serve requests
+    that reach another, so when a key's traffic moves between containers, up to
+    (containers - 1) x (chunk - 1) requests of a window can be refused early. Never
+    more than `limit` are admitted.
+
+    No key outlives its window by long: each container pops the chunks it won once
+    their window has passed (off the request path, on a timer and on the next window's
+    first request).
     """
+
+    CHUNKS = 16
 
     def __init__(self, store: Any, scope: str, limit: int, seconds: int) -> None:
         self.store = store
         self.scope = scope
         self.limit = limit
         self.seconds = seconds
+        self.chunk = -(-limit // self.CHUNKS)
+        self.chunks = -(-limit // self.chunk)
+        self.window = -1
+        self.leases: dict[str, Lease] = {}
+        self.won: list[tuple[int, str]] = []  # (window, key) of chunks this container holds
+        self.sweeping: set[asyncio.Task[None]] = set()
+        self.timer = -1  # the window whose sweep timer is set
 
     async def hit(self, key: str, now: float) -> tuple[bool, int, int]:
         window = int(now // self.seconds)
-        base = f"{self.scope}:{window}:{key}"
         reset = seconds_left(window, self.seconds, now)
-        low = 0
-        while True:
-            high = self.limit
-            while low < high:
-                middle = (low + high) // 2
-                if await call(self.store.contains, f"{base}:{middle}"):
-                    low = middle + 1
-                else:
-                    high = middle
-            if low >= self.limit:
+        if window != self.window:
+            self.window, self.leases = window, {}
+            self.sweep_soon(0, now)
+        lease = self.leases.setdefault(key, Lease())
+        while lease.next >= lease.end and lease.claiming is not None:
+            await asyncio.shield(lease.claiming)  # this container is claiming already
+        if lease.next >= lease.end:
+            if lease.lowest(self.chunks) is None:
                 return False, 0, reset
-            if await call(self.store.put, f"{base}:{low}", 1, skip_if_exists=True):
-                return True, self.limit - low - 1, reset
-            low += 1  # another container won this slot: search again above it
+            claim = asyncio.get_running_loop().create_future()
+            lease.claiming = claim
+            try:
+                won = await self.claim(f"{self.scope}:{window}:{key}", lease)
+            finally:
+                lease.claiming = None
+                claim.set_result(None)
+            if won is None:
+                exhausted = lease.lowest(self.chunks) is None
+                return False, 0, reset if exhausted else 1
+            self.won.append((window, won))
+            self.sweep_soon(reset + 1, None)
+        slot = lease.next
+        lease.next += 1
+        return True, self.limit - slot - 1, reset
+
+    async def claim(self, base: str, lease: "Lease") -> str | None:
+        """Claim a chunk with at most 2 `put`s; the lease then spans it.
+
+        Containers claim upwards, so the chunks above the highest one known to be taken
+        are the likely free ones: the first `put` tries the lowest of them, the second
+        jumps halfway up the rest, which finds the top of a window that other
+        containers have been filling in a few requests. Once none above can be free,
+        the chunks below are tried downwards from there: holes left by jumps lie just
+        under the chunks that jumped.
+        """
+        for attempt in range(2):
+            top = max(lease.taken, default=-1)
+            free = [n for n in range(top + 1, self.chunks)]
+            free = free or [n for n in range(top, -1, -1) if n not in lease.taken]
+            if not free:
+                return None
+            number = free[len(free) // 2] if attempt else free[0]
+            lease.taken.add(number)
+            name = f"{base}:{number}"
+            if await call(self.store.put, name, 1, skip_if_exists=True):
+                lease.next = number * self.chunk
+                lease.end = min(self.limit, lease.next + self.chunk)
+                return name
+        return None
+
+    def sweep_soon(self, delay: float, now: float | None) -> None:
+        """Pop the chunks of ended windows after `delay` seconds, off the request path.
+
+        `now=None` reads the clock when the timer fires. One timer per window.
+        """
+        if not self.won or (delay and self.timer == self.window):
+            return
+        loop = asyncio.get_running_loop()
+
+        def start() -> None:
+            task = loop.create_task(self.sweep(time.time() if now is None else now))
+            self.sweeping.add(task)
+            task.add_done_callback(self.sweeping.discard)
+
+        if delay:
+            self.timer = self.window
+            loop.call_later(delay, start)
+        else:
+            start()
+
+    async def sweep(self, now: float) -> None:
+        current = int(now // self.seconds)
+        ended = [name for window, name in self.won if window < current]
+        self.won = [(window, name) for window, name in self.won if window >= current]
+        for name in ended:
+            try:
+                await call(self.store.pop, name, None)
+            except Exception as exc:  # the Dict drops idle keys itself after 7 days
+                http.log.warning("could not remove rate limit key %s: %s", name, exc)
+
+
+class Lease:
+    """One key's window in one container: the slots left in its chunk, and the chunks it
+    knows are taken."""
+
+    def __init__(self) -> None:
+        self.next = 0
+        self.end = 0
+        self.taken: set[int] = set()
+        self.claiming: asyncio.Future[None] | None = None
+
+    def lowest(self, chunks: int) -> int | None:
+        """The lowest chunk not known to be taken; None when all are."""
+        return next((n for n in range(chunks) if n not in self.taken), None)
 
 
 async def call(method: Any, *args: Any, **kwargs: Any) -> Any:
