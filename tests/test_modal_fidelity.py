@@ -409,6 +409,56 @@ def test_shape_split_puts_a_cpu_web_tier_in_front_of_one_model(
     assert ok.status_code == 200 and model_class.most_calls == 1
 
 
+class UnloadableModelClass(SlowModelClass):
+    """Stands in for a class whose `@modal.enter` raises: once Modal gives up on the
+    crash-looping container, every call fails with the exception load raised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads = True
+
+    async def ask(self, method: str, *args: Any) -> Any:
+        self.calls += 1
+        if self.loads:
+            raise tasks.LoadFailed("OSError: gpt2 does not appear to have model.safetensors")
+        return await super().ask(method, *args)
+
+
+def test_a_web_tier_does_not_report_ready_for_a_class_that_cannot_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue "Modal fidelity", item 3: the split shape's `/health` and routes answer 503
+    with the short reason once a call learns the class cannot load; they stop calling it
+    for `RETRY_AFTER` seconds, and serve again once a container can load."""
+    monkeypatch.setenv("API_KEYS", "k")
+    spec = yaml.safe_load((SPECS / "gpt2.yaml").read_text())
+    spec["shape"] = "split"
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    model_class = UnloadableModelClass()
+    app = module.create_app(remote.serve(module.model, model_class))
+    client = TestClient(app)
+    auth = {"Authorization": "Bearer k"}
+    reason = "OSError: gpt2 does not appear to have model.safetensors"
+    assert client.get("/health").status_code == 200  # nothing is known yet
+
+    first = client.post("/generate", json={"prompt": "hi"}, headers=auth)
+    assert first.status_code == 503
+    assert first.json()["error"] == f"model is not ready (failed): {reason}"
+    health = client.get("/health")
+    assert health.status_code == 503
+    assert health.json() == {"status": "failed", "error": reason, "model": "gpt2"}
+    for _ in range(5):
+        assert client.post("/generate", json={"prompt": "hi"}, headers=auth).status_code == 503
+    assert model_class.calls == 1, "a class known not to load is not called again at once"
+
+    # Later, a redeploy (or a container that can load) answers: calls go through again.
+    model_class.loads = False
+    monkeypatch.setattr(remote.RemoteEngine, "RETRY_AFTER", 0.0)
+    monkeypatch.setattr(module.model, "retry_at", time.monotonic())
+    assert client.get("/health").status_code == 200
+    assert client.post("/generate", json={"prompt": "hi"}, headers=auth).status_code == 200
+
+
 def test_shape_split_needs_a_model(tmp_path: Path) -> None:
     spec = {"name": "app", "shape": "split", "routes": [{"path": "/h", "action": "health"}]}
     (problem,) = pipeline.validate(write_spec(tmp_path, spec))

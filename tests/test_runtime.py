@@ -4,6 +4,7 @@ compiler. What built modules rely on, tested where it lives."""
 from __future__ import annotations
 
 import asyncio
+import pickle
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -230,5 +231,9 @@ def test_a_failed_load_is_a_short_503_here_and_raised_in_a_modal_container(
     import modal
 
     monkeypatch.setattr(modal, "is_local", lambda: False)
-    with pytest.raises(OSError, match="cannot read"):
+    with pytest.raises(tasks.LoadFailed) as raised:
         failing_model(tmp_path).load()
+    # The web tier in front of a class gets the short reason; the log keeps the cause.
+    assert raised.value.args == ("OSError: cannot read model.safetensors",)
+    assert isinstance(raised.value.__cause__, OSError)
+    assert pickle.loads(pickle.dumps(raised.value)).args == raised.value.args

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from endpointgen.runtime.tasks import ENGINE_METHODS, Model
+from endpointgen.runtime.tasks import ENGINE_METHODS, LoadFailed, Model
 
 __all__ = ["Cancels", "RemoteEngine", "serve"]
 
@@ -73,23 +73,48 @@ class RemoteEngine:
     its event loop or queue behind a thread pool.
     """
 
-    def __init__(self, cls: Any, cancels: Cancels | None = None) -> None:
+    RETRY_AFTER = 30.0  # seconds a class that failed to load is answered for with 503
+
+    def __init__(
+        self, cls: Any, cancels: Cancels | None = None, served: Model | None = None
+    ) -> None:
         self.model = cls()
         self.cancels = cancels
+        self.served = served
+
+    def failed(self, exc: LoadFailed) -> Exception:
+        """The class cannot load: the web-side model reports it, then tries again later."""
+        reason = str(exc.args[0]) if exc.args else "LoadFailed"
+        if self.served is None:
+            return exc
+        return self.served.unavailable(reason, self.RETRY_AFTER)
 
     async def ask(self, method: str, *args: Any) -> Any:
         if method not in ENGINE_METHODS:
             raise ValueError(f"no engine method {method!r}")
-        return await self.model.call.remote.aio(method, *args)
+        try:
+            return await self.model.call.remote.aio(method, *args)
+        except LoadFailed as exc:
+            raise self.failed(exc) from None
 
     def __call__(self, items: list[Any]) -> Any:
         """For a handler's own code, which runs in a worker thread: a blocking call."""
-        return self.model.call.remote("__call__", items)
+        try:
+            return self.model.call.remote("__call__", items)
+        except LoadFailed as exc:
+            raise self.failed(exc) from None
 
     def __getattr__(self, method: str) -> Callable[..., Any]:
         if method not in ENGINE_METHODS:
             raise AttributeError(method)
-        return lambda *args: self.model.call.remote(method, *args)
+
+        def blocking(*args: Any) -> Any:
+            try:
+                return self.model.call.remote(method, *args)
+            except LoadFailed as exc:
+                raise self.failed(exc) from None
+
+        return blocking
 
     async def stream(self, request: Any, request_id: str) -> AsyncIterator[tuple[str, Any]]:
         """("token", text) pairs as the model class generates, then ("done", totals).
@@ -99,14 +124,19 @@ class RemoteEngine:
             async for kind, value in self.model.tokens.remote_gen.aio(request, request_id):
                 finished = kind == "done"
                 yield kind, value
+        except LoadFailed as exc:
+            finished = True
+            raise self.failed(exc) from None
         finally:
             if not finished and self.cancels is not None:
                 await self.cancels.cancel(request_id)
 
 
 def serve(model: Model, cls: Any, cancels: Cancels | None = None) -> Model:
-    """`model`, answered by the Modal class `cls`: "ready" from the web tier's side; a
-    model that failed to load answers its calls with an error, a 500 here. `cancels`
-    carries a stream's client leaving to the model class."""
-    model.serve(RemoteEngine(cls, cancels))
+    """`model`, answered by the Modal class `cls`. "ready" from the web tier's side until
+    a call learns that the class cannot load (`LoadFailed`): then its routes and
+    `health` answer 503 with the short reason, for `RemoteEngine.RETRY_AFTER` seconds,
+    before calls go through again. `cancels` carries a stream's client leaving to the
+    model class."""
+    model.serve(RemoteEngine(cls, cancels, served=model))
     return model

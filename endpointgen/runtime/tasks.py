@@ -138,6 +138,15 @@ def check_texts(field: str, texts: list[str], max_items: int, max_chars: int) ->
             raise http.reject(field, f"texts may be at most {max_chars} characters")
 
 
+class LoadFailed(RuntimeError):
+    """A model could not load; its one argument is the short reason a client may see.
+
+    Raised out of `@modal.enter`, so Modal replaces the container; when Modal gives up
+    on a crash-looping class it fails the waiting calls with this exception, which is
+    how a web tier in front of the class learns the model cannot load.
+    """
+
+
 ENGINE_METHODS = frozenset(
     {"__call__", "generate", "context_problem", "context_left", "chat_prompt", "count_tokens"}
 )
@@ -172,6 +181,7 @@ class Model:
         self.error: str | None = None
         self.engine: Any = None
         self.batcher: Batcher | None = None
+        self.retry_at = 0.0  # a remote model class that failed to load: when to try again
         self.ready = http.documents(self._guard(), NOT_READY)
 
     @property
@@ -203,7 +213,7 @@ class Model:
             self.error = short_reason(exc)
             http.log.exception("model failed to load: %s", self.error)
             if not modal.is_local():
-                raise
+                raise LoadFailed(self.error) from exc
             return self
         self.serve(engine)
         http.log.info("model ready in %.1fs", time.perf_counter() - started)
@@ -220,15 +230,29 @@ class Model:
             self.batcher = Batcher(run, size, wait)
         self.status = "ready"
 
+    def unavailable(self, reason: str, seconds: float) -> HTTPException:
+        """A remote model class cannot load: answer 503 with `reason` for `seconds`, then
+        let calls through again (Modal may have started a container that can)."""
+        if self.status != "failed":
+            http.log.error("model %s cannot load: %s", self.name, reason)
+        self.status, self.error = "failed", reason
+        self.retry_at = time.monotonic() + seconds
+        return HTTPException(503, f"model is not ready (failed): {reason}")
+
+    def _settled(self) -> str:
+        if self.status == "failed" and self.retry_at and time.monotonic() >= self.retry_at:
+            self.status, self.error, self.retry_at = "ready", None, 0.0
+        return self.status
+
     def _guard(self) -> Callable[[], Any]:
         async def model_ready() -> None:
-            if self.status != "ready":
+            if self._settled() != "ready":
                 raise HTTPException(503, f"model is not ready ({self.status})")
 
         return model_ready
 
     def health(self) -> JSONResponse:
-        if self.status != "ready":
+        if self._settled() != "ready":
             body = {"status": self.status, "error": self.error, "model": self.name}
             return JSONResponse(body, 503)
         return JSONResponse({"status": "ok", "model": self.name, "task": self.task})
