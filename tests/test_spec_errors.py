@@ -708,10 +708,14 @@ def test_name_that_shadows_a_module_is_refused(in_tmp: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["endpointgen", "redis", "huggingface-hub"])
+@pytest.mark.parametrize(
+    "name", ["endpointgen", "redis", "jwt", "huggingface-hub", "rich", "sympy", "grpclib", "yarl"]
+)
 def test_a_name_that_shadows_what_the_runtime_imports_is_refused(in_tmp: Path, name: str) -> None:
     """In a container the module sits first on sys.path: `endpointgen.py` would hide the
-    runtime it imports, `redis.py` the client the rate limits use."""
+    runtime it imports, `redis.py` the client the rate limits use. The refused names come
+    from the image lock: every module the image's packages (`rich`, under fastapi's CLI;
+    `sympy`, under torch) and Modal's own client (`grpclib`, `yarl`) make importable."""
     (in_tmp / "spec.yaml").write_text(f"name: {name}\nroutes:\n  - {{path: /h, action: health}}\n")
     problems = [str(p) for p in pipeline.validate("spec.yaml")]
     module = name.replace("-", "_")

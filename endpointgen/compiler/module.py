@@ -136,14 +136,16 @@ class _Builder:
             local.append(call(method, f"{name}.local", f"{name}.remote"))
         local.append(call(".add_local_python_source", literal("endpointgen")))
         env = [call(".env", literal(plan.env))] if plan.env else []
-        packages: list[Node] = [call(".uv_pip_install", *map(literal, plan.packages))]
+        # Each step installs the spec's packages and, pinned from the lock, all they pull in.
+        pinned = call("runtime.locked", *map(literal, plan.packages))
+        packages: list[Node] = [call(".uv_pip_install", pinned)]
         if plan.cpu_torch:  # torch first, from its CPU index; then the rest, torch included
             index = literal(CPU_TORCH_INDEX)
             packages.insert(0, call(".uv_pip_install", literal(TORCH), index_url=index))
         out = [chain("image", base, [*packages, *env, *local])]
         if plan.models:
             note = "# The web tier needs no model packages: it calls the models' own containers."
-            web = call(".uv_pip_install", *map(literal, plan.web_packages))
+            web = call(".uv_pip_install", call("runtime.locked", *map(literal, plan.web_packages)))
             out.append([note, *chain("web_image", base, [web, *env, *local])])
         if plan.hf_cache:
             note = "# Hub downloads are kept on a Volume, so new containers skip them."

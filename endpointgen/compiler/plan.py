@@ -13,6 +13,7 @@ from endpointgen.compiler.checks import MODEL_ACTIONS, effective_rate_limit, rou
 from endpointgen.compiler.loader import Document
 from endpointgen.compiler.shapes import relative
 from endpointgen.errors import Problem
+from endpointgen.runtime import lock
 from endpointgen.spec import Batching, Model, RateLimit, Route, Scaling, Spec
 from endpointgen.spec.gpu import split as split_gpu
 from endpointgen.spec.models import NamedModel
@@ -46,14 +47,10 @@ HF_CACHE_VOLUME = "endpointgen-hf-cache"
 HF_CACHE_DIR = "/hf-cache"
 MODEL_REMOTE_DIR = "/model"
 
-# Modules the built module, the runtime and the packages under them import: in a Modal
-# container the module sits first on sys.path, so an app named like one would shadow it.
-_IMPORTED = {
-    *("endpointgen", "modal", "fastapi", "pydantic", "starlette", "uvicorn", "anyio"),
-    *("torch", "transformers", "tokenizers", "huggingface_hub", "safetensors", "accelerate"),
-    *("numpy", "regex", "requests", "filelock", "packaging", "tqdm", "yaml", "jwt", "redis"),
-    *("multipart", "python_multipart", "typing_extensions", "annotated_types", "h11"),
-}
+# Modules a built module's container can import: the packages its image installs and
+# Modal's own client (from the lock, `make lock`), and endpointgen. In a container the
+# module sits first on sys.path, so an app named like one of them would shadow it.
+_IMPORTED = lock.MODULES | {"endpointgen"}
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,7 @@ def _plan(path: Path, shown: str, base: str, old_text: str | None, env: str | No
 
 
 WEB_REQUEST_LIMIT = 150  # seconds: Modal's limit on one web request before it redirects
+MODAL_SCALEDOWN_WINDOW = 60  # seconds an idle container stays up when the spec sets none
 
 
 def advice(side: Side) -> list[str]:
@@ -153,10 +154,17 @@ def advice(side: Side) -> list[str]:
             "routes below that, or stream"
         )
     if spec.model is not None and spec.shape == "single" and spec.gpu:
+        window = spec.scaling.scaledown_window or MODAL_SCALEDOWN_WINDOW
+        memory = spec.resources.memory
+        gpu = prices.estimate(spec.gpu, spec.resources.cpu, memory, None, None).per_container
+        web = prices.estimate(None, None, None, None, None).per_container
+        daily = (gpu[0] * 24, gpu[1] * 24)
         out.append(
             "every request, refused ones (401, 429) and /health probes included, lands on "
-            "the GPU containers and keeps them warm; `shape: split` puts a CPU web tier in "
-            "front, so only model calls reach a GPU"
+            f"the GPU containers and keeps them warm: one such request every {window} s "
+            f"(scaledown_window) keeps a GPU container up, {prices.money(gpu)}/h "
+            f"({prices.money(daily)}/day) with no model call; `shape: split` puts a CPU web "
+            f"tier in front ({prices.money(web)}/h), so only model calls reach a GPU"
         )
     if plan.target_inputs:
         out.append(

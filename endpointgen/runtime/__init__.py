@@ -13,7 +13,9 @@ or jinja2: a container carries it as it is.
 
 from __future__ import annotations
 
-__all__ = ["RuntimeMismatch", "require"]
+import re
+
+__all__ = ["RuntimeMismatch", "locked", "require"]
 
 
 class RuntimeMismatch(RuntimeError):
@@ -35,3 +37,31 @@ def require(built_with: str) -> None:
             f"{__version__} is installed: rebuild it (`endpointgen build`), or "
             f"`pip install endpointgen=={built_with}` to deploy it as it is"
         )
+
+
+def locked(*packages: str) -> list[str]:
+    """`packages` as given, then every package they pull in, pinned to the version the
+    tests ran against (`runtime/lock.py`, written by `make lock`): the image installs
+    what was tested, not whatever the index holds on the day of the deploy.
+
+    A package the caller names keeps the caller's pin; packages the lock does not know
+    (a spec's own) bring their requirements unpinned.
+    """
+    from endpointgen.runtime.lock import PINS, REQUIRES
+
+    given = {canonical(package) for package in packages}
+    seen: set[str] = set()
+    todo = [name for name in given if name in PINS]
+    while todo:
+        for needed in REQUIRES.get(todo.pop(), ()):
+            if needed not in seen:
+                seen.add(needed)
+                todo.append(needed)
+    return [*packages, *(f"{name}=={PINS[name]}" for name in sorted(seen - given))]
+
+
+def canonical(requirement: str) -> str:
+    """The distribution a requirement names, normalized: `Foo_Bar[x]>=1` -> `foo-bar`."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    name = match.group(1) if match else requirement
+    return re.sub(r"[-_.]+", "-", name).lower()

@@ -18,10 +18,12 @@ GPU = "L40S"
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .uv_pip_install(
-        "fastapi[standard]==0.165.0",
-        "pydantic==2.14.4",
-        "torch==2.13.0",
-        "transformers==5.24.0",
+        runtime.locked(
+            "fastapi[standard]==0.165.0",
+            "pydantic==2.14.4",
+            "torch==2.13.0",
+            "transformers==5.24.0",
+        ),
     )
     .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
     .add_local_python_source("endpointgen")

@@ -18,10 +18,12 @@ DESCRIPTION = "GPT-2 on an L4 and all-MiniLM-L6-v2 on a T4, behind one API"
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .uv_pip_install(
-        "fastapi[standard]==0.165.0",
-        "pydantic==2.14.4",
-        "torch==2.13.0",
-        "transformers==5.24.0",
+        runtime.locked(
+            "fastapi[standard]==0.165.0",
+            "pydantic==2.14.4",
+            "torch==2.13.0",
+            "transformers==5.24.0",
+        ),
     )
     .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
     .add_local_python_source("endpointgen")
@@ -29,7 +31,7 @@ image = (
 # The web tier needs no model packages: it calls the models' own containers.
 web_image = (
     modal.Image.debian_slim(python_version="3.11")
-    .uv_pip_install("fastapi[standard]==0.165.0", "pydantic==2.14.4")
+    .uv_pip_install(runtime.locked("fastapi[standard]==0.165.0", "pydantic==2.14.4"))
     .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
     .add_local_python_source("endpointgen")
 )

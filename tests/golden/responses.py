@@ -20,7 +20,7 @@ LINES_FILE = files.Shipped(
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .uv_pip_install("fastapi[standard]==0.165.0", "pydantic==2.14.4")
+    .uv_pip_install(runtime.locked("fastapi[standard]==0.165.0", "pydantic==2.14.4"))
     .add_local_dir(FILES_DIR.local, FILES_DIR.remote)
     .add_local_file(LINES_FILE.local, LINES_FILE.remote)
     .add_local_python_source("endpointgen")

@@ -21,11 +21,13 @@ image = (
     modal.Image.debian_slim(python_version="3.11")
     .uv_pip_install("torch==2.13.0", index_url="https://download.pytorch.org/whl/cpu")
     .uv_pip_install(
-        "fastapi[standard]==0.165.0",
-        "pillow==13.0.0",
-        "pydantic==2.14.4",
-        "torch==2.13.0",
-        "transformers==5.24.0",
+        runtime.locked(
+            "fastapi[standard]==0.165.0",
+            "pillow==13.0.0",
+            "pydantic==2.14.4",
+            "torch==2.13.0",
+            "transformers==5.24.0",
+        ),
     )
     .add_local_dir(MODEL_DIR.local, MODEL_DIR.remote)
     .add_local_python_source("endpointgen")
