@@ -35,7 +35,7 @@ HITS = 100_000
 MANY = 10_000
 
 
-def route_spec(name: str, policy: bool) -> dict[str, Any]:
+def route_spec(name: str, policy: bool, metrics: bool = False) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": name,
         "routes": [
@@ -47,6 +47,8 @@ def route_spec(name: str, policy: bool) -> dict[str, Any]:
         spec["auth"] = {"mode": "api_key"}
         spec["cors"] = {"origins": [ORIGIN]}
         spec["rate_limit"] = {"limit": "100000000/minute", "key": "api_key"}
+    if metrics:
+        spec["metrics"] = {"enabled": True}
     return spec
 
 
@@ -66,13 +68,16 @@ def hammer(port: int) -> dict[str, Any]:
     )
 
 
-def policy_overhead(logs: Path) -> Result:
-    ok = {"policy": 0, "plain": 0}
-    seconds = {"policy": 0.0, "plain": 0.0}
+def policy_overhead(logs: Path) -> list[Result]:
+    """The policy route against the same route without policy, and with /metrics on
+    against off; all three servers take turns, round after round."""
+    names = {"policy": (True, False), "plain": (False, False), "metrics": (True, True)}
+    ok = dict.fromkeys(names, 0)
+    seconds = dict.fromkeys(names, 0.0)
     with tempfile.TemporaryDirectory(prefix="bench-policy-") as folder, ExitStack() as stack:
         servers = {}
-        for name, policy in (("policy", True), ("plain", False)):
-            spec = write_spec(Path(folder) / name, route_spec(f"bench-{name}", policy))
+        for name, (policy, metrics) in names.items():
+            spec = write_spec(Path(folder) / name, route_spec(f"bench-{name}", policy, metrics))
             port = free_port()
             servers[name] = stack.enter_context(serve_spec(spec, port, logs / f"{name}.log"))
         for _ in range(ROUNDS):
@@ -82,14 +87,28 @@ def policy_overhead(logs: Path) -> Result:
                     raise RuntimeError(f"{name}: {result['statuses']}, {result['errors']}")
                 ok[name] += result["ok"]
                 seconds[name] += result["elapsed_s"]
-    return ratio_result(
-        "policy-overhead",
-        ok["policy"] / seconds["policy"],
-        ok["plain"] / seconds["plain"],
-        "req/s",
-        at_least=0.85,
-        details={"policy": "api_key auth + CORS + memory rate limit", "connections": CONNECTIONS},
-    )
+    rate = {name: ok[name] / seconds[name] for name in names}
+    return [
+        ratio_result(
+            "policy-overhead",
+            rate["policy"],
+            rate["plain"],
+            "req/s",
+            at_least=0.85,
+            details={
+                "policy": "api_key auth + CORS + memory rate limit",
+                "connections": CONNECTIONS,
+            },
+        ),
+        ratio_result(
+            "metrics-overhead",
+            rate["metrics"],
+            rate["policy"],
+            "req/s",
+            at_least=0.95,
+            details={"metrics": "the policy route with `metrics: {enabled: true}` vs off"},
+        ),
+    ]
 
 
 def built_limiter() -> Any:
@@ -137,7 +156,7 @@ def run(logs: Path) -> list[Result]:
     many = [f"client-{i}" for i in range(MANY)]
     one = ["client-0"]
     return [
-        policy_overhead(logs),
+        *policy_overhead(logs),
         ratio_result(
             "ratelimit-10k-keys",
             ours(many),

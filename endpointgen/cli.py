@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -383,6 +384,9 @@ def schema(
 
 
 def main() -> None:
+    # No pydantic plugins for the spec models: the entry-point scan that finds them
+    # costs every command its start-up time, and the CLI uses none.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
         app()
     except KeyboardInterrupt:

@@ -31,7 +31,7 @@ from fastapi.routing import APIRoute
 from test_serve import Server, free_port
 
 from endpointgen.local.serve import load_app
-from endpointgen.runtime import limits
+from endpointgen.runtime import http, limits
 
 HOOK_SECRET = "rate-limit-tests-signing-secret"
 ORIGIN = "https://example.com"
@@ -94,15 +94,12 @@ def recording_windows(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 def rate_limits(app: Any) -> dict[str, list[limits.RateLimit]]:
-    """The `RateLimit` dependencies of each route of a served app, by path."""
+    """The `RateLimit` checks of each route of a served app, by path."""
 
-    def found(dependant: Any) -> list[limits.RateLimit]:
-        out = [dependant.call] if isinstance(dependant.call, limits.RateLimit) else []
-        for sub in dependant.dependencies:
-            out += [limit for limit in found(sub) if limit not in out]
-        return out
+    def found(route: APIRoute) -> list[limits.RateLimit]:
+        return [c for c in http.checks_of(route) if isinstance(c, limits.RateLimit)]
 
-    return {r.path: found(r.dependant) for r in app.routes if isinstance(r, APIRoute)}
+    return {r.path: found(r) for r in app.routes if isinstance(r, APIRoute)}
 
 
 async def burst(

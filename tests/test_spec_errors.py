@@ -35,6 +35,9 @@ from endpointgen.spec.models import (
     Scaling,
     Signature,
 )
+from endpointgen.spec.models import (
+    Metrics as MetricsSettings,
+)
 from endpointgen.spec.shapes import ErrorMapping, FieldSpec, Param
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +61,7 @@ routes:
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 TOP_KEYS = (
     "version, name, description, model, models, shape, gpu, resources, scaling, batching, "
-    "secrets, packages, env, auth, cors, rate_limit, routes, errors, environments"
+    "secrets, packages, env, auth, cors, rate_limit, metrics, routes, errors, environments"
 )
 APP_NAME_RULE = (
     "is not a valid app name: use lowercase letters, digits and '-', "
@@ -993,6 +996,7 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
         "storage": "memory",
         "url_env": "REDIS_URL",
     },
+    "metrics": {"enabled": True, "public": False},
     "routes": [
         {
             "path": "/embed",
@@ -1212,7 +1216,7 @@ def write_shape_files(folder: Path) -> None:
 
 def _keys_used(spec: dict[str, Any]) -> dict[str, set[str]]:
     used: dict[str, set[str]] = {"": set(spec)}
-    for section in ("model", "resources", "scaling", "batching", "auth", "cors"):
+    for section in ("model", "resources", "scaling", "batching", "auth", "cors", "metrics"):
         if isinstance(spec.get(section), dict):
             used.setdefault(section, set()).update(spec[section])
     limits = [spec.get("rate_limit")] + [r.get("rate_limit") for r in spec["routes"]]
@@ -1282,6 +1286,7 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
         "auth": Auth,
         "cors": Cors,
         "rate_limit": RateLimit,
+        "metrics": MetricsSettings,
         "routes": Route,
     }
     for section, model in models.items():

@@ -63,6 +63,14 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
                 f"{route.method} {route.path} is already defined by routes[{seen[route.key]}]",
             )
         seen.setdefault(route.key, i)
+        if spec.metrics.enabled and route.method == "GET" and route.path == "/metrics":
+            yield doc.problem(
+                ("routes", i, "path"),
+                "GET /metrics is where `metrics: {enabled: true}` serves Prometheus metrics; "
+                "move this route, or turn metrics off",
+            )
+    if spec.metrics.public and not spec.metrics.enabled:
+        yield doc.problem(("metrics", "public"), "`public: true` needs `enabled: true`")
 
 
 def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]:

@@ -30,7 +30,8 @@ from endpointgen.compiler.pycode import (
 )
 
 RUNTIME_MODULES = (
-    *("auth", "files", "handlers", "http", "limits", "openai", "remote", "tasks", "webhooks"),
+    *("auth", "files", "handlers", "http", "limits", "metrics", "openai", "remote", "tasks"),
+    "webhooks",
 )
 FASTAPI_NAMES = ("Depends", "FastAPI", "File", "Header", "Path", "Query", "Request", "Response")
 UNITS = {1: "second", 60: "minute", 3600: "hour", 86_400: "day"}
@@ -176,6 +177,8 @@ class _Builder:
             scope.use("openai")
             formats: list[Node] = [f"{literal(p)}: openai.ERRORS" for p in prefixes]
             options["formats"] = collection("{", formats, "}")
+        if plan.metrics is not None:
+            options["metrics"] = "True"
         scope.assign("web", call("http.app", "APP_NAME", "DESCRIPTION", **options))
         guards = self.guards()
         functions = []
@@ -185,8 +188,10 @@ class _Builder:
             if dependencies == ["guards"]:
                 found["dependencies"] = "guards"
             elif dependencies:
-                found["dependencies"] = collection("[", list(dependencies), "]")
+                found["dependencies"] = call("http.guards", *dependencies)
             functions.append(routes.write(scope, route, name, found))
+        if plan.metrics is not None:
+            functions.append(self.metrics_route())
         params: list[Node] = [f"{name}: tasks.Model" for name in scope.models.values()]
         if params:
             scope.use("tasks")
@@ -196,13 +201,16 @@ class _Builder:
         return "\n".join([*head, doc, *body])
 
     def guards(self) -> list[list[str]]:
-        """Each route's dependencies, in the order they run; the commonest list is `guards`.
+        """Each route's guards, in the order they run; the commonest list is `guards`.
 
         A limit by client address counts before auth, so guessing keys is throttled too;
-        a limit by credential counts after auth has found it.
+        a limit by credential counts after auth has found it. A route's guards run as one
+        FastAPI dependency (`http.guards(...)`): each dependency costs FastAPI several
+        microseconds a request, whatever it does.
         """
         plan, scope = self.plan, self.scope
-        if any(r["auth"] != "none" for r in plan.routes):
+        guarded_metrics = plan.metrics is not None and plan.metrics["auth"]
+        if any(r["auth"] != "none" for r in plan.routes) or guarded_metrics:
             scope.use("auth")
             scope.assign("require_auth", self.auth())
         limits: dict[str, str] = {}
@@ -219,24 +227,36 @@ class _Builder:
             rule = route["rate_limit"]
             found = []
             if rule is not None and rule["key"] == "ip":
-                found.append(f"Depends({limits[rule['scope']]})")
+                found.append(limits[rule["scope"]])
             if route["auth"] != "none":
-                found.append("Depends(require_auth)")
+                found.append("require_auth")
             if rule is not None and rule["key"] == "api_key":
-                found.append(f"Depends({limits[rule['scope']]})")
+                found.append(limits[rule["scope"]])
             if route["max_bytes"] != DEFAULT_MAX_BYTES:
-                found.append(f"Depends(http.MaxBytes({literal(route['max_bytes'])}))")
+                found.append(f"http.MaxBytes({literal(route['max_bytes'])})")
             if route["model"] is not None and route["action"] != "health":
-                found.append(f"Depends({scope.models[route['model']]}.ready)")
+                found.append(f"{scope.models[route['model']]}.ready")
             out.append(found)
-        if any(out):
-            scope.use("Depends")
         shared = Counter(tuple(found) for found in out if len(found) > 1).most_common(1)
         if shared and shared[0][1] > 1:
             common = list(shared[0][0])
-            scope.assign("guards", collection("[", list(common), "]"))
+            scope.assign("guards", call("http.guards", *common))
             out = [["guards"] if found == common else found for found in out]
         return out
+
+    def metrics_route(self) -> list[str]:
+        """GET /metrics: Prometheus' text format, behind the app's auth unless public;
+        no rate limit (a scraper calls every few seconds) and not in /openapi.json."""
+        scope = self.scope
+        scope.use("metrics")
+        options: routes.Options = {"include_in_schema": "False"}
+        if self.plan.metrics and self.plan.metrics["auth"]:
+            options = {"dependencies": call("http.guards", "require_auth"), **options}
+        name = scope.names.new("prometheus")
+        route = {"method": "GET", "path": "/metrics"}
+        return routes.decorator(route, options) + routes.define(
+            name, [], "http.Response", ["return metrics.exposition()"]
+        )
 
     def auth(self) -> Group:
         auth = self.plan.auth

@@ -31,6 +31,7 @@ EXTRA_PACKAGES = {
     "redis": "redis==8.1.0",
     "jwt": "pyjwt[crypto]==2.15.1",
     "image-classification": "pillow==13.0.0",
+    "metrics": "prometheus-client==0.26.0",
 }
 PYTHON_VERSION = "3.11"
 
@@ -83,6 +84,8 @@ class Plan:
     auth: dict[str, Any]
     cors: dict[str, Any] | None
     routes: list[dict[str, Any]]
+    # /metrics: None when off; else {"auth": whether the app's auth guards it}.
+    metrics: dict[str, Any] | None = None
     shipped_files: list[dict[str, str]] = field(default_factory=list)
     shipped_dirs: list[dict[str, str]] = field(default_factory=list)
     volumes: list[dict[str, str]] = field(default_factory=list)
@@ -189,6 +192,11 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         shipped_dirs=shipped.dirs,
         volumes=shapes.volumes(spec),
         errors=shapes.errors(spec),
+        metrics=(
+            {"auth": not spec.metrics.public and spec.auth.mode != "none"}
+            if spec.metrics.enabled
+            else None
+        ),
     )
 
 
@@ -430,6 +438,8 @@ def _webhook(route: Route) -> dict[str, Any]:
 def _extra_packages(spec: Spec, routes: list[dict[str, Any]]) -> list[str]:
     """What the image installs besides fastapi, pydantic and the model stack."""
     needs = {r["rate_limit"]["storage"] for r in routes if r["rate_limit"]}
+    if spec.metrics.enabled:
+        needs.add("metrics")
     needs |= {spec.auth.mode} | {m.task for m in spec.all_models}
     gpus = [*(spec.gpu or []), *(g for m in spec.models.values() for g in m.gpu or [])]
     if spec.all_models and any(split_gpu(g)[1] > 1 for g in gpus):

@@ -149,6 +149,10 @@ def facts(side: Side) -> list[Fact]:
         app_rule = {"limit": rate.amount, "seconds": rate.seconds, "key": rate.key}
         app_rule |= {"storage": rate.storage, "scope": "app"}
     add("rate limit", "app rate limit", rate_text(app_rule) if app_rule else None, "none")
+    shown = None
+    if plan.metrics is not None:
+        shown = "/metrics, behind auth" if plan.metrics["auth"] else "/metrics, public"
+    add("auth", "metrics", shown, "off")
     add("gpu", "GPU", side.cost.gpu if spec.gpu else None, "none (CPU)")
     if spec.model is not None:
         split = "CPU web tier + model class" if spec.shape == "split" else None

@@ -9,18 +9,29 @@ limits count by, never the credential itself.
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
 from starlette.exceptions import HTTPException
 
 from endpointgen.runtime import http
+from endpointgen.runtime.metrics import METRICS
 
 __all__ = ["api_key", "bearer", "jwt", "proxy"]
 
-Guard = Callable[..., Awaitable[None]]
+Guard = Callable[[Request], Awaitable[None]]
 REFUSED = http.documented(401, "Missing or invalid credentials")
+BEARER = {"HTTPBearer": {"type": "http", "scheme": "bearer"}}
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of `Authorization: Bearer <token>` (the scheme in any case), else None."""
+    value = request.headers.get("authorization")
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def digest(text: str) -> bytes:
@@ -55,32 +66,32 @@ def matches(presented: str | None, valid: set[bytes]) -> bytes | None:
 def api_key(env: str = "API_KEYS", header: str = "X-API-Key") -> Guard:
     """A key in `header`, one of the comma-separated keys in env var `env`."""
     valid = load_credentials(env)
-    Key = Annotated[str | None, Depends(APIKeyHeader(name=header, auto_error=False))]
+    name = header.lower()
 
-    async def require_key(request: Request, key: Key) -> None:
-        found = matches(key, valid)
+    async def require_key(request: Request) -> None:
+        found = matches(request.headers.get(name), valid)
         if found is None:
+            METRICS.auth_failed("api_key")
             raise HTTPException(401, "missing or invalid API key")
-        request.state.credential = found.hex()
+        request.scope.setdefault("state", {})["credential"] = found.hex()
 
-    return http.documents(require_key, REFUSED)
-
-
-Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+    scheme = {"APIKeyHeader": {"type": "apiKey", "in": "header", "name": header}}
+    return http.documents(require_key, REFUSED, scheme)
 
 
 def bearer(env: str = "API_KEYS") -> Guard:
     """`Authorization: Bearer <token>`, one of the comma-separated tokens in env var `env`."""
     valid = load_credentials(env)
 
-    async def require_token(request: Request, credentials: Bearer) -> None:
-        found = matches(credentials.credentials if credentials else None, valid)
+    async def require_token(request: Request) -> None:
+        found = matches(bearer_token(request), valid)
         if found is None:
+            METRICS.auth_failed("bearer")
             challenge = {"WWW-Authenticate": "Bearer"}
             raise HTTPException(401, "missing or invalid bearer token", challenge)
-        request.state.credential = found.hex()
+        request.scope.setdefault("state", {})["credential"] = found.hex()
 
-    return http.documents(require_token, REFUSED)
+    return http.documents(require_token, REFUSED, BEARER)
 
 
 def jwt(
@@ -99,12 +110,14 @@ def jwt(
         http.log.warning("%s is empty: every authenticated request is refused", env)
     refused = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
-    async def require_jwt(request: Request, credentials: Bearer) -> None:
-        if credentials is None or not key:
+    async def require_jwt(request: Request) -> None:
+        token = bearer_token(request)
+        if token is None or not key:
+            METRICS.auth_failed("jwt")
             raise HTTPException(401, "missing or invalid bearer token", refused)
         try:
             claims: dict[str, Any] = pyjwt.decode(
-                credentials.credentials,
+                token,
                 key,
                 algorithms=[algorithm],
                 audience=audience,
@@ -113,11 +126,12 @@ def jwt(
                 options={"require": ["exp"]},
             )
         except pyjwt.PyJWTError:
+            METRICS.auth_failed("jwt")
             raise HTTPException(401, "missing or invalid bearer token", refused) from None
         request.state.claims = claims
-        request.state.credential = fingerprint(str(claims.get("sub", credentials.credentials)))
+        request.state.credential = fingerprint(str(claims.get("sub", token)))
 
-    return http.documents(require_jwt, REFUSED)
+    return http.documents(require_jwt, REFUSED, BEARER)
 
 
 def proxy(env: str = "MODAL_PROXY_TOKENS") -> Guard:
@@ -134,6 +148,7 @@ def proxy(env: str = "MODAL_PROXY_TOKENS") -> Guard:
         key = request.headers.get("Modal-Key", "")
         secret = request.headers.get("Modal-Secret", "")
         if local and matches(f"{key}:{secret}", valid) is None:
+            METRICS.auth_failed("proxy")
             raise HTTPException(401, "missing or invalid Modal proxy auth token")
         client = request.client.host if request.client else "unknown"
         request.state.credential = fingerprint(key or client)

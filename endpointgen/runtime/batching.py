@@ -20,12 +20,23 @@ class Batcher:
     fails only its own request.
     """
 
-    def __init__(self, run: Callable[[list[Any]], Any], max_batch_size: int, wait_ms: int) -> None:
+    def __init__(
+        self,
+        run: Callable[[list[Any]], Any],
+        max_batch_size: int,
+        wait_ms: int,
+        observe: Callable[[int, float], None] | None = None,
+    ) -> None:
         self.run = run
+        self.observe = observe  # told each batch's size and seconds (for /metrics)
         self.max_batch_size = max_batch_size
         self.wait = wait_ms / 1000
         self.queue: asyncio.Queue[Item] | None = None
         self.worker: asyncio.Task[None] | None = None
+
+    def waiting(self) -> int:
+        """Requests queued for the next batch."""
+        return self.queue.qsize() if self.queue is not None else 0
 
     async def __call__(self, texts: list[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()
@@ -61,6 +72,7 @@ class Batcher:
         if not batch:
             return
         texts = [text for item, _ in batch for text in item]
+        started = loop.time()
         try:
             if inspect.iscoroutinefunction(self.run):
                 results = await self.run(texts)
@@ -74,6 +86,8 @@ class Batcher:
             for one in batch:
                 await self._run(loop, [one])
             return
+        if self.observe is not None:
+            self.observe(len(texts), loop.time() - started)
         start = 0
         for item, future in batch:
             if not future.done():

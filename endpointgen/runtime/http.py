@@ -3,22 +3,32 @@ request, CORS, and the error answers each route documents in /openapi.json."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import logging
+import os
+import sys
 import time
-import uuid
 import weakref
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,13 +40,16 @@ __all__ = [
     "ErrorFormat",
     "EventStream",
     "FileResponse",
+    "Guards",
     "JSONResponse",
     "MaxBytes",
     "PlainTextResponse",
+    "Response",
     "StreamingResponse",
     "Text",
     "TextStream",
     "app",
+    "guards",
     "reject",
     "request_id",
     "sse",
@@ -49,7 +62,6 @@ G = TypeVar("G")
 # int, and no keys the schema does not name.
 STRICT = ConfigDict(extra="forbid", strict=True)
 DEFAULT_MAX_BYTES = 1024 * 1024  # a route's body limit unless it sets max_bytes
-NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 # Headers a browser lets a cross-origin caller read.
 EXPOSED = [
     *("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"),
@@ -87,14 +99,43 @@ class Cors:
 
 
 class MaxBytes:
-    """A route's body limit. Listed in `dependencies=`, so a reader sees it on the route;
+    """A route's body limit. Listed in its guards, so a reader sees it on the route;
     enforced by the app's middleware before the body is read."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
 
-    async def __call__(self) -> None:
+    async def __call__(self, request: Request) -> None:
         return None
+
+
+Check = Callable[[Request], Awaitable[None]]
+
+
+class Guards:
+    """A route's checks, run in order as one FastAPI dependency: auth, rate limits, the
+    model being ready. Each is `async (request) -> None` and refuses by raising."""
+
+    def __init__(self, *checks: Check) -> None:
+        self.checks = checks
+
+    async def __call__(self, request: Request) -> None:
+        for check in self.checks:
+            await check(request)
+
+
+def guards(*checks: Check) -> list[Any]:
+    """`dependencies=` for a route guarded by `checks`, in the order given."""
+    return [Depends(Guards(*checks))]
+
+
+def checks_of(route: BaseRoute) -> list[Any]:
+    """A route's checks, from its `http.guards(...)` and any other dependency."""
+    found: list[Any] = []
+    for each in getattr(route, "dependencies", ()):
+        dependency = each.dependency
+        found.extend(dependency.checks if isinstance(dependency, Guards) else [dependency])
+    return found
 
 
 class BodyTooLarge(HTTPException):
@@ -116,6 +157,8 @@ class Settings:
 
     errors: dict[str, tuple[int, str]] = field(default_factory=dict)
     formats: dict[str, ErrorFormat] = field(default_factory=dict)  # by path prefix
+    metrics: Any = None  # a `metrics.Metrics` when the app serves /metrics
+    cors: CorsPolicy | None = None
 
     def error_format(self, path: str) -> ErrorFormat | None:
         for prefix, format in self.formats.items():
@@ -157,29 +200,27 @@ def app(
     cors: Cors | None = None,
     errors: Mapping[str, tuple[int, str]] | None = None,
     formats: Mapping[str, ErrorFormat] | None = None,
+    metrics: bool = False,
 ) -> FastAPI:
     """A FastAPI app with endpointgen's plumbing; the built module adds its routes to it.
 
     `errors` maps exception class names to (status, message): a handler's exception of
     that class (or a subclass) answers so, instead of a 500. `formats` gives the paths
-    under a prefix another error shape (`{"/v1": openai.ERRORS}`).
+    under a prefix another error shape (`{"/v1": openai.ERRORS}`). `metrics`: count each
+    request for `/metrics` (the module adds the route).
     """
     configure_logging()
     web = FastAPI(title=title, description=description)
     web.state.endpointgen = Settings(dict(errors or {}), dict(formats or {}))
     web.add_exception_handler(HTTPException, http_error)
     web.add_exception_handler(RequestValidationError, validation_error)
-    web.add_middleware(RequestContext, web=web)
     if cors is not None:
-        web.add_middleware(
-            CORSMiddleware,
-            allow_origins=cors.origins,
-            allow_methods=cors.methods,
-            allow_headers=cors.headers,
-            allow_credentials=cors.credentials,
-            expose_headers=EXPOSED,
-            max_age=cors.max_age,
-        )
+        web.state.endpointgen.cors = CorsPolicy(cors)
+    if metrics:
+        from endpointgen.runtime.metrics import METRICS
+
+        web.state.endpointgen.metrics = METRICS
+    web.add_middleware(RequestContext, web=web)
     web.openapi = lambda: document(web)  # type: ignore[method-assign]
     return web
 
@@ -220,12 +261,95 @@ def configure_logging() -> None:
     log.setLevel(logging.INFO)
 
 
+class CorsPolicy(CORSMiddleware):
+    """Starlette's CORS rules, applied inside `RequestContext` rather than as one more
+    layer: its preflight answer as it is; on other answers the same headers, added as
+    raw pairs. Every answer passes through, errors included."""
+
+    def __init__(self, cors: Cors) -> None:
+        super().__init__(
+            app=None,  # type: ignore[arg-type]  # never called as a layer
+            allow_origins=cors.origins,
+            allow_methods=cors.methods,
+            allow_headers=cors.headers,
+            allow_credentials=cors.credentials,
+            expose_headers=EXPOSED,
+            max_age=cors.max_age,
+        )
+        # With credentials, a "*" origin is answered with the caller's own.
+        self.explicit_any = self.allow_all_origins and self.allow_credentials
+        self.simple = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in self.simple_headers.items()
+            if not (self.explicit_any and name == "Access-Control-Allow-Origin")
+        ]
+
+    def add(self, origin: str | None, headers: list[tuple[bytes, bytes]]) -> None:
+        """The CORS headers of an answer to a request from `origin` (None: no Origin)."""
+        if origin is not None:
+            headers.extend(self.simple)
+            if self.explicit_any or (
+                not self.allow_all_origins and self.is_allowed_origin(origin=origin)
+            ):
+                headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
+        vary = [value for name, value in headers if name == b"vary"]
+        if vary:
+            headers[:] = [(name, value) for name, value in headers if name != b"vary"]
+        headers.append((b"vary", b", ".join([*vary, b"Origin"])))
+
+
+class AccessLog:
+    """One JSON line per request, on stderr, without the `logging` machinery on the hot
+    path: the lines of one turn of the event loop go out in one write.
+
+    Each line reads `2026-01-31 12:00:00,123 endpointgen {...}`, as the `endpointgen`
+    logger's own lines do.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+        self.pending: list[str] = []
+        self.second = -1
+        self.stamp = ""
+
+    def write(self, record: str) -> None:
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self.second, self.stamp = (
+                second,
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
+            )
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.pending.append(f"{self.stamp},{int(now * 1000) % 1000:03d} endpointgen {record}\n")
+
+    def flush(self) -> None:
+        lines, self.pending = self.pending, []
+        stream = self.stream if self.stream is not None else sys.stderr
+        try:
+            stream.write("".join(lines))
+            stream.flush()
+        except (OSError, ValueError):  # a closed stream at shutdown: nothing to say it on
+            pass
+
+
+ACCESS_LOG = AccessLog()
+# Request ids: unique per process start (random) and per request (a counter); cheaper
+# than a uuid4 each, as unguessable as a client needs (they are not secrets).
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count(1)
+_quote = json.encoder.encode_basestring
+
+
 class RequestContext:
     """Outermost but for CORS, so every answer, errors included, passes through here.
 
-    Gives each request an id (the client's `X-Request-ID` when it is sane), refuses
-    bodies over the route's `max_bytes` with 413 before reading them whole, turns any
-    exception into a 500 without a stack trace, and logs one JSON line per request.
+    One pure-ASGI layer that does all of the per-request plumbing: gives each request an
+    id (the client's `X-Request-ID` when it is sane), refuses bodies over the route's
+    `max_bytes` with 413 before reading them whole, turns any exception into a 500
+    without a stack trace, counts the request for `/metrics` when the app has them, and
+    writes one JSON line per request (`AccessLog`).
     """
 
     def __init__(self, app: ASGIApp, web: FastAPI) -> None:
@@ -233,6 +357,17 @@ class RequestContext:
         self.settings = settings_of(web)
         # Made when the first request arrives, so every route is there: (route, max_bytes).
         self.routes = [(route, body_limit(route)) for route in web.router.routes]
+
+    def route_path(self, scope: Scope) -> str:
+        """The path template of the route that answered ("" when none did): the router
+        leaves it in the scope; FastAPI's own /docs and /openapi.json are looked up."""
+        route = scope.get("route")
+        if route is not None:
+            return str(getattr(route, "path", ""))
+        for candidate, _ in self.routes:
+            if candidate.matches(scope)[0] == Match.FULL:
+                return str(getattr(candidate, "path", ""))
+        return ""
 
     def body_limit(self, scope: Scope) -> int:
         """The max_bytes of the route that will answer, matched as the router matches."""
@@ -248,44 +383,63 @@ class RequestContext:
             return
         started = time.perf_counter()
         given, size = "", b""
+        origin: str | None = None
+        preflight = False
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
             elif name == b"content-length":
                 size = value
-        sane = 0 < len(given) <= 128 and given.isprintable()
-        rid = given if sane else uuid.uuid4().hex
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"access-control-request-method":
+                preflight = True
+        if 0 < len(given) <= 128 and given.isprintable():
+            rid = given
+        else:
+            rid = f"{_ID_PREFIX}{next(_ids):016x}"
         state = scope.setdefault("state", {})
         state["request_id"] = rid
-        status = [0]
+        rid_header = (b"x-request-id", rid.encode("latin-1"))
+        status = 0
+        method = scope["method"]
+        cors = self.settings.cors
+        if cors is not None and origin is not None and preflight and method == "OPTIONS":
+            await cors.preflight_response(Headers(scope=scope))(scope, receive, send)
+            return
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
-                extra = [(b"x-request-id", rid.encode("latin-1"))]
-                for name, value in state.get("response_headers", {}).items():
-                    extra.append((name.encode("latin-1"), value.encode("latin-1")))
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                status = message["status"]
+                headers = [*message.get("headers", ()), rid_header]
+                headers.extend(state.get("response_headers", ()))
+                if cors is not None:
+                    cors.add(origin, headers)
+                message["headers"] = headers  # a message is made for each send
             await send(message)
 
-        has_body = scope["method"] not in NO_BODY
-        limit = self.body_limit(scope) if has_body or size else DEFAULT_MAX_BYTES
-        received = [0]
+        # Every method's body is bounded, GET's too (a chunked body needs no length).
+        limit = self.body_limit(scope) if size else 0
+        received = 0
 
         async def receive_limited() -> Message:
+            nonlocal received, limit
             message = await receive()
             if message["type"] == "http.request":
-                received[0] += len(message.get("body", b""))
-                if received[0] > limit:
-                    raise BodyTooLarge
+                received += len(message.get("body", b""))
+                if received:
+                    limit = limit or self.body_limit(scope)
+                    if received > limit:
+                        raise BodyTooLarge
             return message
 
         try:
             if size.isdigit() and int(size) > limit:
                 raise BodyTooLarge
-            await self.app(scope, receive_limited if has_body else receive, send_with_id)
+            await self.app(scope, receive_limited, send_with_id)
         except BodyTooLarge:
-            if not status[0]:
+            if not status:
                 body = error_body(rid, "request body too large")
                 answer = self.settings.answer(scope["path"], 413, body)
                 await answer(scope, receive, send_with_id)
@@ -293,26 +447,27 @@ class RequestContext:
             mapped = self.settings.mapped(exc)
             if mapped is None:
                 log.exception("request %s failed", rid)
-            if not status[0]:
+            if not status:
                 code, message = mapped or (500, "internal server error")
                 answer = self.settings.answer(scope["path"], code, error_body(rid, message))
                 await answer(scope, receive, send_with_id)
         finally:
-            line = {
-                "request_id": rid,
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status[0],
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            }
-            log.info(json.dumps(line))
+            seconds = time.perf_counter() - started
+            metrics = self.settings.metrics
+            if metrics is not None:
+                metrics.request(self.route_path(scope), method, status, seconds)
+            ACCESS_LOG.write(
+                f'{{"request_id": {_quote(rid)}, "method": {_quote(method)}, '
+                f'"path": {_quote(scope["path"])}, "status": {status}, '
+                f'"latency_ms": {round(seconds * 1000, 2)}}}'
+            )
 
 
 def body_limit(route: BaseRoute) -> int:
     """The route's `MaxBytes`, or the default."""
-    for each in getattr(route, "dependencies", ()):
-        if isinstance(each.dependency, MaxBytes):
-            return each.dependency.limit
+    for check in checks_of(route):
+        if isinstance(check, MaxBytes):
+            return check.limit
     return DEFAULT_MAX_BYTES
 
 
@@ -344,11 +499,15 @@ SSE_EVENT = {
 Documenter = Callable[[APIRoute], dict[int, dict[str, Any]]]
 # What guards (auth, limits, a model's readiness) answer, by the guard: see `documents`.
 _DOCUMENTED: weakref.WeakKeyDictionary[Any, Documenter] = weakref.WeakKeyDictionary()
+_SECURITY: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def documents(guard: G, documenter: Documenter) -> G:
-    """Record what a dependency answers when it refuses, for /openapi.json."""
+def documents(guard: G, documenter: Documenter, security: dict[str, Any] | None = None) -> G:
+    """Record what a check answers when it refuses, for /openapi.json; `security`: the
+    scheme it checks, as `{name: OpenAPI security scheme}`."""
     _DOCUMENTED[guard] = documenter
+    if security is not None:
+        _SECURITY[guard] = security
     return guard
 
 
@@ -376,8 +535,13 @@ def document(web: FastAPI) -> dict[str, Any]:
             found = schema.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update({**found.pop("$defs", {}), schema.__name__: found})
         ref = {"$ref": f"#/components/schemas/{schema.__name__}"}
+        security = [_SECURITY[c] for c in checks_of(route) if c in _SECURITY]
+        for scheme in security:
+            doc["components"].setdefault("securitySchemes", {}).update(scheme)
         for method in sorted(route.methods or ()):
             operation = doc["paths"][route.path_format][method.lower()]
+            if security:
+                operation["security"] = [{name: []} for s in security for name in s]
             answers = operation.setdefault("responses", {})
             for status, answer in _answers(route, settings).items():
                 if "error" in answer:
@@ -400,8 +564,8 @@ def _answers(route: APIRoute, settings: Settings) -> dict[int, dict[str, Any]]:
     for status, message in settings.errors.values():
         found.setdefault(status, {"error": message})
     success = dict(_success(route))
-    for each in route.dependencies:
-        documenter = _DOCUMENTED.get(each.dependency) if each.dependency else None
+    for check in checks_of(route):
+        documenter = _DOCUMENTED.get(check)
         if documenter is not None:
             for status, answer in documenter(route).items():
                 if status == 200:

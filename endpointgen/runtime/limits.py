@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from endpointgen.runtime import http
+from endpointgen.runtime.metrics import METRICS
 
 __all__ = ["DictWindow", "FixedWindow", "RateLimit", "RedisWindow"]
 
@@ -260,16 +261,18 @@ class RateLimit:
         url_env: str = "REDIS_URL",
     ) -> None:
         self.limit, self.seconds = parse(rate)
+        self.limit_header = str(self.limit).encode()
         self.key = key
         self.window = new_window(storage, app, scope, self.limit, self.seconds, url_env)
         http.documents(self, documented)
 
     async def __call__(self, request: Request) -> None:
-        credential = getattr(request.state, "credential", None)
+        state = request.scope.setdefault("state", {})
+        credential = state.get("credential")
         if self.key == "api_key" and credential is not None:
             who = str(credential)
         else:
-            who = hashlib.sha256(client_address(request).encode()).hexdigest()
+            who = address_key(client_address(request))
         if self.window is None:
             raise HTTPException(503, "rate limit storage is not configured")
         try:
@@ -277,15 +280,36 @@ class RateLimit:
         except Exception as exc:
             http.log.error("rate limit storage failed: %s", exc)
             raise HTTPException(503, "rate limit storage unavailable") from None
-        headers = {
-            "RateLimit-Limit": str(self.limit),
-            "RateLimit-Remaining": str(remaining),
-            "RateLimit-Reset": str(reset),
-        }
         if not allowed:
-            headers["Retry-After"] = str(reset)
+            headers = {
+                "RateLimit-Limit": str(self.limit),
+                "RateLimit-Remaining": "0",
+                "RateLimit-Reset": str(reset),
+                "Retry-After": str(reset),
+            }
+            route = request.scope.get("route")
+            METRICS.rate_limited(getattr(route, "path", "unmatched"))
             raise HTTPException(429, "rate limit exceeded", headers)
-        request.state.response_headers = headers
+        # Added to the answer by http.RequestContext, as raw header pairs.
+        state["response_headers"] = [
+            (b"ratelimit-limit", self.limit_header),
+            (b"ratelimit-remaining", b"%d" % remaining),
+            (b"ratelimit-reset", b"%d" % reset),
+        ]
+
+
+_addresses: dict[str, str] = {}
+
+
+def address_key(address: str) -> str:
+    """What a limit by address counts by: a digest, so no raw address reaches Redis or
+    a Dict. Digests of recent addresses are kept (at most 10,000)."""
+    found = _addresses.get(address)
+    if found is None:
+        if len(_addresses) >= 10_000:
+            _addresses.clear()
+        found = _addresses[address] = hashlib.sha256(address.encode()).hexdigest()
+    return found
 
 
 def new_window(

@@ -13,7 +13,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 from endpointgen.runtime import http
 from endpointgen.runtime.batching import Batcher
+from endpointgen.runtime.metrics import METRICS
 
 __all__ = [
     "Batching",
@@ -216,7 +217,9 @@ class Model:
                 raise LoadFailed(self.error) from exc
             return self
         self.serve(engine)
-        http.log.info("model ready in %.1fs", time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        METRICS.loaded(self.name, seconds)
+        http.log.info("model ready in %.1fs", seconds)
         return self
 
     def serve(self, engine: Any) -> None:
@@ -227,7 +230,8 @@ class Model:
             # A remote model class is called with `.remote.aio`: its batches are awaited.
             remote = getattr(engine, "ask", None)
             run = partial(remote, "__call__") if remote is not None else engine
-            self.batcher = Batcher(run, size, wait)
+            self.batcher = Batcher(run, size, wait, observe=partial(METRICS.batch, self.name))
+            METRICS.queue(self.name, self.batcher.waiting)
         self.status = "ready"
 
     def unavailable(self, reason: str, seconds: float) -> HTTPException:
@@ -244,8 +248,8 @@ class Model:
             self.status, self.error, self.retry_at = "ready", None, 0.0
         return self.status
 
-    def _guard(self) -> Callable[[], Any]:
-        async def model_ready() -> None:
+    def _guard(self) -> Callable[[Request], Awaitable[None]]:
+        async def model_ready(request: Request) -> None:
             if self._settled() != "ready":
                 raise HTTPException(503, f"model is not ready ({self.status})")
 
@@ -261,10 +265,20 @@ class Model:
         """One engine call that never holds up the event loop: awaited when the engine is
         a remote model class (`.remote.aio`), else in a worker thread (torch blocks)."""
         remote = getattr(self.engine, "ask", None)
-        if remote is not None:
-            return await remote(method, *args)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, getattr(self.engine, method), *args)
+        started = time.perf_counter()
+        METRICS.calling(self.name, 1)
+        try:
+            if remote is not None:
+                result = await remote(method, *args)
+            else:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(None, getattr(self.engine, method), *args)
+        finally:
+            METRICS.calling(self.name, -1)
+            METRICS.model_call(self.name, method, time.perf_counter() - started)
+        if method == "generate":
+            METRICS.generated(self.name, int(result["tokens_generated"]))
+        return result
 
     async def run(self, items: list[Any]) -> list[Any]:
         """The engine on `items`, batched with other requests' when the spec says so."""
@@ -320,6 +334,21 @@ class Model:
 
         When the client goes away the generator is closed, which stops the generation.
         """
+        started = time.perf_counter()
+        METRICS.calling(self.name, 1)
+        try:
+            async with aclosing(self._generation(body, request_id)) as pieces:
+                async for kind, value in pieces:
+                    if kind == "done":
+                        METRICS.generated(self.name, int(value["tokens_generated"]))
+                    yield kind, value
+        finally:
+            METRICS.calling(self.name, -1)
+            METRICS.model_call(self.name, "stream", time.perf_counter() - started)
+
+    async def _generation(
+        self, body: GenerateRequest, request_id: str
+    ) -> AsyncGenerator[tuple[str, Any]]:
         stream = getattr(self.engine, "stream", None)
         if stream is not None:  # a remote model class: no thread held per stream
             async with aclosing(stream(body, request_id)) as remote:

@@ -457,6 +457,13 @@ class Route(Strict):
         return (self.method, self.path)
 
 
+class Metrics(Strict):
+    enabled: bool = Field(default=False, description="serve Prometheus metrics at /metrics")
+    public: bool = Field(
+        default=False, description="answer /metrics without the app's auth (off: auth applies)"
+    )
+
+
 class Spec(Strict):
     """One Modal app that serves HTTP endpoints."""
 
@@ -493,6 +500,7 @@ class Spec(Strict):
     auth: Auth = Auth()
     cors: Cors | None = None
     rate_limit: RateLimit | None = None
+    metrics: Metrics = Metrics()
     routes: list[Route] = Field(min_length=1)
     errors: dict[ExceptionName, ErrorMapping] = Field(
         default_factory=dict,

@@ -9,7 +9,7 @@ from typing import Literal
 import modal
 from endpointgen import runtime
 from endpointgen.runtime import auth, files, handlers, http, limits
-from fastapi import Depends, FastAPI, Response
+from fastapi import FastAPI, Response
 from pydantic import BaseModel, Field
 
 APP_NAME = "batch"
@@ -46,7 +46,7 @@ def create_app() -> FastAPI:
     limit = limits.RateLimit("120/minute", key="api_key")
     process = handlers.load(BATCH_FILE.path, "process", "handlers/batch.py")
 
-    @web.post("/batch", dependencies=[Depends(require_auth), Depends(limit)])
+    @web.post("/batch", dependencies=http.guards(require_auth, limit))
     async def batch(body: PostBatchRequest) -> Response:
         return handlers.answer(
             await handlers.call(process, body.model_dump(by_alias=True))

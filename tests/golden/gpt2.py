@@ -7,7 +7,7 @@ Deploy with `modal deploy gpt2.py`; serve it here with `endpointgen serve`.
 import modal
 from endpointgen import runtime
 from endpointgen.runtime import auth, http, limits, tasks
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 
 APP_NAME = "gpt2"
 DESCRIPTION = "GPT-2 text generation"
@@ -50,7 +50,7 @@ def create_app(model: tasks.Model) -> FastAPI:
     )
     require_auth = auth.bearer(env="API_KEYS")
     limit = limits.RateLimit("60/minute", key="api_key")
-    guards = [Depends(require_auth), Depends(limit), Depends(model.ready)]
+    guards = http.guards(require_auth, limit, model.ready)
 
     @web.post("/generate", dependencies=guards)
     async def generate(body: tasks.GenerateRequest) -> tasks.GenerateResponse:

@@ -9,7 +9,7 @@ from typing import Annotated
 import modal
 from endpointgen import runtime
 from endpointgen.runtime import auth, handlers, http
-from fastapi import Depends, FastAPI, Path, Response
+from fastapi import FastAPI, Path, Response
 from pydantic import BaseModel, Field
 
 APP_NAME = "items"
@@ -37,7 +37,7 @@ def create_app() -> FastAPI:
     web = http.app(APP_NAME, DESCRIPTION)
     require_auth = auth.api_key(env="API_KEYS", header="X-API-Key")
 
-    @web.post("/items", dependencies=[Depends(require_auth)], status_code=201)
+    @web.post("/items", dependencies=http.guards(require_auth), status_code=201)
     async def post_items(body: PostItemsRequest) -> Response:
         return handlers.respond(
             {"id": 123, "status": "created", "name": "{name}", "price": "{price}"},
@@ -45,7 +45,7 @@ def create_app() -> FastAPI:
             status=201,
         )
 
-    @web.get("/items/{item_id}", dependencies=[Depends(require_auth)])
+    @web.get("/items/{item_id}", dependencies=http.guards(require_auth))
     async def get_items(item_id: Annotated[int, Path(ge=1)]) -> Response:
         return handlers.respond(
             {"id": "{item_id}", "data": "..."}, {"item_id": item_id}

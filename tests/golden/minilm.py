@@ -7,7 +7,7 @@ Deploy with `modal deploy minilm.py`; serve it here with `endpointgen serve`.
 import modal
 from endpointgen import runtime
 from endpointgen.runtime import auth, files, http, limits, tasks
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 APP_NAME = "minilm"
 DESCRIPTION = "all-MiniLM-L6-v2 sentence embeddings (384 dimensions)"
@@ -50,10 +50,7 @@ def create_app(model: tasks.Model) -> FastAPI:
     require_auth = auth.api_key(env="API_KEYS", header="X-API-Key")
     limit = limits.RateLimit("600/minute", key="api_key")
 
-    @web.post(
-        "/embed",
-        dependencies=[Depends(require_auth), Depends(limit), Depends(model.ready)],
-    )
+    @web.post("/embed", dependencies=http.guards(require_auth, limit, model.ready))
     async def embed(body: tasks.EmbedRequest) -> tasks.EmbedResponse:
         return await model.embed(body, max_items=64, max_chars=20000)
 

@@ -10,7 +10,7 @@ from typing import Any
 import modal
 from endpointgen import runtime
 from endpointgen.runtime import auth, http, limits, openai, remote, tasks
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 
 APP_NAME = "multi"
 DESCRIPTION = "GPT-2 on an L4 and all-MiniLM-L6-v2 on a T4, behind one API"
@@ -49,16 +49,13 @@ def create_app(writer: tasks.Model, embedder: tasks.Model) -> FastAPI:
     limit = limits.RateLimit(
         "600/minute", key="api_key", storage="modal-dict", app=APP_NAME
     )
-    guards = [Depends(require_auth), Depends(limit), Depends(writer.ready)]
+    guards = http.guards(require_auth, limit, writer.ready)
 
     @web.post("/generate", dependencies=guards)
     async def generate(body: tasks.GenerateRequest) -> tasks.GenerateResponse:
         return await writer.generate(body, max_tokens=1024, max_chars=20000)
 
-    @web.post(
-        "/embed",
-        dependencies=[Depends(require_auth), Depends(limit), Depends(embedder.ready)],
-    )
+    @web.post("/embed", dependencies=http.guards(require_auth, limit, embedder.ready))
     async def embed(body: tasks.EmbedRequest) -> tasks.EmbedResponse:
         return await embedder.embed(body, max_items=128, max_chars=20000)
 

@@ -9,7 +9,7 @@ from typing import Any
 import modal
 from endpointgen import runtime
 from endpointgen.runtime import auth, http, limits, openai, tasks
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 
 APP_NAME = "openai-gpt2"
 DESCRIPTION = "GPT-2 behind /v1/completions and /v1/chat/completions"
@@ -43,16 +43,13 @@ def create_app(model: tasks.Model) -> FastAPI:
     require_auth = auth.bearer(env="API_KEYS")
     limit = limits.RateLimit("120/minute", key="api_key")
 
-    @web.get(
-        "/v1/models",
-        dependencies=[Depends(require_auth), Depends(limit), Depends(model.ready)],
-    )
+    @web.get("/v1/models", dependencies=http.guards(require_auth, limit, model.ready))
     async def v1_models() -> dict[str, Any]:
         return openai.models(model, owner=APP_NAME)
 
     @web.post(
         "/v1/completions",
-        dependencies=[Depends(require_auth), Depends(limit), Depends(model.ready)],
+        dependencies=http.guards(require_auth, limit, model.ready),
         responses=openai.STREAMED,
     )
     async def v1_completions(body: openai.CompletionRequest, request: Request) -> Any:
@@ -62,7 +59,7 @@ def create_app(model: tasks.Model) -> FastAPI:
 
     @web.post(
         "/v1/chat/completions",
-        dependencies=[Depends(require_auth), Depends(limit), Depends(model.ready)],
+        dependencies=http.guards(require_auth, limit, model.ready),
         responses=openai.STREAMED,
     )
     async def v1_chat(body: openai.ChatRequest, request: Request) -> Any:

@@ -7,7 +7,7 @@ Deploy with `modal deploy sentiment.py`; serve it here with `endpointgen serve`.
 import modal
 from endpointgen import runtime
 from endpointgen.runtime import auth, files, handlers, http, tasks
-from fastapi import Depends, FastAPI, Response
+from fastapi import FastAPI, Response
 from pydantic import BaseModel, Field
 
 APP_NAME = "sentiment"
@@ -63,7 +63,7 @@ def create_app(model: tasks.Model) -> FastAPI:
     require_auth = auth.api_key(env="API_KEYS", header="X-API-Key")
     predict = handlers.load(SENTIMENT_FILE.path, "predict", "handlers/sentiment.py")
 
-    @web.post("/sentiment", dependencies=[Depends(require_auth), Depends(model.ready)])
+    @web.post("/sentiment", dependencies=http.guards(require_auth, model.ready))
     async def sentiment(body: PostSentimentRequest) -> Response:
         return handlers.answer(
             await handlers.call(predict, body.model_dump(by_alias=True), model.engine)

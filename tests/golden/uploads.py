@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import modal
 from endpointgen import runtime
 from endpointgen.runtime import auth, files, http, tasks
-from fastapi import Depends, FastAPI, File, UploadFile
+from fastapi import FastAPI, File, UploadFile
 
 APP_NAME = "uploads"
 DESCRIPTION = "Summarise CSV files and classify images"
@@ -44,7 +44,7 @@ def create_app(model: tasks.Model) -> FastAPI:
 
     @web.post(
         "/upload/csv",
-        dependencies=[Depends(require_auth)],
+        dependencies=http.guards(require_auth),
         responses=files.UPLOAD_RESPONSES,
     )
     async def upload_csv(
@@ -55,11 +55,7 @@ def create_app(model: tasks.Model) -> FastAPI:
 
     @web.post(
         "/upload/image",
-        dependencies=[
-            Depends(require_auth),
-            Depends(http.MaxBytes(5242880)),
-            Depends(model.ready),
-        ],
+        dependencies=http.guards(require_auth, http.MaxBytes(5242880), model.ready),
         responses=files.UPLOAD_RESPONSES,
     )
     async def upload_image(

@@ -7,7 +7,7 @@ Deploy with `modal deploy webhooks.py`; serve it here with `endpointgen serve`.
 import modal
 from endpointgen import runtime
 from endpointgen.runtime import http, limits, webhooks
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 
 APP_NAME = "webhooks"
 DESCRIPTION = "Signed webhooks from GitHub, Stripe and Slack"
@@ -31,19 +31,19 @@ def create_app() -> FastAPI:
     webhook_slack_hook = webhooks.Webhook("slack", env="SLACK_SIGNING_SECRET")
 
     @web.post(
-        "/webhook/github", dependencies=[Depends(limit)], responses=webhooks.RESPONSES
+        "/webhook/github", dependencies=http.guards(limit), responses=webhooks.RESPONSES
     )
     async def webhook_github(request: Request) -> http.JSONResponse:
         return await webhook_github_hook.receive(request)
 
     @web.post(
-        "/webhook/stripe", dependencies=[Depends(limit)], responses=webhooks.RESPONSES
+        "/webhook/stripe", dependencies=http.guards(limit), responses=webhooks.RESPONSES
     )
     async def webhook_stripe(request: Request) -> http.JSONResponse:
         return await webhook_stripe_hook.receive(request)
 
     @web.post(
-        "/webhook/slack", dependencies=[Depends(limit)], responses=webhooks.RESPONSES
+        "/webhook/slack", dependencies=http.guards(limit), responses=webhooks.RESPONSES
     )
     async def webhook_slack(request: Request) -> http.JSONResponse:
         return await webhook_slack_hook.receive(request)

@@ -1,0 +1,187 @@
+"""Prometheus metrics at /metrics (`metrics: {enabled, public}`), read back with
+`prometheus_client`'s own parser: the counts equal the requests sent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import build_and_import, gpt2_spec, write_spec
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from test_serve import Server
+
+from endpointgen.compiler import pipeline
+from endpointgen.runtime import http, metrics, tasks
+
+AUTH = {"Authorization": "Bearer key-one"}
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(text: str) -> Samples:
+    """Every sample of an exposition, by name and labels."""
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2: Path) -> Iterator[Server]:
+    spec = gpt2_spec(tiny_gpt2, metrics={"enabled": True})
+    spec["rate_limit"] = {"limit": "1000/minute", "key": "api_key"}
+    spec["routes"][0]["rate_limit"] = {"limit": "3/minute", "key": "api_key"}
+    assert spec["routes"][0]["path"] == "/generate"
+    server = Server(write_spec(tmp_path_factory.mktemp("metrics"), spec))
+    server.wait_ready()
+    yield server
+    server.stop()
+
+
+def test_metrics_count_what_was_served(served: Server) -> None:
+    """docs/spec.md, Metrics: requests by route, method and status; latency per route;
+    model calls, tokens, load time; 429s and 401s. No credential or address in a label."""
+    url = served.url
+    before = scrape(httpx.get(url + "/metrics", headers=AUTH).text)
+    body = {"prompt": "Hello", "max_tokens": 4, "seed": 1}
+    answers = [httpx.post(url + "/generate", json=body, headers=AUTH) for _ in range(5)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    tokens = sum(a.json()["tokens_generated"] for a in answers[:3])
+    bad = {"Authorization": "Bearer not-a-key"}
+    assert {httpx.post(url + "/generate", json=body, headers=bad).status_code for _ in "ab"} == {
+        401
+    }
+    for _ in range(4):
+        assert httpx.get(url + "/health").status_code == 200
+    assert httpx.get(url + "/no/such/route").status_code == 404
+
+    refused = httpx.get(url + "/metrics")  # behind the app's auth
+    assert refused.status_code == 401
+    page = httpx.get(url + "/metrics", headers=AUTH)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/plain; version=0.0.4")
+    after = scrape(page.text)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    generate = {"route": "/generate", "method": "POST"}
+    assert grew("endpointgen_requests_total", **generate, status="200") == 3
+    assert grew("endpointgen_requests_total", **generate, status="429") == 2
+    assert grew("endpointgen_requests_total", **generate, status="401") == 2
+    assert grew("endpointgen_requests_total", route="/health", method="GET", status="200") == 4
+    assert grew("endpointgen_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert grew("endpointgen_request_duration_seconds_count", route="/generate") == 7
+    assert grew("endpointgen_request_duration_seconds_bucket", route="/generate", le="+Inf") == 7
+    model = served_model(after)
+    assert grew("endpointgen_model_duration_seconds_count", model=model, call="generate") == 3
+    assert grew("endpointgen_tokens_generated_total", model=model) == tokens
+    assert value(after, "endpointgen_model_load_seconds", model=model) > 0
+    assert grew("endpointgen_rate_limited_total", limit="/generate") == 2
+    assert grew("endpointgen_auth_failures_total", mode="bearer") == 3  # 2 + the bare scrape
+    assert value(after, "endpointgen_queue_depth", model=model) == 0
+    assert value(after, "process_resident_memory_bytes") > 0
+    for secret in ("key-one", "not-a-key", "127.0.0.1", "/no/such/route"):
+        assert secret not in page.text
+
+
+def served_model(samples: Samples) -> str:
+    (name,) = {
+        dict(labels)["model"]
+        for (metric, labels) in samples
+        if metric == "endpointgen_model_load_seconds"
+    }
+    return name
+
+
+def test_metrics_public_and_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_KEYS", "key-one")
+    spec: dict[str, Any] = {
+        "name": "hello",
+        "auth": {"mode": "bearer"},
+        "routes": [{"path": "/health", "action": "health"}],
+    }
+    off = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "off").create_app())
+    assert off.get("/metrics").status_code == 404
+    spec["metrics"] = {"enabled": True, "public": True}
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "public")
+    public = TestClient(module.create_app())
+    assert public.get("/health").status_code == 200
+    page = public.get("/metrics")
+    assert page.status_code == 200
+    assert (
+        value(
+            scrape(page.text),
+            "endpointgen_requests_total",
+            route="/health",
+            method="GET",
+            status="200",
+        )
+        >= 1
+    )
+    assert "/metrics" not in public.get("/openapi.json").json()["paths"]
+
+
+def test_a_route_at_metrics_is_refused_when_metrics_are_on(tmp_path: Path) -> None:
+    spec = {
+        "name": "app",
+        "metrics": {"enabled": True},
+        "routes": [{"path": "/metrics", "action": "health"}],
+    }
+    (problem,) = pipeline.validate(write_spec(tmp_path, spec))
+    assert "GET /metrics is where `metrics: {enabled: true}` serves" in str(problem)
+
+
+def test_batch_sizes_and_queue_depth(tmp_path: Path) -> None:
+    """Eight concurrent requests against a batching model: the batch-size histogram holds
+    every input once, and the queue is empty once they are answered."""
+    loader = tmp_path / "load.py"
+    loader.write_text(
+        "import time\n"
+        "def load(where):\n"
+        "    def embed(texts):\n"
+        "        time.sleep(0.05)\n"
+        "        return [[float(len(t))] for t in texts]\n"
+        "    return embed\n"
+    )
+    model = tasks.Model(
+        "org/batched",
+        "embeddings",
+        loader=tasks.Loader(loader, "load", "load.py"),
+        batching=tasks.Batching(4, 20),
+    ).load()
+    web = http.app("batched", metrics=True)
+
+    @web.post("/embed")
+    async def embed(body: tasks.EmbedRequest) -> tasks.EmbedResponse:
+        return await model.embed(body)
+
+    @web.get("/metrics")
+    async def prometheus() -> http.Response:
+        return metrics.exposition()
+
+    async def run() -> Samples:
+        transport = httpx.ASGITransport(app=web)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            before = scrape((await client.get("/metrics")).text)
+            sent = [client.post("/embed", json={"texts": [f"t{i}"]}) for i in range(8)]
+            assert {r.status_code for r in await asyncio.gather(*sent)} == {200}
+            after = scrape((await client.get("/metrics")).text)
+        return {k: after[k] - before.get(k, 0.0) for k in after}
+
+    grew = asyncio.run(run())
+    assert value(grew, "endpointgen_batch_size_sum", model="org/batched") == 8
+    assert 2 <= value(grew, "endpointgen_batch_size_count", model="org/batched") <= 8
+    assert value(
+        grew, "endpointgen_model_duration_seconds_count", model="org/batched", call="batch"
+    ) == value(grew, "endpointgen_batch_size_count", model="org/batched")
+    assert value(grew, "endpointgen_queue_depth", model="org/batched") == 0
