@@ -1,7 +1,8 @@
 """Baseline for route overhead: FastAPI's hello world, served as endpointgen serves.
 
-`endpointgen serve` calls `uvicorn.run(app, host=..., port=..., log_level="warning")`
-with uvicorn's defaults otherwise (one worker, loop and http "auto"); so does this.
+`endpointgen serve` calls `uvicorn.run(app, host=..., port=..., log_level="warning",
+proxy_headers=False)` with uvicorn's defaults otherwise (one worker, loop and http
+"auto"); so does this.
 Usage: python bench/hello_app.py PORT
 """
 
@@ -21,4 +22,6 @@ async def health() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+    uvicorn.run(
+        app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", proxy_headers=False
+    )

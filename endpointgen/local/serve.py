@@ -73,4 +73,6 @@ def serve(spec: str | Path, host: str, port: int, env: str | None = None, say: A
         except HandlerError as exc:
             raise UsageError(f"a handler cannot be imported: {exc}") from None
         say(f"serving {built.spec.name} on http://{host}:{port} (Ctrl-C stops)")
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # No proxy headers: X-Forwarded-For from a local client would otherwise be taken
+        # as the client's address, and `key: ip` limits dodged with one header.
+        uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
