@@ -104,10 +104,12 @@ def build(
     """Write one Modal app module per spec: OUT/<name>.py, the same bytes for the same spec."""
     from endpointgen.compiler import pipeline
 
+    with _user_errors():
+        pipeline.environment_used(specs, env)
     stale = False
     for spec in specs:
         try:
-            built = pipeline.build(spec, out, env)
+            built = pipeline.build(spec, out, env, base_if_missing=True)
         except SpecError as exc:
             for problem in exc.problems:
                 _fail(str(problem))
@@ -165,35 +167,93 @@ def deploy(
     dry_run: Annotated[
         bool,
         typer.Option(
-            "--dry-run", help="Build, print each plan (against HEAD) and command; deploy nothing."
+            "--dry-run",
+            help="Print each plan and command; write and deploy nothing. The plan compares "
+            "with the spec at git HEAD, not with what runs on Modal.",
         ),
     ] = False,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Also stop the apps whose spec (under a folder given) was removed since "
+            "--base; never an app no spec of this repository named.",
+        ),
+    ] = False,
+    base: Annotated[
+        str,
+        typer.Option(
+            "--base", "-b", help="With --prune or --changed: the git ref deployed before."
+        ),
+    ] = "HEAD",
+    changed: Annotated[
+        bool,
+        typer.Option(
+            "--changed",
+            help="Deploy only the specs that change against --base (text, shipped files).",
+        ),
+    ] = False,
+    keep_going: Annotated[
+        bool,
+        typer.Option("--keep-going", help="Deploy each app on its own: a failure stops no other."),
+    ] = False,
 ) -> None:
-    """Build every spec, then `modal deploy` each in turn; the first failure stops the rest.
+    """Build every spec (files, or folders of specs), then `modal deploy` each in turn; the
+    first failure stops the rest. With --prune, stop the apps whose spec is gone.
 
     Needs a Modal token (`modal token new`, or MODAL_TOKEN_ID and MODAL_TOKEN_SECRET).
     """
     from endpointgen.gitops import deploy as modal_deploy
+    from endpointgen.gitops import workspace
 
+    folders = [s for s in specs if s.is_dir()]
+    if prune and not folders:
+        _fail("error: --prune needs the folder of specs, to know which were removed")
+        raise typer.Exit(2)
     with _user_errors():
-        targets = modal_deploy.prepare(specs, out, env, modal_env)
+        files = [f for s in specs for f in (workspace.find_specs(s) if s.is_dir() else [s])]
+        if changed:
+            from endpointgen.gitops import gitplan
+
+            moving = {Path(p.file).resolve() for p in gitplan.plan_paths(specs, base, env)}
+            files = [f for f in files if f.resolve() in moving]
+        removed = modal_deploy.removed_apps(folders, base, env) if prune else []
+        targets = modal_deploy.prepare(files, out, env, modal_env, write=not dry_run)
     if dry_run:
         from endpointgen.gitops import gitplan, planview
 
+        typer.echo(
+            "dry run: each plan compares the spec with its text at git HEAD (not with what "
+            "runs on Modal); nothing is written or deployed\n"
+        )
         for target in targets:
             with _user_errors():
                 plan = gitplan.plan_for_deploy(target.spec, env)
             _print_plan(planview.as_table([plan], plan.base))
             typer.echo(f"would run: {target.shell}\n")
+        for gone in removed:
+            command = modal_deploy.stop_command(gone.app, modal_env)
+            typer.echo(f"would run: {' '.join(command)}  (its spec {gone.spec} was removed)")
         return
-    try:
-        modal_deploy.deploy_all(targets, say=typer.echo)
-    except modal_deploy.StoppedDeploy as exc:
-        _fail(f"error: {exc.reason}")
-        for line in exc.summary:
-            _fail(line)
-        raise typer.Exit(1) from None
-    _ok(f"deployed {', '.join(t.app for t in targets)}")
+    failed = modal_deploy.stop_all(removed, modal_env, say=typer.echo) if removed else []
+    if not targets and not removed:
+        typer.echo("nothing to deploy" + (f": no spec changed against {base}" if changed else ""))
+    if targets:
+        try:
+            modal_deploy.deploy_all(targets, say=typer.echo, keep_going=keep_going)
+        except modal_deploy.StoppedDeploy as exc:
+            _fail(f"error: {exc.reason}")
+            for line in exc.summary:
+                _fail(line)
+            raise typer.Exit(1) from None
+        _ok(f"deployed {', '.join(t.app for t in targets)}")
+    if removed:
+        stopped = [g.app for g in removed if g.app not in failed]
+        if stopped:
+            _ok(f"stopped {', '.join(stopped)}")
+    if failed:
+        _fail(f"error: could not stop {', '.join(failed)}")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -216,11 +276,20 @@ def plan(
         ),
     ] = "table",
     env: Env = None,
+    fail_on: Annotated[
+        str | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 when the plan meets one of these (comma-separated): warning, "
+            "public-route, removed-app, renamed-app, cost-increase>N% (e.g. 50%).",
+        ),
+    ] = None,
 ) -> None:
     """What deploying a spec would change against a git ref, with an hourly cost estimate.
 
     Routes, auth (a route becoming public is a WARNING), CORS, rate limits, GPU, scaling,
-    resources, image packages and the model; costs are estimates from Modal list prices.
+    resources, image packages, the model, and the files the spec ships (handlers, loaders,
+    folders); costs are estimates from Modal list prices.
     """
     from endpointgen.gitops import gitplan, planview
 
@@ -232,7 +301,36 @@ def plan(
             plans = gitplan.plan_folder(spec, base, env)
         else:
             plans = [gitplan.plan_spec(spec, base, env)]
+    with _user_errors():
+        failed = gitplan.gate_failures(plans, fail_on) if fail_on else []
     text = planview.render(plans, base, fmt, where=str(spec))
+    if fmt == "table":
+        _print_plan(text)
+    else:
+        typer.echo(text, nl=False)
+    if failed:
+        for reason in failed:
+            _fail(f"--fail-on: {reason}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def diff(
+    spec: Annotated[Path, typer.Argument(help="The spec.", show_default=False)],
+    left: Annotated[str, typer.Argument(help="An environment, or `base`.")] = "dev",
+    right: Annotated[str, typer.Argument(help="The environment to compare with it.")] = "prod",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, markdown or json.")] = "table",
+) -> None:
+    """What one spec deploys differently in RIGHT than in LEFT (default: prod against dev):
+    routes, auth, limits, GPU, scaling and the hourly cost estimate."""
+    from endpointgen.gitops import gitplan, planview
+
+    if fmt not in planview.FORMATS:
+        _fail(f"error: --format is one of {', '.join(planview.FORMATS)}, not '{fmt}'")
+        raise typer.Exit(2)
+    with _user_errors():
+        plan = gitplan.plan_environments(spec, left, right)
+    text = planview.render([plan], plan.base, fmt, where=str(spec))
     if fmt == "table":
         _print_plan(text)
     else:
@@ -255,12 +353,13 @@ def check(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the built modules.")] = Path(
         "build"
     ),
+    env: Env = None,
 ) -> None:
     """One CI step: every spec valid, and every built module in OUT current; exit 1 if not."""
     from endpointgen.gitops import workspace
 
     with _user_errors():
-        problems = workspace.check(folder, out)
+        problems = workspace.check(folder, out, env)
     for problem in problems:
         _fail(problem)
     if problems:
@@ -289,6 +388,15 @@ def init(
     folder: Annotated[
         Path, typer.Option("--dir", "-d", help="The project folder to write into.")
     ] = Path("."),
+    environments: Annotated[
+        str | None,
+        typer.Option(
+            "--environments",
+            help="With --gitops: the environments, in deploy order, comma-separated; each "
+            "deploys to the Modal environment of its name, `prod` behind an approval gate. "
+            "Asked for when not given and a terminal is attached (default: dev,prod).",
+        ),
+    ] = None,
 ) -> None:
     """Start a project: specs/NAME.yaml that validates and builds, its schema, build/NAME.py.
 
@@ -296,8 +404,12 @@ def init(
     """
     from endpointgen.gitops import scaffold
 
+    default = ",".join(scaffold.DEFAULT_ENVIRONMENTS)
+    if gitops and environments is None and sys.stdin.isatty():
+        environments = typer.prompt("Environments, in deploy order", default=default)
+    names = tuple(e.strip() for e in (environments or default).split(",") if e.strip())
     with _user_errors():
-        done = scaffold.init(name, task, gitops, folder)
+        done = scaffold.init(name, task, gitops, folder, environments=names)
     for path in done.written:
         _ok(f"wrote {path}")
     for path in done.kept:
@@ -351,13 +463,14 @@ def test_examples(
 @app.command("list")
 def list_specs(
     folder: Annotated[Path, typer.Argument(help="Folder of specs.")] = Path("specs"),
+    env: Env = None,
 ) -> None:
     """A table of the apps under FOLDER: model, GPU, containers, routes and auth."""
     from endpointgen import tables
     from endpointgen.gitops import workspace
 
     with _user_errors():
-        entries = workspace.listing(folder)
+        entries = workspace.listing(folder, env)
     if not entries:
         _fail(f"{folder}: no specs (*.yaml, *.yml) found")
         raise typer.Exit(1)

@@ -116,7 +116,10 @@ def test_deploy_dry_run_runs_nothing(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "would run:" in result.output
     assert "-m modal deploy" in result.output and "--name gpt2" in result.output
-    assert (tmp_path / "gpt2.py").is_file()
+    assert "compares the spec with its text at git HEAD (not with what runs on Modal)" in (
+        result.output
+    )
+    assert list(tmp_path.iterdir()) == [], "a dry run writes nothing"
 
 
 def test_deploy_without_a_modal_token_fails_clearly(tmp_path: Path) -> None:

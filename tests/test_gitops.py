@@ -332,32 +332,75 @@ def _runs(job: dict[str, Any]) -> list[str]:
 
 
 def test_gitops_workflow_plans_pull_requests_and_deploys_main(tmp_path: Path) -> None:
+    """GitOps 6: a workflow that works on GitHub as it really behaves."""
     from endpointgen import __version__
 
     wf = _workflow(tmp_path)
     triggers: Any = wf.get("on") or wf.get(True)  # type: ignore[call-overload]
     on: dict[str, Any] = triggers  # YAML 1.1 reads a bare `on` key as true
     assert set(on) == {"pull_request", "push"}
+    assert on["pull_request"] is None, "no path filter: a required check is never left pending"
     assert on["push"]["branches"] == ["main"]
-    plan, deploy = wf["jobs"]["plan"], wf["jobs"]["deploy"]
+    jobs = wf["jobs"]
+    assert list(jobs) == ["plan", "deploy-dev", "deploy-prod"]
+    plan = jobs["plan"]
     assert plan["if"] == "github.event_name == 'pull_request'"
     assert plan["permissions"]["pull-requests"] == "write"
+    requirements = (tmp_path / "requirements-endpointgen.txt").read_text()
+    assert f"endpointgen=={__version__}" in requirements or "endpointgen @ git+" in requirements
     runs = "\n".join(_runs(plan))
-    assert f'pip install "endpointgen=={__version__}"' in runs
-    assert "endpointgen validate specs/**/*.yaml specs/**/*.yml" in runs
+    assert "pip install -r requirements-endpointgen.txt" in runs
     assert "endpointgen check specs -o build" in runs
-    assert 'endpointgen plan specs --base "$base" --format markdown > plan.md' in runs
+    for env in ("dev", "prod"):
+        assert f'--base "$base" --env {env} --format markdown' in runs
     comment = next(s for s in plan["steps"] if s.get("uses", "").startswith("actions/github-sc"))
     assert 'readFileSync("plan.md"' in comment["with"]["script"]
+    assert "head.repo.full_name == github.repository" in comment["if"], "forks: no comment"
+    assert "Validation failed" in runs, "a broken spec replaces a stale plan"
     assert plan["steps"][0]["with"]["fetch-depth"] == 0
-    assert deploy["if"] == "github.event_name == 'push'"
-    step = next(s for s in deploy["steps"] if "endpointgen deploy" in s.get("run", ""))
-    assert step["env"] == {
-        "MODAL_TOKEN_ID": "${{ secrets.MODAL_TOKEN_ID }}",
-        "MODAL_TOKEN_SECRET": "${{ secrets.MODAL_TOKEN_SECRET }}",
-    }
-    assert "endpointgen deploy specs/**/*.yaml specs/**/*.yml -o build" in step["run"]
-    assert "${{ github.base_ref }}" not in "\n".join(_runs(plan)), "no expression in a script"
+    for name, job in jobs.items():
+        assert job["timeout-minutes"] <= 30, name
+        assert "group" in job["concurrency"], name
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w-]+/[\w-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+            if step.get("uses", "").startswith("actions/setup-python"):
+                assert step["with"]["cache"] == "pip"
+    dev, prod = jobs["deploy-dev"], jobs["deploy-prod"]
+    assert "environment" not in dev and prod["environment"] == "prod", "prod needs approval"
+    assert prod["needs"] == "deploy-dev"
+    step = next(s for s in prod["steps"] if "endpointgen deploy" in s.get("run", ""))
+    assert step["env"]["MODAL_TOKEN_ID"] == "${{ secrets.MODAL_TOKEN_ID }}"
+    assert "--changed --prune --keep-going" in step["run"]
+    assert "--env prod --modal-env prod" in step["run"]
+    scripts = "\n".join(_runs(plan) + _runs(dev) + _runs(prod))
+    assert "${{" not in scripts, "no expression inside a script: they go through env"
+
+
+def test_the_workflow_is_valid_for_github(tmp_path: Path) -> None:
+    """Checked against GitHub's workflow schema (SchemaStore's, as vendored by
+    check-jsonschema), and its rule that every job sets `timeout-minutes`."""
+    import jsonschema
+    from check_jsonschema import builtin_schemas
+
+    base = Path(builtin_schemas.__file__).parent
+    wf = _workflow(tmp_path)
+    for schema_file in (
+        "vendor/github-workflows.json",
+        "custom/github-workflows-require-timeout.json",
+    ):
+        schema = json.loads((base / schema_file).read_text())
+        jsonschema.validate({("on" if k is True else k): v for k, v in wf.items()}, schema)
+    single = tmp_path / "single"
+    done = runner.invoke(
+        app, ["init", "demo", "--gitops", "--dir", str(single), "--environments", "prod"]
+    )
+    assert done.exit_code == 0, done.output
+    text = (single / ".github" / "workflows" / "endpointgen.yml").read_text()
+    one = yaml.safe_load(text)
+    assert (
+        list(one["jobs"]) == ["plan", "deploy-prod"] and "needs" not in one["jobs"]["deploy-prod"]
+    )
 
 
 def test_gitops_workflow_steps_run_as_written(tmp_path: Path) -> None:
@@ -376,17 +419,24 @@ def test_gitops_workflow_steps_run_as_written(tmp_path: Path) -> None:
     assert runner.invoke(app, ["build", str(spec), "-o", str(clone / "build")]).exit_code == 0
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env |= {"BASE_REF": "main", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    env |= {"CHECKED": "success"}
     for script in _runs(wf["jobs"]["plan"]):
-        if script.startswith("pip install"):
+        if script.startswith(("pip install", 'echo "::notice')):
             continue
         done = subprocess.run(
             ["bash", "-e", "-c", script], cwd=clone, env=env, capture_output=True, text=True
         )
         assert done.returncode == 0, (script, done.stdout, done.stderr)
     plan_md = (clone / "plan.md").read_text()
-    assert plan_md.startswith("## endpointgen plan")
+    assert plan_md.startswith("# Environment dev\n## endpointgen plan")
+    assert "# Environment prod" in plan_md
     assert "| gpu | GPU: L4 -> H100 |" in plan_md
     assert (tmp_path / "summary.md").read_text() == plan_md
+    spec.write_text("name: demo\nroutes: []\n")  # broken: the comment says so
+    failed = {**env, "CHECKED": "failure"}
+    write = next(s for s in _runs(wf["jobs"]["plan"]) if "Validation failed" in s)
+    subprocess.run(["bash", "-e", "-c", write], cwd=clone, env=failed, check=True)
+    assert "**Validation failed**" in (clone / "plan.md").read_text()
 
 
 # --- pre-commit ------------------------------------------------------------------------

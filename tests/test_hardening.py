@@ -11,6 +11,8 @@ from conftest import build_and_import, write_spec
 from fastapi.testclient import TestClient
 from test_serve import Server
 
+from endpointgen.compiler import pipeline
+
 
 @pytest.fixture
 def get_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
@@ -64,3 +66,57 @@ def test_serve_ignores_x_forwarded_for(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+@pytest.mark.parametrize(
+    ("folder", "message"),
+    [
+        ("..", ".. leads out of the spec's folder"),
+        ("/etc", "/etc is an absolute path"),
+        ("public/../..", "public/../.. leads out of the spec's folder"),
+        (".git", ".git is a hidden folder"),
+    ],
+)
+def test_a_file_route_serves_only_what_sits_beside_the_spec(
+    tmp_path: Path, folder: str, message: str
+) -> None:
+    """Hardening 3 (and GitOps 3): `folder: ..` or an absolute folder would ship and serve
+    the build machine's files (`GET /static/.git/config`); refused, with the position."""
+    (tmp_path / "public").mkdir()
+    (tmp_path / ".git").mkdir()
+    spec = {
+        "name": "files",
+        "routes": [{"path": "/static/{name:path}", "action": "file", "folder": folder}],
+    }
+    (problem,) = pipeline.validate(write_spec(tmp_path, spec))
+    assert ":" in str(problem).split(" ")[0]  # file:line:col
+    assert message in str(problem)
+
+
+def test_a_handler_outside_the_spec_folder_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "outside.py").write_text("def run(x):\n    return x\n")
+    spec = {
+        "name": "handlers",
+        "routes": [
+            {"path": "/h", "method": "POST", "action": "handler", "handler": "../outside.py:run"}
+        ],
+    }
+    (problem,) = pipeline.validate(write_spec(tmp_path / "specs", spec))
+    assert "../outside.py leads out of the spec's folder" in str(problem)
+
+
+def test_hidden_files_in_a_served_folder_are_not_served(tmp_path: Path) -> None:
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "index.txt").write_text("hello")
+    (tmp_path / "public" / ".env").write_text("AWS_SECRET=x")
+    (tmp_path / "public" / ".hidden").mkdir()
+    (tmp_path / "public" / ".hidden" / "key").write_text("x")
+    spec = {
+        "name": "files",
+        "routes": [{"path": "/static/{name:path}", "action": "file", "folder": "public"}],
+    }
+    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    assert client.get("/static/index.txt").text == "hello"
+    for hidden in ("/static/.env", "/static/.hidden/key", "/static/%2Eenv"):
+        assert client.get(hidden).status_code == 404

@@ -139,3 +139,34 @@ def test_embeddings_match_the_embed_route(embed_server: Server) -> None:
         model="all-MiniLM-L6-v2", input="hello", encoding_format="float"
     )
     assert len(floats.data[0].embedding) == 384
+
+
+def test_a_browser_preflight_for_chat_completions_is_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, CORS: the preflight allows the methods the routes really serve; an
+    `openai` route serves POST (completions, chat, embeddings) and GET (/v1/models)."""
+    from conftest import build_and_import, write_spec
+    from fastapi.testclient import TestClient
+
+    monkeypatch.setenv("API_KEYS", "k")
+    spec = {
+        "name": "chat",
+        "model": {"id": "gpt2", "task": "text-generation"},
+        "auth": {"mode": "bearer"},
+        "cors": {"origins": ["https://app.example"]},
+        "routes": [{"path": "/v1", "action": "openai"}],
+    }
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    client = TestClient(module.create_app(module.model))
+    for method, path in (("POST", "/v1/chat/completions"), ("GET", "/v1/models")):
+        answer = client.options(
+            path,
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "authorization, content-type",
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        assert method in answer.headers["access-control-allow-methods"]

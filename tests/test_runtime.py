@@ -4,6 +4,7 @@ compiler. What built modules rely on, tested where it lives."""
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 from pathlib import Path
 from types import SimpleNamespace
@@ -237,3 +238,23 @@ def test_a_failed_load_is_a_short_503_here_and_raised_in_a_modal_container(
     assert raised.value.args == ("OSError: cannot read model.safetensors",)
     assert isinstance(raised.value.__cause__, OSError)
     assert pickle.loads(pickle.dumps(raised.value)).args == raised.value.args
+
+
+def test_log_lines_are_json_objects() -> None:
+    """docs/spec.md, Every response: the app's other log lines are JSON objects too."""
+    import logging
+
+    formatter = http.JsonLines()
+    record = logging.LogRecord(
+        "endpointgen", logging.ERROR, __file__, 1, "model %s failed", ("m",), None
+    )
+    line = json.loads(formatter.format(record))
+    assert {k: line[k] for k in ("level", "logger", "message")} == {
+        "level": "error",
+        "logger": "endpointgen",
+        "message": "model m failed",
+    }
+    fields = logging.LogRecord(
+        "endpointgen", logging.INFO, __file__, 1, {"event": "push"}, None, None
+    )
+    assert json.loads(formatter.format(fields))["event"] == "push"

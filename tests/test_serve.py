@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -144,9 +145,11 @@ def test_one_log_line_per_request(gpt2_server: Server) -> None:
     httpx.get(gpt2_server.url + "/health", headers={"X-Request-ID": "trace-me-42"})
     assert gpt2_server.wait_for('"request_id": "trace-me-42"')
     line = next(ln for ln in gpt2_server.lines if "trace-me-42" in ln)
-    record = json.loads(line[line.index("{") :])
+    record = json.loads(line)  # docs/spec.md, Every response: the whole line is JSON
     assert record["method"] == "GET" and record["path"] == "/health" and record["status"] == 200
     assert record["latency_ms"] >= 0
+    assert record["level"] == "info" and record["app"] == "gpt2"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", record["time"])
 
 
 def test_ctrl_c_shuts_down_cleanly(tmp_path: Path, tiny_gpt2: Path) -> None:

@@ -37,21 +37,55 @@ def _validated(doc: Document) -> Spec:
     return spec
 
 
-def load_spec(path: str | Path, env: str | None = None) -> tuple[Document, Spec]:
+def load_spec(
+    path: str | Path, env: str | None = None, base_if_missing: bool = False
+) -> tuple[Document, Spec]:
     """A valid spec, with `environments.<env>` merged over it when `env` is given."""
-    return resolve(loader.load(path), env)
+    return resolve(loader.load(path), env, base_if_missing)
 
 
-def resolve(doc: Document, env: str | None = None) -> tuple[Document, Spec]:
-    """A loaded document, validated and checked, with its environment merged in."""
+def resolve(
+    doc: Document, env: str | None = None, base_if_missing: bool = False
+) -> tuple[Document, Spec]:
+    """A loaded document, validated and checked, with its environment merged in.
+
+    Without that environment, a UsageError; or, with `base_if_missing` (commands over a
+    folder of specs, where some define `prod` and some need no overlay), the base.
+    """
     if env is not None:
         known = _environments(doc)
         if env not in known:
+            if base_if_missing:
+                return doc, _validated(doc)
             listed = ", ".join(known) if known else "none are defined"
             raise UsageError(f"{doc.file}: no environment named '{env}' (environments: {listed})")
         _validated(doc)
         doc = doc.with_overlay(env)
     return doc, _validated(doc)
+
+
+def defines(path: str | Path, env: str) -> bool:
+    """Whether the spec at `path` has an `environments.<env>` overlay (False if unreadable)."""
+    try:
+        return env in _environments(loader.load(path))
+    except SpecError:
+        return False
+
+
+def environment_used(paths: list[Path], env: str | None) -> None:
+    """Commands over several specs: `--env` must name an environment one of them defines
+    (a typo would otherwise deploy every base quietly)."""
+    if env is None or any(defines(p, env) for p in paths):
+        return
+    if len(paths) == 1:
+        try:
+            known = _environments(loader.load(paths[0]))
+        except SpecError:
+            return  # the spec's own problems say more
+        listed = ", ".join(known) if known else "none are defined"
+        raise UsageError(f"{paths[0]}: no environment named '{env}' (environments: {listed})")
+    where = ", ".join(map(str, paths[:3])) + (", ..." if len(paths) > 3 else "")
+    raise UsageError(f"no spec defines environment '{env}' ({where})")
 
 
 def validate(path: str | Path) -> list[Problem]:
@@ -110,7 +144,12 @@ def _problems(doc: Document) -> list[Problem]:
     return []
 
 
-def build(path: str | Path, out_dir: str | Path = DEFAULT_OUT, env: str | None = None) -> Built:
-    doc, spec = load_spec(path, env)
+def build(
+    path: str | Path,
+    out_dir: str | Path = DEFAULT_OUT,
+    env: str | None = None,
+    base_if_missing: bool = False,
+) -> Built:
+    doc, spec = load_spec(path, env, base_if_missing)
     plan = make_plan(spec, doc.file, out_dir)
     return Built(spec, Path(out_dir) / f"{spec.module_name}.py", render(plan))

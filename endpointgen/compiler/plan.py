@@ -339,7 +339,12 @@ def _cors(spec: Spec) -> dict[str, Any] | None:
         headers.add(spec.auth.header)
     elif spec.auth.mode in ("bearer", "jwt"):
         headers.add("Authorization")
-    methods = cors.methods or sorted({r.method for r in spec.routes})
+    # An `openai` route serves POST /v1/completions, POST /v1/chat/completions (and the
+    # embeddings) and GET /v1/models, whatever its own `method`.
+    served = {
+        m for r in spec.routes for m in (("GET", "POST") if r.action == "openai" else (r.method,))
+    }
+    methods = cors.methods or sorted(served)
     return {
         "origins": sorted(cors.origins),
         "methods": sorted(set(methods)),

@@ -124,13 +124,39 @@ def _file(doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
             (*here, "path"),
             "a file route's path ends with the file's name, e.g. /files/{name:path}",
         )
-    if route.folder is not None and not (doc.folder / route.folder).is_dir():
-        yield doc.problem((*here, "folder"), f"no folder {route.folder} next to the spec")
+    if route.folder is not None:
+        outside = escapes(doc, route.folder)
+        if outside:
+            yield doc.problem((*here, "folder"), outside)
+        elif any(part.startswith(".") for part in Path(route.folder).parts if part != "."):
+            yield doc.problem(
+                (*here, "folder"),
+                f"{route.folder} is a hidden folder (it may hold credentials or a .git); "
+                "serve a folder whose name starts with a letter",
+            )
+        elif not (doc.folder / route.folder).is_dir():
+            yield doc.problem((*here, "folder"), f"no folder {route.folder} next to the spec")
+
+
+def escapes(doc: Document, relative: str) -> str | None:
+    """Why a path a spec names is not allowed to ship: absolute, or out of the spec's
+    folder (`..`, or a link that leads out). None when it stays inside."""
+    if Path(relative).is_absolute() or re.match(r"^[A-Za-z]:", relative):
+        return f"{relative} is an absolute path; name a path inside the spec's folder"
+    root = doc.folder.resolve()
+    target = (doc.folder / relative).resolve()
+    if target != root and root not in target.parents:
+        return f"{relative} leads out of the spec's folder; keep what the app ships beside the spec"
+    return None
 
 
 def _python_function(doc: Document, loc: Loc, ref: str, packages: list[str]) -> Iterator[Problem]:
     """The file exists, parses, and defines the function: checked without running it."""
     file, function = ref.rsplit(":", 1)
+    outside = escapes(doc, file)
+    if outside:
+        yield doc.problem(loc, outside)
+        return
     path = doc.folder / file
     try:
         tree = ast.parse(Path(path).read_bytes(), filename=file)

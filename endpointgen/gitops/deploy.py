@@ -49,23 +49,101 @@ class StoppedDeploy(DeployError):
         return [f"deployed before the failure: {done}", f"not deployed: {left}"]
 
 
+def modal_cli() -> list[str]:
+    """The `modal` CLI: this Python environment's, or `ENDPOINTGEN_MODAL` (a command)."""
+    given = os.environ.get("ENDPOINTGEN_MODAL")
+    return shlex.split(given) if given else [sys.executable, "-m", "modal"]
+
+
 def command(module: Path, app_name: str, modal_env: str | None = None) -> list[str]:
     """The exact command run: the `modal` CLI of this Python environment."""
-    cmd = [sys.executable, "-m", "modal", "deploy", str(module), "--name", app_name]
+    cmd = [*modal_cli(), "deploy", str(module), "--name", app_name]
     if modal_env:
         cmd += ["--env", modal_env]
     return cmd
 
 
+def stop_command(app_name: str, modal_env: str | None = None) -> list[str]:
+    cmd = [*modal_cli(), "app", "stop", app_name]
+    if modal_env:
+        cmd += ["--env", modal_env]
+    return cmd
+
+
+@dataclass(frozen=True)
+class Removed:
+    """An app this repository deployed from a spec that is gone since `base`."""
+
+    spec: str  # its path at base
+    app: str
+
+
+def removed_apps(folders: Sequence[Path], base: str, env: str | None = None) -> list[Removed]:
+    """Apps whose spec was under one of `folders` at `base` and is not now.
+
+    Only apps named by a spec this repository held: nothing else is ever stopped. A spec
+    moved under the same app name is not removed.
+    """
+    from endpointgen.compiler import loader
+    from endpointgen.gitops.gitref import repo_of
+
+    out: list[Removed] = []
+    for folder in folders:
+        repo = repo_of(folder)
+        if repo is None:
+            raise UsageError(f"{folder} is not in a git repository; --prune compares with --base")
+        commit = repo.commit(base)
+        prefix = repo.relative(folder)
+        now, then = repo.specs_now(prefix), repo.specs_at(commit, prefix)
+        names_now = set()
+        for rel in now:
+            try:
+                names_now.add(pipeline.load_spec(repo.root / rel, env, True)[1].name)
+            except (SpecError, UsageError):
+                data = loader.load(repo.root / rel).data
+                names_now.add(str(data.get("name")) if isinstance(data, dict) else "")
+        for rel in sorted(then - now):
+            text = repo.show(commit, rel) or ""
+            try:
+                name = pipeline.resolve(loader.loads(text, rel), env, True)[1].name
+            except (SpecError, UsageError):
+                continue  # a spec that did not build at base deployed nothing
+            if name not in names_now:
+                out.append(Removed(rel, name))
+    return out
+
+
+def stop_all(
+    removed: Sequence[Removed], modal_env: str | None, say: Callable[[str], None] = print
+) -> list[str]:
+    """`modal app stop` each; every one is tried. Returns those that could not be stopped."""
+    failed = []
+    for gone in removed:
+        cmd = stop_command(gone.app, modal_env)
+        say(f"running: {shlex.join(cmd)}  (its spec {gone.spec} was removed)")
+        try:
+            run(cmd, say)
+        except DeployError as exc:
+            say(f"could not stop {gone.app}: {exc}")
+            failed.append(gone.app)
+    return failed
+
+
 def prepare(
-    specs: Sequence[Path], out: Path, env: str | None = None, modal_env: str | None = None
+    specs: Sequence[Path],
+    out: Path,
+    env: str | None = None,
+    modal_env: str | None = None,
+    write: bool = True,
 ) -> list[Target]:
-    """Build every spec into `out`; SpecError with all their problems before any deploys."""
+    """Build every spec into `out` (nothing written with `write=False`: a dry run); a
+    SpecError with all their problems before any deploys."""
+    pipeline.environment_used(list(specs), env)
     problems: list[Problem] = []
     built: list[tuple[Path, pipeline.Built]] = []
     for spec in specs:
         try:
-            built.append((spec, pipeline.build(spec, out, env)))
+            built.append((spec, pipeline.build(spec, out, env, base_if_missing=True)))
         except SpecError as exc:
             problems += exc.problems
     if problems:
@@ -80,25 +158,37 @@ def prepare(
         seen[b.spec.name] = spec
     targets = []
     for spec, b in built:
-        b.path.parent.mkdir(parents=True, exist_ok=True)
-        if not b.path.is_file() or b.path.read_text(encoding="utf-8") != b.source:
-            b.path.write_text(b.source, encoding="utf-8")
+        if write:
+            b.path.parent.mkdir(parents=True, exist_ok=True)
+            if not b.path.is_file() or b.path.read_text(encoding="utf-8") != b.source:
+                b.path.write_text(b.source, encoding="utf-8")
         targets.append(Target(spec, b.spec.name, b.path, command(b.path, b.spec.name, modal_env)))
     return targets
 
 
-def deploy_all(targets: Sequence[Target], say: Callable[[str], None] = print) -> list[str]:
-    """Deploy in order; StoppedDeploy at the first failure. Returns the apps deployed."""
+def deploy_all(
+    targets: Sequence[Target], say: Callable[[str], None] = print, keep_going: bool = False
+) -> list[str]:
+    """Deploy in order; StoppedDeploy at the first failure, or, with `keep_going`, after
+    trying every app (each on its own). Returns the apps deployed."""
     done: list[str] = []
+    failed: list[tuple[str, str]] = []
     for i, target in enumerate(targets):
         say(f"running: {target.shell}")
         try:
             run(target.command, say)
         except DeployError as exc:
-            rest = [t.app for t in targets[i + 1 :]]
-            raise StoppedDeploy(str(exc), done, target.app, rest) from None
+            if not keep_going:
+                rest = [t.app for t in targets[i + 1 :]]
+                raise StoppedDeploy(str(exc), done, target.app, rest) from None
+            say(f"{target.app}: {exc}")
+            failed.append((target.app, str(exc)))
+            continue
         done.append(target.app)
         say(f"deployed {target.app}")
+    if failed:
+        others = [app for app, _ in failed[1:]]
+        raise StoppedDeploy(failed[0][1], done, failed[0][0], [f"{a} (failed)" for a in others])
     return done
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -36,27 +38,125 @@ def plan_spec(path: Path, base: str = "HEAD", env: str | None = None) -> SpecPla
     """One spec file (present now, or deleted since `base`) against its text at `base`."""
     repo = _repo(path)
     commit = repo.commit(base)
-    old_text = repo.show(commit, repo.relative(path))
+    rel = repo.relative(path)
+    old_text = repo.show(commit, rel)
     if old_text is None and not path.is_file():
         raise UsageError(f"{path}: no such file, here or at {base}")
-    return _plan(path, str(path), base, old_text, env)
+    if path.is_file():
+        pipeline.environment_used([path], env)
+    plan = _plan(path, str(path), base, old_text, env)
+    return _with_code(plan, repo, commit, path) if path.is_file() else plan
 
 
 def plan_folder(folder: Path, base: str = "HEAD", env: str | None = None) -> list[SpecPlan]:
-    """Every spec under `folder` whose text differs from `base` (added and deleted ones too)."""
+    """Every spec under `folder` that changes against `base`: its text, or the code and
+    files it ships (handlers, loaders, folders), or the module endpointgen builds from it.
+    Added and deleted specs too; a spec moved (`git mv`) under the same app name is one
+    change, not an added app and a removed one."""
     repo = _repo(folder)
     commit = repo.commit(base)
     prefix = repo.relative(folder)
     now, then = repo.specs_now(prefix), repo.specs_at(commit, prefix)
+    pipeline.environment_used([repo.root / rel for rel in sorted(now)], env)
+
+    def shown(rel: str) -> str:
+        return str(folder / PurePosixPath(rel).relative_to(prefix) if prefix != "." else rel)
+
+    moved = _moves(repo, commit, sorted(now - then), sorted(then - now))
     plans = []
     for rel in sorted(now | then):
+        if rel in moved.values():
+            continue  # planned with the file it moved to
         path = repo.root / rel
-        old_text = repo.show(commit, rel) if rel in then else None
+        old_rel = moved.get(rel, rel)
+        old_text = repo.show(commit, old_rel) if old_rel in then else None
         if rel in now and old_text == path.read_text(encoding="utf-8"):
-            continue
-        shown = folder / PurePosixPath(rel).relative_to(prefix) if prefix != "." else Path(rel)
-        plans.append(_plan(path, str(shown), base, old_text, env))
+            plan = _plan(path, shown(rel), base, old_text, env, quiet=True)
+            plan = _with_code(plan, repo, commit, path)
+            if plan.status == "unchanged" and old_rel == rel:
+                continue
+        else:
+            plan = _plan(path, shown(rel), base, old_text, env)
+            if rel in now:
+                plan = _with_code(plan, repo, commit, path)
+        if old_rel != rel:
+            plan.notes.insert(0, f"moved from {shown(old_rel)} (same app)")
+        plans.append(plan)
     return plans
+
+
+def plan_environments(path: Path, left: str, right: str) -> SpecPlan:
+    """One spec under two environments: what `right` changes against `left` (`base` for
+    the spec without an overlay)."""
+    sides = []
+    for env in (left, right):
+        if env != "base":
+            pipeline.environment_used([path], env)
+        sides.append(_current(path, None if env == "base" else env))
+    old, new = sides
+    diff = compare(old, new)
+    return SpecPlan(
+        file=str(path),
+        base=f"--env {left}" if left != "base" else "its base",
+        app=new.spec.name,
+        status="changed" if diff.changes or diff.warnings else "unchanged",
+        changes=diff.changes,
+        warnings=diff.warnings,
+        cost_before=old.cost,
+        cost_after=new.cost,
+        notes=[f"{right} against {left}"],
+    )
+
+
+def plan_paths(paths: list[Path], base: str, env: str | None = None) -> list[SpecPlan]:
+    """The plans of specs and folders of specs that change against `base` (added or
+    changed, shipped files included; removed ones are not deployable)."""
+    plans: list[SpecPlan] = []
+    for path in paths:
+        found = plan_folder(path, base, env) if path.is_dir() else [plan_spec(path, base, env)]
+        plans += [p for p in found if p.status in ("added", "changed")]
+    return plans
+
+
+def _moves(repo: Repo, commit: str, added: list[str], removed: list[str]) -> dict[str, str]:
+    """New path -> old path, for added and removed specs that name the same app."""
+    old_names: dict[str, str] = {}
+    for rel in removed:
+        name = _app_name(repo.show(commit, rel) or "")
+        if name:
+            old_names.setdefault(name, rel)
+    out = {}
+    for rel in added:
+        name = _app_name((repo.root / rel).read_text(encoding="utf-8", errors="replace"))
+        if name in old_names:
+            out[rel] = old_names.pop(name)
+    return out
+
+
+def _app_name(text: str) -> str | None:
+    try:
+        data = loader.loads(text).data
+    except SpecError:
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _with_code(plan: SpecPlan, repo: Repo, commit: str, path: Path) -> SpecPlan:
+    """The plan, with the files the spec ships that differ from `commit` (handlers,
+    loaders, served folders, local model folders): code that would deploy unreviewed."""
+    try:
+        _, spec = pipeline.load_spec(path)
+    except (SpecError, UsageError):
+        return plan
+    shipped = make_plan(spec, path, path.parent)
+    locals_ = [path.parent / f["local"] for f in [*shipped.shipped_files, *shipped.shipped_dirs]]
+    changed = repo.changed_since(commit, [repo.relative(p) for p in locals_])
+    if not changed:
+        return plan
+    changes = [*plan.changes, *(Change("code", f"file {rel}", "changed") for rel in changed)]
+    status: Status = "changed" if plan.status == "unchanged" else plan.status
+    return replace(plan, changes=changes, status=status)
 
 
 def plan_for_deploy(path: Path, env: str | None = None) -> SpecPlan:
@@ -84,7 +184,14 @@ def _repo(path: Path) -> Repo:
     return repo
 
 
-def _plan(path: Path, shown: str, base: str, old_text: str | None, env: str | None) -> SpecPlan:
+def _plan(
+    path: Path,
+    shown: str,
+    base: str,
+    old_text: str | None,
+    env: str | None,
+    quiet: bool = False,
+) -> SpecPlan:
     notes: list[str] = []
     new = _current(path, env) if path.is_file() else None
     old = None
@@ -95,7 +202,7 @@ def _plan(path: Path, shown: str, base: str, old_text: str | None, env: str | No
             why = f"{len(exc.problems)} problem(s)" if isinstance(exc, SpecError) else str(exc)
             notes.append(f"at {base} the spec did not build ({why}); compared as a new app")
     diff = compare(old, new)
-    if new is not None:
+    if new is not None and not quiet:
         notes += advice(new)
     either = new or old
     app = either.spec.name if either else Path(shown).stem
@@ -104,6 +211,11 @@ def _plan(path: Path, shown: str, base: str, old_text: str | None, env: str | No
         status = "removed"
         if old is None:
             diff.changes.append(Change("app", f"spec {shown}", "removed"))
+        where = f" --env {env}" if env else ""
+        diff.warnings.append(
+            f"WARNING: app removed: '{app}' keeps running, and billing, until it is stopped: "
+            f"`modal app stop {app}{where}` (or `endpointgen deploy --prune`)"
+        )
     elif old is None:
         status = "added"
     else:
@@ -175,7 +287,7 @@ def advice(side: Side) -> list[str]:
 
 
 def _current(path: Path, env: str | None) -> Side:
-    _, spec = pipeline.load_spec(path, env)
+    _, spec = pipeline.load_spec(path, env, base_if_missing=True)
     return Side(spec, make_plan(spec, path, path.parent))
 
 
@@ -185,5 +297,53 @@ def _side(text: str, path: Path, label: str, env: str | None) -> Side:
     It is read as if it stood where the spec stands now, so the files it names
     (handlers, folders) are looked up next to today's spec.
     """
-    _, spec = pipeline.resolve(loader.loads(text, str(path)), env)
+    _, spec = pipeline.resolve(loader.loads(text, str(path)), env, base_if_missing=True)
     return Side(spec, make_plan(spec, path, path.parent))
+
+
+GATES = ("warning", "public-route", "removed-app", "renamed-app", "cost-increase>N%")
+
+
+def gate_failures(plans: list[SpecPlan], gates: str) -> list[str]:
+    """Why these plans fail `--fail-on` (comma-separated `GATES`); empty when they pass."""
+    out = []
+    for gate in [g.strip() for g in gates.split(",") if g.strip()]:
+        percent = re.fullmatch(r"cost-increase>(\d+(?:\.\d+)?)%", gate)
+        for plan in plans:
+            warnings = " ".join(plan.warnings)
+            if gate == "warning" and plan.warnings:
+                out.append(f"{plan.file}: {len(plan.warnings)} warning(s)")
+            elif gate == "public-route" and ("public" in warnings or "auth turned off" in warnings):
+                out.append(f"{plan.file}: a route becomes public")
+            elif gate == "removed-app" and plan.status == "removed":
+                out.append(f"{plan.file}: app '{plan.app}' is removed")
+            elif gate == "renamed-app" and "app renamed" in warnings:
+                out.append(f"{plan.file}: app '{plan.app}' is renamed")
+            elif percent:
+                grew = cost_growth(plan)
+                if grew is not None and grew > float(percent.group(1)):
+                    out.append(f"{plan.file}: estimated cost up {grew:.0f}% (limit {gate[14:]})")
+            elif gate not in GATES[:4] and not percent:
+                raise UsageError(f"--fail-on: unknown gate '{gate}' (gates: {', '.join(GATES)})")
+    return out
+
+
+def cost_growth(plan: SpecPlan) -> float | None:
+    """The larger growth, in percent, of the always-on floor and the per-container price
+    (upper ends); a new app counts when it keeps containers always on."""
+    after = plan.cost_after
+    if after is None:
+        return None
+    before = plan.cost_before
+    if before is None:
+        return math.inf if after.always_on[1] > 0 else None
+    grown = []
+    for old, new in (
+        (before.always_on[1], after.always_on[1]),
+        (before.per_container[1], after.per_container[1]),
+    ):
+        if old > 0:
+            grown.append((new - old) / old * 100)
+        elif new > 0:
+            grown.append(math.inf)
+    return max(grown, default=None)

@@ -15,6 +15,25 @@ from endpointgen.errors import UsageError
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
+def is_spec(text: str) -> bool:
+    """Whether a YAML file under a specs folder is an endpointgen spec, so folder
+    commands skip data files and handler config kept beside the specs.
+
+    A spec is a mapping with `routes:` (every spec has them), or with `name:` and one of
+    `version:`, `model:` or `models:`. A file that is not valid YAML counts as a spec,
+    so that `validate` shows what is wrong with it rather than skipping it.
+    """
+    import yaml
+
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return True
+    if not isinstance(data, dict):
+        return False
+    return "routes" in data or ("name" in data and bool({"version", "model", "models"} & set(data)))
+
+
 @dataclass(frozen=True)
 class Repo:
     root: Path
@@ -28,12 +47,17 @@ class Repo:
         return str(PurePosixPath(*rel.parts)) if rel.parts else "."
 
     def commit(self, ref: str) -> str:
-        """The commit `ref` names; UsageError when it names none."""
+        """The commit `ref` names (or a tree: the empty tree compares as "nothing yet");
+        UsageError when it names neither."""
         if not ref or ref.startswith("-"):
             raise UsageError(f"'{ref}' is not a git ref")
         done = _git(
             self.root, "rev-parse", "--verify", "--quiet", "--end-of-options", ref + "^{commit}"
         )
+        if done.returncode != 0:
+            done = _git(
+                self.root, "rev-parse", "--verify", "--quiet", "--end-of-options", ref + "^{tree}"
+            )
         if done.returncode != 0:
             raise UsageError(f"'{ref}' names no commit in the repository at {self.root}")
         return done.stdout.strip()
@@ -45,10 +69,21 @@ class Repo:
             return None
         return done.stdout
 
+    def changed_since(self, commit: str, paths: list[str]) -> list[str]:
+        """Which of `paths` (files or folders) differ in the working tree from `commit`:
+        edited, added or deleted files, untracked new ones included."""
+        if not paths:
+            return []
+        diff = _git(self.root, "diff", "--name-only", "-z", commit, "--", *paths)
+        new = _git(self.root, "ls-files", "-z", "--others", "--exclude-standard", "--", *paths)
+        found = {p for p in (diff.stdout + new.stdout).split("\0") if p}
+        return sorted(found)
+
     def specs_at(self, commit: str, folder: str) -> set[str]:
-        """Spec files (YAML) under `folder` at `commit`."""
+        """Spec files (YAML that `is_spec`) under `folder` at `commit`."""
         done = _git(self.root, "ls-tree", "-r", "-z", "--name-only", commit, "--", folder)
-        return {p for p in done.stdout.split("\0") if p.endswith(SPEC_SUFFIXES)}
+        found = {p for p in done.stdout.split("\0") if p.endswith(SPEC_SUFFIXES)}
+        return {p for p in found if is_spec(self.show(commit, p) or "")}
 
     def specs_now(self, folder: str) -> set[str]:
         """Spec files under `folder` in the working tree: tracked or new, not ignored."""
@@ -58,7 +93,9 @@ class Repo:
         return {
             p
             for p in done.stdout.split("\0")
-            if p.endswith(SPEC_SUFFIXES) and (self.root / p).is_file()
+            if p.endswith(SPEC_SUFFIXES)
+            and (self.root / p).is_file()
+            and is_spec((self.root / p).read_text(encoding="utf-8", errors="replace"))
         }
 
 

@@ -68,6 +68,7 @@ def as_markdown(plans: list[SpecPlan], base: str, where: str = "") -> str:
 def as_json(plans: list[SpecPlan], base: str) -> str:
     doc = {
         "base": base,
+        "warnings": [f"{p.file}: {w}" for p in plans for w in p.warnings],
         "estimate": {
             "currency": prices.CURRENCY,
             "per": "hour",

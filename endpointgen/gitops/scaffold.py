@@ -26,6 +26,8 @@ SPECS_DIR = "specs"
 BUILD_DIR = "build"
 SCHEMA_FILE = "schema/endpointgen.schema.json"
 WORKFLOW_FILE = ".github/workflows/endpointgen.yml"
+REQUIREMENTS_FILE = "requirements-endpointgen.txt"
+DEFAULT_ENVIRONMENTS = ("dev", "prod")
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,47}")
 
 
@@ -44,8 +46,21 @@ def init(
     gitops: bool = False,
     root: Path = Path("."),
     branch: str = "main",
+    environments: tuple[str, ...] = DEFAULT_ENVIRONMENTS,
 ) -> Scaffold:
-    """Write specs/NAME.yaml (+ schema, built module, and the workflow with `gitops`)."""
+    """Write specs/NAME.yaml (+ schema, built module, and the workflow with `gitops`).
+
+    With `gitops`, the spec gets an (empty) overlay per environment, and the workflow
+    plans and deploys each into the Modal environment of the same name; `prod` deploys
+    only behind the GitHub environment `prod`, after the one before it.
+    """
+    for env in environments:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", env):
+            raise UsageError(
+                f"'{env}' cannot name an environment: lowercase letters, digits, - and _"
+            )
+    if gitops and not environments:
+        raise UsageError("--gitops needs at least one environment")
     if not _NAME.fullmatch(name):
         raise UsageError(
             f"'{name}' cannot name an app: use lowercase letters, digits and '-', starting "
@@ -56,7 +71,8 @@ def init(
     spec_path = root / SPECS_DIR / f"{name}.yaml"
     module_path = root / BUILD_DIR / f"{name.replace('-', '_')}.py"
     schema_path = root / SCHEMA_FILE
-    targets = [spec_path, module_path] + ([root / WORKFLOW_FILE] if gitops else [])
+    gitops_files = [root / WORKFLOW_FILE, root / REQUIREMENTS_FILE]
+    targets = [spec_path, module_path] + (gitops_files if gitops else [])
     existing = [str(p) for p in targets if p.exists()]
     if existing:
         raise UsageError(
@@ -66,7 +82,11 @@ def init(
 
     done = Scaffold()
     schema_ref = Path("..") / SCHEMA_FILE  # from specs/ to the schema
-    _write(spec_path, _render(f"{task}.yaml.jinja", name=name, schema=schema_ref.as_posix()), done)
+    text = _render(f"{task}.yaml.jinja", name=name, schema=schema_ref.as_posix())
+    if gitops:
+        overlays = "".join(f"  {env}: {{}}\n" for env in environments)
+        text += f"environments:  # what differs per environment, merged over the above\n{overlays}"
+    _write(spec_path, text, done)
     problems = pipeline.validate(spec_path)
     if problems:  # a name the language refuses (one that shadows a module, say)
         spec_path.unlink()
@@ -80,14 +100,21 @@ def init(
     else:
         _write(schema_path, schema_text, done)
     if gitops:
-        workflow = _render(
-            "workflow.yml.jinja",
-            version=__version__,
-            branch=branch,
-            specs=SPECS_DIR,
-            build=BUILD_DIR,
+        workflow = (
+            _environment()
+            .get_template("workflow.yml.jinja")
+            .render(
+                version=__version__,
+                branch=branch,
+                specs=SPECS_DIR,
+                build=BUILD_DIR,
+                requirements=REQUIREMENTS_FILE,
+                environments=list(environments),
+                gated=[env for env in environments if env == "prod"],
+            )
         )
         _write(root / WORKFLOW_FILE, workflow, done)
+        _write(root / REQUIREMENTS_FILE, requirements(), done)
     shown = spec_path.as_posix()
     done.next_steps = [
         f"modal secret create {name}-auth API_KEYS=<a long random key>",
@@ -100,6 +127,46 @@ def init(
             f"then commit {SPECS_DIR}/, {BUILD_DIR}/, schema/ and .github/"
         )
     return done
+
+
+def requirements() -> str:
+    """What the workflow installs: exactly the endpointgen this repository uses. A
+    release from an index, or, for a build from source, the source it came from."""
+    from importlib import metadata
+
+    pin = f"endpointgen=={__version__}"
+    try:
+        direct = metadata.distribution("endpointgen").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        direct = None
+    if direct:
+        url = json.loads(direct).get("url", "")
+        vcs = json.loads(direct).get("vcs_info")
+        if vcs and url:
+            pin = f"endpointgen @ git+{url}@{vcs.get('commit_id', '')}"
+        elif url.startswith("file://") and (source := _git_source(url[len("file://") :])):
+            pin = f"endpointgen @ {source}"
+        elif url.startswith("file://"):
+            pin = (
+                f"# endpointgen {__version__} is installed here from a local folder ({url});\n"
+                f"# publish it, or point this at its repository: endpointgen @ git+https://...\n"
+                f"endpointgen=={__version__}"
+            )
+    return (
+        f"# The endpointgen the workflow installs: keep it the version that built build/.\n{pin}\n"
+    )
+
+
+def _git_source(folder: str) -> str | None:
+    """`git+<origin>@<commit>` for a checkout with a remote, so CI installs that commit."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    remote, commit = git("remote", "get-url", "origin"), git("rev-parse", "HEAD")
+    return f"git+{remote}@{commit}" if remote and commit else None
 
 
 def _write(path: Path, text: str, done: Scaffold) -> None:
@@ -119,6 +186,8 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.FileSystemLoader(str(templates_dir() / "init")),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
         autoescape=False,
         variable_start_string="[[",
         variable_end_string="]]",

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from endpointgen.compiler import pipeline
 from endpointgen.errors import EndpointgenError, SpecError, UsageError
-from endpointgen.gitops.gitref import SPEC_SUFFIXES
+from endpointgen.gitops.gitref import SPEC_SUFFIXES, is_spec
 
 BUILT_HEADER = "# Built by endpointgen"
 
 
 def find_specs(folder: Path) -> list[Path]:
-    """Every *.yaml and *.yml under `folder`, recursively, skipping hidden folders."""
+    """Every spec (*.yaml, *.yml that `is_spec`) under `folder`, recursively, skipping
+    hidden folders."""
     if folder.is_file():
         return [folder]
     if not folder.is_dir():
@@ -24,28 +25,34 @@ def find_specs(folder: Path) -> list[Path]:
         if p.suffix in SPEC_SUFFIXES
         and p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])
+        and is_spec(p.read_text(encoding="utf-8", errors="replace"))
     ]
     return sorted(found)
 
 
-def check(folder: Path, out: Path) -> list[str]:
+def check(folder: Path, out: Path, env: str | None = None) -> list[str]:
     """Every problem that should fail CI: invalid specs, two specs for one app, and built
-    modules in `out` that are missing, stale, or left over from a spec that is gone."""
+    modules in `out` that are missing, stale, or left over from a spec that is gone.
+    With `env`, modules are built with that overlay (a spec without it: its base)."""
     specs = find_specs(folder)
     if not specs:
         return [f"{folder}: no specs (*.yaml, *.yml) found"]
+    pipeline.environment_used(specs, env)
     problems: list[str] = []
+    invalid: set[str] = set()  # modules of specs that did not build: not "left over"
     apps: dict[str, Path] = {}
     expected: set[Path] = set()
     for spec in specs:
         found = pipeline.validate(spec)
         if found:
             problems += [str(p) for p in found]
+            invalid.add(_module_name(spec))
             continue
         try:
-            built = pipeline.build(spec, out)
+            built = pipeline.build(spec, out, env, base_if_missing=True)
         except SpecError as exc:
             problems += [str(p) for p in exc.problems]
+            invalid.add(_module_name(spec))
             continue
         except EndpointgenError as exc:
             problems.append(f"{spec}: {exc}")
@@ -65,9 +72,20 @@ def check(folder: Path, out: Path) -> list[str]:
                 f"{built.path}: out of date with {spec}; run `endpointgen build {spec} -o {out}`"
             )
     for module in sorted(out.glob("*.py")) if out.is_dir() else []:
-        if module not in expected and _built_by_us(module):
+        if module not in expected and module.stem not in invalid and _built_by_us(module):
             problems.append(f"{module}: no spec under {folder} builds this module; delete it")
     return problems
+
+
+def _module_name(spec: Path) -> str:
+    """The module a spec builds, read from its `name:` even when the spec is invalid."""
+    try:
+        from endpointgen.compiler import loader
+
+        name = loader.load(spec).data.get("name")
+    except Exception:
+        return ""
+    return name.replace("-", "_") if isinstance(name, str) else ""
 
 
 def _built_by_us(module: Path) -> bool:
@@ -96,14 +114,17 @@ class Entry:
 HEADERS = ["spec", "app", "model", "gpu", "containers", "routes", "auth"]
 
 
-def listing(folder: Path) -> list[Entry]:
-    """One entry per spec under `folder`; an invalid spec is listed as such."""
+def listing(folder: Path, env: str | None = None) -> list[Entry]:
+    """One entry per spec under `folder` (with `env`'s overlay where a spec has one); an
+    invalid spec is listed as such."""
     from endpointgen.compiler.checks import route_auth
 
     entries = []
-    for path in find_specs(folder):
+    specs = find_specs(folder)
+    pipeline.environment_used(specs, env)
+    for path in specs:
         try:
-            _, spec = pipeline.load_spec(path)
+            _, spec = pipeline.load_spec(path, env, base_if_missing=True)
         except SpecError as exc:
             count = len(exc.problems)
             why = f"invalid ({count} problem{'s' if count != 1 else ''}): `endpointgen validate`"

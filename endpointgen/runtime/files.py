@@ -119,8 +119,11 @@ class Folder:
         if "\x00" in wanted:
             return None
         target = (self.root / wanted).resolve()
-        # resolve() follows `..` and symlinks; what lands outside the root is not there.
+        # resolve() follows `..` and symlinks; what lands outside the root is not there,
+        # and neither are hidden files (`.env`, `.git/config`) inside it.
         if not target.is_relative_to(self.root) or not target.is_file():
+            return None
+        if any(part.startswith(".") for part in target.relative_to(self.root).parts):
             return None
         return target
 

@@ -172,7 +172,7 @@ class Webhook:
             return JSONResponse({"challenge": payload.get("challenge")})
         event = event_of(self.provider, request.headers, payload)
         line = {"request_id": http.request_id(request), "webhook": self.provider}
-        http.log.info(json.dumps({**line, "event": event, "bytes": len(body)}))
+        http.log.info({**line, "event": event, "bytes": len(body)})
         return JSONResponse({"status": "received", "event": event})
 
 
