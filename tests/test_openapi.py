@@ -221,11 +221,15 @@ def test_openapi_as_a_real_process_loads_no_model() -> None:
 
 def undocumented_statuses(doc: dict[str, Any], files: set[tuple[str, str]]) -> list[str]:
     """Answers the apps give that their documents leave out (reported for the templates):
-    400 for a body that cannot be decoded, 404 from a file route for a missing file."""
+    422 for a JSON body that cannot be decoded (`json_invalid`, as a malformed one), 400
+    for multipart data that cannot be parsed, 404 from a file route for a missing file."""
     missing = []
     for path, operations in doc["paths"].items():
         for method, operation in operations.items():
-            if "requestBody" in operation and "400" not in operation["responses"]:
+            content = operation.get("requestBody", {}).get("content", {})
+            if "requestBody" in operation and "422" not in operation["responses"]:
+                missing.append(f"{method.upper()} {path} 422")
+            if "multipart/form-data" in content and "400" not in operation["responses"]:
                 missing.append(f"{method.upper()} {path} 400")
             if (method.upper(), path) in files and "404" not in operation["responses"]:
                 missing.append(f"{method.upper()} {path} 404")
@@ -311,3 +315,22 @@ def test_routes_document_every_status_they_answer() -> None:
         gaps = undocumented_statuses(_openapi_cli(spec), file_routes(data))
         wrong += [f"{spec.name}: {gap}" for gap in gaps]
     assert not wrong, "not documented: " + ", ".join(wrong)
+
+
+def test_a_body_that_is_not_json_is_the_documented_422(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Every response: a body that is not JSON, or not even text, is the 422
+    the document lists (`json_invalid`), not an undocumented 400."""
+    doc = _openapi_cli(SPECS / "items.yaml")
+    responses = _responses(doc, "/items")
+    assert "400" not in responses and "422" in responses
+    monkeypatch.setenv("API_KEYS", "k")
+    module = build_and_import(SPECS / "items.yaml", tmp_path)
+    client = TestClient(module.create_app())
+    for body in (b"{not json", b"'\x80\xfe"):
+        answer = client.post(
+            "/items", content=body, headers={"Content-Type": "application/json", "X-API-Key": "k"}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"][0]["type"] == "json_invalid"

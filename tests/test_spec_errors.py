@@ -6,6 +6,7 @@ user sees them from `endpointgen validate spec.yaml`.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -978,10 +979,6 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
         "secret": "every-key-auth",
         "header": "X-Key",
         "env": "MY_KEYS",
-        # jwt-only settings: accepted by the schema in any mode.
-        "algorithm": "HS256",
-        "audience": "my-audience",
-        "issuer": "https://issuer.example.com",
     },
     "cors": {
         "origins": ["https://app.example.com", "http://localhost:3000"],
@@ -990,12 +987,7 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
         "credentials": True,
         "max_age": 600,
     },
-    "rate_limit": {
-        "limit": "100/minute",
-        "key": "api_key",
-        "storage": "memory",
-        "url_env": "REDIS_URL",
-    },
+    "rate_limit": {"limit": "100/minute", "key": "api_key", "storage": "memory"},
     "metrics": {"enabled": True, "public": False},
     "routes": [
         {
@@ -1355,7 +1347,7 @@ def test_every_key_spec_reads_back() -> None:
     assert spec.env == {"LOG_LEVEL": "info", "WORKERS": "2", "DEBUG": "false"}
     assert spec.cors is not None and spec.cors.methods == ["GET", "POST"]
     assert spec.routes[1].rate_limit == "none"
-    assert spec.auth.audience == "my-audience"
+    assert Spec.model_validate(EVERY_KEY_JWT_WEBHOOK).auth.audience == "api://mine"
     assert Spec.model_validate(EVERY_KEY_GENERATION).routes[0].rate_limit == "none"
 
 
@@ -1394,3 +1386,62 @@ def test_auth_modes_storages_and_webhooks_validate_and_build(in_tmp: Path, conte
     assert lines_for("spec.yaml") == []
     built = pipeline.build("spec.yaml", in_tmp / "out")
     compile(built.source, str(built.path), "exec")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "auth: {mode: bearer, header: X-Token, audience: a, issuer: i, algorithm: RS256, "
+            "leeway: 5}",
+            {
+                "auth.algorithm: auth mode bearer does not read `algorithm` (modes that do: jwt)",
+                "auth.audience: auth mode bearer does not read `audience` (modes that do: jwt)",
+                "auth.header: auth mode bearer does not read `header` (modes that do: api_key)",
+                "auth.issuer: auth mode bearer does not read `issuer` (modes that do: jwt)",
+                "auth.leeway: auth mode bearer does not read `leeway` (modes that do: jwt)",
+            },
+        ),
+        (
+            "auth: {mode: none, env: X}",
+            {
+                "auth.env: auth mode none does not read `env` "
+                "(modes that do: api_key, bearer, jwt, proxy)"
+            },
+        ),
+        (
+            "rate_limit: {limit: 5/minute, url_env: MY_REDIS, secret: redis-url}",
+            {
+                "rate_limit.secret: `secret` is for `storage: redis`; this limit counts in memory",
+                "rate_limit.url_env: `url_env` is for `storage: redis`; this limit counts in "
+                "memory",
+            },
+        ),
+    ],
+    ids=["bearer-with-jwt-keys", "none-with-env", "memory-limit-with-redis-keys"],
+)
+def test_keys_the_app_would_not_read_are_refused(
+    in_tmp: Path, text: str, expected: set[str]
+) -> None:
+    """docs/spec.md: nothing is silently ignored. Each key that validates but that the
+    built app would drop is refused, at its own line and column."""
+    (in_tmp / "spec.yaml").write_text(
+        "name: demo\nroutes:\n  - {path: /h, action: health}\n" + text + "\n"
+    )
+    found = lines_for("spec.yaml")
+    assert all(re.match(r"spec\.yaml:4:\d+: ", line) for line in found), found
+    assert {line.split(": ", 1)[1] for line in found} == expected
+
+
+@pytest.mark.parametrize("name", ["DB_PASSWORD", "STRIPE_KEY", "API_TOKEN"])
+def test_a_short_value_under_a_credential_name_is_refused(in_tmp: Path, name: str) -> None:
+    """docs/spec.md, Top level (`env`): any value under such a name belongs in a Secret."""
+    (in_tmp / "spec.yaml").write_text(
+        f"name: demo\nenv: {{{name}: hunter2}}\nroutes:\n  - {{path: /h, action: health}}\n"
+    )
+    (line,) = lines_for("spec.yaml")
+    assert line.startswith("spec.yaml:2:") and f"put {name} in a Modal Secret" in line
+    (in_tmp / "spec.yaml").write_text(
+        "name: demo\nenv: {CACHE_KEY_PREFIX: v1}\nroutes:\n  - {path: /h, action: health}\n"
+    )
+    assert lines_for("spec.yaml") == []

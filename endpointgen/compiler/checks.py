@@ -35,8 +35,41 @@ def route_auth(spec: Spec, route: Route) -> str:
     return spec.auth.mode
 
 
+# The `auth` keys each mode reads; any other key set would be dropped from the build.
+AUTH_KEYS = {
+    "none": set(),
+    "api_key": {"secret", "env", "header"},
+    "bearer": {"secret", "env"},
+    "jwt": {"secret", "env", "algorithm", "audience", "issuer", "leeway"},
+    "proxy": {"env"},  # Modal checks the proxy tokens; `env` is for `serve`
+}
+
+
+def _ignored(spec: Spec, doc: Document) -> Iterator[Problem]:
+    """Keys that validate but that the built app would not read: refused, not dropped."""
+    mode = spec.auth.mode
+    for key in sorted(spec.auth.model_fields_set - {"mode"} - AUTH_KEYS[mode]):
+        reads = sorted(m for m, keys in AUTH_KEYS.items() if key in keys)
+        yield doc.problem(
+            ("auth", key),
+            f"auth mode {mode} does not read `{key}` (modes that do: {', '.join(reads)})",
+        )
+    limits = [(("rate_limit",), spec.rate_limit)] + [
+        (("routes", i, "rate_limit"), r.rate_limit) for i, r in enumerate(spec.routes)
+    ]
+    for loc, rule in limits:
+        if rule is None or isinstance(rule, str) or rule.storage == "redis":
+            continue
+        for key in sorted({"url_env", "secret"} & rule.model_fields_set):
+            yield doc.problem(
+                (*loc, key),
+                f"`{key}` is for `storage: redis`; this limit counts in {rule.storage}",
+            )
+
+
 def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
     yield from _secrets_in_plain_sight(spec, doc)
+    yield from _ignored(spec, doc)
     yield from route_checks.check(spec, doc)
     yield from _models(spec, doc)
     if spec.cors and "*" in spec.cors.origins and spec.cors.credentials:
@@ -241,8 +274,12 @@ def _secrets_in_plain_sight(spec: Spec, doc: Document) -> Iterator[Problem]:
                 "store the value in a Modal Secret and put its name here",
             )
     for key, value in spec.env.items():
-        named_secret = any(part in _SECRET_WORDS for part in key.upper().split("_"))
-        if looks_like_a_credential(value) or (named_secret and len(value) >= 8):
+        parts = key.upper().split("_")
+        # DB_PASSWORD: hunter2 -- any value under a name that ends like a credential;
+        # a long one under a name that holds such a word anywhere.
+        named = parts[-1] in _SECRET_WORDS
+        mentions = any(part in _SECRET_WORDS for part in parts)
+        if looks_like_a_credential(value) or (named and value) or (mentions and len(value) >= 8):
             yield doc.problem(
                 ("env", key),
                 f"`env` values ship in the built code; put {key} in a Modal Secret "

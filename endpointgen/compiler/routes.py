@@ -257,7 +257,10 @@ def constraints(field: dict[str, Any]) -> Options:
     for bound in ("ge", "le"):  # an int's bounds read as ints
         if field["type"] == "int" and bound in found and float(found[bound]).is_integer():
             found[bound] = int(found[bound])
-    return {name: literal(value) for name, value in found.items()}
+    options = {name: literal(value) for name, value in found.items()}
+    if field["type"] == "float" and field.get("in") in SOURCES:  # a query's "nan", "inf"
+        options["allow_inf_nan"] = "False"
+    return options
 
 
 def annotation(scope: Scope, field: dict[str, Any]) -> Node:

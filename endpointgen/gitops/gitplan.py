@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -152,11 +153,45 @@ def _with_code(plan: SpecPlan, repo: Repo, commit: str, path: Path) -> SpecPlan:
     shipped = make_plan(spec, path, path.parent)
     locals_ = [path.parent / f["local"] for f in [*shipped.shipped_files, *shipped.shipped_dirs]]
     changed = repo.changed_since(commit, [repo.relative(p) for p in locals_])
-    if not changed:
+    found = [Change("code", f"file {rel}", "changed") for rel in changed]
+    module = _module_change(repo, commit, path, f"{spec.module_name}.py")
+    if module is not None:
+        found.append(module)
+    if not found:
         return plan
-    changes = [*plan.changes, *(Change("code", f"file {rel}", "changed") for rel in changed)]
+    changes = [*plan.changes, *found]
     status: Status = "changed" if plan.status == "unchanged" else plan.status
     return replace(plan, changes=changes, status=status)
+
+
+BUILT = re.compile(r"# Built by endpointgen (\S+) from (\S+)\. ")
+
+
+def _module_change(repo: Repo, commit: str, path: Path, module: str) -> Change | None:
+    """A newer endpointgen that builds this spec into a different module than the one
+    committed at `commit` (found by its `# Built by endpointgen ... from <spec>` line)."""
+    from endpointgen import __version__
+
+    spec_rel = repo.relative(path)
+    for rel in repo.files_at(commit):
+        if PurePosixPath(rel).name != module:
+            continue
+        text = repo.show(commit, rel) or ""
+        header = BUILT.match(text)
+        if header is None:
+            continue
+        folder = PurePosixPath(rel).parent
+        source = os.path.normpath((folder / header.group(2)).as_posix())
+        if source != spec_rel or header.group(1) == __version__:
+            continue
+        try:
+            now = pipeline.build(path, repo.root / folder).source
+        except (SpecError, UsageError):
+            return None
+        if now != text:
+            before, after = f"endpointgen {header.group(1)}", f"endpointgen {__version__}"
+            return Change("code", f"built module {rel}", "changed", before, after)
+    return None
 
 
 def plan_for_deploy(path: Path, env: str | None = None) -> SpecPlan:

@@ -6,6 +6,7 @@ spec's own repository, so `plan` works the same from any working directory.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -79,6 +80,10 @@ class Repo:
         found = {p for p in (diff.stdout + new.stdout).split("\0") if p}
         return sorted(found)
 
+    def files_at(self, commit: str) -> list[str]:
+        """Every file at `commit` (cached: a plan asks once per spec)."""
+        return _files_at(self.root, commit)
+
     def specs_at(self, commit: str, folder: str) -> set[str]:
         """Spec files (YAML that `is_spec`) under `folder` at `commit`."""
         done = _git(self.root, "ls-tree", "-r", "-z", "--name-only", commit, "--", folder)
@@ -112,6 +117,12 @@ def repo_of(path: Path) -> Repo | None:
     if done.returncode != 0:
         return None
     return Repo(Path(done.stdout.strip()).resolve())
+
+
+@functools.cache
+def _files_at(root: Path, commit: str) -> list[str]:
+    done = _git(root, "ls-tree", "-r", "-z", "--name-only", commit)
+    return [p for p in done.stdout.split("\0") if p]
 
 
 def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from endpointgen.compiler import pipeline
 from endpointgen.errors import EndpointgenError, SpecError, UsageError
@@ -77,6 +78,21 @@ def check(folder: Path, out: Path, env: str | None = None) -> list[str]:
     return problems
 
 
+def _models(spec: Any) -> str:
+    if spec.models:
+        return "; ".join(f"{name}: {m.id} ({m.task})" for name, m in spec.models.items())
+    return f"{spec.model.id} ({spec.model.task})" if spec.model else "none"
+
+
+def _gpus(spec: Any) -> str:
+    def shown(gpus: list[str] | None) -> str:
+        return " or ".join(gpus) if gpus else "CPU"
+
+    if spec.models:
+        return "; ".join(f"{name}: {shown(m.gpu)}" for name, m in spec.models.items())
+    return shown(spec.gpu)
+
+
 def _module_name(spec: Path) -> str:
     """The module a spec builds, read from its `name:` even when the spec is invalid."""
     try:
@@ -145,8 +161,8 @@ def listing(folder: Path, env: str | None = None) -> list[Entry]:
             Entry(
                 file=str(path),
                 app=spec.name,
-                model=f"{spec.model.id} ({spec.model.task})" if spec.model else "none",
-                gpu=" or ".join(spec.gpu) if spec.gpu else "CPU",
+                model=_models(spec),
+                gpu=_gpus(spec),
                 scaling=f"{low}-{high if high is not None else 'any'}",
                 routes=routes,
                 auth=auth,

@@ -25,10 +25,12 @@ BEARER = {"HTTPBearer": {"type": "http", "scheme": "bearer"}}
 
 
 def bearer_token(request: Request) -> str | None:
-    """The token of `Authorization: Bearer <token>` (the scheme in any case), else None."""
-    value = request.headers.get("authorization")
-    if not value:
+    """The token of `Authorization: Bearer <token>` (the scheme in any case), else None;
+    None for two Authorization headers too."""
+    given = request.headers.getlist("authorization")
+    if len(given) != 1 or not given[0]:
         return None
+    value = given[0]
     scheme, _, token = value.partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
@@ -69,7 +71,9 @@ def api_key(env: str = "API_KEYS", header: str = "X-API-Key") -> Guard:
     name = header.lower()
 
     async def require_key(request: Request) -> None:
-        found = matches(request.headers.get(name), valid)
+        given = request.headers.getlist(name)
+        # Two of the header: which one a proxy or framework reads first differs; refuse.
+        found = matches(given[0], valid) if len(given) == 1 else None
         if found is None:
             METRICS.auth_failed("api_key")
             raise HTTPException(401, "missing or invalid API key")

@@ -60,8 +60,9 @@ log = logging.getLogger("endpointgen")
 G = TypeVar("G")
 
 # Bodies are checked as their JSON Schema says: no `true` for a number, no "1" for an
-# int, and no keys the schema does not name.
-STRICT = ConfigDict(extra="forbid", strict=True)
+# int, no keys the schema does not name, and no NaN or infinite number.
+# NaN, Infinity and 1e400 are no numbers a route can use (and JSON has none).
+STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 DEFAULT_MAX_BYTES = 1024 * 1024  # a route's body limit unless it sets max_bytes
 # Headers a browser lets a cross-origin caller read.
 EXPOSED = [
@@ -240,8 +241,16 @@ def reject(field: str, message: str) -> RequestValidationError:
     return RequestValidationError([error])
 
 
+UNPARSED = "There was an error parsing the body"  # FastAPI's 400 for undecodable bytes
+
+
 async def http_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.detail == UNPARSED:
+        # A body that cannot be decoded is an invalid body like any other: the 422 that
+        # a malformed JSON body gets (`json_invalid`), as /openapi.json documents.
+        error = {"loc": ["body"], "msg": "the body could not be decoded", "type": "json_invalid"}
+        return await validation_error(request, RequestValidationError([error]))
     body = error_body(request_id(request), str(exc.detail))
     headers = getattr(exc, "headers", None)
     return settings_of(request.app).answer(request.url.path, exc.status_code, body, headers)
@@ -249,6 +258,16 @@ async def http_error(request: Request, exc: Exception) -> Any:
 
 async def validation_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, RequestValidationError)
+    if any(e["type"] == "json_invalid" for e in exc.errors()):
+        # FastAPI decodes the body before it runs the route's guards: run them now, so a
+        # caller without credentials learns nothing about the body (401, not positions).
+        route = request.scope.get("route")
+        try:
+            for each in getattr(route, "dependencies", ()):
+                if isinstance(each.dependency, Guards):
+                    await each.dependency(request)
+        except HTTPException as refused:
+            return await http_error(request, refused)
     detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     body = error_body(request_id(request), "invalid request", detail=detail)
     return settings_of(request.app).answer(request.url.path, 422, body)
@@ -584,7 +603,12 @@ def document(web: FastAPI) -> dict[str, Any]:
 def _answers(route: APIRoute, settings: Settings) -> dict[int, dict[str, Any]]:
     found: dict[int, dict[str, Any]] = {500: {"error": "Internal error; no details leak"}}
     if (route.methods or set()) & {"POST", "PUT", "PATCH"}:
-        found[400] = {"error": "The body could not be parsed"}
+        # A body that is not JSON is a 422 (`json_invalid`) like any invalid body; OpenAI's
+        # shape answers every invalid request 400.
+        if settings.error_format(route.path_format) is not None:
+            found[400] = {"error": "The body could not be parsed, or is invalid"}
+        elif _takes_a_form(route):  # multipart data that cannot be parsed
+            found[400] = {"error": "The multipart body could not be parsed"}
         found[413] = {"error": "Request body over the route's max_bytes"}
     for status, message in settings.errors.values():
         found.setdefault(status, {"error": message})
@@ -600,6 +624,12 @@ def _answers(route: APIRoute, settings: Settings) -> dict[int, dict[str, Any]]:
     if success:
         found[200] = success
     return found
+
+
+def _takes_a_form(route: APIRoute) -> bool:
+    from fastapi import params
+
+    return any(isinstance(p.field_info, params.Form) for p in route.dependant.body_params)
 
 
 def _success(route: APIRoute) -> dict[str, Any]:

@@ -7,6 +7,7 @@
 
 import asyncio
 import hashlib
+import ipaddress
 import os
 import time
 from typing import Any, Literal, Protocol
@@ -236,9 +237,19 @@ async def call(method: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def client_address(request: Request) -> str:
-    # The ASGI client address: Modal sets it to the caller's address. X-Forwarded-For
-    # is never trusted, since any client can write it.
-    return request.client.host if request.client else "unknown"
+    """Who a `key: ip` limit counts: the ASGI client address, which Modal sets to the
+    caller's (X-Forwarded-For is never trusted: any client can write it). An IPv6 client
+    counts as its /64, since one host commonly holds a whole /64 to rotate through."""
+    host = request.client.host if request.client else "unknown"
+    if ":" in host:
+        try:
+            address = ipaddress.IPv6Address(host.split("%")[0])
+        except ValueError:
+            return host
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return host
 
 
 class RateLimit:
