@@ -965,3 +965,57 @@ def test_every_spec_builds_the_same_bytes_across_hash_seeds(tmp_path: Path) -> N
         outputs.append({p.name: p.read_bytes() for p in sorted(out.glob("*.py"))})
     assert len(outputs[0]) == len(specs)
     assert outputs[0] == outputs[1]
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares `width` x `height` pixels in a few dozen bytes (no pixels)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_uploads_refuse_a_decompression_bomb_before_decoding(uploads: Server) -> None:
+    """Hardening 4 (docs/security.md): a small PNG declaring 13000 x 13000 pixels is
+    refused from its header (413), fast, and `/health` answers meanwhile."""
+    import threading
+    import time
+
+    bomb = png_header(13_000, 13_000)
+    assert len(bomb) < 2_000
+    latencies: list[float] = []
+
+    def probe() -> None:
+        for _ in range(10):
+            started = time.monotonic()
+            httpx.get(uploads.url + "/health", timeout=10)
+            latencies.append(time.monotonic() - started)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    started = time.monotonic()
+    r = upload(uploads, "/upload/image", "bomb.png", bomb, "image/png")
+    took = time.monotonic() - started
+    prober.join()
+    assert_error(r, 413)
+    assert "13000x13000 pixels" in r.json()["error"]
+    assert took < 2, took
+    assert max(latencies) < 0.5, latencies
+
+
+def test_uploads_bound_a_csv_with_too_many_columns(uploads: Server) -> None:
+    """Hardening 5: a CSV with a million columns is a 413, not a 3 MB answer; long column
+    names come back cut."""
+    wide = ",".join(f"c{i}" for i in range(1_001)).encode() + b"\n"
+    assert_error(upload(uploads, "/upload/csv", "wide.csv", wide, "text/csv"), 413)
+    long_name = b"x" * 5000 + b",b\n1,2\n"
+    r = upload(uploads, "/upload/csv", "long.csv", long_name, "text/csv")
+    assert r.status_code == 200
+    first, second = r.json()["columns"]
+    assert len(first) == 200 and first.endswith("…") and second == "b"

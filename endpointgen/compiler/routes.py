@@ -384,7 +384,10 @@ def write_upload(scope: Scope, route: Route, name: str, options: Options) -> lis
     read = call("await files.read_upload", "file", literal(settings["content_types"]))
     statements: list[Node] = [["upload = ", read]]
     if settings["processor"] == "csv":
-        summary = call("files.csv_summary", "upload.content", literal(settings["max_rows"]))
+        summary: list[Node] = [
+            "await ",
+            call("files.csv_summary", "upload.content", literal(settings["max_rows"])),
+        ]
         statements.append(["return ", collection("{", ["**upload.info", ["**", summary]], "}")])
     elif settings["processor"] == "image-classification":
         result = f"**await {scope.models[route['model']]}.classify_image(upload.content)"

@@ -287,12 +287,22 @@ class ImageClassifier(Engine):
         return top_labels(logits, self.labels)
 
 
-def open_image(content: bytes) -> Any:
-    """The uploaded bytes as an RGB image; a 422 when they are not an image."""
+MAX_PIXELS = 40_000_000  # about 40 MP: 7000 x 5700, beyond any camera a route expects
+
+
+def open_image(content: bytes, max_pixels: int = MAX_PIXELS) -> Any:
+    """The uploaded bytes as an RGB image; a 422 when they are not an image, a 413 when
+    its header declares more than `max_pixels` (checked before anything is decoded: a
+    20 KB PNG can declare 13000 x 13000 pixels, 2.7 GB once decoded)."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(content)) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise HTTPException(
+                    413, f"the image is {width}x{height} pixels; at most {max_pixels} are accepted"
+                )
             return image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError):
         raise HTTPException(422, "the file is not a readable image") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import time
@@ -60,8 +61,20 @@ async def read_upload(file: UploadFile, accepted: Sequence[str] = ()) -> Upload:
     return Upload(file.filename, kind, await file.read())
 
 
-def csv_summary(content: bytes, max_rows: int) -> dict[str, Any]:
-    """Rows and column names of a UTF-8 CSV file; 413 past `max_rows`, 422 if unreadable."""
+MAX_COLUMNS = 1000
+MAX_NAME = 200  # characters of a column name in the answer
+
+
+async def csv_summary(
+    content: bytes, max_rows: int, max_columns: int = MAX_COLUMNS
+) -> dict[str, Any]:
+    """Rows and column names of a UTF-8 CSV file; 413 past `max_rows` or `max_columns`,
+    422 if unreadable. Parsed in a worker thread, so a large file never holds up the
+    event loop; the answer is bounded (names cut at `MAX_NAME` characters)."""
+    return await asyncio.to_thread(_csv_summary, content, max_rows, max_columns)
+
+
+def _csv_summary(content: bytes, max_rows: int, max_columns: int) -> dict[str, Any]:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -69,6 +82,9 @@ def csv_summary(content: bytes, max_rows: int) -> dict[str, Any]:
     try:
         rows = csv.reader(io.StringIO(text))
         columns = next(rows, [])
+        if len(columns) > max_columns:
+            raise HTTPException(413, f"the CSV file has more than {max_columns} columns")
+        columns = [c if len(c) <= MAX_NAME else c[: MAX_NAME - 1] + "…" for c in columns]
         count = 0
         for _ in rows:
             count += 1

@@ -415,7 +415,9 @@ class Model:
     async def classify_image(self, content: bytes) -> dict[str, Any]:
         from endpointgen.runtime.engines import open_image
 
-        (result,) = await self.run([open_image(content)])
+        # Decoded in a worker thread: a large image never holds up the event loop.
+        image = await asyncio.to_thread(open_image, content)
+        (result,) = await self.run([image])
         return dict(result)
 
     # --- Inside a model's own Modal class, called by the web tier (`models:`) ---

@@ -51,7 +51,7 @@ def create_app(model: tasks.Model) -> FastAPI:
         file: Annotated[UploadFile, File(description="the file")],
     ) -> Any:
         upload = await files.read_upload(file, ["text/csv"])
-        return {**upload.info, **files.csv_summary(upload.content, 10000)}
+        return {**upload.info, **await files.csv_summary(upload.content, 10000)}
 
     @web.post(
         "/upload/image",
