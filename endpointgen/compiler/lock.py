@@ -67,8 +67,8 @@ def walk(roots: Iterable[str]) -> dict[str, tuple[str, set[str], set[str]]]:
         if name in found and requirement.extras <= wanted:
             continue
         wanted |= requirement.extras
-        dist = metadata.distribution(name) if version(name) else None
-        assert dist is not None
+        pinned = version(name)  # Unlockable when the tested environment lacks it
+        dist = metadata.distribution(name)
         requires: set[str] = set()
         for line in dist.requires or []:
             needed = Requirement(line)
@@ -79,7 +79,7 @@ def walk(roots: Iterable[str]) -> dict[str, tuple[str, set[str], set[str]]]:
                 continue
             requires.add(canonicalize_name(needed.name))
             todo.append(needed)
-        found[name] = (version(name), requires, modules(dist))
+        found[name] = (pinned, requires, modules(dist))
     return found
 
 

@@ -79,38 +79,20 @@ class Removed:
 
 
 def removed_apps(folders: Sequence[Path], base: str, env: str | None = None) -> list[Removed]:
-    """Apps whose spec was under one of `folders` at `base` and is not now.
+    """Apps whose spec was under one of `folders` at `base` and is not now: the removed
+    specs of `plan`, which pairs a spec moved under the same app name with its move.
 
-    Only apps named by a spec this repository held: nothing else is ever stopped. A spec
-    moved under the same app name is not removed.
+    Only apps named by a spec this repository held (and that built there) are returned:
+    nothing else is ever stopped.
     """
-    from endpointgen.compiler import loader
-    from endpointgen.gitops.gitref import repo_of
+    from endpointgen.gitops import gitplan
 
-    out: list[Removed] = []
-    for folder in folders:
-        repo = repo_of(folder)
-        if repo is None:
-            raise UsageError(f"{folder} is not in a git repository; --prune compares with --base")
-        commit = repo.commit(base)
-        prefix = repo.relative(folder)
-        now, then = repo.specs_now(prefix), repo.specs_at(commit, prefix)
-        names_now = set()
-        for rel in now:
-            try:
-                names_now.add(pipeline.load_spec(repo.root / rel, env, True)[1].name)
-            except (SpecError, UsageError):
-                data = loader.load(repo.root / rel).data
-                names_now.add(str(data.get("name")) if isinstance(data, dict) else "")
-        for rel in sorted(then - now):
-            text = repo.show(commit, rel) or ""
-            try:
-                name = pipeline.resolve(loader.loads(text, rel), env, True)[1].name
-            except (SpecError, UsageError):
-                continue  # a spec that did not build at base deployed nothing
-            if name not in names_now:
-                out.append(Removed(rel, name))
-    return out
+    return [
+        Removed(plan.file, plan.app)
+        for folder in folders
+        for plan in gitplan.plan_folder(folder, base, env)
+        if plan.status == "removed" and plan.cost_before is not None  # built at base
+    ]
 
 
 def stop_all(

@@ -14,7 +14,7 @@ from endpointgen.compiler.plan import make_plan
 from endpointgen.errors import SpecError, UsageError
 from endpointgen.gitops import prices
 from endpointgen.gitops.diff import Change, Side, compare
-from endpointgen.gitops.gitref import Repo, repo_of
+from endpointgen.gitops.gitref import Repo, declared_name, repo_of
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 NOTHING = "nothing"  # the base when there is no earlier version to compare with
@@ -123,24 +123,15 @@ def _moves(repo: Repo, commit: str, added: list[str], removed: list[str]) -> dic
     """New path -> old path, for added and removed specs that name the same app."""
     old_names: dict[str, str] = {}
     for rel in removed:
-        name = _app_name(repo.show(commit, rel) or "")
+        name = declared_name(repo.show(commit, rel) or "")
         if name:
             old_names.setdefault(name, rel)
     out = {}
     for rel in added:
-        name = _app_name((repo.root / rel).read_text(encoding="utf-8", errors="replace"))
+        name = declared_name((repo.root / rel).read_text(encoding="utf-8", errors="replace"))
         if name in old_names:
             out[rel] = old_names.pop(name)
     return out
-
-
-def _app_name(text: str) -> str | None:
-    try:
-        data = loader.loads(text).data
-    except SpecError:
-        return None
-    name = data.get("name") if isinstance(data, dict) else None
-    return name if isinstance(name, str) else None
 
 
 def _with_code(plan: SpecPlan, repo: Repo, commit: str, path: Path) -> SpecPlan:
@@ -341,8 +332,12 @@ GATES = ("warning", "public-route", "removed-app", "renamed-app", "cost-increase
 
 def gate_failures(plans: list[SpecPlan], gates: str) -> list[str]:
     """Why these plans fail `--fail-on` (comma-separated `GATES`); empty when they pass."""
+    named = [g.strip() for g in gates.split(",") if g.strip()]
+    for gate in named:
+        if gate not in GATES[:4] and not re.fullmatch(r"cost-increase>\d+(\.\d+)?%", gate):
+            raise UsageError(f"--fail-on: unknown gate '{gate}' (gates: {', '.join(GATES)})")
     out = []
-    for gate in [g.strip() for g in gates.split(",") if g.strip()]:
+    for gate in named:
         percent = re.fullmatch(r"cost-increase>(\d+(?:\.\d+)?)%", gate)
         for plan in plans:
             warnings = " ".join(plan.warnings)
@@ -358,8 +353,6 @@ def gate_failures(plans: list[SpecPlan], gates: str) -> list[str]:
                 grew = cost_growth(plan)
                 if grew is not None and grew > float(percent.group(1)):
                     out.append(f"{plan.file}: estimated cost up {grew:.0f}% (limit {gate[14:]})")
-            elif gate not in GATES[:4] and not percent:
-                raise UsageError(f"--fail-on: unknown gate '{gate}' (gates: {', '.join(GATES)})")
     return out
 
 

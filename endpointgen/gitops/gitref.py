@@ -10,6 +10,7 @@ import functools
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from endpointgen.errors import UsageError
 
@@ -24,15 +25,29 @@ def is_spec(text: str) -> bool:
     `version:`, `model:` or `models:`. A file that is not valid YAML counts as a spec,
     so that `validate` shows what is wrong with it rather than skipping it.
     """
-    import yaml
-
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
+    parsed, data = _peek(text)
+    if not parsed:
         return True
     if not isinstance(data, dict):
         return False
     return "routes" in data or ("name" in data and bool({"version", "model", "models"} & set(data)))
+
+
+def declared_name(text: str) -> str | None:
+    """The `name:` a spec's text gives, read without validating the rest (None if none)."""
+    _, data = _peek(text)
+    name = data.get("name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _peek(text: str) -> tuple[bool, Any]:
+    """(whether `text` is YAML, what it holds): a quick look, positions not kept."""
+    import yaml
+
+    try:
+        return True, yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return False, None
 
 
 @dataclass(frozen=True)

@@ -140,8 +140,8 @@ def requirements() -> str:
     except metadata.PackageNotFoundError:
         direct = None
     if direct:
-        url = json.loads(direct).get("url", "")
-        vcs = json.loads(direct).get("vcs_info")
+        origin = json.loads(direct)
+        url, vcs = origin.get("url", ""), origin.get("vcs_info")
         if vcs and url:
             pin = f"endpointgen @ git+{url}@{vcs.get('commit_id', '')}"
         elif url.startswith("file://") and (source := _git_source(url[len("file://") :])):

@@ -8,7 +8,7 @@ from typing import Any
 
 from endpointgen.compiler import pipeline
 from endpointgen.errors import EndpointgenError, SpecError, UsageError
-from endpointgen.gitops.gitref import SPEC_SUFFIXES, is_spec
+from endpointgen.gitops.gitref import SPEC_SUFFIXES, declared_name, is_spec
 
 BUILT_HEADER = "# Built by endpointgen"
 
@@ -95,13 +95,8 @@ def _gpus(spec: Any) -> str:
 
 def _module_name(spec: Path) -> str:
     """The module a spec builds, read from its `name:` even when the spec is invalid."""
-    try:
-        from endpointgen.compiler import loader
-
-        name = loader.load(spec).data.get("name")
-    except Exception:
-        return ""
-    return name.replace("-", "_") if isinstance(name, str) else ""
+    name = declared_name(spec.read_text(encoding="utf-8", errors="replace"))
+    return name.replace("-", "_") if name else ""
 
 
 def _built_by_us(module: Path) -> bool:

@@ -140,7 +140,7 @@ class Metrics:
             tokens, loads = dict(self.tokens), dict(self.load_seconds)
             limited, refused = dict(self.rate_limited_total), dict(self.auth_failures)
 
-        yield counter(
+        yield family(
             CounterMetricFamily,
             "endpointgen_requests",
             "HTTP requests answered",
@@ -148,56 +148,56 @@ class Metrics:
             {(r, m, str(s)): n for (r, m, s), n in requests.items()},
         )
         histogram = HistogramMetricFamily
-        yield counter(
+        yield family(
             histogram,
             "endpointgen_request_duration_seconds",
             "Time to answer, by route",
             ["route"],
             {(route,): h for route, h in latency.items()},
         )
-        yield counter(
+        yield family(
             histogram,
             "endpointgen_model_duration_seconds",
             "Time of model calls, by model and call",
             ["model", "call"],
             model_latency,
         )
-        yield counter(
+        yield family(
             histogram,
             "endpointgen_batch_size",
             "Inputs per batched model call",
             ["model"],
             {(m,): h for m, h in batches.items()},
         )
-        yield counter(
+        yield family(
             GaugeMetricFamily,
             "endpointgen_queue_depth",
             "Model calls waiting or running (a batcher's queue included)",
             ["model"],
             {(m,): n for m, n in waiting.items()},
         )
-        yield counter(
+        yield family(
             CounterMetricFamily,
             "endpointgen_tokens_generated",
             "Tokens generated",
             ["model"],
             {(m,): n for m, n in tokens.items()},
         )
-        yield counter(
+        yield family(
             GaugeMetricFamily,
             "endpointgen_model_load_seconds",
             "Time the model took to load",
             ["model"],
             {(m,): n for m, n in loads.items()},
         )
-        yield counter(
+        yield family(
             CounterMetricFamily,
             "endpointgen_rate_limited",
             "Requests refused by a rate limit (429)",
             ["limit"],
             {(limit,): n for limit, n in limited.items()},
         )
-        yield counter(
+        yield family(
             CounterMetricFamily,
             "endpointgen_auth_failures",
             "Requests refused by auth (401)",
@@ -206,16 +206,16 @@ class Metrics:
         )
 
 
-def counter(kind: Any, name: str, text: str, labels: list[str], values: dict[Any, Any]) -> Any:
+def family(kind: Any, name: str, text: str, labels: list[str], values: dict[Any, Any]) -> Any:
     """One metric family of `kind`, a sample per label tuple: a number, or a histogram's
     (cumulative buckets, sum)."""
-    family = kind(name, text, labels=labels)
+    made = kind(name, text, labels=labels)
     for key, value in sorted(values.items()):
         if isinstance(value, tuple):
-            family.add_metric(list(key), value[0], value[1])
+            made.add_metric(list(key), value[0], value[1])
         else:
-            family.add_metric(list(key), value)
-    return family
+            made.add_metric(list(key), value)
+    return made
 
 
 METRICS = Metrics()
