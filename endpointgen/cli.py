@@ -143,15 +143,32 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     env: Env = None,
+    timeout_headers: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds a request's headers may take to arrive (then 408)."),
+    ] = 10.0,
+    timeout_body: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds a request's body may take after its headers."),
+    ] = 60.0,
 ) -> None:
     """Serve the app on this machine with uvicorn, the model loaded once at start.
 
     Secrets come from this process's environment (for example API_KEYS=key1,key2).
+    Connections idle for 5 s between requests are closed.
     """
     from endpointgen.local import serve as local
 
     with _user_errors():
-        local.serve(spec, host, port, env, say=lambda line: typer.echo(line, err=True))
+        local.serve(
+            spec,
+            host,
+            port,
+            env,
+            say=lambda line: typer.echo(line, err=True),
+            head=timeout_headers,
+            body=timeout_body,
+        )
 
 
 @app.command()

@@ -202,11 +202,20 @@ def test_rate_limit_counts_per_key_and_answers_429(
     assert other.headers["RateLimit-Remaining"] == "59"
 
 
-def test_request_id_is_echoed_or_made(client: TestClient) -> None:
-    r = client.get("/health", headers={"X-Request-ID": "abc-123"})
-    assert r.headers["X-Request-ID"] == "abc-123"
-    made = client.get("/health").headers["X-Request-ID"]
-    assert len(made) == 32
+def test_request_ids_are_the_servers_and_the_clients_is_kept_beside(
+    client: TestClient,
+) -> None:
+    """docs/spec.md, Every response: `X-Request-ID` is always the server's own id, so a
+    client cannot choose another request's; the client's id comes back beside it."""
+    made = client.get("/health").headers
+    assert len(made["X-Request-ID"]) == 32 and "X-Client-Request-ID" not in made
+    first = client.get("/health", headers={"X-Request-ID": made["X-Request-ID"]})
+    assert first.headers["X-Request-ID"] != made["X-Request-ID"]
+    assert first.headers["X-Client-Request-ID"] == made["X-Request-ID"]
+    second = client.get("/health", headers={"X-Client-Request-ID": "abc-123"})
+    assert second.headers["X-Client-Request-ID"] == "abc-123"
+    bad = client.get("/health", headers={"X-Request-ID": "x" * 129})
+    assert "X-Client-Request-ID" not in bad.headers
 
 
 def test_oversized_body_gets_413_before_the_model(
@@ -298,7 +307,9 @@ def test_stream_sends_token_events_then_totals(client: TestClient) -> None:
 
 
 def test_openapi_lists_routes_and_schemas(client: TestClient) -> None:
-    doc = client.get("/openapi.json").json()
+    """The document is behind the app's auth (spec.md, `docs`)."""
+    assert client.get("/openapi.json").status_code == 401
+    doc = client.get("/openapi.json", headers=AUTH).json()
     assert {"/generate", "/generate/stream", "/health"} <= set(doc["paths"])
     assert "GenerateRequest" in doc["components"]["schemas"]
     assert "HTTPBearer" in doc["components"]["securitySchemes"]

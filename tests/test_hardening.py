@@ -242,3 +242,110 @@ def test_auth_comes_before_body_parsing(tmp_path: Path, monkeypatch: pytest.Monk
         "/echo", content=raw["content"], headers={**raw["headers"], "X-API-Key": "good"}
     )  # type: ignore[dict-item]
     assert keyed.status_code == 422 and keyed.json()["detail"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize(
+    ("docs", "anonymous", "keyed"),
+    [("auth", 401, 200), ("public", 200, 200), ("off", 404, 404)],
+)
+def test_docs_pages_follow_the_docs_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, docs: str, anonymous: int, keyed: int
+) -> None:
+    """Hardening 9: `/docs`, `/redoc` and `/openapi.json` of an authenticated app are
+    behind its auth by default (`docs: auth`); `public` serves them to anyone and `off`
+    not at all. The route table is what a caller without a key must not read."""
+    monkeypatch.setenv("API_KEYS", "good")
+    spec = {
+        "name": "documented",
+        "auth": {"mode": "api_key"},
+        "routes": [{"path": "/secret-route", "action": "respond", "response": {"ok": True}}],
+    }
+    if docs != "auth":
+        spec["docs"] = docs
+    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    for page in ("/openapi.json", "/docs", "/redoc"):
+        refused = client.get(page)
+        assert refused.status_code == anonymous, page
+        if anonymous != 200:
+            assert "secret-route" not in refused.text
+            assert refused.headers["content-type"] == "application/json"
+        assert client.get(page, headers={"X-API-Key": "good"}).status_code == keyed, page
+    if keyed == 200:
+        doc = client.get("/openapi.json", headers={"X-API-Key": "good"}).json()
+        assert list(doc["paths"]) == ["/secret-route"]
+
+
+def test_docs_are_public_for_an_app_without_auth(tmp_path: Path) -> None:
+    """`docs: auth` on an app with no auth leaves nothing to check: the pages are public,
+    and the built module says so by not passing `docs`."""
+    spec = {"name": "open", "routes": [{"path": "/r", "action": "respond", "response": {}}]}
+    built = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    assert "docs=" not in Path(built.__file__).read_text()
+    assert TestClient(built.create_app()).get("/openapi.json").status_code == 200
+
+
+def test_serve_cuts_slow_headers_slow_bodies_and_idle_connections(tmp_path: Path) -> None:
+    """Hardening 9: under `endpointgen serve`, a connection that sends nothing, headers a
+    byte at a time, or a body that never ends is cut off (408 while no answer has begun),
+    so a few slow clients cannot hold the server's connections; requests in time work."""
+    import socket
+    import time
+
+    spec = {
+        "name": "slow",
+        "routes": [
+            {
+                "path": "/echo",
+                "method": "POST",
+                "action": "respond",
+                "request": {"x": {"type": "int"}},
+                "response": {"x": "{x}"},
+            }
+        ],
+    }
+    server = Server(
+        write_spec(tmp_path, spec), args=["--timeout-headers", "1", "--timeout-body", "2"]
+    )
+
+    def connect() -> socket.socket:
+        return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+    def answer(sock: socket.socket) -> tuple[bytes, float]:
+        started, data = time.monotonic(), b""
+        while chunk := sock.recv(4096):
+            data += chunk
+        return data, time.monotonic() - started
+
+    try:
+        server.wait_ready()
+        silent = connect()
+        data, waited = answer(silent)
+        assert data.startswith(b"HTTP/1.1 408 ") and b'"error"' in data
+        assert 0.5 < waited < 3
+        slowloris = connect()
+        started = time.monotonic()
+        for byte in b"POST /echo HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaa":
+            try:
+                slowloris.sendall(bytes([byte]))
+            except OSError:
+                break  # cut off
+            time.sleep(0.1)
+        data, _ = answer(slowloris)
+        assert data.startswith(b"HTTP/1.1 408 ")
+        assert time.monotonic() - started < 4
+        slow_body = connect()
+        slow_body.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        data, waited = answer(slow_body)
+        assert waited < 4 and b" 500 " not in data
+        kept = connect()
+        kept.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 8\r\n\r\n{"x": 1}'
+        )
+        data, waited = answer(kept)  # answered, then closed once idle (keep-alive: 5 s)
+        assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b'{"x":1}')
+        assert 4 < waited < 8
+        assert httpx.post(server.url + "/echo", json={"x": 2}).json() == {"x": 2}
+    finally:
+        server.stop()
+    assert "Traceback" not in server.output

@@ -128,7 +128,8 @@ def test_metrics_public_and_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         )
         >= 1
     )
-    assert "/metrics" not in public.get("/openapi.json").json()["paths"]
+    doc = public.get("/openapi.json", headers={"Authorization": "Bearer key-one"}).json()
+    assert "/metrics" not in doc["paths"]
 
 
 def test_a_route_at_metrics_is_refused_when_metrics_are_on(tmp_path: Path) -> None:

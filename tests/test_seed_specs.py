@@ -108,7 +108,8 @@ def test_hello_refuses_a_bad_name(hello: Server, query: dict[str, str]) -> None:
 
 def test_hello_keeps_the_callers_request_id(hello: Server) -> None:
     r = httpx.get(hello.url + "/greet", headers={"X-Request-ID": "trace-greet-1"})
-    assert assert_error(r, 422)["request_id"] == "trace-greet-1"
+    assert assert_error(r, 422)["request_id"] == r.headers["X-Request-ID"]
+    assert r.headers["X-Client-Request-ID"] == "trace-greet-1"
 
 
 # --- items: typed path parameters, a declared JSON body, 201 -------------------------
@@ -770,11 +771,13 @@ def test_custom_loader_feeds_the_handler_its_model(custom: Server) -> None:
 def test_unmapped_exception_is_a_500_without_details(custom: Server) -> None:
     r = httpx.get(custom.url + "/crash", headers={**API_KEY, "X-Request-ID": "crash-42"})
     assert r.status_code == 500
-    assert r.json() == {"error": "internal server error", "request_id": "crash-42"}
+    rid = r.headers["X-Request-ID"]
+    assert r.json() == {"error": "internal server error", "request_id": rid}
     assert "hunter2" not in r.text and "RuntimeError" not in r.text
-    # The server log has the traceback, under the same request id.
+    # The server log has the traceback, under the same request id and the client's.
     assert custom.wait_for("hunter2"), custom.output
-    assert "request crash-42 failed" in custom.output and "Traceback" in custom.output
+    assert f"request {rid} (client id crash-42) failed" in custom.output
+    assert "Traceback" in custom.output
 
 
 def test_exception_mapped_through_its_base_class(custom: Server) -> None:
@@ -1007,6 +1010,10 @@ def test_uploads_refuse_a_decompression_bomb_before_decoding(uploads: Server) ->
     assert "13000x13000 pixels" in r.json()["error"]
     assert took < 2, took
     assert max(latencies) < 0.5, latencies
+    # The route's own cap (`max_pixels: 24000000`), under the default of 40 MP.
+    r = upload(uploads, "/upload/image", "big.png", png_header(6001, 4000), "image/png")
+    assert_error(r, 413)
+    assert "at most 24000000 are accepted" in r.json()["error"]
 
 
 def test_uploads_bound_a_csv_with_too_many_columns(uploads: Server) -> None:

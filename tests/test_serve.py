@@ -32,12 +32,17 @@ def free_port() -> int:
 class Server:
     """A `endpointgen serve` subprocess whose stderr is collected as it runs."""
 
-    def __init__(self, spec: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, spec: Path, env: dict[str, str] | None = None, args: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "endpointgen", "serve", str(spec), "--port", str(self.port)],
+            [
+                *(sys.executable, "-m", "endpointgen", "serve", str(spec)),
+                *("--port", str(self.port), *(args or [])),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -142,10 +147,11 @@ def test_client_disconnect_stops_generation(gpt2_server: Server) -> None:
 
 
 def test_one_log_line_per_request(gpt2_server: Server) -> None:
-    httpx.get(gpt2_server.url + "/health", headers={"X-Request-ID": "trace-me-42"})
-    assert gpt2_server.wait_for('"request_id": "trace-me-42"')
+    r = httpx.get(gpt2_server.url + "/health", headers={"X-Request-ID": "trace-me-42"})
+    assert gpt2_server.wait_for('"client_request_id": "trace-me-42"')
     line = next(ln for ln in gpt2_server.lines if "trace-me-42" in ln)
     record = json.loads(line)  # docs/spec.md, Every response: the whole line is JSON
+    assert record["request_id"] == r.headers["X-Request-ID"]
     assert record["method"] == "GET" and record["path"] == "/health" and record["status"] == 200
     assert record["latency_ms"] >= 0
     assert record["level"] == "info" and record["app"] == "gpt2"

@@ -178,6 +178,15 @@ CASES = [
         id="max-rows-with-the-image-processor",
     ),
     pytest.param(
+        PLAIN + "  - path: /a\n    method: POST\n    action: upload\n    processor: csv\n"
+        "    max_pixels: 100\n",
+        [
+            "spec.yaml:7:17: routes[0].max_pixels: `max_pixels` applies with "
+            "`processor: image-classification`"
+        ],
+        id="max-pixels-with-the-csv-processor",
+    ),
+    pytest.param(
         PLAIN + "  - path: /a\n    method: POST\n    action: upload\n"
         "    processor: image-classification\n",
         ["spec.yaml:6:16: routes[0].processor: image-classification needs a model with that task"],

@@ -62,7 +62,7 @@ routes:
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 TOP_KEYS = (
     "version, name, description, model, models, shape, gpu, resources, scaling, batching, "
-    "secrets, packages, env, auth, cors, rate_limit, metrics, routes, errors, environments"
+    "secrets, packages, env, auth, cors, rate_limit, metrics, docs, routes, errors, environments"
 )
 APP_NAME_RULE = (
     "is not a valid app name: use lowercase letters, digits and '-', "
@@ -989,6 +989,7 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
     },
     "rate_limit": {"limit": "100/minute", "key": "api_key", "storage": "memory"},
     "metrics": {"enabled": True, "public": False},
+    "docs": "public",
     "routes": [
         {
             "path": "/embed",
@@ -1236,10 +1237,19 @@ EVERY_KEY_MULTI: dict[str, Any] = {
             "gpu": ["t4", "a10"],
             "batching": {"max_batch_size": 8, "wait_ms": 2},
         },
+        "eyes": {"id": "google/vit-base-patch16-224", "task": "image-classification"},
     },
     "auth": {"mode": "bearer"},
     "routes": [
         {"path": "/generate", "method": "POST", "action": "generate", "model": "writer"},
+        {
+            "path": "/see",
+            "method": "POST",
+            "action": "upload",
+            "processor": "image-classification",
+            "max_pixels": 1_000_000,
+            "model": "eyes",
+        },
         {
             "path": "/tag",
             "method": "POST",

@@ -66,6 +66,7 @@ class _Builder:
         tasks |= {m["name"]: m["config"]["task"] for m in plan.models}
         self.scope = routes.Scope(names, models, {}, tasks)
         self.settings: list[list[str]] = []
+        self.auth_assigned = False
 
     def constant(self, name: str, value: Node) -> None:
         self.settings.append(lines([f"{name} = ", value]))
@@ -179,6 +180,10 @@ class _Builder:
             options["formats"] = collection("{", formats, "}")
         if plan.metrics is not None:
             options["metrics"] = "True"
+        if plan.docs == "auth":
+            options["docs"] = self.require_auth()
+        elif plan.docs == "off":
+            options["docs"] = literal("off")
         scope.assign("web", call("http.app", "APP_NAME", "DESCRIPTION", **options))
         guards = self.guards()
         functions = []
@@ -211,8 +216,7 @@ class _Builder:
         plan, scope = self.plan, self.scope
         guarded_metrics = plan.metrics is not None and plan.metrics["auth"]
         if any(r["auth"] != "none" for r in plan.routes) or guarded_metrics:
-            scope.use("auth")
-            scope.assign("require_auth", self.auth())
+            self.require_auth()
         limits: dict[str, str] = {}
         for route in plan.routes:
             rule = route["rate_limit"]
@@ -243,6 +247,14 @@ class _Builder:
             scope.assign("guards", call("http.guards", *common))
             out = [["guards"] if found == common else found for found in out]
         return out
+
+    def require_auth(self) -> str:
+        """`require_auth`, the app's auth check, assigned where it is first needed."""
+        if not self.auth_assigned:
+            self.auth_assigned = True
+            self.scope.use("auth")
+            self.scope.assign("require_auth", self.auth())
+        return "require_auth"
 
     def metrics_route(self) -> list[str]:
         """GET /metrics: Prometheus' text format, behind the app's auth unless public;

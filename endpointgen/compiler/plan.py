@@ -86,6 +86,8 @@ class Plan:
     routes: list[dict[str, Any]]
     # /metrics: None when off; else {"auth": whether the app's auth guards it}.
     metrics: dict[str, Any] | None = None
+    # /docs, /redoc, /openapi.json: "auth" (the app's auth guards them), "public" or "off".
+    docs: str = "public"
     shipped_files: list[dict[str, str]] = field(default_factory=list)
     shipped_dirs: list[dict[str, str]] = field(default_factory=list)
     volumes: list[dict[str, str]] = field(default_factory=list)
@@ -197,6 +199,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
             if spec.metrics.enabled
             else None
         ),
+        docs="public" if spec.docs == "auth" and spec.auth.mode == "none" else spec.docs,
     )
 
 
@@ -358,6 +361,7 @@ def _cors(spec: Spec) -> dict[str, Any] | None:
             "RateLimit-Reset",
             "Retry-After",
             "X-Request-ID",
+            "X-Client-Request-ID",
         ],
     }
 

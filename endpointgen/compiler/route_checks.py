@@ -18,7 +18,7 @@ from endpointgen.spec import Route, Spec
 _KEYS = {
     "respond": {"params", "request", "response", "response_type", "status"},
     "handler": {"params", "request", "response_type", "handler"},
-    "upload": {"params", "processor", "handler", "content_types", "max_rows"},
+    "upload": {"params", "processor", "handler", "content_types", "max_rows", "max_pixels"},
     "file": {"params", "folder", "volume", "download_name", "media_type"},
 }
 _SHAPE_KEYS = set().union(*_KEYS.values())
@@ -111,6 +111,10 @@ def _upload(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Prob
         yield doc.problem((*here, "processor"), "image-classification needs a model with that task")
     if route.max_rows is not None and route.processor != "csv":
         yield doc.problem((*here, "max_rows"), "`max_rows` applies with `processor: csv`")
+    if route.max_pixels is not None and route.processor != "image-classification":
+        yield doc.problem(
+            (*here, "max_pixels"), "`max_pixels` applies with `processor: image-classification`"
+        )
 
 
 def _file(doc: Document, here: Loc, route: Route) -> Iterator[Problem]:

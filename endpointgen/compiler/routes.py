@@ -390,7 +390,9 @@ def write_upload(scope: Scope, route: Route, name: str, options: Options) -> lis
         ]
         statements.append(["return ", collection("{", ["**upload.info", ["**", summary]], "}")])
     elif settings["processor"] == "image-classification":
-        result = f"**await {scope.models[route['model']]}.classify_image(upload.content)"
+        cap = settings["max_pixels"]
+        pixels = f", max_pixels={literal(cap)}" if cap is not None else ""
+        result = f"**await {scope.models[route['model']]}.classify_image(upload.content{pixels})"
         statements.append(["return ", collection("{", ["**upload.info", result], "}")])
     else:
         given = collection("{", [*items, "**upload.info", '"content": upload.content'], "}")

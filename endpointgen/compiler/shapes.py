@@ -112,6 +112,7 @@ def route_extras(route: Route, shipped: Shipped) -> dict[str, Any]:
             "processor": route.processor,
             "content_types": sorted(route.content_types or []),
             "max_rows": route.max_rows or DEFAULT_MAX_ROWS,
+            "max_pixels": route.max_pixels,
         }
     if route.action == "file":
         source = (

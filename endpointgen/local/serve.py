@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import inspect
 import sys
@@ -51,8 +52,17 @@ def load_app(module: ModuleType, say: Any = print, load: bool = True) -> Any:
     return module.create_app(**models)
 
 
-def serve(spec: str | Path, host: str, port: int, env: str | None = None, say: Any = print) -> None:
-    """Build the spec into a temporary folder, load its model once, serve until Ctrl-C."""
+def serve(
+    spec: str | Path,
+    host: str,
+    port: int,
+    env: str | None = None,
+    say: Any = print,
+    head: float | None = None,
+    body: float | None = None,
+) -> None:
+    """Build the spec into a temporary folder, load its model once, serve until Ctrl-C.
+    `head` and `body`: the read deadlines (`deadlines`), in seconds."""
     import uvicorn
 
     from endpointgen.runtime.handlers import HandlerError
@@ -75,4 +85,77 @@ def serve(spec: str | Path, host: str, port: int, env: str | None = None, say: A
         say(f"serving {built.spec.name} on http://{host}:{port} (Ctrl-C stops)")
         # No proxy headers: X-Forwarded-For from a local client would otherwise be taken
         # as the client's address, and `key: ip` limits dodged with one header.
-        uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            proxy_headers=False,
+            http=deadlines(head or HEAD_WITHIN, body or BODY_WITHIN),
+            timeout_keep_alive=KEEP_ALIVE,
+        )
+
+
+# Read deadlines under `serve`: uvicorn cuts idle keep-alive connections, but waits
+# forever for a request's head on a new connection and for a body sent a byte at a time.
+HEAD_WITHIN = 10.0  # seconds from connecting (or from a request's first byte) to its headers
+BODY_WITHIN = 60.0  # seconds from the headers to the body's last byte
+KEEP_ALIVE = 5  # seconds a connection may idle between requests (uvicorn's own timer)
+
+
+def deadlines(head: float = HEAD_WITHIN, body: float = BODY_WITHIN) -> Any:
+    """uvicorn's httptools protocol with read deadlines: a request's head must arrive
+    within `head` seconds (408, then the connection closes), its body within `body`
+    seconds more (the connection closes; the app sees the client go)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class Deadlines(HttpToolsProtocol):
+        deadline: asyncio.TimerHandle | None = None
+        reading_head = False
+
+        def arm(self, seconds: float) -> None:
+            self.disarm()
+            self.deadline = self.loop.call_later(seconds, self.expired)
+
+        def disarm(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def expired(self) -> None:
+            self.deadline = None
+            if self.transport.is_closing():
+                return
+            if self.reading_head:  # no answer has begun: say why before closing
+                message = b'{"error": "request timeout: the headers took too long"}'
+                self.transport.write(
+                    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(message), message)
+                )
+            self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.reading_head = True
+            self.arm(head)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if not self.reading_head:  # the next request on a kept-alive connection
+                self.reading_head = True
+                self.arm(head)
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            self.reading_head = False
+            self.arm(body)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self.disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.disarm()
+            super().connection_lost(exc)
+
+    return Deadlines

@@ -67,7 +67,7 @@ DEFAULT_MAX_BYTES = 1024 * 1024  # a route's body limit unless it sets max_bytes
 # Headers a browser lets a cross-origin caller read.
 EXPOSED = [
     *("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"),
-    "X-Request-ID",
+    *("X-Request-ID", "X-Client-Request-ID"),
 ]
 
 
@@ -203,16 +203,28 @@ def app(
     errors: Mapping[str, tuple[int, str]] | None = None,
     formats: Mapping[str, ErrorFormat] | None = None,
     metrics: bool = False,
+    docs: Check | str = "public",
 ) -> FastAPI:
     """A FastAPI app with endpointgen's plumbing; the built module adds its routes to it.
 
     `errors` maps exception class names to (status, message): a handler's exception of
     that class (or a subclass) answers so, instead of a 500. `formats` gives the paths
     under a prefix another error shape (`{"/v1": openai.ERRORS}`). `metrics`: count each
-    request for `/metrics` (the module adds the route).
+    request for `/metrics` (the module adds the route). `docs`: `/docs`, `/redoc` and
+    `/openapi.json` for anyone (`"public"`), for no one (`"off"`), or behind a check (the
+    app's auth), which each of the three then runs first.
     """
     configure_logging()
-    web = FastAPI(title=title, description=description)
+    if docs not in ("public", "off") and not callable(docs):
+        raise ValueError(f"docs must be 'public', 'off' or a check, not {docs!r}")
+    public = docs == "public"
+    web = FastAPI(
+        title=title,
+        description=description,
+        openapi_url="/openapi.json" if public else None,
+        docs_url="/docs" if public else None,
+        redoc_url="/redoc" if public else None,
+    )
     web.state.endpointgen = Settings(dict(errors or {}), dict(formats or {}))
     web.add_exception_handler(HTTPException, http_error)
     web.add_exception_handler(RequestValidationError, validation_error)
@@ -224,7 +236,30 @@ def app(
         web.state.endpointgen.metrics = METRICS
     web.add_middleware(RequestContext, web=web)
     web.openapi = lambda: document(web)  # type: ignore[method-assign]
+    if callable(docs):
+        guarded_docs(web, docs)
     return web
+
+
+def guarded_docs(web: FastAPI, check: Check) -> None:
+    """FastAPI's three documentation pages, each behind `check`. A browser sends no
+    credential when Swagger UI fetches /openapi.json: fetch it with one (curl, a client
+    generator), or serve the pages public."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    hidden: dict[str, Any] = {"include_in_schema": False, "dependencies": guards(check)}
+
+    @web.get("/openapi.json", **hidden)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(web.openapi())
+
+    @web.get("/docs", **hidden)
+    async def swagger() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{web.title} - docs")
+
+    @web.get("/redoc", **hidden)
+    async def redoc() -> Response:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{web.title} - ReDoc")
 
 
 def error_body(request_id: str, error: str, **extra: Any) -> dict[str, Any]:
@@ -389,11 +424,12 @@ class RequestContext:
     """The outermost layer, so every answer, errors included, passes through here.
 
     One pure-ASGI layer that does all of the per-request plumbing: answers CORS
-    preflights and adds the CORS headers (`CorsPolicy`), gives each request an id (the
-    client's `X-Request-ID` when it is sane), refuses bodies over the route's `max_bytes`
-    with 413 before reading them whole, turns any exception into a 500 without a stack
-    trace, counts the request for `/metrics` when the app has them, and writes one JSON
-    line per request (`AccessLog`). One layer rather than several: each costs every
+    preflights and adds the CORS headers (`CorsPolicy`), gives each request its own id
+    (`X-Request-ID`; a client's own id, sent as `X-Client-Request-ID` or `X-Request-ID`,
+    is kept beside it and echoed as `X-Client-Request-ID`), refuses bodies over the
+    route's `max_bytes` with 413 before reading them whole, turns any exception into a 500
+    without a stack trace, counts the request for `/metrics` when the app has them, and
+    writes one JSON line per request (`AccessLog`). One layer rather than several: each costs every
     request a coroutine and a wrapped `send`.
     """
 
@@ -432,21 +468,25 @@ class RequestContext:
         origin: str | None = None
         preflight = False
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                given = value.decode("latin-1")
+            if name == b"x-request-id" or name == b"x-client-request-id":
+                if not given or name == b"x-client-request-id":
+                    given = value.decode("latin-1")
             elif name == b"content-length":
                 size = value
             elif name == b"origin":
                 origin = value.decode("latin-1")
             elif name == b"access-control-request-method":
                 preflight = True
-        if 0 < len(given) <= 128 and given.isprintable():
-            rid = given
-        else:
-            rid = f"{_ID_PREFIX}{next(_ids):016x}"
+        # Our own id always, so no client can pick another request's; the client's, when
+        # sane, is kept beside it and echoed back.
+        rid = f"{_ID_PREFIX}{next(_ids):016x}"
         state = scope.setdefault("state", {})
         state["request_id"] = rid
-        rid_header = (b"x-request-id", rid.encode("latin-1"))
+        ids = [(b"x-request-id", rid.encode("latin-1"))]
+        client_id = ""
+        if given and len(given) <= 128 and given.isprintable():
+            client_id = state["client_request_id"] = given
+            ids.append((b"x-client-request-id", given.encode("latin-1")))
         status = 0
         method = scope["method"]
         cors = self.settings.cors
@@ -458,7 +498,7 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = [*message.get("headers", ()), rid_header]
+                headers = [*message.get("headers", ()), *ids]
                 headers.extend(state.get("response_headers", ()))
                 if cors is not None:
                     cors.add(origin, headers)
@@ -492,7 +532,8 @@ class RequestContext:
         except Exception as exc:
             mapped = self.settings.mapped(exc)
             if mapped is None:
-                log.exception("request %s failed", rid)
+                client = f" (client id {client_id})" if client_id else ""
+                log.exception("request %s%s failed", rid, client)
             if not status:
                 code, message = mapped or (500, "internal server error")
                 answer = self.settings.answer(scope["path"], code, error_body(rid, message))
@@ -502,8 +543,9 @@ class RequestContext:
             metrics = self.settings.metrics
             if metrics is not None:
                 metrics.request(self.route_path(scope), method, status, seconds)
+            client = f'"client_request_id": {_quote(client_id)}, ' if client_id else ""
             ACCESS_LOG.write(
-                f'"app": {self.app_name}, "request_id": {_quote(rid)}, '
+                f'"app": {self.app_name}, "request_id": "{rid}", {client}'
                 f'"method": {_quote(method)}, "path": {_quote(scope["path"])}, '
                 f'"status": {status}, "latency_ms": {round(seconds * 1000, 2)}'
             )

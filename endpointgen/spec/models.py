@@ -443,6 +443,13 @@ class Route(Strict):
         default=None, description="upload: allowed media types (415 otherwise)"
     )
     max_rows: int | None = Field(default=None, ge=1, le=100_000_000, description="upload csv")
+    max_pixels: int | None = Field(
+        default=None,
+        ge=1,
+        le=500_000_000,
+        description="upload image-classification: the most pixels an image may declare "
+        "(413 over it; default 40000000)",
+    )
     folder: str | None = Field(
         default=None, min_length=1, max_length=1024, description="file: local folder to serve"
     )
@@ -501,6 +508,11 @@ class Spec(Strict):
     cors: Cors | None = None
     rate_limit: RateLimit | None = None
     metrics: Metrics = Metrics()
+    docs: Literal["auth", "public", "off"] = Field(
+        default="auth",
+        description="/docs, /redoc and /openapi.json: behind the app's auth (public when it "
+        "has none), for anyone, or not served",
+    )
     routes: list[Route] = Field(min_length=1)
     errors: dict[ExceptionName, ErrorMapping] = Field(
         default_factory=dict,

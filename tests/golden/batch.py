@@ -37,12 +37,13 @@ class PostBatchRequest(BaseModel):
 
 def create_app() -> FastAPI:
     """The FastAPI app; Modal serves it, and so can any ASGI server."""
+    require_auth = auth.bearer(env="API_KEYS")
     web = http.app(
         APP_NAME,
         DESCRIPTION,
         errors={"ValueError": (400, "the input could not be processed")},
+        docs=require_auth,
     )
-    require_auth = auth.bearer(env="API_KEYS")
     limit = limits.RateLimit("120/minute", key="api_key")
     process = handlers.load(BATCH_FILE.path, "process", "handlers/batch.py")
 

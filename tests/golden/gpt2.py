@@ -37,6 +37,7 @@ runtime.require("0.2.0")
 
 def create_app(model: tasks.Model) -> FastAPI:
     """The FastAPI app; Modal serves it, and so can any ASGI server."""
+    require_auth = auth.bearer(env="API_KEYS")
     web = http.app(
         APP_NAME,
         DESCRIPTION,
@@ -47,8 +48,8 @@ def create_app(model: tasks.Model) -> FastAPI:
             credentials=False,
             max_age=600,
         ),
+        docs=require_auth,
     )
-    require_auth = auth.bearer(env="API_KEYS")
     limit = limits.RateLimit("60/minute", key="api_key")
     guards = http.guards(require_auth, limit, model.ready)
 

@@ -34,8 +34,8 @@ class PostItemsRequest(BaseModel):
 
 def create_app() -> FastAPI:
     """The FastAPI app; Modal serves it, and so can any ASGI server."""
-    web = http.app(APP_NAME, DESCRIPTION)
     require_auth = auth.api_key(env="API_KEYS", header="X-API-Key")
+    web = http.app(APP_NAME, DESCRIPTION, docs=require_auth)
 
     @web.post("/items", dependencies=http.guards(require_auth), status_code=201)
     async def post_items(body: PostItemsRequest) -> Response:

@@ -36,6 +36,7 @@ runtime.require("0.2.0")
 
 def create_app(model: tasks.Model) -> FastAPI:
     """The FastAPI app; Modal serves it, and so can any ASGI server."""
+    require_auth = auth.api_key(env="API_KEYS", header="X-API-Key")
     web = http.app(
         APP_NAME,
         DESCRIPTION,
@@ -46,8 +47,8 @@ def create_app(model: tasks.Model) -> FastAPI:
             credentials=False,
             max_age=600,
         ),
+        docs=require_auth,
     )
-    require_auth = auth.api_key(env="API_KEYS", header="X-API-Key")
     limit = limits.RateLimit("600/minute", key="api_key")
 
     @web.post("/embed", dependencies=http.guards(require_auth, limit, model.ready))

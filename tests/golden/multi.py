@@ -44,8 +44,10 @@ runtime.require("0.2.0")
 
 def create_app(writer: tasks.Model, embedder: tasks.Model) -> FastAPI:
     """The FastAPI app; Modal serves it, and so can any ASGI server."""
-    web = http.app(APP_NAME, DESCRIPTION, formats={"/v1": openai.ERRORS})
     require_auth = auth.bearer(env="API_KEYS")
+    web = http.app(
+        APP_NAME, DESCRIPTION, formats={"/v1": openai.ERRORS}, docs=require_auth
+    )
     limit = limits.RateLimit(
         "600/minute", key="api_key", storage="modal-dict", app=APP_NAME
     )

@@ -48,6 +48,7 @@ class PostSentimentRequest(BaseModel):
 
 def create_app(model: tasks.Model) -> FastAPI:
     """The FastAPI app; Modal serves it, and so can any ASGI server."""
+    require_auth = auth.api_key(env="API_KEYS", header="X-API-Key")
     web = http.app(
         APP_NAME,
         DESCRIPTION,
@@ -59,8 +60,8 @@ def create_app(model: tasks.Model) -> FastAPI:
             max_age=600,
         ),
         errors={"ValueError": (422, "the text could not be scored")},
+        docs=require_auth,
     )
-    require_auth = auth.api_key(env="API_KEYS", header="X-API-Key")
     predict = handlers.load(SENTIMENT_FILE.path, "predict", "handlers/sentiment.py")
 
     @web.post("/sentiment", dependencies=http.guards(require_auth, model.ready))

@@ -39,8 +39,8 @@ runtime.require("0.2.0")
 
 def create_app(model: tasks.Model) -> FastAPI:
     """The FastAPI app; Modal serves it, and so can any ASGI server."""
-    web = http.app(APP_NAME, DESCRIPTION)
     require_auth = auth.api_key(env="API_KEYS", header="X-API-Key")
+    web = http.app(APP_NAME, DESCRIPTION, docs=require_auth)
 
     @web.post(
         "/upload/csv",
@@ -62,7 +62,10 @@ def create_app(model: tasks.Model) -> FastAPI:
         file: Annotated[UploadFile, File(description="the file")],
     ) -> Any:
         upload = await files.read_upload(file, ["image/jpeg", "image/png"])
-        return {**upload.info, **await model.classify_image(upload.content)}
+        return {
+            **upload.info,
+            **await model.classify_image(upload.content, max_pixels=24000000),
+        }
 
     @web.get("/health")
     async def health() -> http.JSONResponse:
