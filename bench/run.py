@@ -27,6 +27,7 @@ import memory
 import openai_embed
 import overhead
 import policy
+import soak
 import streaming
 from harness import BENCH, Result, busy_fraction
 
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Result]]] = {
     "streaming": streaming.run,
     "memory": memory.run,
     "openai": openai_embed.run,
+    "soak": soak.run,
 }
 RESULTS = BENCH / "results"
 BUSY = 0.15  # CPU share taken by others above which a run is flagged as skewed

@@ -1,0 +1,323 @@
+"""Soak: 10,000 mixed good and bad requests against one served app with auth, CORS and a
+rate limit (docs/security.md), while a prober times `/health`.
+
+The app (`endpointgen serve`, the tiny random ViT from `make models`) has an api_key,
+CORS for one origin, a rate limit by key, a JSON echo route, a CSV upload, an image
+upload and a generic webhook. The mix, drawn in a fixed order: good calls, missing,
+wrong and doubled keys, malformed and NaN bodies, bodies over the limit (by length and
+chunked), preflights from allowed and other origins, wide and undecodable CSVs, image
+bombs and garbage, wrong media types, forged webhooks, unknown paths, odd request ids.
+
+Three figures, each with its target:
+- `soak-5xx`: answers of 500 or more (target 0: nothing a client sends is a server error);
+- `soak-rss`: the server's RSS after the soak over its RSS after a warm-up of
+  `WARMUP` requests of the same mix (target <= 1.10);
+- `soak-health-p99`: `/health` latency, 99th percentile, probed every 20 ms while the
+  attacks run (target < 50 ms), against its median on the idle server (reported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import struct
+import tempfile
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from harness import (
+    API_KEY,
+    ROOT,
+    Result,
+    bench_env,
+    endpointgen_cmd,
+    free_port,
+    rss_kib,
+    serving,
+    write_spec,
+)
+
+REQUESTS = 10_000
+WARMUP = 1_000
+CONCURRENCY = 16
+PROBE_EVERY = 0.02  # seconds between /health probes
+ORIGIN = "https://app.example.com"
+TINY_VIT = ROOT / "specs" / "models" / "tiny-vit"  # written by `make models`
+KEY = {"X-API-Key": API_KEY}
+
+
+def spec() -> dict[str, Any]:
+    return {
+        "name": "bench-soak",
+        "model": {"id": str(TINY_VIT), "task": "image-classification"},
+        "auth": {"mode": "api_key", "secret": "soak-keys"},
+        "cors": {"origins": [ORIGIN]},
+        "rate_limit": {"limit": "100000/minute", "key": "ip"},
+        "routes": [
+            {
+                "path": "/echo",
+                "method": "POST",
+                "action": "respond",
+                "request": {"x": {"type": "float"}, "tags": {"type": "list[str]", "default": []}},
+                "response": {"x": "{x}"},
+                "max_bytes": 65_536,
+            },
+            {
+                "path": "/csv",
+                "method": "POST",
+                "action": "upload",
+                "processor": "csv",
+                "content_types": ["text/csv"],
+                "max_bytes": 2_097_152,
+            },
+            {
+                "path": "/image",
+                "method": "POST",
+                "action": "upload",
+                "processor": "image-classification",
+                "content_types": ["image/png"],
+                "max_bytes": 1_048_576,
+            },
+            {
+                "path": "/hook",
+                "method": "POST",
+                "action": "webhook",
+                "provider": "generic",
+                "env": "HOOK_SECRET",
+                "secret": "soak-hook",
+                "signature": {"header": "X-Signature"},
+            },
+            {"path": "/health", "action": "health"},
+        ],
+    }
+
+
+def png(width: int, height: int, pixels: bool = True) -> bytes:
+    """A PNG of `width` x `height`; with `pixels=False`, only a header declaring them."""
+    if pixels:
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.new("RGB", (width, height), (120, 30, 200)).save(buffer, "PNG")
+        return buffer.getvalue()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+Attack = Callable[[httpx.AsyncClient], Any]
+
+
+def attacks() -> dict[str, tuple[int, Attack]]:
+    """Each kind of request, with its weight in the mix."""
+    small_png, bomb = png(32, 32), png(13_000, 13_000, pixels=False)
+    wide = (",".join(f"c{i}" for i in range(1_500)) + "\n").encode()
+    good_csv = b"a,b\n" + b"".join(f"{i},{i * 2}\n".encode() for i in range(200))
+    json_type = {"Content-Type": "application/json"}
+
+    def upload(path: str, name: str, content: bytes, kind: str, **headers: str) -> Attack:
+        files = {"file": (name, content, kind)}
+        return lambda c: c.post(path, files=files, headers={**KEY, **headers})
+
+    def chunked(size: int) -> Attack:
+        async def body() -> Any:
+            for _ in range(size // 65_536):
+                yield b"x" * 65_536
+
+        return lambda c: c.post("/echo", content=body(), headers={**KEY, **json_type})
+
+    return {
+        "good echo": (20, lambda c: c.post("/echo", json={"x": 1.5, "tags": ["a"]}, headers=KEY)),
+        "no key": (6, lambda c: c.post("/echo", json={"x": 1})),
+        "wrong key": (6, lambda c: c.post("/echo", json={"x": 1}, headers={"X-API-Key": "no"})),
+        "two keys": (
+            3,
+            lambda c: c.post(
+                "/echo", json={"x": 1}, headers=[("X-API-Key", API_KEY), ("X-API-Key", "no")]
+            ),
+        ),
+        "malformed json": (
+            5,
+            lambda c: c.post("/echo", content=b'{"x": 1,,', headers={**KEY, **json_type}),
+        ),
+        "malformed, no key": (
+            3,
+            lambda c: c.post("/echo", content=b'{"x": [[[', headers=json_type),
+        ),
+        "nan": (
+            4,
+            lambda c: c.post("/echo", content=b'{"x": NaN}', headers={**KEY, **json_type}),
+        ),
+        "wrong types": (4, lambda c: c.post("/echo", json={"x": "one", "y": 2}, headers=KEY)),
+        "over max_bytes": (
+            2,
+            lambda c: c.post("/echo", content=b" " * 70_000, headers={**KEY, **json_type}),
+        ),
+        "chunked over max_bytes": (2, chunked(262_144)),
+        "preflight": (
+            4,
+            lambda c: c.options(
+                "/echo",
+                headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"},
+            ),
+        ),
+        "preflight, other origin": (
+            3,
+            lambda c: c.options(
+                "/echo",
+                headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+            ),
+        ),
+        "good csv": (5, upload("/csv", "ok.csv", good_csv, "text/csv")),
+        "wide csv": (3, upload("/csv", "wide.csv", wide, "text/csv")),
+        "csv not utf-8": (2, upload("/csv", "bad.csv", b"\xff\xfe\x00a,b\n", "text/csv")),
+        "good image": (5, upload("/image", "ok.png", small_png, "image/png")),
+        "image bomb": (3, upload("/image", "bomb.png", bomb, "image/png")),
+        "image garbage": (2, upload("/image", "junk.png", b"\x89PNG not really", "image/png")),
+        "wrong media type": (2, upload("/image", "x.gif", b"GIF89a", "image/gif")),
+        "forged webhook": (
+            4,
+            lambda c: c.post("/hook", content=b'{"a": 1}', headers={"X-Signature": "00" * 32}),
+        ),
+        "unknown path": (3, lambda c: c.get("/../../etc/passwd", headers=KEY)),
+        "odd request id": (
+            3,
+            lambda c: c.post("/echo", json={"x": 2}, headers={**KEY, "X-Request-ID": "r" * 300}),
+        ),
+    }
+
+
+class Prober(threading.Thread):
+    """GET /health every `PROBE_EVERY` seconds on its own connection, timing each."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.latencies: list[float] = []
+        self.statuses: Counter[int] = Counter()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self.done.is_set():
+                started = time.perf_counter()
+                status = client.get("/health").status_code
+                self.latencies.append(time.perf_counter() - started)
+                self.statuses[status] += 1
+                time.sleep(PROBE_EVERY)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def send(url: str, kinds: list[str], table: dict[str, tuple[int, Attack]]) -> Counter[str]:
+    """Each request of `kinds`, `CONCURRENCY` at a time; counts of (kind, status)."""
+    seen: Counter[str] = Counter()
+    queue = iter(kinds)
+    limits = httpx.Limits(max_connections=CONCURRENCY)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
+        async def worker() -> None:
+            for kind in queue:
+                try:
+                    answer = await table[kind][1](client)
+                    seen[f"{kind}: {answer.status_code}"] += 1
+                except httpx.HTTPError as exc:  # the server cut a connection: note it
+                    seen[f"{kind}: {type(exc).__name__}"] += 1
+
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return seen
+
+
+def idle_health(url: str, count: int = 100) -> float:
+    with httpx.Client(base_url=url) as client:
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            client.get("/health")
+            times.append(time.perf_counter() - started)
+    return percentile(times, 0.5)
+
+
+def run(logs: Path) -> list[Result]:
+    table = attacks()
+    rng = random.Random(7)
+    names = list(table)
+    weights = [table[n][0] for n in names]
+    kinds = rng.choices(names, weights, k=WARMUP + REQUESTS)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
+        path = write_spec(Path(folder), spec())
+        cmd = [*endpointgen_cmd(), "serve", str(path), "--port", str(port)]
+        env = bench_env(HOOK_SECRET="soak-hook-secret")
+        with serving(cmd, port, logs / "soak.log", env=env) as server:
+            idle = idle_health(url)
+            asyncio.run(send(url, kinds[:WARMUP], table))
+            warm = rss_kib(server.pid)
+            prober = Prober(url)
+            prober.start()
+            started = time.perf_counter()
+            seen = asyncio.run(send(url, kinds[WARMUP:], table))
+            elapsed = time.perf_counter() - started
+            prober.done.set()
+            prober.join()
+            after = rss_kib(server.pid)
+    errors = {k: v for k, v in seen.items() if k.rsplit(": ", 1)[1][0] == "5"}
+    cut = {k: v for k, v in seen.items() if not k.rsplit(": ", 1)[1].isdigit()}
+    p99 = percentile(prober.latencies, 0.99) * 1000
+    details = {
+        "requests": REQUESTS,
+        "seconds": round(elapsed, 1),
+        "rps": round(REQUESTS / elapsed, 1),
+        "answers": dict(sorted(seen.items())),
+        "connection_errors": cut,
+    }
+    return [
+        Result("soak-5xx", sum(errors.values()), None, "answers", "== 0", not errors, details),
+        Result(
+            "soak-rss",
+            after / 1024,
+            warm / 1024,
+            "MiB",
+            "ratio <= 1.1",
+            after <= warm * 1.10,
+            {"warmup_requests": WARMUP},
+        ),
+        Result(
+            "soak-health-p99",
+            p99,
+            idle * 1000,
+            "ms",
+            "< 50 ms",
+            p99 < 50,
+            {
+                "probes": len(prober.latencies),
+                "p50_ms": round(percentile(prober.latencies, 0.5) * 1000, 2),
+                "max_ms": round(max(prober.latencies) * 1000, 2),
+                "statuses": dict(prober.statuses),
+                "baseline": "median /health on the idle server",
+            },
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    import json
+
+    for result in run(Path(tempfile.mkdtemp(prefix="soak-logs-"))):
+        print(json.dumps(vars(result), default=str))
