@@ -214,16 +214,23 @@ def test_route_auth_none_with_public_true_is_open_and_the_rest_stay_closed(
     spec["routes"].append(
         {"path": "/open", "method": "POST", "action": "generate", "auth": "none", "public": True}
     )
-    spec["routes"].append(
-        {"path": "/acknowledged", "method": "POST", "action": "generate", "public": True}
-    )
     _, client = build(spec, {"API_KEYS": "key-one"})
     assert client.post("/open", json=BODY).status_code == 200
     assert_refused(client.post("/generate", json=BODY), ["key-one"], "Bearer")
-    # `public: true` alone acknowledges an open route; it does not switch the app's auth off.
-    assert_refused(client.post("/acknowledged", json=BODY), ["key-one"], "Bearer")
-    r = client.post("/acknowledged", json=BODY, headers={"Authorization": "Bearer key-one"})
-    assert r.status_code == 200
+
+
+def test_public_true_on_a_guarded_route_is_refused(tmp_path: Path, tiny_gpt2: Path) -> None:
+    """docs/spec.md, Auth: `public: true` acknowledges an open model route; it does not open
+    one. On a route the app's auth still guards it would change nothing, so it is refused."""
+    spec = model_spec(tiny_gpt2, {"mode": "bearer"})
+    spec["routes"].append(
+        {"path": "/acknowledged", "method": "POST", "action": "generate", "public": True}
+    )
+    with pytest.raises(SpecError) as caught:
+        pipeline.build(write_spec(tmp_path, spec), tmp_path / "build")
+    assert "routes[3].public: POST /acknowledged is behind the app's auth (bearer)" in str(
+        caught.value
+    )
 
 
 def test_open_app_serves_public_model_routes(build: Build, tiny_gpt2: Path) -> None:

@@ -90,6 +90,11 @@ def route(kind: str, i: int, model: str | None, public: bool) -> dict[str, Any]:
     return out
 
 
+def opened(route: dict[str, Any], auth: str) -> dict[str, Any]:
+    """A `public: true` route of an app with auth opts out of it (`public` alone does not)."""
+    return {**route, "auth": "none"} if route.get("public") and auth != "none" else route
+
+
 @st.composite
 def specs(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
     spec: dict[str, Any] = {"name": "combo", "description": "a drawn combination"}
@@ -97,7 +102,7 @@ def specs(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
     auth = draw(st.sampled_from(["none", "api_key", "bearer", "jwt", "proxy"]))
     if auth != "none":
         spec["auth"] = {"mode": auth, "secret": "combo-auth"}
-    public = auth == "none" or draw(st.booleans())
+    public = auth == "none" or (auth != "proxy" and draw(st.booleans()))
     kinds = draw(st.lists(st.sampled_from(PLAIN_ROUTES), max_size=3))
     models: list[str | None] = [None] * len(kinds)
     if shape == "single":
@@ -124,10 +129,11 @@ def specs(draw: st.DrawFn) -> tuple[dict[str, Any], str | None]:
             kinds += chosen
             models += [name] * len(chosen)
     routes = [
-        route(kind, i, m, public) for i, (kind, m) in enumerate(zip(kinds, models, strict=True))
+        opened(route(kind, i, m, public), auth)
+        for i, (kind, m) in enumerate(zip(kinds, models, strict=True))
     ]
     spec["routes"] = [*routes, {"path": "/health", "action": "health"}]
-    if draw(st.booleans()):
+    if routes and draw(st.booleans()):  # an app-wide limit needs a route besides health
         key = draw(st.sampled_from(["ip", "api_key"]))
         storage = draw(st.sampled_from(["memory", "redis", "modal-dict"]))
         spec["rate_limit"] = {"limit": "5/second", "key": key, "storage": storage}

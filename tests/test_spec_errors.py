@@ -1011,6 +1011,7 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
             "public": True,
             "rate_limit": "none",
         },
+        {"path": "/embed/limited", "method": "POST", "action": "embed"},  # the app's limit
         {"path": "/health", "action": "health", "rate_limit": "none"},
     ],
     "environments": {
@@ -1038,6 +1039,7 @@ EVERY_KEY_GENERATION: dict[str, Any] = {
             "max_chars": 4000,
             "rate_limit": False,  # `rate_limit: off`
         },
+        {"path": "/generate/limited", "method": "POST", "action": "generate"},
     ],
 }
 
@@ -1436,7 +1438,7 @@ def test_keys_the_app_would_not_read_are_refused(
     """docs/spec.md: nothing is silently ignored. Each key that validates but that the
     built app would drop is refused, at its own line and column."""
     (in_tmp / "spec.yaml").write_text(
-        "name: demo\nroutes:\n  - {path: /h, action: health}\n" + text + "\n"
+        "name: demo\nroutes:\n  - {path: /h, action: respond, response: {}}\n" + text + "\n"
     )
     found = lines_for("spec.yaml")
     assert all(re.match(r"spec\.yaml:4:\d+: ", line) for line in found), found

@@ -87,6 +87,14 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
             "batching gathers classify, embed and image-upload requests, and this spec has "
             "none (text generation and handlers run one request at a time)",
         )
+    if spec.rate_limit is not None and not any(
+        r.rate_limit is None and r.action != "health" for r in spec.routes
+    ):
+        yield doc.problem(
+            ("rate_limit",),
+            "no route uses the app's `rate_limit`: each sets its own or `none` (and health "
+            "routes have none); remove it, or drop a route's own limit",
+        )
     seen: dict[tuple[str, str], int] = {}
     for i, route in enumerate(spec.routes):
         yield from _route(spec, doc, i, route)
@@ -137,6 +145,20 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
                 (*here, "action"),
                 "OpenAI clients send `Authorization: Bearer`; use auth mode bearer or jwt",
             )
+        if "method" in route.model_fields_set:
+            yield doc.problem(
+                (*here, "method"),
+                "an `openai` route serves GET <path>/models and POST for the rest, whatever "
+                "`method` says; remove it",
+            )
+        if model is not None and model.task in OPENAI_TASKS:
+            unread = "max_items" if model.task == "text-generation" else "max_tokens"
+            if getattr(route, unread) is not None:
+                yield doc.problem(
+                    (*here, unread),
+                    f"`{unread}` is not read by an `openai` route serving {_article(model.task)} "
+                    f"{model.task} model",
+                )
     # Handlers and uploads get the model too, so they count as running it.
     uses_model = task or route.action == "openai"
     uses_model = uses_model or (route.action in ("handler", "upload") and model is not None)
@@ -145,6 +167,12 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
             here,
             f"{name} runs the model with no auth; set `auth.mode` for the app, "
             "or mark this route `public: true` to serve it openly",
+        )
+    if route.public and route_auth(spec, route) != "none":
+        yield doc.problem(
+            (*here, "public"),
+            f"{name} is behind the app's auth ({spec.auth.mode}): `public: true` does not "
+            "open a route, `auth: none` does",
         )
     if spec.auth.mode == "proxy" and route.auth == "none" and route.action != "health":
         yield doc.problem(
