@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,6 +38,9 @@ def generate(client: TestClient, **body: Any) -> Any:
 
 
 def test_health_reports_the_loaded_model(client: TestClient, tiny_gpt2: Path) -> None:
+    """docs/spec.md, Top level (`model`): the app serves the spec's model.
+    docs/spec.md, Routes (`health`): once it is loaded, `/health` answers 200 with the model, a
+    local one named by its folder, and its task."""
     r = client.get("/health")
     assert r.status_code == 200
     # A local model is named by its folder: no path of this machine in an answer.
@@ -44,6 +48,8 @@ def test_health_reports_the_loaded_model(client: TestClient, tiny_gpt2: Path) ->
 
 
 def test_generate_returns_text_and_counts(client: TestClient) -> None:
+    """docs/spec.md, Routes (`generate`): the answer is
+    `{text, tokens_generated, finish_reason}`."""
     r = generate(client, max_tokens=8, seed=3)
     assert r.status_code == 200
     body = r.json()
@@ -54,6 +60,7 @@ def test_generate_returns_text_and_counts(client: TestClient) -> None:
 
 
 def test_seed_makes_sampling_reproducible(client: TestClient) -> None:
+    """docs/spec.md, Routes (`generate`): the same `seed` gives the same text."""
     first = generate(client, max_tokens=12, seed=7, temperature=1.5).json()
     assert generate(client, max_tokens=12, seed=7, temperature=1.5).json() == first
     others = {
@@ -64,11 +71,14 @@ def test_seed_makes_sampling_reproducible(client: TestClient) -> None:
 
 
 def test_temperature_zero_is_greedy(client: TestClient) -> None:
+    """docs/spec.md, Routes (`generate`): `temperature: 0` is greedy."""
     outs = {generate(client, max_tokens=10, temperature=0).json()["text"] for _ in range(3)}
     assert len(outs) == 1
 
 
 def test_stop_strings_cut_the_text(client: TestClient) -> None:
+    """docs/spec.md, Routes (`generate`): a `stop` string ends the text, with `finish_reason`
+    `stop`."""
     full = generate(client, max_tokens=20, temperature=0).json()
     assert len(full["text"]) > 2
     stop = full["text"][1:3]
@@ -79,6 +89,8 @@ def test_stop_strings_cut_the_text(client: TestClient) -> None:
 
 
 def test_route_ceiling_on_max_tokens_and_prompt(client: TestClient) -> None:
+    """docs/spec.md, Routes (`max_tokens`, `max_chars`): by default a generate route refuses
+    `max_tokens` over 1024, and a prompt over 20000 characters, with 422."""
     r = generate(client, max_tokens=1025)
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "max_tokens"]
@@ -148,6 +160,8 @@ def test_health_needs_no_auth_and_no_rate_limit(client: TestClient) -> None:
 
 
 def test_cors_on_success_errors_and_preflight(client: TestClient) -> None:
+    """docs/spec.md, Top level (`cors`): with `cors` set, an allowed origin gets the CORS headers on
+    200, 401 and 422 answers, and a preflight needs no auth; another origin gets none."""
     ok = client.post(
         "/generate", json={"prompt": "hi", "max_tokens": 1}, headers={**AUTH, "Origin": ORIGIN}
     )
@@ -221,6 +235,8 @@ def test_request_ids_are_the_servers_and_the_clients_is_kept_beside(
 def test_oversized_body_gets_413_before_the_model(
     tmp_path: Path, tiny_gpt2: Path, env_keys: list[str]
 ) -> None:
+    """docs/spec.md, Routes (`max_bytes`): a body over the route's `max_bytes`, with or without a
+    Content-Length, is a 413."""
     spec = gpt2_spec(tiny_gpt2)
     spec["routes"][0]["max_bytes"] = 100
     client = client_for(build_and_import(write_spec(tmp_path, spec), tmp_path / "b"))
@@ -273,6 +289,7 @@ def test_a_model_that_fails_to_load_answers_503(tmp_path: Path, env_keys: list[s
 
 
 def test_health_is_503_while_loading(gpt2_module: ModuleType) -> None:
+    """docs/spec.md, Routes (`health`): 503 before the model is loaded."""
     assert gpt2_module.model.status == "loading"
     client = TestClient(gpt2_module.create_app(gpt2_module.model))
     assert client.get("/health").status_code == 503
@@ -280,6 +297,8 @@ def test_health_is_503_while_loading(gpt2_module: ModuleType) -> None:
 
 
 def test_stream_sends_token_events_then_totals(client: TestClient) -> None:
+    """docs/spec.md, Routes (`generate`): with `stream: true`, `event: token` with the text as it
+    arrives, then `event: done` with the totals."""
     with client.stream(
         "POST",
         "/generate/stream",
@@ -313,3 +332,83 @@ def test_openapi_lists_routes_and_schemas(client: TestClient) -> None:
     assert {"/generate", "/generate/stream", "/health"} <= set(doc["paths"])
     assert "GenerateRequest" in doc["components"]["schemas"]
     assert "HTTPBearer" in doc["components"]["securitySchemes"]
+
+
+def test_cors_is_off_unless_the_spec_sets_it(
+    tmp_path: Path, tiny_gpt2: Path, env_keys: list[str]
+) -> None:
+    """docs/spec.md, Top level (`cors`): off by default: without `cors`, no origin is
+    allowed, so a browser on another site can neither read an answer nor pass a
+    preflight."""
+    spec = gpt2_spec(tiny_gpt2)
+    del spec["cors"]
+    client = client_for(build_and_import(write_spec(tmp_path, spec), tmp_path / "b"))
+    r = client.post(
+        "/generate", json={"prompt": "hi", "max_tokens": 1}, headers={**AUTH, "Origin": ORIGIN}
+    )
+    assert r.status_code == 200
+    assert not any(h.lower().startswith("access-control-") for h in r.headers)
+    preflight = client.options(
+        "/generate", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}
+    )
+    assert "Access-Control-Allow-Origin" not in preflight.headers
+
+
+def test_a_model_id_is_a_hub_repo_or_a_folder_next_to_the_spec(
+    tmp_path: Path, tiny_gpt2: Path, env_keys: list[str]
+) -> None:
+    """docs/spec.md, Model (`id`): an id that names an existing directory next to the spec
+    (relative to the spec file, not to where the command runs) is that local model, copied
+    into the image at `/model` and named by its folder; an id with no such folder is a
+    Hugging Face repo id."""
+    specs = tmp_path / "specs"
+    shutil.copytree(tiny_gpt2, specs / "weights" / "tiny")
+    spec = gpt2_spec(tiny_gpt2)
+    for local_id in ("weights/tiny", "./weights/tiny"):
+        spec["model"]["id"] = local_id
+        module = build_and_import(write_spec(specs, spec), tmp_path / "b")
+        assert module.MODEL_DIR.local == specs / "weights" / "tiny"
+        assert module.MODEL_DIR.remote == "/model"
+        health = client_for(module).get("/health")
+        assert health.status_code == 200, health.text
+        assert health.json()["model"] == "tiny"
+    spec["model"]["id"] = "org/tiny"  # no such folder beside the spec: the Hub
+    module = build_and_import(write_spec(specs, spec), tmp_path / "b")
+    assert not hasattr(module, "MODEL_DIR") and module.model.path is None
+    assert module.model.name == "org/tiny"
+
+
+@pytest.mark.parametrize(
+    ("saved", "dtype", "loaded"),
+    [
+        ("float32", "auto", "float32"),
+        ("bfloat16", "auto", "bfloat16"),
+        ("bfloat16", "float32", "float32"),
+        ("float32", "bfloat16", "bfloat16"),
+        ("float32", "float16", "float16 on a GPU, else float32"),
+    ],
+)
+def test_dtype_sets_how_the_weights_load(
+    tmp_path: Path, tiny_gpt2: Path, env_keys: list[str], saved: str, dtype: str, loaded: str
+) -> None:
+    """docs/spec.md, Model (`dtype`): `auto` loads the checkpoint's own dtype, `float32`,
+    `float16` and `bfloat16` load that one; `float16` on a machine without a GPU loads
+    `float32`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    weights = tmp_path / "weights"
+    shutil.copytree(tiny_gpt2, weights)
+    if saved != "float32":
+        checkpoint = AutoModelForCausalLM.from_pretrained(tiny_gpt2, dtype=getattr(torch, saved))
+        checkpoint.save_pretrained(weights)
+    spec = gpt2_spec(weights)
+    spec["model"]["dtype"] = dtype
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "b")
+    model = module.model.load()
+    assert model.status == "ready", model.error
+    if loaded.startswith("float16"):
+        loaded = "float16" if torch.cuda.is_available() else "float32"
+    assert model.engine.model.dtype == getattr(torch, loaded)
+    client = TestClient(module.create_app(model))
+    assert generate(client, max_tokens=2).status_code == 200

@@ -65,6 +65,8 @@ def cosine(a: list[float], b: list[float]) -> float:
 def test_embeddings_are_normalised_and_semantic(
     minilm_module: tuple[ModuleType, Any], env_keys: list[str]
 ) -> None:
+    """docs/spec.md, Routes (`embed`): `{texts}` gives `{embeddings, dim}`, each vector
+    L2-normalised, similar texts closer."""
     module, model = minilm_module
     client = TestClient(module.create_app(model))
     texts = [
@@ -86,6 +88,8 @@ def test_embeddings_are_normalised_and_semantic(
 def test_embed_limits_are_enforced_before_the_model(
     minilm_module: tuple[ModuleType, Any], env_keys: list[str]
 ) -> None:
+    """docs/spec.md, Routes (`max_items`): an embed route refuses more texts than its `max_items`
+    with 422."""
     module, model = minilm_module
     client = TestClient(module.create_app(model))
     assert client.post("/embed", json={"texts": ["a"] * 9}, headers=KEY).status_code == 422
@@ -106,6 +110,8 @@ async def _concurrent(app: Any, path: str, bodies: list[dict[str, Any]]) -> list
 def test_batched_embeddings_equal_single_ones(
     tmp_path: Path, minilm: Path, env_keys: list[str]
 ) -> None:
+    """docs/spec.md, Top level (`batching`): concurrent `embed` requests are gathered into batched
+    model calls, and each result equals the unbatched one to within 1e-6."""
     module, model = loaded(tmp_path, embed_spec(minilm, {"max_batch_size": 16, "wait_ms": 50}))
     calls: list[int] = []
     run = model.engine.__call__
@@ -129,6 +135,8 @@ def test_batched_embeddings_equal_single_ones(
 
 
 def test_classify_one_and_many(tmp_path: Path, tiny_bert: Path, env_keys: list[str]) -> None:
+    """docs/spec.md, Routes (`classify`): `{text}` gives `{label, score}`, `{texts: [...]}` a list
+    of them."""
     module, model = loaded(tmp_path, classify_spec(tiny_bert))
     client = TestClient(module.create_app(model))
     one = client.post("/classify", json={"text": "what a lovely day"}, headers=KEY)
@@ -148,6 +156,9 @@ def test_classify_one_and_many(tmp_path: Path, tiny_bert: Path, env_keys: list[s
 def test_batched_classification_isolates_a_failing_input(
     tmp_path: Path, tiny_bert: Path, env_keys: list[str]
 ) -> None:
+    """docs/spec.md, Top level (`batching`): concurrent `classify` requests are batched; when a
+    batched call fails each request is retried alone, so only the failing input's request gets a
+    500 and the others get their unbatched answers."""
     module, model = loaded(tmp_path, classify_spec(tiny_bert, {"max_batch_size": 8, "wait_ms": 50}))
     run = model.engine
 
@@ -165,3 +176,28 @@ def test_batched_classification_isolates_a_failing_input(
     for body, r in zip(bodies, responses, strict=True):
         if r.status_code == 200:
             assert r.json() == run([body["text"]])[0] | {"score": pytest.approx(r.json()["score"])}
+
+
+def test_max_items_is_128_unless_the_route_says(
+    tmp_path: Path, tiny_bert: Path, env_keys: list[str]
+) -> None:
+    """docs/spec.md, Routes (`max_items`): a classify route without `max_items` takes up to
+    128 texts a request; 129 are a 422 naming `texts`, refused before any model work."""
+    spec = classify_spec(tiny_bert)
+    del spec["routes"][0]["max_items"]
+    module, model = loaded(tmp_path, spec)
+    calls: list[int] = []
+    run = model.engine
+
+    def counting(texts: list[str]) -> Any:
+        calls.append(len(texts))
+        return run(texts)
+
+    model.serve(counting)
+    client = TestClient(module.create_app(model))
+    full = client.post("/classify", json={"texts": ["good"] * 128}, headers=KEY)
+    assert full.status_code == 200 and len(full.json()) == 128
+    over = client.post("/classify", json={"texts": ["good"] * 129}, headers=KEY)
+    assert over.status_code == 422
+    assert over.json()["detail"][0]["loc"] == ["body", "texts"]
+    assert calls == [128]

@@ -95,6 +95,9 @@ def assert_refused(r: Any, secrets: list[str], www: str | None = None) -> None:
 def test_static_keys_accept_each_valid_key_and_refuse_everything_else(
     build: Build, tiny_gpt2: Path, auth: dict[str, Any], send: Callable[[str], dict[str, str]]
 ) -> None:
+    """docs/spec.md, Auth (`api_key`, `bearer`): the key goes in `X-API-Key` (or the spec's
+    `header`) or as `Authorization: Bearer <token>`; every comma-separated value of `API_KEYS` is
+    accepted, and anything else gets 401."""
     _, client = build(model_spec(tiny_gpt2, auth), {"API_KEYS": " key-one , key-two "})
     www = "Bearer" if auth["mode"] == "bearer" else None
     for key in KEYS:  # several valid at once: rotation without downtime
@@ -234,6 +237,8 @@ def test_public_true_on_a_guarded_route_is_refused(tmp_path: Path, tiny_gpt2: Pa
 
 
 def test_open_app_serves_public_model_routes(build: Build, tiny_gpt2: Path) -> None:
+    """docs/spec.md, Auth (`none`): the client sends nothing: a request without any credential is
+    served."""
     spec = model_spec(tiny_gpt2, {"mode": "none"})
     spec["routes"] = [
         {"path": "/generate", "method": "POST", "action": "generate", "public": True},
@@ -314,6 +319,8 @@ def hs(payload: dict[str, Any], secret: str = HS_SECRET, **kwargs: Any) -> str:
 
 
 def test_jwt_hs256_valid_token_passes(hs_client: TestClient) -> None:
+    """docs/spec.md, Auth (`jwt`): `Authorization: Bearer <JWT>` signed with the HS256 secret of
+    `JWT_SECRET` passes."""
     r = hs_client.post("/generate", json=BODY, headers=bearer(hs(claims())))
     assert r.status_code == 200, r.text
     # A token without `sub` still works; a token with nbf in the past too.
@@ -409,6 +416,9 @@ def rsa_keys() -> tuple[str, str, str]:
 def test_jwt_rs256(
     build: Build, tiny_gpt2: Path, rsa_keys: tuple[str, str, str], one_line: bool
 ) -> None:
+    """docs/spec.md, Auth (`jwt`): with RS256 the valid tokens are those signed by the private half
+    of the PEM public key in `JWT_PUBLIC_KEY`, written with line breaks or on one line with each
+    break as the two characters backslash and n."""
     private, public, other = rsa_keys
     env_value = public.replace("\n", "\\n") if one_line else public
     assert ("\n" in env_value) is not one_line
@@ -453,6 +463,8 @@ def proxy(key: str, secret: str) -> dict[str, str]:
 
 
 def test_proxy_mode_checks_modal_headers_locally(build: Build, tiny_gpt2: Path) -> None:
+    """docs/spec.md, Auth (`proxy`): outside Modal the app checks the `Modal-Key` and `Modal-Secret`
+    headers itself, against the `key:secret` pairs of `MODAL_PROXY_TOKENS`."""
     spec = model_spec(tiny_gpt2, {"mode": "proxy"})
     _, client = build(spec, {"MODAL_PROXY_TOKENS": PROXY_TOKENS})
     for key, secret in (("wk-alpha", "ws-alpha-secret"), ("wk-beta", "ws-beta-secret")):
@@ -516,6 +528,8 @@ def hook_spec(auth: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_proxy_mode_asks_modal_for_proxy_auth(build: Build, tiny_gpt2: Path) -> None:
+    """docs/spec.md, Auth (`proxy`): deployed, Modal checks them at its edge
+    (`requires_proxy_auth=True`)."""
     module, _ = build(model_spec(tiny_gpt2, {"mode": "proxy"}))
     assert web_unauthenticated(module) is False
     assert "requires_proxy_auth=True" in Path(module.__file__).read_text()

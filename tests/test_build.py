@@ -136,7 +136,11 @@ def service_function(module: Any) -> Any:
 def test_modal_reads_back_the_spec_settings(
     spec: Path, tmp_path: Path, cls_settings: list[dict[str, Any]]
 ) -> None:
-    """Import with the real `modal`, no token, no network; read settings with Modal's API."""
+    """docs/spec.md, Top level (`gpu`, `resources`, `scaling`): every spec's GPUs, cpu, memory,
+    timeout, max_inputs and autoscaler settings (min, max and buffer containers, scaledown
+    window) reach Modal as the spec writes them.
+
+    Import with the real `modal`, no token, no network; read settings with Modal's API."""
     built = _built(spec, tmp_path)
     built.path.write_text(built.source, encoding="utf-8")
     for name in REMOVED_MODAL_NAMES:
@@ -185,6 +189,8 @@ def test_modal_reads_back_the_spec_settings(
 
 
 def test_gpu_fallback_list_and_counts_reach_modal(tmp_path: Path) -> None:
+    """docs/spec.md, Top level (`gpu`): names in any case, `NAME:N` for N GPUs, and a list that
+    Modal tries in order reach Modal as written, read back with `Function.info()`."""
     spec = write_spec(
         tmp_path,
         {
@@ -213,3 +219,25 @@ def test_importing_a_built_module_loads_no_model(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_name_names_the_modal_app_and_the_module(tmp_path: Path) -> None:
+    """docs/spec.md, Top level (`name`): the Modal app name, and the built module is
+    `<out>/<name with - as _>.py`; a name that breaks `^[a-z][a-z0-9-]{0,47}$`, or one
+    that would shadow a module the app imports, is refused."""
+    routes = [{"path": "/health", "action": "health"}]
+    built = pipeline.build(write_spec(tmp_path, {"name": "my-app", "routes": routes}), tmp_path)
+    assert built.path == tmp_path / "my_app.py"
+    built.path.write_text(built.source, encoding="utf-8")
+    assert import_file(built.path).app.name == "my-app"
+    longest = "a" + "-0" * 23 + "b"
+    assert len(longest) == 48
+    assert pipeline.validate(write_spec(tmp_path, {"name": longest, "routes": routes})) == []
+    for name, problem in [
+        ("My-App", "is not a valid app name"),
+        ("9lives", "is not a valid app name"),
+        (longest + "c", "is not a valid app name"),
+        ("modal", "would make a module that shadows Python's `modal`"),
+    ]:
+        (found,) = pipeline.validate(write_spec(tmp_path, {"name": name, "routes": routes}))
+        assert problem in str(found), name

@@ -71,6 +71,9 @@ def test_build_writes_then_check_passes_then_detects_drift(tmp_path: Path) -> No
 
 
 def test_build_with_an_environment_overlay(tmp_path: Path) -> None:
+    """docs/spec.md, Top level (`environments`): `--env NAME` deep-merges the overlay over the base:
+    mappings key by key (scaling keeps the base's max_containers), values replace (gpu); a name
+    the spec does not define is an error."""
     spec = write_spec(
         tmp_path,
         """\

@@ -39,7 +39,9 @@ MODEL_ROUTES = {
     "embeddings": ["embed", "openai"],
     "image-classification": ["image-upload"],
 }
-PLAIN_ROUTES = ["respond", "respond-body", "handler", "csv-upload", "file", "webhook"]
+PLAIN_ROUTES = [
+    *("respond", "respond-body", "handler", "csv-upload", "handler-upload", "file", "webhook"),
+]
 HANDLERS = """\
 def run(data, model=None):
     return {"got": sorted(data)}
@@ -66,6 +68,9 @@ def route(kind: str, i: int, model: str | None, public: bool) -> dict[str, Any]:
         out["request"] = {"texts": {"type": "list[str]", "max_items": 3}, "from": "str"}
     elif kind == "csv-upload":
         out = {"path": path, "method": "POST", "action": "upload", "processor": "csv"}
+    elif kind == "handler-upload":
+        out = {"path": path, "method": "POST", "action": "upload", "processor": "handler"}
+        out["handler"] = "h.py:run"
     elif kind == "file":
         out = {"path": path + "/{name:path}", "action": "file", "folder": "files"}
     elif kind == "webhook":

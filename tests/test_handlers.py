@@ -323,6 +323,9 @@ def imported_from(file: Path) -> ModuleType:
 
 
 def test_loader_feeds_a_handler_route_its_model(loaded: Path) -> None:
+    """docs/spec.md, Model (`loader`): `file.py:function` gets where the model is (here `./weights`,
+    relative to the spec file), is imported and called once, and handler routes receive what it
+    returns as `model`."""
     folder = loaded
     (folder / "loader.py").write_text(LOADER)
     spec = write_spec(folder, LOADER_SPEC_WITH_BODY)
@@ -404,3 +407,44 @@ def test_sse_from_a_plain_generator_sends_each_event_as_it_is_yielded(tmp_path: 
         server.stop()
     assert len(arrivals) == 3
     assert arrivals[0] < arrivals[2] - 0.6, arrivals  # spread out, about 0.4 s apart
+
+
+# --- an upload route with `processor: handler` ----------------------------------------
+
+UPLOAD_SPEC = """\
+name: uploads
+routes:
+  - path: /take
+    method: POST
+    action: upload
+    processor: handler
+    handler: handler.py:take
+    content_types: [application/pdf]
+"""
+
+TAKE = """\
+def take(data):
+    return {"keys": sorted(data), "name": data["filename"], "type": data["content_type"],
+            "size": len(data["content"]), "bytes": isinstance(data["content"], bytes)}
+"""
+
+
+def test_an_upload_handler_gets_the_file_name_type_and_bytes(tmp_path: Path) -> None:
+    """docs/spec.md, Routes without a model: with `processor: handler` your function gets
+    `filename`, `content_type` and `content` (bytes) of the uploaded file. (A spec whose
+    only handler was an upload's once built a module that did not import `handlers`.)"""
+    (tmp_path / "handler.py").write_text(TAKE)
+    module = build_and_import(write_spec(tmp_path, UPLOAD_SPEC), tmp_path / "out")
+    client = TestClient(module.create_app())
+    pdf = b"%PDF-1.4 a small document"
+    r = client.post("/take", files={"file": ("doc.pdf", pdf, "application/pdf")})
+    assert r.status_code == 200, r.text
+    assert r.json() == {
+        "keys": ["content", "content_type", "filename"],
+        "name": "doc.pdf",
+        "type": "application/pdf",
+        "size": len(pdf),
+        "bytes": True,
+    }
+    refused = client.post("/take", files={"file": ("a.txt", b"hi", "text/plain")})
+    assert refused.status_code == 415

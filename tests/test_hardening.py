@@ -34,7 +34,10 @@ def get_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
 
 
 def test_a_body_on_a_get_route_is_bounded_too(get_hook: TestClient) -> None:
-    """Hardening 1: a 2 MiB chunked body on `GET /hook` is refused with 413 once it passes
+    """docs/spec.md, Routes (`max_bytes`): every route with a body, a GET one too, refuses one over
+    1 MiB (the default) with 413 before it is read whole.
+
+    Hardening 1: a 2 MiB chunked body on `GET /hook` is refused with 413 once it passes
     the route's limit (1 MiB), not read whole and then refused with 401."""
 
     def chunks() -> object:
@@ -251,7 +254,10 @@ def test_auth_comes_before_body_parsing(tmp_path: Path, monkeypatch: pytest.Monk
 def test_docs_pages_follow_the_docs_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, docs: str, anonymous: int, keyed: int
 ) -> None:
-    """Hardening 9: `/docs`, `/redoc` and `/openapi.json` of an authenticated app are
+    """docs/spec.md, Top level (`docs`): `auth` (the default) puts `/docs`, `/redoc` and
+    `/openapi.json` behind the app's auth, `public` serves them to anyone, `off` not at all.
+
+    Hardening 9: `/docs`, `/redoc` and `/openapi.json` of an authenticated app are
     behind its auth by default (`docs: auth`); `public` serves them to anyone and `off`
     not at all. The route table is what a caller without a key must not read."""
     monkeypatch.setenv("API_KEYS", "good")
@@ -276,7 +282,9 @@ def test_docs_pages_follow_the_docs_key(
 
 
 def test_docs_are_public_for_an_app_without_auth(tmp_path: Path) -> None:
-    """`docs: auth` on an app with no auth leaves nothing to check: the pages are public,
+    """docs/spec.md, Top level (`docs`): on an app without auth the pages are public.
+
+    `docs: auth` on an app with no auth leaves nothing to check: the pages are public,
     and the built module says so by not passing `docs`."""
     spec = {"name": "open", "routes": [{"path": "/r", "action": "respond", "response": {}}]}
     built = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")

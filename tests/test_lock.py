@@ -74,6 +74,8 @@ def test_the_web_tier_image_has_no_model_stack() -> None:
 
 
 def test_a_package_the_spec_names_keeps_its_own_pin(tmp_path: Path) -> None:
+    """docs/spec.md, Top level (`packages`): the spec's extra pip requirements go into the image,
+    each with the spec's own pin."""
     spec = yaml.safe_load((SPECS / "gpt2.yaml").read_text())
     spec["packages"] = ["numpy==2.3.0", "scipy>=1.14"]
     module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")

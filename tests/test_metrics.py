@@ -48,8 +48,13 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2: Path) -> Iterato
 
 
 def test_metrics_count_what_was_served(served: Server) -> None:
-    """docs/spec.md, Metrics: requests by route, method and status; latency per route;
-    model calls, tokens, load time; 429s and 401s. No credential or address in a label."""
+    """docs/spec.md, Metrics (`endpointgen_requests_total`,
+    `endpointgen_request_duration_seconds`, `endpointgen_model_duration_seconds`,
+    `endpointgen_tokens_generated_total`, `endpointgen_model_load_seconds`,
+    `endpointgen_rate_limited_total`, `endpointgen_auth_failures_total`, `process_*`):
+    requests by route, method and status; latency per route; model calls, tokens, load
+    time; 429s and 401s; the process's CPU time, memory and open files. No credential or
+    address in a label."""
     url = served.url
     before = scrape(httpx.get(url + "/metrics", headers=AUTH).text)
     body = {"prompt": "Hello", "max_tokens": 4, "seed": 1}
@@ -90,6 +95,8 @@ def test_metrics_count_what_was_served(served: Server) -> None:
     assert grew("endpointgen_auth_failures_total", mode="bearer") == 3  # 2 + the bare scrape
     assert value(after, "endpointgen_queue_depth", model=model) == 0
     assert value(after, "process_resident_memory_bytes") > 0
+    assert value(after, "process_cpu_seconds_total") > 0
+    assert value(after, "process_open_fds") > 0
     for secret in ("key-one", "not-a-key", "127.0.0.1", "/no/such/route"):
         assert secret not in page.text
 
@@ -104,6 +111,8 @@ def served_model(samples: Samples) -> str:
 
 
 def test_metrics_public_and_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/spec.md, Top level (`metrics`): off by default (`GET /metrics` is a 404); with
+    `{enabled: true, public: true}` anyone may read it, and it is not in `/openapi.json`."""
     monkeypatch.setenv("API_KEYS", "key-one")
     spec: dict[str, Any] = {
         "name": "hello",
@@ -143,7 +152,10 @@ def test_a_route_at_metrics_is_refused_when_metrics_are_on(tmp_path: Path) -> No
 
 
 def test_batch_sizes_and_queue_depth(tmp_path: Path) -> None:
-    """Eight concurrent requests against a batching model: the batch-size histogram holds
+    """docs/spec.md, Metrics (`endpointgen_batch_size`, `endpointgen_model_duration_seconds`):
+    inputs per batched call, by model; each batched call timed with `call` `batch`.
+
+    Eight concurrent requests against a batching model: the batch-size histogram holds
     every input once, and the queue is empty once they are answered."""
     loader = tmp_path / "load.py"
     loader.write_text(
@@ -186,3 +198,54 @@ def test_batch_sizes_and_queue_depth(tmp_path: Path) -> None:
         grew, "endpointgen_model_duration_seconds_count", model="org/batched", call="batch"
     ) == value(grew, "endpointgen_batch_size_count", model="org/batched")
     assert value(grew, "endpointgen_queue_depth", model="org/batched") == 0
+
+
+def test_queue_depth_counts_the_model_calls_waiting_or_running(tmp_path: Path) -> None:
+    """docs/spec.md, Metrics (`endpointgen_queue_depth`): a gauge per model of the calls
+    waiting or running, a batcher's queue included: up while requests wait on a slow
+    model, back to 0 once they are answered."""
+    loader = tmp_path / "load.py"
+    loader.write_text(
+        "import time\n"
+        "def load(where):\n"
+        "    def embed(texts):\n"
+        "        time.sleep(0.5)\n"
+        "        return [[float(len(t))] for t in texts]\n"
+        "    return embed\n"
+    )
+
+    def depth(page: httpx.Response, model: str) -> float:
+        return value(scrape(page.text), "endpointgen_queue_depth", model=model)
+
+    def depths(name: str, batching: tasks.Batching | None) -> tuple[float, float]:
+        model = tasks.Model(
+            name, "embeddings", loader=tasks.Loader(loader, "load", "load.py"), batching=batching
+        ).load()
+        web = http.app("queued", metrics=True)
+
+        @web.post("/embed")
+        async def embed(body: tasks.EmbedRequest) -> tasks.EmbedResponse:
+            return await model.embed(body)
+
+        @web.get("/metrics")
+        async def prometheus() -> http.Response:
+            return metrics.exposition()
+
+        async def run() -> tuple[float, float]:
+            transport = httpx.ASGITransport(app=web)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                sent = [
+                    asyncio.ensure_future(client.post("/embed", json={"texts": [f"t{i}"]}))
+                    for i in range(6)
+                ]
+                await asyncio.sleep(0.2)  # every request is in, none is answered
+                during = depth(await client.get("/metrics"), name)
+                assert {r.status_code for r in await asyncio.gather(*sent)} == {200}
+                after = depth(await client.get("/metrics"), name)
+            return during, after
+
+        return asyncio.run(run())
+
+    assert depths("org/one-at-a-time", None) == (6, 0)  # six calls, running or waiting
+    during, after = depths("org/batched-by-two", tasks.Batching(2, 20))
+    assert during >= 4 and after == 0  # two in the batch that runs, four in its queue

@@ -40,13 +40,17 @@ def secrets_asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]
 
 
 def test_an_app_without_a_model_takes_many_requests_per_container(tmp_path: Path) -> None:
+    """docs/spec.md, Top level (`scaling`): unset, an app without a model takes 100 requests per
+    container."""
     module = build_and_import(SPECS / "hello.yaml", tmp_path)
     info = module.web.info()
     assert info.concurrency_info is not None and info.concurrency_info.max_inputs == 100
 
 
 def test_a_text_generator_scales_out_instead_of_queueing(tmp_path: Path) -> None:
-    """One generation at a time per container (its lock): the autoscaler aims for one
+    """docs/spec.md, Top level (`scaling`): a text generator with max_inputs above 1 aims for 1.
+
+    One generation at a time per container (its lock): the autoscaler aims for one
     request per container, and takes up to max_inputs while it adds containers."""
     module = build_and_import(SPECS / "gpt2.yaml", tmp_path)
     info = module.Server._get_class_service_function().info()
@@ -55,6 +59,8 @@ def test_a_text_generator_scales_out_instead_of_queueing(tmp_path: Path) -> None
 
 
 def test_scaling_target_inputs_and_startup_timeout_reach_modal(tmp_path: Path) -> None:
+    """docs/spec.md, Top level (`resources`, `scaling`): `startup_timeout` and `timeout`,
+    `max_inputs` and `target_inputs` reach Modal as set."""
     spec = gpt2_spec(Path("gpt2-weights"))
     spec["model"]["id"] = "gpt2"
     spec["scaling"] = {"max_inputs": 16, "target_inputs": 4}
@@ -67,7 +73,10 @@ def test_scaling_target_inputs_and_startup_timeout_reach_modal(tmp_path: Path) -
 
 
 def test_loading_a_model_has_its_own_startup_timeout(tmp_path: Path) -> None:
-    """A short per-request timeout does not kill the download and load of the weights."""
+    """docs/spec.md, Top level (`resources`): a container that loads a model gets a startup_timeout
+    of 600 s unless the spec sets one, whatever the per-request timeout.
+
+    A short per-request timeout does not kill the download and load of the weights."""
     spec = yaml.safe_load((SPECS / "gpt2.yaml").read_text())
     spec["resources"] = {"timeout": 30}
     module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
@@ -85,6 +94,7 @@ def test_loading_a_model_has_its_own_startup_timeout(tmp_path: Path) -> None:
 def test_target_inputs_is_checked_against_max_inputs(
     tmp_path: Path, scaling: dict[str, int], message: str
 ) -> None:
+    """docs/spec.md, Top level (`scaling`): target_inputs is at most max_inputs, and needs it."""
     spec = {"name": "app", "scaling": scaling, "routes": [{"path": "/h", "action": "health"}]}
     (problem,) = pipeline.validate(write_spec(tmp_path, spec))
     assert str(problem).endswith(f"scaling: {message}")
@@ -93,6 +103,9 @@ def test_target_inputs_is_checked_against_max_inputs(
 def test_secrets_go_where_they_are_used_with_the_keys_read_from_them(
     tmp_path: Path, secrets_asked: list[tuple[str, list[str]]]
 ) -> None:
+    """docs/spec.md, Top level (`secrets`): each Secret is asked for with the keys the app reads
+    from it (`required_keys`); with `models:`, the model classes get only the spec's extra
+    Secrets, and the auth Secret stays in the web tier."""
     spec = yaml.safe_load((SPECS / "multi.yaml").read_text())
     spec["secrets"] = ["hf-token"]
     module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
@@ -111,6 +124,8 @@ def test_secrets_go_where_they_are_used_with_the_keys_read_from_them(
 def test_each_webhook_secret_requires_its_signing_key(
     tmp_path: Path, secrets_asked: list[tuple[str, list[str]]]
 ) -> None:
+    """docs/spec.md, Top level (`secrets`): a webhook's Secret is asked for with its signing key in
+    `required_keys`, so a Secret without it fails the deploy."""
     build_and_import(SPECS / "webhooks.yaml", tmp_path)
     assert sorted(secrets_asked) == [
         ("github-webhook", ["GITHUB_WEBHOOK_SECRET"]),
@@ -252,6 +267,45 @@ def test_a_model_in_the_hub_cache_loads_offline(
     assert not hub_cached(str(tmp_path), None), "a local folder is not the Hub"
 
 
+def test_a_revision_picks_that_version_of_a_hub_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Model (`revision`): a branch, tag or commit on the Hub picks that
+    version of the model; without one, the latest (`main`). Two versions of one repo sit
+    in the Hub cache, as on the app's Volume, each with its own weights."""
+    import huggingface_hub.constants
+    import torch
+    from models import make_tiny_gpt2
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    repo = tmp_path / "hub" / "models--org--tiny"
+    (repo / "refs").mkdir(parents=True)
+    commits = {"main": "a" * 40, "v2": "b" * 40}
+    for seed, (ref, commit) in enumerate(commits.items()):
+        make_tiny_gpt2(repo / "snapshots" / commit, seed=seed)
+        (repo / "refs" / ref).write_text(commit)
+
+    def loaded(revision: str | None) -> Any:
+        spec: dict[str, Any] = {
+            "name": "versions",
+            "model": {"id": "org/tiny", "task": "text-generation"},
+            "auth": {"mode": "bearer"},
+            "routes": [{"path": "/generate", "method": "POST", "action": "generate"}],
+        }
+        if revision is not None:
+            spec["model"]["revision"] = revision
+        folder = tmp_path / f"spec-{revision}"
+        model = build_and_import(write_spec(folder, spec), folder / "out").model.load()
+        assert model.status == "ready", model.error
+        return model.engine.model.transformer.wte.weight
+
+    main, v2 = loaded(None), loaded("v2")
+    assert not torch.equal(main, v2)
+    assert torch.equal(loaded("main"), main)
+    assert torch.equal(loaded(commits["v2"]), v2)
+
+
 def test_hub_downloads_use_the_fast_transfer(tmp_path: Path) -> None:
     module = build_and_import(SPECS / "gpt2.yaml", tmp_path)
     assert (
@@ -386,7 +440,11 @@ def test_a_model_on_no_gpu_installs_the_cpu_build_of_torch(
 def test_shape_split_puts_a_cpu_web_tier_in_front_of_one_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_gpt2: Path
 ) -> None:
-    """One line in the spec: refused requests and probes land on CPU, not on the GPU."""
+    """docs/spec.md, Top level (`shape`): `split` puts a CPU web tier taking 100 requests per
+    container in front of the model class, which gets the GPU and the scaling; refused requests
+    (401) and `/health` never call the model class.
+
+    One line in the spec: refused requests and probes land on CPU, not on the GPU."""
     monkeypatch.setenv("API_KEYS", "k")
     spec = yaml.safe_load((SPECS / "gpt2.yaml").read_text())
     spec["shape"] = "split"

@@ -67,6 +67,8 @@ def module(tmp_path_factory: pytest.TempPathFactory, tiny_gpt2: Path, minilm: Pa
 
 
 def test_each_model_is_its_own_modal_class_with_its_own_gpu(module: ModuleType) -> None:
+    """docs/spec.md, Top level (`models`): each named model is a Modal class of its own, with its
+    own GPU, timeout and concurrency, behind a CPU web tier that takes the app's own scaling."""
     writer = module.WriterModel._get_class_service_function().info()
     embedder = module.EmbedderModel._get_class_service_function().info()
     assert writer.gpus == [("L4", 1)]
@@ -169,6 +171,8 @@ class FakeModalClass:
 def test_the_web_tier_through_remote_calls_answers_like_local_models(
     module: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """docs/spec.md, Top level (`models`): routes name their model with `model:`; the web tier calls
+    each model class and answers as the models would in one process."""
     monkeypatch.setenv("API_KEYS", "key-one")
     # The model containers: this module, its models loaded in-process.
     direct = TestClient(load_app(module, say=lambda _: None))

@@ -54,11 +54,16 @@ def embed_server(tmp_path_factory: pytest.TempPathFactory, minilm: Path) -> Iter
 
 
 def test_models_lists_the_served_model(chat_server: Server) -> None:
+    """docs/spec.md, OpenAI-compatible routes (`GET /models`): the served model, a local directory
+    by its name."""
     models = client(chat_server).models.list()
     assert [m.id for m in models.data] == ["tiny-gpt2"]
 
 
 def test_completion(chat_server: Server) -> None:
+    """docs/spec.md, Routes (`openai`): OpenAI's own client works unchanged against the route.
+    docs/spec.md, OpenAI-compatible routes (`POST /completions`): a prompt, max_tokens and a
+    seed give OpenAI's shape, with usage and finish_reason; the same seed, the same text."""
     done = client(chat_server).completions.create(
         model="tiny-gpt2", prompt="Hello", max_tokens=5, seed=3
     )
@@ -73,6 +78,8 @@ def test_completion(chat_server: Server) -> None:
 
 
 def test_chat_completion_and_its_stream_agree(chat_server: Server) -> None:
+    """docs/spec.md, OpenAI-compatible routes (`POST /chat/completions`): `messages` give an
+    assistant message; streamed, the chunks add up to the same text."""
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
     c = client(chat_server)
     whole = c.chat.completions.create(
@@ -90,7 +97,34 @@ def test_chat_completion_and_its_stream_agree(chat_server: Server) -> None:
     assert chunks[-1].choices[0].finish_reason in ("length", "stop")
 
 
+def test_chat_without_a_template_prompts_with_role_lines(
+    chat_server: Server, tiny_gpt2: Path
+) -> None:
+    """docs/spec.md, OpenAI-compatible routes (`POST /chat/completions`): a tokenizer
+    without a chat template gets the `messages` as `role: content` lines ending with
+    `assistant:`: the chat answers, token for token, as a completion of that prompt."""
+    from transformers import AutoTokenizer
+
+    assert not getattr(AutoTokenizer.from_pretrained(tiny_gpt2), "chat_template", None)
+    c = client(chat_server)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    chat = c.chat.completions.create(
+        model="tiny-gpt2", messages=messages, max_tokens=6, temperature=0
+    )
+    done = c.completions.create(
+        model="tiny-gpt2",
+        prompt="system: Be brief.\nuser: Hi\nassistant:",
+        max_tokens=6,
+        temperature=0,
+    )
+    assert chat.choices[0].message.content == done.choices[0].text
+    assert chat.usage is not None and done.usage is not None
+    assert chat.usage.prompt_tokens == done.usage.prompt_tokens
+
+
 def test_streamed_completion_ends_with_a_finish_reason(chat_server: Server) -> None:
+    """docs/spec.md, OpenAI-compatible routes (`POST /completions`): `stream: true` sends chunks,
+    the last with its `finish_reason`."""
     chunks = list(
         client(chat_server).completions.create(
             model="tiny-gpt2", prompt="Hi", max_tokens=4, stream=True
@@ -122,6 +156,9 @@ def test_bad_requests_are_openai_shaped_errors(chat_server: Server) -> None:
 
 
 def test_embeddings_match_the_embed_route(embed_server: Server) -> None:
+    """docs/spec.md, OpenAI-compatible routes (`POST /embeddings`): `input` (a list or a string)
+    gives the vectors `embed` gives, in `encoding_format` `base64` (what the client asks for by
+    default) and `float`, with `usage`, on an app that batches."""
     import httpx
 
     texts = ["A man plays a guitar.", "The market fell."]

@@ -197,6 +197,23 @@ def test_openapi_with_an_environment_overlay(tmp_path: Path) -> None:
     assert unknown.exit_code == 1 and "no environment named 'nope'" in unknown.output
 
 
+def test_the_description_is_in_the_document_and_on_the_docs_page(tmp_path: Path) -> None:
+    """docs/spec.md, Top level (`description`): shown in the OpenAPI document, the one
+    `endpointgen openapi` writes and the one the app serves, which `/docs` renders; an
+    app without one (the default, `""`) shows none."""
+    routes = [{"path": "/health", "action": "health"}]
+    described = write_spec(
+        tmp_path / "a", {"name": "app", "description": "Answers questions", "routes": routes}
+    )
+    assert _openapi_cli(described)["info"]["description"] == "Answers questions"
+    client = TestClient(build_and_import(described, tmp_path / "a" / "out").create_app())
+    assert client.get("/openapi.json").json()["info"]["description"] == "Answers questions"
+    page = client.get("/docs")
+    assert page.status_code == 200 and "url: '/openapi.json'" in page.text
+    plain = write_spec(tmp_path / "b", {"name": "app", "routes": routes})
+    assert "description" not in _openapi_cli(plain)["info"]
+
+
 def test_openapi_of_a_broken_spec_is_one_line_per_problem(tmp_path: Path) -> None:
     bad = write_spec(tmp_path, "name: x\nroutes:\n  - {path: /h, action: helth}\n")
     result = runner.invoke(app, ["openapi", str(bad)])

@@ -151,6 +151,8 @@ def generate_as(key: str) -> Callable[[httpx.AsyncClient, int], Any]:
 
 
 def test_exactly_n_per_key_under_concurrency(model_limited: tuple[Any, list[Any]]) -> None:
+    """docs/spec.md, Rate limits (`memory`): the default storage counts exactly in one process: of
+    40 concurrent requests per key, exactly N pass."""
     app, windows = model_limited
     fresh_window(3600, 30)
 
@@ -193,6 +195,8 @@ def test_exactly_n_per_key_under_concurrency(model_limited: tuple[Any, list[Any]
 def test_stream_route_shares_the_app_budget_and_health_is_never_limited(
     model_limited: tuple[Any, list[Any]],
 ) -> None:
+    """docs/spec.md, Top level (`rate_limit`): the routes under the app-level limit share one
+    budget, and health is never limited."""
     app, _ = model_limited
     fresh_window(3600, 30)
 
@@ -245,6 +249,8 @@ def test_key_ip_counts_per_client_address_not_forwarded_headers(
 
 
 def test_route_override_none_and_health(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/spec.md, Top level (`rate_limit`): the app-level limit applies to every route but
+    health; a route may set its own (a budget of its own) or `rate_limit: none`."""
     monkeypatch.setenv("GITHUB_SECRET", HOOK_SECRET)
     spec = hook_spec(
         {"limit": "2/hour", "key": "ip"},
@@ -372,6 +378,8 @@ REDIS_LIMIT = 20
 def test_redis_limit_holds_across_separate_server_processes(
     tmp_path: Path, clean_redis: str
 ) -> None:
+    """docs/spec.md, Rate limits (`redis`): exact across every process sharing the Redis, the URL
+    read from `REDIS_URL`."""
     spec = hook_spec({"limit": f"{REDIS_LIMIT}/hour", "key": "ip", "storage": "redis"})
     path = write_spec(tmp_path, spec)
     env = {"REDIS_URL": clean_redis, "GITHUB_SECRET": HOOK_SECRET}
@@ -414,6 +422,8 @@ def test_redis_limit_holds_across_separate_server_processes(
 def test_redis_down_or_unset_answers_503_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clean_redis: str
 ) -> None:
+    """docs/spec.md, Rate limits (`redis`): if Redis is unset or unreachable, limited routes answer
+    503 (fail closed)."""
     monkeypatch.setenv("GITHUB_SECRET", HOOK_SECRET)
     spec = hook_spec({"limit": "100/hour", "key": "ip", "storage": "redis"})
     module = build(tmp_path, spec)
@@ -515,6 +525,7 @@ def dict_module(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
 def test_modal_dict_outside_modal_falls_back_to_memory(
     dict_module: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """docs/spec.md, Rate limits (`modal-dict`): outside Modal (`serve`) it counts in memory."""
     import modal
 
     assert modal.is_local()
@@ -538,8 +549,8 @@ def test_modal_dict_outside_modal_falls_back_to_memory(
 
 
 def test_modal_dict_window_is_exact_across_two_containers() -> None:
-    """docs/spec.md, Rate limits: never more than the limit in all containers together,
-    and the whole limit under sustained demand."""
+    """docs/spec.md, Rate limits (`modal-dict`): never more than the limit in all
+    containers together, and the whole limit under sustained demand."""
     limit, seconds = 50, 60
     store = DictStandIn()
     containers = [limits.DictWindow(store, "app", limit, seconds) for _ in range(2)]
@@ -574,7 +585,10 @@ def test_modal_dict_window_is_exact_across_two_containers() -> None:
 
 
 def test_modal_dict_window_costs_at_most_two_operations_per_request() -> None:
-    """Two containers serving 8 requests at a time each (`@modal.concurrent(max_inputs=8)`),
+    """docs/spec.md, Rate limits (`modal-dict`): a request makes at most 2 Dict calls, and none
+    while its container's chunk lasts.
+
+    Two containers serving 8 requests at a time each (`@modal.concurrent(max_inputs=8)`),
     100 requests for one key against a limit of 50: at most 2 Dict calls on any
     request's path, and most requests none (they take a slot of a chunk already won)."""
     limit, count, max_inputs = 50, 100, 8

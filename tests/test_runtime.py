@@ -53,6 +53,7 @@ def embedder(**kwargs: Any) -> tuple[FastAPI, tasks.Model, Echo]:
 
 
 def test_a_model_answers_503_until_it_is_served_then_within_its_limits() -> None:
+    """docs/spec.md, Routes (`max_items`): over the limit is a 422 before any model work."""
     web, model, engine = embedder()
     client = TestClient(web)
     assert client.get("/health").status_code == 503
@@ -212,6 +213,9 @@ def failing_model(tmp_path: Path) -> tasks.Model:
 def test_a_failed_load_is_a_short_503_here_and_raised_in_a_modal_container(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """docs/spec.md, Routes (`health`): after a failed load, 503 with `error` on one line, the
+    exception's class and message with paths cut to their last part; in a Modal container the
+    failure is raised from the load instead."""
     model = failing_model(tmp_path).load()
     assert model.status == "failed"
     web = http.app("failing")

@@ -82,6 +82,8 @@ def hello() -> Iterator[Server]:
 
 
 def test_hello_answers(hello: Server) -> None:
+    """docs/spec.md, Top level (`auth`): without `auth` the mode is none: hello.yaml sets none, and
+    its routes answer a client that sends no credential."""
     r = httpx.get(hello.url + "/hello")
     assert r.status_code == 200 and r.json() == "Hello, World!"
     assert r.headers["content-type"] == "application/json"
@@ -121,6 +123,9 @@ def items() -> Iterator[Server]:
 
 
 def test_items_read_and_create(items: Server) -> None:
+    """docs/spec.md, Routes (`respond`) and docs/spec.md, Routes without a model (`respond`):
+    answers `response` with the route's `status` (201); `{name}` placeholders take body fields,
+    and one that is only a placeholder keeps the value's type (`{item_id}` gives a number)."""
     r = httpx.get(items.url + "/items/7", headers=API_KEY)
     assert r.status_code == 200 and r.json() == {"id": 7, "data": "..."}
     body = {"name": "lamp", "price": 12.5, "tags": ["home"]}
@@ -208,6 +213,8 @@ def test_batch_results(batch: Server) -> None:
 
 
 def test_batch_maps_the_handlers_value_error_to_400(batch: Server) -> None:
+    """docs/spec.md, Top level (`errors`): an exception class named under `errors` answers with its
+    status and the spec's message, never the exception's."""
     r = httpx.post(batch.url + "/batch", json={"texts": ["ok", ""]}, headers=BEARER)
     assert_error(r, 400, "the input could not be processed")
     assert "empty text" not in r.text  # the spec's message, not the exception's
@@ -284,6 +291,7 @@ def raw_get(server: Server, target: str) -> tuple[int, bytes]:
 
 
 def test_responses_json_and_text(responses: Server) -> None:
+    """docs/spec.md, Routes without a model (`respond`): `response_type` `json` or `text`."""
     r = httpx.get(responses.url + "/json")
     assert r.status_code == 200 and r.json() == {"status": "ok", "data": [1, 2, 3]}
     r = httpx.get(responses.url + "/text")
@@ -325,6 +333,9 @@ def test_responses_refuse_a_bad_count(responses: Server, path: str, query: dict[
 
 
 def test_responses_download(responses: Server) -> None:
+    """docs/spec.md, Routes without a model (`file`): the path ends with the file's name; the file
+    comes with the route's `media_type`, as an attachment named after it; a missing one is a
+    404."""
     r = httpx.get(responses.url + "/download/report.txt")
     assert r.status_code == 200 and r.text == REPORT
     assert r.headers["content-type"].startswith("text/plain")
@@ -369,6 +380,9 @@ TRAVERSALS = [
 def test_responses_file_route_never_leaves_its_folder(
     responses: Server, site: Path, target: str
 ) -> None:
+    """docs/spec.md, Routes without a model (`file`): a requested path never leaves its folder:
+    `..`, encoded forms and symlinks pointing outside are all refused (404 today; the test also
+    lets a 400 pass) and nothing from outside comes back."""
     status, body = raw_get(responses, target)
     assert status in (400, 404), (status, body[:200])
     assert SECRET_TEXT.encode() not in body
@@ -438,6 +452,8 @@ def upload(server: Server, path: str, name: str, content: bytes, kind: str) -> h
 
 
 def test_uploads_classify_an_image(uploads: Server) -> None:
+    """docs/spec.md, Routes without a model (`upload`): the `image-classification` processor answers
+    `{label, score}` from the spec's image model."""
     for kind, media in (("PNG", "image/png"), ("JPEG", "image/jpeg")):
         r = upload(uploads, "/upload/image", f"photo.{kind.lower()}", image_bytes(kind), media)
         assert r.status_code == 200, r.text
@@ -449,6 +465,8 @@ def test_uploads_classify_an_image(uploads: Server) -> None:
 
 
 def test_uploads_summarise_a_csv(uploads: Server) -> None:
+    """docs/spec.md, Routes without a model (`upload`): the `csv` processor answers
+    `{filename, content_type, rows, columns}` for the uploaded multipart field."""
     content = b"name,price,tags\nlamp,12.5,home\nchair,40,\n"
     r = upload(uploads, "/upload/csv", "items.csv", content, "text/csv")
     assert r.status_code == 200, r.text
@@ -490,6 +508,8 @@ def test_uploads_refuse_a_csv_that_is_not_utf8(uploads: Server) -> None:
     ],
 )
 def test_uploads_refuse_other_media_types(uploads: Server, path: str, name: str, kind: str) -> None:
+    """docs/spec.md, Routes without a model (`upload`): a media type not in `content_types` is a
+    415."""
     assert_error(upload(uploads, path, name, image_bytes(), kind), 415)
 
 
@@ -543,7 +563,10 @@ def multipart_head(boundary: str) -> bytes:
 
 
 def test_oversize_upload_is_refused_before_the_body_is_read(uploads: Server) -> None:
-    """Content-Length says 50 MiB; the client sends 1 KiB and waits. A server that read
+    """docs/spec.md, Routes without a model (`upload`): over `max_bytes`, 413 before the body is
+    read whole.
+
+    Content-Length says 50 MiB; the client sends 1 KiB and waits. A server that read
     the body before deciding would wait forever; this one answers 413 at once."""
     boundary = "endpointgen-boundary"
     head = (
@@ -757,6 +780,8 @@ def custom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def test_custom_loader_feeds_the_handler_its_model(custom: Server) -> None:
+    """docs/spec.md, Routes without a model (`handler`): your function gets one mapping of the body
+    fields, and the loaded model as a second argument when it takes one."""
     health = httpx.get(custom.url + "/health").json()
     assert health["status"] == "ok" and health["model"] == "weights"  # the folder, not a path
     answers = [
@@ -781,6 +806,8 @@ def test_unmapped_exception_is_a_500_without_details(custom: Server) -> None:
 
 
 def test_exception_mapped_through_its_base_class(custom: Server) -> None:
+    """docs/spec.md, Top level (`errors`): an exception whose base class is named under `errors`
+    answers with that status and message."""
     r = httpx.get(custom.url + "/missing", headers=API_KEY)
     assert_error(r, 404, "no such thing here")
     assert "secret table" not in r.text
@@ -794,6 +821,8 @@ def test_custom_handler_body_is_validated(custom: Server) -> None:
 
 
 def test_a_stream_sends_each_piece_as_it_is_made(custom: Server) -> None:
+    """docs/spec.md, Routes without a model (`handler`): with `response_type: stream` what a
+    generator yields is sent as it yields it."""
     started = time.monotonic()
     arrived = []
     with httpx.stream("GET", custom.url + "/slow", headers=API_KEY, timeout=10) as r:

@@ -134,6 +134,8 @@ def test_stream_over_a_real_socket(gpt2_server: Server) -> None:
 
 
 def test_client_disconnect_stops_generation(gpt2_server: Server) -> None:
+    """docs/spec.md, Routes (`generate`): a streaming client that disconnects stops the
+    generation."""
     body = {"prompt": "Hello", "max_tokens": 240, "temperature": 1.0, "seed": 5}
     with httpx.stream(
         "POST", gpt2_server.url + "/generate/stream", json=body, headers=AUTH, timeout=30

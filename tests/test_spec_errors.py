@@ -35,6 +35,7 @@ from endpointgen.spec.models import (
     Route,
     Scaling,
     Signature,
+    Tracing,
 )
 from endpointgen.spec.models import (
     Metrics as MetricsSettings,
@@ -62,7 +63,8 @@ routes:
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 TOP_KEYS = (
     "version, name, description, model, models, shape, gpu, resources, scaling, batching, "
-    "secrets, packages, env, auth, cors, rate_limit, metrics, docs, routes, errors, environments"
+    "secrets, packages, env, auth, cors, rate_limit, metrics, tracing, docs, routes, errors, "
+    "environments"
 )
 APP_NAME_RULE = (
     "is not a valid app name: use lowercase letters, digits and '-', "
@@ -836,6 +838,7 @@ def test_every_check_problem_is_reported_at_once(in_tmp: Path) -> None:
 
 
 def test_overlay_and_base_problems_together(in_tmp: Path) -> None:
+    """docs/spec.md, Top level (`environments`): `validate` checks the base and every overlay."""
     write(
         in_tmp,
         BASE
@@ -989,6 +992,7 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
     },
     "rate_limit": {"limit": "100/minute", "key": "api_key", "storage": "memory"},
     "metrics": {"enabled": True, "public": False},
+    "tracing": {"enabled": True},
     "docs": "public",
     "routes": [
         {
@@ -1211,7 +1215,16 @@ def write_shape_files(folder: Path) -> None:
 
 def _keys_used(spec: dict[str, Any]) -> dict[str, set[str]]:
     used: dict[str, set[str]] = {"": set(spec)}
-    for section in ("model", "resources", "scaling", "batching", "auth", "cors", "metrics"):
+    for section in (
+        "model",
+        "resources",
+        "scaling",
+        "batching",
+        "auth",
+        "cors",
+        "metrics",
+        "tracing",
+    ):
         if isinstance(spec.get(section), dict):
             used.setdefault(section, set()).update(spec[section])
     limits = [spec.get("rate_limit")] + [r.get("rate_limit") for r in spec["routes"]]
@@ -1291,6 +1304,7 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
         "cors": Cors,
         "rate_limit": RateLimit,
         "metrics": MetricsSettings,
+        "tracing": Tracing,
         "routes": Route,
     }
     for section, model in models.items():
@@ -1457,3 +1471,77 @@ def test_a_short_value_under_a_credential_name_is_refused(in_tmp: Path, name: st
         "name: demo\nenv: {CACHE_KEY_PREFIX: v1}\nroutes:\n  - {path: /h, action: health}\n"
     )
     assert lines_for("spec.yaml") == []
+
+
+def test_version_is_1_and_may_be_left_out(in_tmp: Path) -> None:
+    """docs/spec.md, Top level (`version`): the language version is 1, the default: a spec
+    may leave it out or say 1; any other version is refused at its line."""
+    write(in_tmp, BASE)
+    assert lines_for("spec.yaml") == []
+    write(in_tmp, "version: 1\n" + BASE)
+    assert lines_for("spec.yaml") == []
+    _, spec = pipeline.load_spec("spec.yaml")
+    assert spec.version == 1
+    write(in_tmp, BASE + "version: 2\n")
+    assert lines_for("spec.yaml") == ["spec.yaml:11:10: version: must be 1, not 2"]
+
+
+def test_routes_are_required_and_at_least_one(in_tmp: Path) -> None:
+    """docs/spec.md, Top level (`routes`): required, at least one; a spec without routes,
+    or with an empty list, is refused, and one route is enough."""
+    write(in_tmp, "name: demo\n")
+    assert lines_for("spec.yaml") == ["spec.yaml:1:1: routes: required key is missing"]
+    write(in_tmp, "name: demo\nroutes: []\n")
+    assert lines_for("spec.yaml") == ["spec.yaml:2:9: routes: must have at least 1 item, not 0"]
+    write(in_tmp, "name: demo\nroutes:\n  - {path: /h, action: health}\n")
+    assert lines_for("spec.yaml") == []
+
+
+@pytest.mark.parametrize(
+    "task", ["text-generation", "text-classification", "embeddings", "image-classification"]
+)
+def test_model_task_is_required_and_one_of_four(in_tmp: Path, task: str) -> None:
+    """docs/spec.md, Model (`task`): required, and one of `text-generation`,
+    `text-classification`, `embeddings` or `image-classification`."""
+    health_only = "routes:\n  - {path: /h, action: health}\n"
+    write(in_tmp, f"name: demo\nmodel:\n  id: gpt2\n  task: {task}\n  revision: v1\n" + health_only)
+    assert lines_for("spec.yaml") == []
+    write(in_tmp, "name: demo\nmodel:\n  id: gpt2\n" + health_only)
+    assert lines_for("spec.yaml") == ["spec.yaml:3:3: model.task: required key is missing"]
+    write(in_tmp, "name: demo\nmodel:\n  id: gpt2\n  task: summarization\n" + health_only)
+    (line,) = lines_for("spec.yaml")
+    assert line.startswith(
+        "spec.yaml:4:9: model.task: 'summarization' is not one of text-generation, "
+        "text-classification, embeddings, image-classification"
+    )
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        (
+            "action: generate",
+            "routes[0].action: POST /r runs `generate` but the spec has no `model`",
+        ),
+        (
+            "action: classify",
+            "routes[0].action: POST /r runs `classify` but the spec has no `model`",
+        ),
+        ("action: embed", "routes[0].action: POST /r runs `embed` but the spec has no `model`"),
+        (
+            "action: upload\n    processor: image-classification",
+            "routes[0].processor: image-classification needs a model with that task",
+        ),
+    ],
+    ids=["generate", "classify", "embed", "image-upload"],
+)
+def test_routes_that_run_a_model_need_model(in_tmp: Path, route: str, message: str) -> None:
+    """docs/spec.md, Top level (`model`): the routes that run a model need it: without
+    `model` each is refused, naming the route."""
+    write(
+        in_tmp,
+        f"name: demo\nauth: {{mode: bearer}}\n"
+        f"routes:\n  - path: /r\n    method: POST\n    {route}\n",
+    )
+    (line,) = lines_for("spec.yaml")
+    assert line.split(": ", 1)[1] == message

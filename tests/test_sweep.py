@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from endpointgen.compiler import pipeline
 from endpointgen.errors import Problem, SpecError
 from endpointgen.spec import Auth, Batching, Cors, Model, RateLimit, Resources, Scaling, Spec
-from endpointgen.spec.models import Example, Metrics, NamedModel, Route, Signature
+from endpointgen.spec.models import Example, Metrics, NamedModel, Route, Signature, Tracing
 from endpointgen.spec.shapes import ErrorMapping, FieldSpec, Param
 
 Path_ = tuple[str, ...]  # a key path; "*" stands for any name in a mapping or list
@@ -41,6 +41,7 @@ SECTIONS: dict[Path_, type[BaseModel]] = {
     ("cors",): Cors,
     ("rate_limit",): RateLimit,
     ("metrics",): Metrics,
+    ("tracing",): Tracing,
     ("errors", "*"): ErrorMapping,
     ("routes", "*"): Route,
     ("routes", "*", "rate_limit"): RateLimit,
@@ -85,6 +86,8 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("rate_limit",): ({"limit": "10/minute"}, None),
     ("metrics",): ({"enabled": True}, None),
     ("docs",): ("off", None),
+    ("tracing",): ({"enabled": True}, None),
+    ("tracing", "enabled"): (True, {}),
     ("errors",): ({"ValueError": {"status": 400, "message": "bad value"}}, None),
     ("model", "id"): ("distilgpt2", None),
     ("model", "task"): ("embeddings", None),

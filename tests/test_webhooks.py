@@ -145,6 +145,9 @@ def assert_refused(r: Any) -> None:
 
 
 def test_github_documented_vector(client: TestClient) -> None:
+    """docs/spec.md, Routes (`webhook`): a delivery whose signature checks gets 200
+    `{"status": "received", "event"}`. docs/spec.md, Webhooks (`github`): `X-Hub-Signature-256`
+    is `sha256=` and the hex HMAC-SHA256 of the body, as GitHub's own example computes it."""
     digest = hmac.new(GITHUB_SECRET.encode(), GITHUB_PAYLOAD, hashlib.sha256).hexdigest()
     assert f"sha256={digest}" == GITHUB_SIGNATURE
     assert "sha256=" + webhooks.hex_hmac(GITHUB_SECRET.encode(), GITHUB_PAYLOAD) == GITHUB_SIGNATURE
@@ -192,6 +195,8 @@ def test_github_json_delivery(client: TestClient) -> None:
     ],
 )
 def test_github_refuses(client: TestClient, headers: dict[str, str]) -> None:
+    """docs/spec.md, Webhooks (`github`): any other signature, or none, is a 401
+    `invalid signature`."""
     assert_refused(client.post("/github", content=GITHUB_PAYLOAD, headers=headers))
 
 
@@ -210,6 +215,8 @@ def test_slack_documented_vector_and_its_staleness(client: TestClient) -> None:
 
 
 def test_slack_fresh_signature_passes(client: TestClient) -> None:
+    """docs/spec.md, Webhooks (`slack`): `X-Slack-Signature: v0=<hex>` over `v0:<timestamp>:<body>`
+    passes while the timestamp is within 300 s."""
     r = client.post(
         "/slack", content=SLACK_BODY, headers={**slack_headers(SLACK_BODY), "Content-Type": FORM}
     )
@@ -254,11 +261,15 @@ def test_slack_fresh_signature_passes(client: TestClient) -> None:
     ],
 )
 def test_slack_refuses(client: TestClient, make: Any) -> None:
+    """docs/spec.md, Webhooks (`slack`): a stale or future timestamp, another secret, a tampered
+    body or a missing header is a 401."""
     r = client.post("/slack", content=SLACK_BODY, headers={**make(), "Content-Type": FORM})
     assert_refused(r)
 
 
 def test_slack_url_verification_returns_the_challenge(client: TestClient) -> None:
+    """docs/spec.md, Webhooks (`slack`): the signed `url_verification` handshake is answered with
+    its challenge."""
     challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
     body = json.dumps(
         {"token": "Jhj5dZrVaK7ZwHHjRyZWjbDl", "challenge": challenge, "type": "url_verification"}
@@ -298,6 +309,8 @@ def post_stripe(client: TestClient, header: str | None, payload: str = STRIPE_PA
 
 
 def test_stripe_signature_from_the_stripe_package(client: TestClient) -> None:
+    """docs/spec.md, Webhooks (`stripe`): `Stripe-Signature: t=...,v1=...` as Stripe's own package
+    makes it passes, `t` up to 300 s old."""
     header = stripe_header()
     assert stripe_accepts(header)
     r = post_stripe(client, header)
@@ -309,7 +322,9 @@ def test_stripe_signature_from_the_stripe_package(client: TestClient) -> None:
 
 
 def test_stripe_several_v1_signatures_one_valid(client: TestClient) -> None:
-    """During a secret roll Stripe signs with both secrets: any one v1 may match."""
+    """docs/spec.md, Webhooks (`stripe`): several `v1` values are allowed; one valid is enough.
+
+    During a secret roll Stripe signs with both secrets: any one v1 may match."""
     stamp = int(time.time())
     good = stripe_header(timestamp=stamp).split(",")[1]
     bad = stripe_header(timestamp=stamp, secret="whsec_old_rolled_secret").split(",")[1]
@@ -341,6 +356,8 @@ def test_stripe_several_v1_signatures_one_valid(client: TestClient) -> None:
     ],
 )
 def test_stripe_refuses(client: TestClient, make: Any) -> None:
+    """docs/spec.md, Webhooks (`stripe`): a `t` older than 300 s, another secret or body, or a
+    malformed header is a 401."""
     header = make()
     assert not stripe_accepts(header)
     assert_refused(post_stripe(client, header))
@@ -450,6 +467,8 @@ def generic_signature(payload: bytes, algorithm: str = "sha256", encoding: str =
 
 
 def test_generic_plain_signature_with_prefix(client: TestClient) -> None:
+    """docs/spec.md, Webhooks (`generic`): the HMAC of the body in the spec's `header`, after its
+    `prefix` (sha256, hex by default)."""
     body = b'{"type": "thing.created"}'
     good = {"X-Signature": "sha256=" + generic_signature(body), "Content-Type": "application/json"}
     r = client.post("/generic/plain", content=body, headers=good)
@@ -461,6 +480,8 @@ def test_generic_plain_signature_with_prefix(client: TestClient) -> None:
 
 
 def test_generic_timestamped_sha512_base64(client: TestClient) -> None:
+    """docs/spec.md, Webhooks (`generic`): with `timestamp_header`, the HMAC (here sha512, base64)
+    of `<timestamp>.<body>`, the timestamp checked against `tolerance`."""
     body = b"payload"
     now = str(int(time.time()))
     signed = generic_signature(f"{now}.".encode() + body, "sha512", "base64")

@@ -26,7 +26,7 @@ from packaging.utils import canonicalize_name
 
 from endpointgen.compiler.plan import EXTRA_PACKAGES, MODEL_PACKAGES, PYTHON_VERSION, WEB_PACKAGES
 
-ROOTS = (*WEB_PACKAGES, *MODEL_PACKAGES, *EXTRA_PACKAGES.values())
+ROOTS = (*WEB_PACKAGES, *MODEL_PACKAGES, *(p for ps in EXTRA_PACKAGES.values() for p in ps))
 LOCK_FILE = Path(__file__).resolve().parent.parent / "runtime" / "lock.py"
 # Where a built module runs: the markers its image's requirements are resolved with.
 IMAGE = {

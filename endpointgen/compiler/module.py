@@ -180,6 +180,8 @@ class _Builder:
             options["formats"] = collection("{", formats, "}")
         if plan.metrics is not None:
             options["metrics"] = "True"
+        if plan.tracing:
+            options["tracing"] = "True"
         if plan.docs == "auth":
             options["docs"] = self.require_auth()
         elif plan.docs == "off":

@@ -26,12 +26,17 @@ MODEL_PACKAGES = (TORCH, "transformers==5.24.0")
 # Where a model that runs on no GPU gets torch: the CPU build, not the CUDA stack.
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # Installed only when a spec uses the feature that needs them.
-EXTRA_PACKAGES = {
-    "multi-gpu": "accelerate==1.15.0",  # device_map="auto": one model across the GPUs
-    "redis": "redis==8.1.0",
-    "jwt": "pyjwt[crypto]==2.15.1",
-    "image-classification": "pillow==13.0.0",
-    "metrics": "prometheus-client==0.26.0",
+EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
+    "multi-gpu": ("accelerate==1.15.0",),  # device_map="auto": one model across the GPUs
+    "redis": ("redis==8.1.0",),
+    "jwt": ("pyjwt[crypto]==2.15.1",),
+    "image-classification": ("pillow==13.0.0",),
+    "metrics": ("prometheus-client==0.26.0",),
+    "tracing": (
+        "opentelemetry-exporter-otlp-proto-http==1.45.2",
+        "opentelemetry-instrumentation-fastapi==0.66b2",
+        "opentelemetry-sdk==1.45.2",
+    ),
 }
 PYTHON_VERSION = "3.11"
 
@@ -88,6 +93,7 @@ class Plan:
     metrics: dict[str, Any] | None = None
     # /docs, /redoc, /openapi.json: "auth" (the app's auth guards them), "public" or "off".
     docs: str = "public"
+    tracing: bool = False  # OpenTelemetry spans for every request
     shipped_files: list[dict[str, str]] = field(default_factory=list)
     shipped_dirs: list[dict[str, str]] = field(default_factory=list)
     volumes: list[dict[str, str]] = field(default_factory=list)
@@ -200,6 +206,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
             else None
         ),
         docs="public" if spec.docs == "auth" and spec.auth.mode == "none" else spec.docs,
+        tracing=spec.tracing.enabled,
     )
 
 
@@ -449,8 +456,10 @@ def _extra_packages(spec: Spec, routes: list[dict[str, Any]]) -> list[str]:
     needs = {r["rate_limit"]["storage"] for r in routes if r["rate_limit"]}
     if spec.metrics.enabled:
         needs.add("metrics")
+    if spec.tracing.enabled:
+        needs.add("tracing")
     needs |= {spec.auth.mode} | {m.task for m in spec.all_models}
     gpus = [*(spec.gpu or []), *(g for m in spec.models.values() for g in m.gpu or [])]
     if spec.all_models and any(split_gpu(g)[1] > 1 for g in gpus):
         needs.add("multi-gpu")
-    return [EXTRA_PACKAGES[need] for need in sorted(needs) if need in EXTRA_PACKAGES]
+    return [p for need in sorted(needs) for p in EXTRA_PACKAGES.get(need, ())]

@@ -319,6 +319,7 @@ def data(items: list[Node], body: str | None) -> Node | None:
 
 def handler(scope: Scope, route: Route) -> str:
     """The name the route's handler function is loaded under, loaded once per function."""
+    scope.use("handlers")  # every route with a handler loads it through the runtime
     ref = route["handler"]
     key = (ref["local"], ref["function"])
     if key not in scope.handlers:

@@ -24,13 +24,24 @@ REFUSED = http.documented(401, "Missing or invalid credentials")
 BEARER = {"HTTPBearer": {"type": "http", "scheme": "bearer"}}
 
 
+def only_header(request: Request, name: bytes) -> str | None:
+    """The value of header `name` (lowercase), when the request has it exactly once: with
+    two, which one a proxy or a framework reads first differs, so neither counts."""
+    found: bytes | None = None
+    for key, value in request.scope["headers"]:
+        if key == name:
+            if found is not None:
+                return None
+            found = value
+    return found.decode("latin-1") if found else None
+
+
 def bearer_token(request: Request) -> str | None:
     """The token of `Authorization: Bearer <token>` (the scheme in any case), else None;
     None for two Authorization headers too."""
-    given = request.headers.getlist("authorization")
-    if len(given) != 1 or not given[0]:
+    value = only_header(request, b"authorization")
+    if not value:
         return None
-    value = given[0]
     scheme, _, token = value.partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
@@ -68,12 +79,10 @@ def matches(presented: str | None, valid: set[bytes]) -> bytes | None:
 def api_key(env: str = "API_KEYS", header: str = "X-API-Key") -> Guard:
     """A key in `header`, one of the comma-separated keys in env var `env`."""
     valid = load_credentials(env)
-    name = header.lower()
+    name = header.lower().encode("latin-1")
 
     async def require_key(request: Request) -> None:
-        given = request.headers.getlist(name)
-        # Two of the header: which one a proxy or framework reads first differs; refuse.
-        found = matches(given[0], valid) if len(given) == 1 else None
+        found = matches(only_header(request, name), valid)
         if found is None:
             METRICS.auth_failed("api_key")
             raise HTTPException(401, "missing or invalid API key")

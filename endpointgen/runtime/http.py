@@ -115,8 +115,10 @@ Check = Callable[[Request], Awaitable[None]]
 
 
 class Guards:
-    """A route's checks, run in order as one FastAPI dependency: auth, rate limits, the
-    model being ready. Each is `async (request) -> None` and refuses by raising."""
+    """A route's checks, in order: auth, rate limits, the model being ready. Each is
+    `async (request) -> None` and refuses by raising. Listed in the route's
+    `dependencies=` (`http.guards(...)`), where a reader looks for them; `GuardedRoute`
+    takes them out and runs them itself, before the body is read."""
 
     def __init__(self, *checks: Check) -> None:
         self.checks = checks
@@ -131,9 +133,35 @@ def guards(*checks: Check) -> list[Any]:
     return [Depends(Guards(*checks))]
 
 
+class GuardedRoute(APIRoute):
+    """A FastAPI route whose `http.guards(...)` run before FastAPI reads the body and
+    solves dependencies: a refused request costs no body parsing and no dependency
+    solving, and a caller without credentials learns nothing from a malformed body (401,
+    not 422). FastAPI would solve `Guards` as a dependency after reading the body, at
+    several microseconds a request; here they are a plain loop."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        given = list(options.pop("dependencies", None) or ())
+        found = [d.dependency for d in given if isinstance(d.dependency, Guards)]
+        self.checks: tuple[Check, ...] = tuple(c for g in found for c in g.checks)
+        rest = [d for d in given if not isinstance(d.dependency, Guards)]
+        super().__init__(path, endpoint, dependencies=rest, **options)
+        run = tuple(c for c in self.checks if not isinstance(c, MaxBytes))  # RequestContext's
+        if run:
+            inner = self.app
+
+            async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+                request = Request(scope, receive)
+                for check in run:
+                    await check(request)
+                await inner(scope, receive, send)
+
+            self.app = guarded
+
+
 def checks_of(route: BaseRoute) -> list[Any]:
     """A route's checks, from its `http.guards(...)` and any other dependency."""
-    found: list[Any] = []
+    found: list[Any] = list(getattr(route, "checks", ()))
     for each in getattr(route, "dependencies", ()):
         dependency = each.dependency
         found.extend(dependency.checks if isinstance(dependency, Guards) else [dependency])
@@ -204,6 +232,7 @@ def app(
     formats: Mapping[str, ErrorFormat] | None = None,
     metrics: bool = False,
     docs: Check | str = "public",
+    tracing: bool = False,
 ) -> FastAPI:
     """A FastAPI app with endpointgen's plumbing; the built module adds its routes to it.
 
@@ -212,7 +241,8 @@ def app(
     under a prefix another error shape (`{"/v1": openai.ERRORS}`). `metrics`: count each
     request for `/metrics` (the module adds the route). `docs`: `/docs`, `/redoc` and
     `/openapi.json` for anyone (`"public"`), for no one (`"off"`), or behind a check (the
-    app's auth), which each of the three then runs first.
+    app's auth), which each of the three then runs first. `tracing`: OpenTelemetry spans
+    for every request (`runtime.tracing`), outside every other layer.
     """
     configure_logging()
     if docs not in ("public", "off") and not callable(docs):
@@ -225,6 +255,7 @@ def app(
         docs_url="/docs" if public else None,
         redoc_url="/redoc" if public else None,
     )
+    web.router.route_class = GuardedRoute
     web.state.endpointgen = Settings(dict(errors or {}), dict(formats or {}))
     web.add_exception_handler(HTTPException, http_error)
     web.add_exception_handler(RequestValidationError, validation_error)
@@ -238,6 +269,10 @@ def app(
     web.openapi = lambda: document(web)  # type: ignore[method-assign]
     if callable(docs):
         guarded_docs(web, docs)
+    if tracing:
+        from endpointgen.runtime.tracing import instrument
+
+        instrument(web, title)
     return web
 
 
@@ -247,19 +282,22 @@ def guarded_docs(web: FastAPI, check: Check) -> None:
     generator), or serve the pages public."""
     from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 
-    hidden: dict[str, Any] = {"include_in_schema": False, "dependencies": guards(check)}
-
-    @web.get("/openapi.json", **hidden)
-    async def openapi() -> JSONResponse:
+    # Starlette routes, as FastAPI's own docs routes are: cheaper for the router to pass
+    # over on every other request than FastAPI routes.
+    async def openapi(request: Request) -> Response:
+        await check(request)
         return JSONResponse(web.openapi())
 
-    @web.get("/docs", **hidden)
-    async def swagger() -> Response:
+    async def swagger(request: Request) -> Response:
+        await check(request)
         return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{web.title} - docs")
 
-    @web.get("/redoc", **hidden)
-    async def redoc() -> Response:
+    async def redoc(request: Request) -> Response:
+        await check(request)
         return get_redoc_html(openapi_url="/openapi.json", title=f"{web.title} - ReDoc")
+
+    for path, page in (("/openapi.json", openapi), ("/docs", swagger), ("/redoc", redoc)):
+        web.add_route(path, page, include_in_schema=False)
 
 
 def error_body(request_id: str, error: str, **extra: Any) -> dict[str, Any]:
@@ -293,16 +331,7 @@ async def http_error(request: Request, exc: Exception) -> Any:
 
 async def validation_error(request: Request, exc: Exception) -> Any:
     assert isinstance(exc, RequestValidationError)
-    if any(e["type"] == "json_invalid" for e in exc.errors()):
-        # FastAPI decodes the body before it runs the route's guards: run them now, so a
-        # caller without credentials learns nothing about the body (401, not positions).
-        route = request.scope.get("route")
-        try:
-            for each in getattr(route, "dependencies", ()):
-                if isinstance(each.dependency, Guards):
-                    await each.dependency(request)
-        except HTTPException as refused:
-            return await http_error(request, refused)
+    # The route's guards have passed by now (`GuardedRoute` runs them first).
     detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     body = error_body(request_id(request), "invalid request", detail=detail)
     return settings_of(request.app).answer(request.url.path, 422, body)

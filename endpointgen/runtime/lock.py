@@ -12,6 +12,7 @@ PINS: dict[str, str] = {
     "annotated-doc": "0.0.7",
     "annotated-types": "0.8.0",
     "anyio": "4.16.0",
+    "asgiref": "3.13.0",
     "certifi": "2026.10.19.post1",
     "cffi": "2.1.1",
     "charset-normalizer": "3.5.3",
@@ -48,9 +49,13 @@ PINS: dict[str, str] = {
     "opentelemetry-exporter-otlp-common": "0.66b2",
     "opentelemetry-exporter-otlp-proto-common": "1.45.2",
     "opentelemetry-exporter-otlp-proto-http": "1.45.2",
+    "opentelemetry-instrumentation": "0.66b2",
+    "opentelemetry-instrumentation-asgi": "0.66b2",
+    "opentelemetry-instrumentation-fastapi": "0.66b2",
     "opentelemetry-proto": "1.45.2",
     "opentelemetry-sdk": "1.45.2",
     "opentelemetry-semantic-conventions": "0.66b2",
+    "opentelemetry-util-http": "0.66b2",
     "packaging": "26.4",
     "pillow": "13.0.0",
     "prometheus-client": "0.26.0",
@@ -91,6 +96,7 @@ PINS: dict[str, str] = {
     "uvloop": "0.23.0",
     "watchfiles": "1.3.0",
     "websockets": "17.4",
+    "wrapt": "2.5.2",
 }
 
 REQUIRES: dict[str, tuple[str, ...]] = {
@@ -174,6 +180,26 @@ REQUIRES: dict[str, tuple[str, ...]] = {
         "requests",
         "typing-extensions",
     ),
+    "opentelemetry-instrumentation": (
+        "opentelemetry-api",
+        "opentelemetry-semantic-conventions",
+        "packaging",
+        "wrapt",
+    ),
+    "opentelemetry-instrumentation-asgi": (
+        "asgiref",
+        "opentelemetry-api",
+        "opentelemetry-instrumentation",
+        "opentelemetry-semantic-conventions",
+        "opentelemetry-util-http",
+    ),
+    "opentelemetry-instrumentation-fastapi": (
+        "opentelemetry-api",
+        "opentelemetry-instrumentation",
+        "opentelemetry-instrumentation-asgi",
+        "opentelemetry-semantic-conventions",
+        "opentelemetry-util-http",
+    ),
     "opentelemetry-proto": ("protobuf",),
     "opentelemetry-sdk": (
         "opentelemetry-api",
@@ -248,6 +274,7 @@ MODULES: frozenset[str] = frozenset(
         "annotated_doc",
         "annotated_types",
         "anyio",
+        "asgiref",
         "attr",
         "attrs",
         "cbor2",
@@ -339,6 +366,8 @@ MODULES: frozenset[str] = frozenset(
         "uvloop",
         "watchfiles",
         "websockets",
+        "wrapt",
+        "wrapt-stubs",
         "yaml",
         "yarl",
     }

@@ -471,6 +471,13 @@ class Metrics(Strict):
     )
 
 
+class Tracing(Strict):
+    enabled: bool = Field(
+        default=False,
+        description="OpenTelemetry spans for every request, sent where OTEL_EXPORTER_OTLP_* say",
+    )
+
+
 class Spec(Strict):
     """One Modal app that serves HTTP endpoints."""
 
@@ -508,6 +515,7 @@ class Spec(Strict):
     cors: Cors | None = None
     rate_limit: RateLimit | None = None
     metrics: Metrics = Metrics()
+    tracing: Tracing = Tracing()
     docs: Literal["auth", "public", "off"] = Field(
         default="auth",
         description="/docs, /redoc and /openapi.json: behind the app's auth (public when it "
