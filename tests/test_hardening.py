@@ -127,12 +127,12 @@ def test_hidden_files_in_a_served_folder_are_not_served(tmp_path: Path) -> None:
 
 def test_an_ipv6_slash_64_is_one_client() -> None:
     """Hardening 8: every address of one /64 shares one `key: ip` budget."""
-    from types import SimpleNamespace
+    from starlette.requests import Request
 
     from endpointgen.runtime import limits
 
     def who(host: str) -> str:
-        return limits.client_address(SimpleNamespace(client=SimpleNamespace(host=host)))  # type: ignore[arg-type]
+        return limits.client_address(Request({"type": "http", "client": (host, 1234)}))
 
     assert who("2001:db8:1:2::1") == who("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
     assert who("2001:db8:1:3::1") != who("2001:db8:1:2::1")

@@ -211,9 +211,9 @@ class _Builder:
         """Each route's guards, in the order they run; the commonest list is `guards`.
 
         A limit by client address counts before auth, so guessing keys is throttled too;
-        a limit by credential counts after auth has found it. A route's guards run as one
-        FastAPI dependency (`http.guards(...)`): each dependency costs FastAPI several
-        microseconds a request, whatever it does.
+        a limit by credential counts after auth has found it. A route lists its guards in
+        `dependencies=http.guards(...)`, where a reader looks; the runtime's route class
+        runs them itself, in order, before the body is read (`http.GuardedRoute`).
         """
         plan, scope = self.plan, self.scope
         guarded_metrics = plan.metrics is not None and plan.metrics["auth"]

@@ -106,27 +106,41 @@ KEEP_ALIVE = 5  # seconds a connection may idle between requests (uvicorn's own 
 def deadlines(head: float = HEAD_WITHIN, body: float = BODY_WITHIN) -> Any:
     """uvicorn's httptools protocol with read deadlines: a request's head must arrive
     within `head` seconds (408, then the connection closes), its body within `body`
-    seconds more (the connection closes; the app sees the client go)."""
+    seconds more (the connection closes; the app sees the client go).
+
+    A request only notes the time it reached each phase; one sweep, twice a second, cuts
+    the connections past their deadline. A timer per request would cost every request a
+    heap push and a cancel."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+    IDLE, HEAD, BODY = 0, 1, 2
+    limits = {HEAD: head, BODY: body}
+    every = min(0.5, head / 2, body / 2)
+
     class Deadlines(HttpToolsProtocol):
-        deadline: asyncio.TimerHandle | None = None
-        reading_head = False
+        phase = IDLE
+        since = 0.0
+        sweeping: asyncio.TimerHandle | None = None  # one sweep per server, on its loop
 
-        def arm(self, seconds: float) -> None:
-            self.disarm()
-            self.deadline = self.loop.call_later(seconds, self.expired)
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self.phase, self.since = HEAD, self.loop.time()
+            if Deadlines.sweeping is None:
+                Deadlines.sweeping = self.loop.call_later(every, self.sweep)
 
-        def disarm(self) -> None:
-            if self.deadline is not None:
-                self.deadline.cancel()
-                self.deadline = None
+        def sweep(self) -> None:
+            now = self.loop.time()
+            for connection in list(self.connections):
+                if isinstance(connection, Deadlines) and connection.phase != IDLE:
+                    if now - connection.since > limits[connection.phase]:
+                        connection.expired()
+            Deadlines.sweeping = self.loop.call_later(every, self.sweep)
 
         def expired(self) -> None:
-            self.deadline = None
+            phase, self.phase = self.phase, IDLE
             if self.transport.is_closing():
                 return
-            if self.reading_head:  # no answer has begun: say why before closing
+            if phase == HEAD:  # no answer has begun: say why before closing
                 message = b'{"error": "request timeout: the headers took too long"}'
                 self.transport.write(
                     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
@@ -134,28 +148,21 @@ def deadlines(head: float = HEAD_WITHIN, body: float = BODY_WITHIN) -> Any:
                 )
             self.transport.close()
 
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self.reading_head = True
-            self.arm(head)
-
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if not self.reading_head:  # the next request on a kept-alive connection
-                self.reading_head = True
-                self.arm(head)
+            if self.phase != HEAD:  # the next request on a kept-alive connection
+                self.phase, self.since = HEAD, self.loop.time()
 
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
-            self.reading_head = False
-            self.arm(body)
+            self.phase, self.since = BODY, self.loop.time()
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
-            self.disarm()
+            self.phase = IDLE
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self.disarm()
+            self.phase = IDLE
             super().connection_lost(exc)
 
     return Deadlines

@@ -364,6 +364,9 @@ def configure_logging() -> None:
     log.setLevel(logging.INFO)
 
 
+VARY_ORIGIN = (b"vary", b"Origin")
+
+
 class CorsPolicy(CORSMiddleware):
     """Starlette's CORS rules, applied inside `RequestContext` rather than as one more
     layer: its preflight answer as it is; on other answers the same headers, added as
@@ -386,56 +389,78 @@ class CorsPolicy(CORSMiddleware):
             for name, value in self.simple_headers.items()
             if not (self.explicit_any and name == "Access-Control-Allow-Origin")
         ]
+        self.by_origin: dict[str, list[tuple[bytes, bytes]]] = {}  # the headers per origin
 
     def add(self, origin: str | None, headers: list[tuple[bytes, bytes]]) -> None:
         """The CORS headers of an answer to a request from `origin` (None: no Origin)."""
         if origin is not None:
-            headers.extend(self.simple)
-            if self.explicit_any or (
-                not self.allow_all_origins and self.is_allowed_origin(origin=origin)
-            ):
-                headers.append((b"access-control-allow-origin", origin.encode("latin-1")))
-        vary = [value for name, value in headers if name == b"vary"]
-        if vary:
-            headers[:] = [(name, value) for name, value in headers if name != b"vary"]
-        headers.append((b"vary", b", ".join([*vary, b"Origin"])))
+            found = self.by_origin.get(origin)
+            if found is None:
+                found = list(self.simple)
+                if self.explicit_any or (
+                    not self.allow_all_origins and self.is_allowed_origin(origin=origin)
+                ):
+                    found.append((b"access-control-allow-origin", origin.encode("latin-1")))
+                if len(self.by_origin) < 1000:  # origins are the caller's to choose
+                    self.by_origin[origin] = found
+            headers.extend(found)
+        for name, _ in headers:
+            if name == b"vary":  # the answer varies already: add Origin to the list
+                vary = [value for name, value in headers if name == b"vary"]
+                headers[:] = [(name, value) for name, value in headers if name != b"vary"]
+                headers.append((b"vary", b", ".join([*vary, b"Origin"])))
+                return
+        headers.append(VARY_ORIGIN)
 
 
 class AccessLog:
     """One JSON line per request, on stderr, without the `logging` machinery on the hot
-    path: lines gather for `EVERY` seconds and go out in one write (and at exit).
+    path: a request leaves its fields, and every `EVERY` seconds (and at exit) the lines
+    are written out together, in one write.
 
     Each line is one JSON object, as the `endpointgen` logger's own lines are:
-    `{"time": "2026-01-31T12:00:00.123", "level": "info", "app": ..., "request_id": ...}`.
+    `{"time": "2026-01-31T12:00:00.123", "level": "info", "app": ..., "request_id": ...,
+    "method", "path", "status", "latency_ms"}` (and `client_request_id` when given).
     """
 
     EVERY = 0.05  # seconds: under load, one write for hundreds of lines
+    Entry = tuple[float, str, str, str, str, str, int, float]
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream
-        self.pending: list[str] = []
-        self.second = -1
-        self.stamp = ""
+        self.pending: list[AccessLog.Entry] = []
         atexit.register(self.flush)
 
-    def write(self, record: str) -> None:
-        now = time.time()
-        second = int(now)
-        if second != self.second:
-            self.second = second
-            self.stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+    def write(
+        self, app: str, rid: str, client_id: str, method: str, path: str, status: int, took: float
+    ) -> None:
+        """Note one request: `app` JSON-quoted already, `took` in seconds."""
         if not self.pending:
             asyncio.get_running_loop().call_later(self.EVERY, self.flush)
-        stamp = f"{self.stamp}.{int(now * 1000) % 1000:03d}"
-        self.pending.append(f'{{"time": "{stamp}", "level": "info", {record}}}\n')
+        self.pending.append((time.time(), app, rid, client_id, method, path, status, took))
+
+    def lines(self, entries: list[AccessLog.Entry]) -> str:
+        out = []
+        second, stamp = -1, ""
+        for now, app, rid, client_id, method, path, status, took in entries:
+            if int(now) != second:
+                second = int(now)
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+            client = f'"client_request_id": {_quote(client_id)}, ' if client_id else ""
+            out.append(
+                f'{{"time": "{stamp}.{int(now * 1000) % 1000:03d}", "level": "info", '
+                f'"app": {app}, "request_id": "{rid}", {client}"method": {_quote(method)}, '
+                f'"path": {_quote(path)}, "status": {status}, "latency_ms": {took * 1000:.2f}}}\n'
+            )
+        return "".join(out)
 
     def flush(self) -> None:
         if not self.pending:
             return
-        lines, self.pending = self.pending, []
+        entries, self.pending = self.pending, []
         stream = self.stream if self.stream is not None else sys.stderr
         try:
-            stream.write("".join(lines))
+            stream.write(self.lines(entries))
             stream.flush()
         except (OSError, ValueError):  # a closed stream at shutdown: nothing to say it on
             pass
@@ -572,12 +597,7 @@ class RequestContext:
             metrics = self.settings.metrics
             if metrics is not None:
                 metrics.request(self.route_path(scope), method, status, seconds)
-            client = f'"client_request_id": {_quote(client_id)}, ' if client_id else ""
-            ACCESS_LOG.write(
-                f'"app": {self.app_name}, "request_id": "{rid}", {client}'
-                f'"method": {_quote(method)}, "path": {_quote(scope["path"])}, '
-                f'"status": {status}, "latency_ms": {round(seconds * 1000, 2)}'
-            )
+            ACCESS_LOG.write(self.app_name, rid, client_id, method, scope["path"], status, seconds)
 
 
 def body_limit(route: BaseRoute) -> int:

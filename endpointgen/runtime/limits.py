@@ -53,13 +53,19 @@ class FixedWindow:
         self.limit = limit
         self.seconds = seconds
         self.window = -1
+        self.ends = 0.0  # when the current window ends, in seconds since the epoch
         self.counts: dict[str, int] = {}
 
     async def hit(self, key: str, now: float) -> tuple[bool, int, int]:
+        return self.count(key, now)
+
+    def count(self, key: str, now: float) -> tuple[bool, int, int]:
+        """`hit`, without a coroutine: what `RateLimit` calls on the event loop."""
         window = int(now // self.seconds)
         if window != self.window:
             self.window, self.counts = window, {}
-        reset = seconds_left(window, self.seconds, now)
+            self.ends = (window + 1) * self.seconds
+        reset = int(self.ends - now + 0.999) or 1  # as seconds_left: at least 1
         used = self.counts.get(key, 0)
         if used >= self.limit:
             return False, 0, reset
@@ -240,7 +246,8 @@ def client_address(request: Request) -> str:
     """Who a `key: ip` limit counts: the ASGI client address, which Modal sets to the
     caller's (X-Forwarded-For is never trusted: any client can write it). An IPv6 client
     counts as its /64, since one host commonly holds a whole /64 to rotate through."""
-    host = request.client.host if request.client else "unknown"
+    client = request.scope.get("client")
+    host = client[0] if client else "unknown"
     if ":" in host:
         try:
             address = ipaddress.IPv6Address(host.split("%")[0])
@@ -275,6 +282,8 @@ class RateLimit:
         self.limit_header = str(self.limit).encode()
         self.key = key
         self.window = new_window(storage, app, scope, self.limit, self.seconds, url_env)
+        # In memory, counting is a plain call: no coroutine, no storage to fail.
+        self.local = self.window.count if isinstance(self.window, FixedWindow) else None
         http.documents(self, documented)
 
     async def __call__(self, request: Request) -> None:
@@ -284,13 +293,16 @@ class RateLimit:
             who = str(credential)
         else:
             who = address_key(client_address(request))
-        if self.window is None:
+        if self.local is not None:
+            allowed, remaining, reset = self.local(who, time.time())
+        elif self.window is None:
             raise HTTPException(503, "rate limit storage is not configured")
-        try:
-            allowed, remaining, reset = await self.window.hit(who, time.time())
-        except Exception as exc:
-            http.log.error("rate limit storage failed: %s", exc)
-            raise HTTPException(503, "rate limit storage unavailable") from None
+        else:
+            try:
+                allowed, remaining, reset = await self.window.hit(who, time.time())
+            except Exception as exc:
+                http.log.error("rate limit storage failed: %s", exc)
+                raise HTTPException(503, "rate limit storage unavailable") from None
         if not allowed:
             headers = {
                 "RateLimit-Limit": str(self.limit),
