@@ -381,10 +381,10 @@ def test_responses_file_route_never_leaves_its_folder(
     responses: Server, site: Path, target: str
 ) -> None:
     """docs/spec.md, Routes without a model (`file`): a requested path never leaves its folder:
-    `..`, encoded forms and symlinks pointing outside are all refused (404 today; the test also
-    lets a 400 pass) and nothing from outside comes back."""
+    `..`, encoded forms and symlinks pointing outside are all answered 404, as the doc says,
+    and nothing from outside comes back."""
     status, body = raw_get(responses, target)
-    assert status in (400, 404), (status, body[:200])
+    assert status == 404, (status, body[:200])
     assert SECRET_TEXT.encode() not in body
     assert b"name: responses" not in body and b"root:" not in body
 
@@ -394,7 +394,7 @@ def test_responses_absolute_path_to_a_real_file(responses: Server, site: Path) -
     assert secret.read_text() == SECRET_TEXT  # the target exists and is readable
     for target in ("/download/" + str(secret), "/download/" + str(secret).replace("/", "%2f")):
         status, body = raw_get(responses, target)
-        assert status in (400, 404) and SECRET_TEXT.encode() not in body
+        assert status == 404 and SECRET_TEXT.encode() not in body
 
 
 # --- sentiment: a handler around a loaded text classifier ----------------------------

@@ -33,10 +33,11 @@ class Batcher:
         self.wait = wait_ms / 1000
         self.queue: asyncio.Queue[Item] | None = None
         self.worker: asyncio.Task[None] | None = None
+        self.unanswered = 0  # queued, being gathered into a batch, or in the running one
 
     def waiting(self) -> int:
-        """Requests queued for the next batch."""
-        return self.queue.qsize() if self.queue is not None else 0
+        """Requests waiting or running: queued, gathered, or in the batch that runs."""
+        return self.unanswered
 
     async def __call__(self, texts: list[Any]) -> list[Any]:
         loop = asyncio.get_running_loop()
@@ -45,7 +46,11 @@ class Batcher:
             self.worker = loop.create_task(self._work(self.queue))
         future: asyncio.Future[list[Any]] = loop.create_future()
         self.queue.put_nowait((texts, future))
-        return await future
+        self.unanswered += 1
+        try:
+            return await future
+        finally:
+            self.unanswered -= 1
 
     async def _work(self, queue: asyncio.Queue[Item]) -> None:
         loop = asyncio.get_running_loop()
