@@ -91,6 +91,57 @@ def make_tiny_bert_classifier(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def make_tiny_sentence_encoder(
+    path: Path, pooling: str = "cls", normalize: bool = True, seed: int = 0
+) -> Path:
+    """A tiny BERT in sentence-transformers' layout (`modules.json`, `1_Pooling`, and
+    `2_Normalize` when `normalize`), pooled by `pooling`: cls, mean, max or lasttoken."""
+    import json
+
+    import torch
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    tok = _tokenizer(300, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        pad_token_id=fast.pad_token_id,
+    )
+    path.mkdir(parents=True, exist_ok=True)
+    BertModel(config).save_pretrained(path)
+    fast.save_pretrained(path)
+    kinds = [("", "Transformer"), ("1_Pooling", "Pooling")]
+    if normalize:
+        kinds.append(("2_Normalize", "Normalize"))
+        (path / "2_Normalize").mkdir(exist_ok=True)
+    modules = [
+        {"idx": i, "name": str(i), "path": folder, "type": f"sentence_transformers.models.{k}"}
+        for i, (folder, k) in enumerate(kinds)
+    ]
+    (path / "modules.json").write_text(json.dumps(modules))
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    chosen = {"cls": "cls_token", "mean": "mean_tokens", "max": "max_tokens"}.get(pooling, pooling)
+    modes = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "lasttoken")
+    pool: dict[str, object] = {f"pooling_mode_{m}": m == chosen for m in modes}
+    pool["word_embedding_dimension"] = 32
+    (path / "1_Pooling" / "config.json").write_text(json.dumps(pool))
+    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 128}))
+    return path
+
+
 def make_tiny_vit(path: Path, seed: int = 0) -> Path:
     """A 32x32 vision transformer with three labels and random weights."""
     import torch

@@ -201,3 +201,31 @@ def test_max_items_is_128_unless_the_route_says(
     assert over.status_code == 422
     assert over.json()["detail"][0]["loc"] == ["body", "texts"]
     assert calls == [128]
+
+
+@pytest.mark.parametrize(
+    ("pooling", "normalize"),
+    [("cls", True), ("mean", False), ("max", True), ("lasttoken", True)],
+)
+def test_embeddings_pool_as_the_models_sentence_transformers_config_says(
+    tmp_path: Path, env_keys: list[str], pooling: str, normalize: bool
+) -> None:
+    """docs/spec.md, Routes (`embed`): a model in sentence-transformers' layout is pooled
+    as its `1_Pooling/config.json` says (CLS for BGE-style models, not mean) and
+    normalised only when `modules.json` has a Normalize module: the served vectors equal
+    sentence-transformers' own for the same weights."""
+    from models import make_tiny_sentence_encoder
+    from sentence_transformers import SentenceTransformer
+
+    folder = make_tiny_sentence_encoder(tmp_path / "encoder", pooling, normalize)
+    texts = ["The quick brown fox.", "Hello world! Serving models over HTTP is easy."]
+    expected = SentenceTransformer(str(folder), device="cpu").encode(texts).tolist()
+    module, model = loaded(tmp_path, embed_spec(folder))
+    client = TestClient(module.create_app(model))
+    got = client.post("/embed", json={"texts": texts}, headers=KEY).json()["embeddings"]
+    for ours, theirs in zip(got, expected, strict=True):
+        assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < 1e-5
+    assert math.isclose(sum(x * x for x in got[0]), 1.0, rel_tol=1e-5) is normalize
+    if pooling != "mean":  # the test can fail: mean pooling gives other vectors
+        mean = SentenceTransformer(str(make_tiny_sentence_encoder(tmp_path / "m", "mean")))
+        assert max(abs(a - b) for a, b in zip(got[0], mean.encode(texts)[0], strict=True)) > 1e-3
