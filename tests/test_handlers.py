@@ -448,3 +448,99 @@ def test_an_upload_handler_gets_the_file_name_type_and_bytes(tmp_path: Path) -> 
     }
     refused = client.post("/take", files={"file": ("a.txt", b"hi", "text/plain")})
     assert refused.status_code == 415
+
+
+DRAW = """\
+from PIL import Image
+from starlette.responses import Response
+
+
+def image(data):
+    return Image.new("RGBA", (data["w"], 3), (255, 0, 0, 128))
+
+
+def raw(data):
+    return b"\\x00\\xffbytes"
+
+
+def made(data):
+    return Response(b"<svg/>", media_type="image/svg+xml", headers={"X-Made": "1"})
+
+
+def wrong(data):
+    return {"not": "bytes"}
+"""
+
+
+def binary_spec(**routes: dict[str, object]) -> dict[str, object]:
+    return {
+        "name": "drawing",
+        "routes": [
+            {"path": f"/{name}", "method": "POST", "action": "handler", **route}
+            for name, route in routes.items()
+        ],
+    }
+
+
+def test_handlers_answer_bytes_images_and_responses(tmp_path: Path) -> None:
+    """docs/spec.md, Routes without a model (`handler`): a handler may return bytes, a PIL
+    image or a Starlette Response. `response_type: binary` sends them as `media_type`;
+    bytes from a JSON route go out as application/octet-stream instead of a 500."""
+    import io
+
+    from PIL import Image
+
+    (tmp_path / "draw.py").write_text(DRAW)
+    body = {"request": {"w": {"type": "int", "default": 4}}}
+    spec = binary_spec(
+        png={"handler": "draw.py:image", "response_type": "binary", "media_type": "image/png"},
+        jpeg={"handler": "draw.py:image", "response_type": "binary", "media_type": "image/jpeg"},
+        raw={"handler": "draw.py:raw", "response_type": "binary"},
+        json_bytes={"handler": "draw.py:raw"},
+        made={"handler": "draw.py:made", "response_type": "binary", "media_type": "image/png"},
+        wrong={"handler": "draw.py:wrong", "response_type": "binary"},
+    )
+    for route in spec["routes"]:  # type: ignore[union-attr]
+        route.update(body)  # type: ignore[union-attr]
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    client = TestClient(module.create_app(), raise_server_exceptions=False)
+    png = client.post("/png", json={"w": 5})
+    assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(png.content)).size == (5, 3)
+    jpeg = client.post("/jpeg", json={})
+    assert jpeg.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(jpeg.content)).format == "JPEG"
+    for path in ("/raw", "/json_bytes"):
+        raw = client.post(path, json={})
+        assert raw.status_code == 200, path
+        assert raw.content == b"\x00\xffbytes"
+        assert raw.headers["content-type"] == "application/octet-stream"
+    made = client.post("/made", json={})
+    assert (made.content, made.headers["x-made"]) == (b"<svg/>", "1")
+    wrong = client.post("/wrong", json={})
+    assert wrong.status_code == 500 and wrong.json()["error"] == "internal server error"
+    doc = client.get("/openapi.json").json()
+    answers = doc["paths"]["/png"]["post"]["responses"]["200"]["content"]
+    assert answers == {"image/png": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        (
+            {"handler": "draw.py:raw", "media_type": "image/png"},
+            "routes[0].media_type: `media_type` applies with `response_type: binary`",
+        ),
+        (
+            {"action": "respond", "response": "x", "response_type": "binary"},
+            "routes[0].response_type: a respond route answers JSON or text",
+        ),
+    ],
+)
+def test_binary_keys_where_they_do_nothing_are_refused(
+    tmp_path: Path, route: dict[str, object], message: str
+) -> None:
+    (tmp_path / "draw.py").write_text(DRAW)
+    with pytest.raises(SpecError) as caught:
+        pipeline.build(write_spec(tmp_path, binary_spec(one=route)), tmp_path / "out")
+    assert message in str(caught.value)

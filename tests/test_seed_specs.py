@@ -299,6 +299,14 @@ def test_responses_json_and_text(responses: Server) -> None:
     assert r.headers["content-type"].startswith("text/plain")
 
 
+def test_responses_badge_is_svg_bytes(responses: Server) -> None:
+    """docs/spec.md, Routes without a model (`handler`): `response_type: binary` sends the
+    handler's bytes as the route's `media_type`, escaped by the handler."""
+    r = httpx.get(responses.url + "/badge.svg", params={"label": "<v1>"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/svg+xml"
+    assert r.content.startswith(b"<svg ") and b"&lt;v1&gt;" in r.content
+
+
 def test_responses_stream_lines_as_they_come(responses: Server) -> None:
     with httpx.stream("GET", responses.url + "/stream", params={"count": 3}) as r:
         assert r.status_code == 200

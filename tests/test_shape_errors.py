@@ -124,7 +124,10 @@ CASES = [
     ),
     pytest.param(
         respond("    response_type: html\n"),
-        ["spec.yaml:6:20: routes[0].response_type: 'html' is not one of json, text, stream, sse"],
+        [
+            "spec.yaml:6:20: routes[0].response_type: 'html' is not one of json, text, "
+            "stream, sse, binary"
+        ],
         id="unknown-response-type",
     ),
     # --- handlers --------------------------------------------------------------------

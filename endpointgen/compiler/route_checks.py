@@ -17,7 +17,7 @@ from endpointgen.spec import Route, Spec
 # The keys each action reads, beyond those every route has.
 _KEYS = {
     "respond": {"params", "request", "response", "response_type", "status"},
-    "handler": {"params", "request", "response_type", "handler"},
+    "handler": {"params", "request", "response_type", "handler", "media_type"},
     "upload": {"params", "processor", "handler", "content_types", "max_rows", "max_pixels"},
     "file": {"params", "folder", "volume", "download_name", "media_type"},
 }
@@ -68,6 +68,12 @@ def _route(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Probl
         yield doc.problem(here, "a respond route needs `response`")
     if route.action == "handler" and route.handler is None:
         yield doc.problem(here, "a handler route needs `handler: file.py:function`")
+    if route.action == "handler" and route.media_type and route.response_type != "binary":
+        message = "`media_type` applies with `response_type: binary`"
+        yield doc.problem((*here, "media_type"), message)
+    if route.action == "respond" and route.response_type == "binary":
+        message = "a respond route answers JSON or text; binary answers come from a `handler`"
+        yield doc.problem((*here, "response_type"), message)
     if route.action == "upload":
         yield from _upload(spec, doc, here, route)
     if route.action == "file":

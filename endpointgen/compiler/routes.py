@@ -369,9 +369,15 @@ def write_handler(scope: Scope, route: Route, name: str, options: Options) -> li
     kind = route["response_type"]
     if kind in RESPONSE_CLASSES:
         options["response_class"] = RESPONSE_CLASSES[kind]
+    binary: Options = {}
+    if kind == "binary":
+        scope.use("http")
+        binary["media_type"] = literal(route["media_type"])
+        options["response_class"] = call("http.binary", binary["media_type"])
     given = data(items, body) or "{}"
-    result = call("await handlers.call", function, given, *model_argument(scope, route))
-    answer = call("handlers.answer", result, *([literal(kind)] if kind != "json" else []))
+    result = call("await handlers.call", function, given, *model_argument(scope, route), **binary)
+    kinds = [literal(kind)] if kind != "json" else []
+    answer = call("handlers.answer", result, *kinds, **binary)
     return decorator(route, options) + define(name, params, "Response", [["return ", answer]])
 
 

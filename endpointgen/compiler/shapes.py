@@ -107,6 +107,8 @@ def route_extras(route: Route, shipped: Shipped) -> dict[str, Any]:
         out["status"] = route.status or 200
     if route.handler:
         out["handler"] = shipped.handler(route.handler)
+    if route.action == "handler" and route.response_type == "binary":
+        out["media_type"] = route.media_type or "application/octet-stream"
     if route.action == "upload":
         out["upload"] = {
             "processor": route.processor,

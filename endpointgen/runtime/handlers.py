@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import io
 import re
 import sys
 from collections.abc import Callable
@@ -21,7 +22,10 @@ from endpointgen.runtime import http
 __all__ = ["HandlerError", "answer", "call", "fill", "load", "one_of", "respond"]
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-Kind = Literal["json", "text", "stream", "sse"]
+Kind = Literal["json", "text", "stream", "sse", "binary"]
+BINARY = (bytes, bytearray, memoryview)
+OCTETS = "application/octet-stream"
+IMAGE_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP", "image/gif": "GIF"}
 
 
 class HandlerError(RuntimeError):
@@ -47,12 +51,48 @@ def load(file: Path, function: str, shown: str) -> Callable[..., Any]:
         raise HandlerError(f"{shown}: {type(exc).__name__}: {exc}") from exc
 
 
-async def call(function: Callable[..., Any], data: dict[str, Any], model: Any = None) -> Any:
-    """`function(data)`, or `function(data, model)` when it takes a second argument."""
+async def call(
+    function: Callable[..., Any],
+    data: dict[str, Any],
+    model: Any = None,
+    media_type: str | None = None,
+) -> Any:
+    """`function(data)`, or `function(data, model)` when it takes a second argument.
+
+    A PIL image it returns is encoded in a worker thread, as `media_type` says (PNG
+    unless that names JPEG, WebP or GIF), so a large image never holds up the event loop.
+    """
     args = (data, model) if len(inspect.signature(function).parameters) > 1 else (data,)
     if inspect.iscoroutinefunction(function):
-        return await function(*args)
-    return await run_in_threadpool(function, *args)
+        result = await function(*args)
+        if is_image(result):
+            return await run_in_threadpool(encode_image, result, media_type)
+        return result
+
+    def run() -> Any:
+        result = function(*args)
+        return encode_image(result, media_type) if is_image(result) else result
+
+    return await run_in_threadpool(run)
+
+
+def is_image(value: Any) -> bool:
+    """A PIL image (without importing PIL to ask)."""
+    return type(value).__module__.startswith("PIL.") and callable(getattr(value, "save", None))
+
+
+def encode_image(image: Any, media_type: str | None) -> Response:
+    """A PIL image as a PNG, JPEG, WebP or GIF answer."""
+    if media_type in (None, OCTETS):
+        media_type = "image/png"
+    if media_type not in IMAGE_FORMATS:
+        raise TypeError(f"the handler returned an image; the route answers {media_type}")
+    kind = IMAGE_FORMATS[media_type]
+    if kind == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")  # JPEG has no alpha
+    buffer = io.BytesIO()
+    image.save(buffer, kind)
+    return Response(buffer.getvalue(), media_type=media_type)
 
 
 def fill(template: Any, data: dict[str, Any]) -> Any:
@@ -74,8 +114,26 @@ def fill(template: Any, data: dict[str, Any]) -> Any:
     return template
 
 
-def answer(value: Any, kind: Kind = "json", status: int = 200) -> Response:
-    """What a route sends: JSON, plain text, a text stream or Server-Sent Events."""
+def answer(
+    value: Any, kind: Kind = "json", status: int = 200, media_type: str | None = None
+) -> Response:
+    """What a route sends: JSON, plain text, a text stream, Server-Sent Events or bytes.
+
+    A Starlette `Response` the handler made goes out as it is; bytes (and an image, which
+    `call` has encoded) go out as `media_type`, application/octet-stream by default,
+    whatever the route's kind.
+    """
+    if isinstance(value, Response):
+        return value
+    if kind == "binary" or (kind in ("json", "text") and isinstance(value, BINARY)):
+        if isinstance(value, str):
+            value = value.encode("utf-8")
+        if not isinstance(value, BINARY):
+            raise TypeError(
+                f"a binary route's handler returned {type(value).__name__}: return bytes, "
+                "a PIL image or a Response"
+            )
+        return Response(bytes(value), status, media_type=media_type or OCTETS)
     if kind == "text":
         return PlainTextResponse(str(value), status)
     if kind in ("stream", "sse"):

@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "STRICT",
+    "Binary",
     "Cors",
     "ErrorBody",
     "ErrorFormat",
@@ -50,6 +51,7 @@ __all__ = [
     "Text",
     "TextStream",
     "app",
+    "binary",
     "guards",
     "reject",
     "request_id",
@@ -87,6 +89,23 @@ class EventStream(StreamingResponse):
 
 class TextStream(StreamingResponse):
     media_type = "text/plain"
+
+
+class Binary(Response):
+    """Bytes of one media type (documented as a binary string of that type)."""
+
+    media_type = "application/octet-stream"
+
+
+_BINARY: dict[str, type[Binary]] = {}
+
+
+def binary(media_type: str) -> type[Binary]:
+    """`response_class=` for a route that answers bytes of `media_type`."""
+    found = _BINARY.get(media_type)
+    if found is None:
+        found = _BINARY[media_type] = type("Binary", (Binary,), {"media_type": media_type})
+    return found
 
 
 @dataclass(frozen=True)
@@ -733,6 +752,9 @@ def _success(route: APIRoute) -> dict[str, Any]:
             "description": "Server-Sent Events",
             "content": {"text/event-stream": {"schema": SSE_EVENT}},
         }
+    if isinstance(kind, type) and issubclass(kind, Binary):
+        schema = {"type": "string", "format": "binary"}
+        return {"description": "Binary content", "content": {kind.media_type: {"schema": schema}}}
     return {}
 
 

@@ -429,8 +429,9 @@ class Route(Strict):
     response: Any = Field(
         default=None, description="respond: the answer; {param} placeholders are filled in"
     )
-    response_type: Literal["json", "text", "stream", "sse"] | None = Field(
-        default=None, description="respond, handler: json (default), text, stream or sse"
+    response_type: Literal["json", "text", "stream", "sse", "binary"] | None = Field(
+        default=None,
+        description="respond, handler: json (default), text, stream or sse; handler: binary",
     )
     status: int | None = Field(default=None, ge=200, le=299, description="respond: success code")
     handler: HandlerRef | None = Field(
@@ -457,7 +458,11 @@ class Route(Strict):
     download_name: str | None = Field(
         default=None, min_length=1, max_length=200, description="file: name the browser saves"
     )
-    media_type: MediaType | None = Field(default=None, description="file: Content-Type")
+    media_type: MediaType | None = Field(
+        default=None,
+        description="file: Content-Type; handler with `response_type: binary`: the answer's "
+        "(default application/octet-stream)",
+    )
 
     @property
     def key(self) -> tuple[str, str]:

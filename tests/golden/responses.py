@@ -12,10 +12,13 @@ from endpointgen.runtime import files, handlers, http
 from fastapi import FastAPI, Query, Response
 
 APP_NAME = "responses"
-DESCRIPTION = "JSON, text, streamed and file responses"
+DESCRIPTION = "JSON, text, streamed, binary and file responses"
 FILES_DIR = files.Shipped(__file__, "../../specs/files", "/root/endpointgen_files/d0")
 LINES_FILE = files.Shipped(
     __file__, "../../specs/handlers/lines.py", "/root/endpointgen_handlers/h0_lines.py"
+)
+BADGE_FILE = files.Shipped(
+    __file__, "../../specs/handlers/badge.py", "/root/endpointgen_handlers/h1_badge.py"
 )
 
 image = (
@@ -23,6 +26,7 @@ image = (
     .uv_pip_install(runtime.locked("fastapi[standard]==0.165.0", "pydantic==2.14.4"))
     .add_local_dir(FILES_DIR.local, FILES_DIR.remote)
     .add_local_file(LINES_FILE.local, LINES_FILE.remote)
+    .add_local_file(BADGE_FILE.local, BADGE_FILE.remote)
     .add_local_python_source("endpointgen")
 )
 app = modal.App(APP_NAME, image=image)
@@ -34,6 +38,7 @@ def create_app() -> FastAPI:
     """The FastAPI app; Modal serves it, and so can any ASGI server."""
     web = http.app(APP_NAME, DESCRIPTION)
     lines = handlers.load(LINES_FILE.path, "lines", "handlers/lines.py")
+    badge = handlers.load(BADGE_FILE.path, "badge", "handlers/badge.py")
     download_folder = files.Folder(FILES_DIR.path, media_type="text/plain")
 
     @web.get("/json")
@@ -51,6 +56,16 @@ def create_app() -> FastAPI:
     @web.get("/events", response_class=http.EventStream)
     async def events(count: Annotated[int, Query(ge=1, le=100)] = 5) -> Response:
         return handlers.answer(await handlers.call(lines, {"count": count}), "sse")
+
+    @web.get("/badge.svg", response_class=http.binary("image/svg+xml"))
+    async def badge_svg(
+        label: Annotated[str, Query(min_length=1, max_length=40)] = "endpointgen",
+    ) -> Response:
+        return handlers.answer(
+            await handlers.call(badge, {"label": label}, media_type="image/svg+xml"),
+            "binary",
+            media_type="image/svg+xml",
+        )
 
     @web.get(
         "/download/{name:path}",
