@@ -303,10 +303,7 @@ CASES = [
     ),
     pytest.param(
         respond("    params:\n      q: 'list[str]'\n"),
-        [
-            "spec.yaml:7:10: routes[0].params.q: 'list[str]' is not one of str, int, "
-            "float, bool; did you mean 'str'?"
-        ],
+        ["spec.yaml:7:10: routes[0].params.q: 'list[str]' is not one of str, int, float, bool"],
         id="list-as-a-query-param",
     ),
     pytest.param(

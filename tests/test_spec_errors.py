@@ -197,11 +197,24 @@ CASES = [
     ),
     pytest.param(
         changed("method: POST", "method: FETCH"),
-        [
-            "spec.yaml:9:13: routes[0].method: 'FETCH' is not one of GET, POST, PUT, "
-            "PATCH, DELETE; did you mean 'PATCH'?"
-        ],
+        ["spec.yaml:9:13: routes[0].method: 'FETCH' is not one of GET, POST, PUT, PATCH, DELETE"],
         id="bad-method",
+    ),
+    pytest.param(
+        changed("method: POST", "method: PSOT"),
+        [
+            "spec.yaml:9:13: routes[0].method: 'PSOT' is not one of GET, POST, PUT, "
+            "PATCH, DELETE; did you mean 'POST'?"
+        ],
+        id="misspelt-method",
+    ),
+    pytest.param(
+        changed("task: text-generation", "task: text-to-image"),
+        [
+            "spec.yaml:4:9: model.task: 'text-to-image' is not one of text-generation, "
+            "text-classification, embeddings, image-classification"
+        ],
+        id="unknown-task-lists-the-tasks-without-a-far-guess",
     ),
     pytest.param(
         BASE + "scaling:\n  min_containers: 5\n  max_containers: 2\n",
@@ -1545,3 +1558,28 @@ def test_routes_that_run_a_model_need_model(in_tmp: Path, route: str, message: s
     )
     (line,) = lines_for("spec.yaml")
     assert line.split(": ", 1)[1] == message
+
+
+def test_schema_and_rule_problems_come_out_in_one_run(in_tmp: Path) -> None:
+    """An unknown key and a rule the spec breaks are both reported by one `validate`,
+    each at its own line, so a newcomer does not fix one to meet the other."""
+    (in_tmp / "spec.yaml").write_text(
+        "name: demo\n"
+        "model: {id: gpt2, task: text-generation, revision: main}\n"
+        "routes:\n"
+        "  - {path: /a, method: POST, action: generate}\n"
+        "  - {path: /b, action: respond, response: {}, max_tokenz: 3}\n"
+    )
+    assert lines_for("spec.yaml") == [
+        "spec.yaml:4:5: routes[0]: POST /a runs the model with no auth; set `auth.mode` for "
+        "the app, or mark this route `public: true` to serve it openly",
+        "spec.yaml:5:47: routes[1].max_tokenz: unknown key 'max_tokenz'; did you mean "
+        "'max_tokens'?",
+    ]
+
+
+def test_no_guess_for_a_word_that_is_not_a_slip(in_tmp: Path) -> None:
+    """`websocket` is no misspelt `webhook`: the allowed actions are listed, no guess."""
+    (in_tmp / "spec.yaml").write_text("name: demo\nroutes:\n  - {path: /a, action: websocket}\n")
+    (line,) = lines_for("spec.yaml")
+    assert "'websocket' is not one of health, generate" in line and "did you mean" not in line

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from endpointgen.compiler import checks, loader
 from endpointgen.compiler.loader import Document
@@ -30,11 +32,48 @@ def _environments(doc: Document) -> list[str]:
 
 
 def _validated(doc: Document) -> Spec:
-    spec = parse(doc)
+    try:
+        spec = parse(doc)
+    except SpecError as exc:
+        raise SpecError(exc.problems + _rules_despite(doc, exc.problems)) from None
     problems = checks.check(spec, doc) + name_problems(spec, doc)
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _rules_despite(doc: Document, problems: list[Problem]) -> list[Problem]:
+    """The rule checks too, so one run reports both kinds, when every schema problem is
+    an unknown key: run on the spec with those keys taken out. A wrong value is not taken
+    out: the rules would then complain of its absence, which would mislead."""
+    data = copy.deepcopy(doc.data)
+    for problem in problems:
+        if not problem.message.startswith("unknown key") or not _drop(data, problem.loc):
+            return []
+    try:
+        lenient = replace(doc, data=data)
+        spec = parse(lenient)
+        found = checks.check(spec, lenient) + name_problems(spec, lenient)
+    except SpecError:
+        return []
+    refused = [p.loc for p in problems]
+    return [p for p in found if not any(p.loc[: len(loc)] == loc for loc in refused)]
+
+
+def _drop(data: Any, loc: Loc) -> bool:
+    """Take the mapping key at `loc` out of `data`; False when there is none to take."""
+    *parents, last = loc or ("",)
+    for part in parents:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return False
+    if isinstance(data, dict) and last in data:
+        del data[last]
+        return True
+    return False
 
 
 def load_spec(

@@ -48,10 +48,19 @@ def kind_of(value: Any) -> str:
 
 
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
-    """The nearest choice to `word`, or None when nothing is close."""
+    """The nearest choice to `word` when it looks like a slip of the keyboard (`methd`,
+    `embedings`, `l40` for `L40S`), else None: `text-to-image` is not a misspelt
+    `text-generation`, nor `websocket` a misspelt `webhook`."""
     lowered = {c.lower(): c for c in choices}
-    match = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.5)
-    return lowered[match[0]] if match else None
+    key = word.lower()
+    match = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.75)
+    if match:
+        return lowered[match[0]]
+    if len(key) >= 2:  # a name cut short, or with a letter added: `l40`, `a10g`
+        for choice in lowered:
+            if choice.startswith(key) or key.startswith(choice):
+                return lowered[choice]
+    return None
 
 
 def normalize_one(value: Any) -> str:
