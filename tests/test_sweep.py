@@ -21,7 +21,15 @@ from pydantic import BaseModel
 from endpointgen.compiler import pipeline
 from endpointgen.errors import Problem, SpecError
 from endpointgen.spec import Auth, Batching, Cors, Model, RateLimit, Resources, Scaling, Spec
-from endpointgen.spec.models import Example, Metrics, NamedModel, Route, Signature, Tracing
+from endpointgen.spec.models import (
+    Example,
+    Image,
+    Metrics,
+    NamedModel,
+    Route,
+    Signature,
+    Tracing,
+)
 from endpointgen.spec.shapes import ErrorMapping, FieldSpec, Param
 
 Path_ = tuple[str, ...]  # a key path; "*" stands for any name in a mapping or list
@@ -42,6 +50,7 @@ SECTIONS: dict[Path_, type[BaseModel]] = {
     ("rate_limit",): RateLimit,
     ("metrics",): Metrics,
     ("tracing",): Tracing,
+    ("image",): Image,
     ("errors", "*"): ErrorMapping,
     ("routes", "*"): Route,
     ("routes", "*", "rate_limit"): RateLimit,
@@ -87,6 +96,10 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("metrics",): ({"enabled": True}, None),
     ("docs",): ("off", None),
     ("tracing",): ({"enabled": True}, None),
+    ("image",): ({"system_packages": ["ffmpeg"]}, None),
+    ("image", "python"): ("3.12", {}),
+    ("image", "system_packages"): (["ffmpeg"], {}),
+    ("image", "commands"): (["echo built"], {}),
     ("tracing", "enabled"): (True, {}),
     ("errors",): ({"ValueError": {"status": 400, "message": "bad value"}}, None),
     ("model", "id"): ("distilgpt2", None),

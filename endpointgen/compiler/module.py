@@ -144,11 +144,19 @@ class _Builder:
         if plan.cpu_torch:  # torch first, from its CPU index; then the rest, torch included
             index = literal(CPU_TORCH_INDEX)
             packages.insert(0, call(".uv_pip_install", literal(TORCH), index_url=index))
-        out = [chain("image", base, [*packages, *env, *local])]
+        # The spec's own steps: Debian packages first, its commands once Python's are in.
+        system: list[Node] = []
+        if plan.system_packages:
+            system = [call(".apt_install", *map(literal, plan.system_packages))]
+        commands: list[Node] = []
+        if plan.commands:
+            commands = [call(".run_commands", *map(literal, plan.commands))]
+        out = [chain("image", base, [*system, *packages, *commands, *env, *local])]
         if plan.models:
             note = "# The web tier needs no model packages: it calls the models' own containers."
             web = call(".uv_pip_install", call("runtime.locked", *map(literal, plan.web_packages)))
-            out.append([note, *chain("web_image", base, [web, *env, *local])])
+            steps = [*system, web, *commands, *env, *local]
+            out.append([note, *chain("web_image", base, steps)])
         if plan.hf_cache:
             note = "# Hub downloads are kept on a Volume, so new containers skip them."
             volume = call(

@@ -99,6 +99,8 @@ class Plan:
     volumes: list[dict[str, str]] = field(default_factory=list)
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     python_version: str = PYTHON_VERSION
+    system_packages: list[str] = field(default_factory=list)  # apt, before pip
+    commands: list[str] = field(default_factory=list)  # run after the packages install
     hf_cache_volume: str = HF_CACHE_VOLUME
     hf_cache_dir: str = HF_CACHE_DIR
 
@@ -207,6 +209,9 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         ),
         docs="public" if spec.docs == "auth" and spec.auth.mode == "none" else spec.docs,
         tracing=spec.tracing.enabled,
+        python_version=spec.image.python,
+        system_packages=list(spec.image.system_packages),
+        commands=list(spec.image.commands),
     )
 
 

@@ -13,6 +13,7 @@ from endpointgen.compiler.plan import (
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_ITEMS,
     DEFAULT_MAX_TOKENS,
+    PYTHON_VERSION,
     Plan,
 )
 from endpointgen.gitops import prices
@@ -153,6 +154,10 @@ def facts(side: Side) -> list[Fact]:
     if plan.metrics is not None:
         shown = "/metrics, behind auth" if plan.metrics["auth"] else "/metrics, public"
     add("auth", "metrics", shown, "off")
+    add("auth", "docs pages", None if plan.docs == "public" else plan.docs, "public")
+    add("app", "tracing", "OpenTelemetry, OTLP" if plan.tracing else None, "off")
+    python = spec.image.python
+    add("image", "python", python if python != PYTHON_VERSION else None, PYTHON_VERSION)
     add("gpu", "GPU", side.cost.gpu if spec.gpu else None, "none (CPU)")
     if spec.model is not None:
         split = "CPU web tier + model class" if spec.shape == "split" else None
@@ -181,11 +186,15 @@ def collections(side: Side) -> list[tuple[str, str, dict[str, str]]]:
     plan = side.plan
     origins = {o: "" for o in (plan.cors["origins"] if plan.cors else [])}
     packages = {_package_name(p): p for p in plan.packages}
+    system = {n.split("=", 1)[0]: n if "=" in n else "" for n in plan.system_packages}
+    commands = {_short(command): "" for command in plan.commands}
     secrets = {s: "" for s in plan.secrets}
     env = {k: _short(v) for k, v in side.spec.env.items()}  # never secret: checks refuse them
     return [
         ("cors", "CORS origin", origins),
         ("image", "package", packages),
+        ("image", "system package", system),
+        ("image", "build command", commands),
         ("secrets", "Modal Secret", secrets),
         ("env", "env var", env),
     ]

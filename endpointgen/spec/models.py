@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -55,6 +56,7 @@ _HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
 _ENV_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 _APP_NAME = r"^[a-z][a-z0-9-]{0,47}$"
 _MODEL_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+_DEBIAN_PACKAGE = r"^[a-z0-9][a-z0-9+.-]{0,99}(=[A-Za-z0-9+.:~-]{1,100})?$"
 _ROUTE_PATH = r"^/([A-Za-z0-9._~/-]|\{[A-Za-z_][A-Za-z0-9_]{0,63}(:path)?\})*$"
 SecretName = Annotated[str, Field(pattern=_SECRET_NAME)]
 EnvVar = Annotated[str, Field(pattern=_ENV_VAR)]
@@ -88,6 +90,10 @@ PATTERNS = {
     _MODEL_NAME: (
         "model name",
         "use lowercase letters, digits and '_', starting with a letter, at most 32 characters",
+    ),
+    _DEBIAN_PACKAGE: (
+        "Debian package",
+        "use a name like 'ffmpeg' or 'libgl1', optionally '=version' (no spaces or shell)",
     ),
     _ROUTE_PATH: (
         "route path",
@@ -476,6 +482,32 @@ class Metrics(Strict):
     )
 
 
+def _command(text: str) -> str:
+    """A build command is the spec author's own shell (trusted), but one line of it: a line
+    break or a NUL would end the image's RUN step early and build something else."""
+    if not text.strip():
+        raise ValueError("a build command cannot be empty")
+    if any(c in text for c in "\n\r\0"):
+        raise ValueError("a build command is one line; join steps with `&&`")
+    return text
+
+
+class Image(Strict):
+    """The container image, beyond what the spec's model and packages install."""
+
+    python: Literal["3.10", "3.11", "3.12", "3.13"] = Field(
+        default="3.11", description="the image's Python (the lock is resolved for 3.11)"
+    )
+    system_packages: list[Annotated[str, Field(pattern=_DEBIAN_PACKAGE)]] = Field(
+        default_factory=list, max_length=100, description="Debian packages (apt), e.g. ffmpeg"
+    )
+    commands: list[Annotated[str, Field(max_length=4096), AfterValidator(_command)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="shell commands run while the image is built, after the packages",
+    )
+
+
 class Tracing(Strict):
     enabled: bool = Field(
         default=False,
@@ -516,6 +548,7 @@ class Spec(Strict):
     env: dict[EnvVar, Annotated[str, BeforeValidator(_env_value)]] = Field(
         default_factory=dict, description="non-secret environment variables"
     )
+    image: Image = Image()
     auth: Auth = Auth()
     cors: Cors | None = None
     rate_limit: RateLimit | None = None
