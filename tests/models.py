@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -58,9 +59,10 @@ def make_tiny_gpt2(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def make_tiny_bert_classifier(path: Path, seed: int = 0) -> Path:
+def _bert(seed: int, **config: Any) -> tuple[Any, Any]:
+    """A tiny BERT config and its fast tokenizer (trained on CORPUS), with `config` added."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import BertConfig, PreTrainedTokenizerFast
 
     tok = _tokenizer(300, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     fast = PreTrainedTokenizerFast(
@@ -72,17 +74,27 @@ def make_tiny_bert_classifier(path: Path, seed: int = 0) -> Path:
         mask_token="[MASK]",
     )
     torch.manual_seed(seed)
-    config = BertConfig(
+    bert = BertConfig(
         vocab_size=len(fast),
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=256,
+        pad_token_id=fast.pad_token_id,
+        **config,
+    )
+    return bert, fast
+
+
+def make_tiny_bert_classifier(path: Path, seed: int = 0) -> Path:
+    from transformers import BertForSequenceClassification
+
+    config, fast = _bert(
+        seed,
         num_labels=3,
         id2label={0: "negative", 1: "neutral", 2: "positive"},
         label2id={"negative": 0, "neutral": 1, "positive": 2},
-        pad_token_id=fast.pad_token_id,
     )
     model = BertForSequenceClassification(config)
     path.mkdir(parents=True, exist_ok=True)
@@ -98,28 +110,9 @@ def make_tiny_sentence_encoder(
     `2_Normalize` when `normalize`), pooled by `pooling`: cls, mean, max or lasttoken."""
     import json
 
-    import torch
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertModel
 
-    tok = _tokenizer(300, ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="[PAD]",
-        unk_token="[UNK]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        mask_token="[MASK]",
-    )
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(fast),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-        pad_token_id=fast.pad_token_id,
-    )
+    config, fast = _bert(seed)
     path.mkdir(parents=True, exist_ok=True)
     BertModel(config).save_pretrained(path)
     fast.save_pretrained(path)
