@@ -14,6 +14,7 @@ import typer
 
 from endpointgen import __version__
 from endpointgen.errors import EndpointgenError, SpecError
+from endpointgen.local import BODY_WITHIN, HEAD_WITHIN
 
 app = typer.Typer(
     name="endpointgen",
@@ -146,11 +147,11 @@ def serve(
     timeout_headers: Annotated[
         float,
         typer.Option(min=0.1, help="Seconds a request's headers may take to arrive (then 408)."),
-    ] = 10.0,
+    ] = HEAD_WITHIN,
     timeout_body: Annotated[
         float,
         typer.Option(min=0.1, help="Seconds a request's body may take after its headers."),
-    ] = 60.0,
+    ] = BODY_WITHIN,
 ) -> None:
     """Serve the app on this machine with uvicorn, the model loaded once at start.
 

@@ -4,6 +4,7 @@ performs the attack and asserts the safe answer."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,23 +15,21 @@ from test_serve import Server
 from endpointgen.compiler import pipeline
 
 
+def served(tmp_path: Path, spec: dict[str, Any]) -> TestClient:
+    """The spec's app, built and imported as a module, in a test client."""
+    return TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+
+
+def hook_spec(provider: str, method: str = "POST") -> dict[str, Any]:
+    """One webhook route at /hook, its key in env var HOOK_SECRET."""
+    route = {"path": "/hook", "method": method, "action": "webhook", "provider": provider}
+    return {"name": "hooks", "routes": [{**route, "env": "HOOK_SECRET", "secret": "hook-secret"}]}
+
+
 @pytest.fixture
 def get_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
     monkeypatch.setenv("HOOK_SECRET", "s3cret")
-    spec = {
-        "name": "hooks",
-        "routes": [
-            {
-                "path": "/hook",
-                "method": "GET",
-                "action": "webhook",
-                "provider": "github",
-                "env": "HOOK_SECRET",
-                "secret": "hook-secret",
-            }
-        ],
-    }
-    return TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    return served(tmp_path, hook_spec("github", "GET"))
 
 
 def test_a_body_on_a_get_route_is_bounded_too(get_hook: TestClient) -> None:
@@ -119,7 +118,7 @@ def test_hidden_files_in_a_served_folder_are_not_served(tmp_path: Path) -> None:
         "name": "files",
         "routes": [{"path": "/static/{name:path}", "action": "file", "folder": "public"}],
     }
-    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    client = served(tmp_path, spec)
     assert client.get("/static/index.txt").text == "hello"
     for hidden in ("/static/.env", "/static/.hidden/key", "/static/%2Eenv"):
         assert client.get(hidden).status_code == 404
@@ -145,20 +144,8 @@ def test_an_oversized_webhook_timestamp_is_a_401(
 ) -> None:
     """Hardening 6: a 400-digit timestamp is refused (401), not a 500 with a traceback."""
     monkeypatch.setenv("HOOK_SECRET", "s3cret")
-    spec = {
-        "name": "hooks",
-        "routes": [
-            {
-                "path": "/hook",
-                "method": "POST",
-                "action": "webhook",
-                "provider": provider,
-                "env": "HOOK_SECRET",
-                "secret": "hook-secret",
-            }
-        ],
-    }
-    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    spec = hook_spec(provider)
+    client = served(tmp_path, spec)
     huge = "9" * 400
     headers = (
         {"Stripe-Signature": f"t={huge},v1=00"}
@@ -180,10 +167,29 @@ def test_two_credential_headers_are_refused(
         "auth": {"mode": "api_key"},
         "routes": [{"path": "/r", "action": "respond", "response": {"ok": True}}],
     }
-    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    client = served(tmp_path, spec)
     assert client.get("/r", headers=[("X-API-Key", "good")]).status_code == 200
     for pair in (["good", "bad"], ["bad", "good"], ["good", "good"]):
         headers = [("X-API-Key", value) for value in pair]
+        assert client.get("/r", headers=headers).status_code == 401, pair
+
+
+def test_two_modal_proxy_keys_are_refused_under_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hardening 9: proxy mode, checked here as Modal checks it at its edge: two
+    `Modal-Key` headers get 401 whatever their order, as two API keys do."""
+    monkeypatch.setenv("MODAL_PROXY_TOKENS", "wk-1:ws-1")
+    spec = {
+        "name": "proxied",
+        "auth": {"mode": "proxy"},
+        "routes": [{"path": "/r", "action": "respond", "response": {"ok": True}}],
+    }
+    client = served(tmp_path, spec)
+    secret = ("Modal-Secret", "ws-1")
+    assert client.get("/r", headers=[("Modal-Key", "wk-1"), secret]).status_code == 200
+    for pair in (["wk-1", "other"], ["other", "wk-1"], ["wk-1", "wk-1"]):
+        headers = [*(("Modal-Key", key) for key in pair), secret]
         assert client.get("/r", headers=headers).status_code == 401, pair
 
 
@@ -211,7 +217,7 @@ def test_nan_and_infinity_are_refused_in_bodies_and_parameters(tmp_path: Path) -
             },
         ],
     }
-    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    client = served(tmp_path, spec)
     assert client.post("/echo", json={"x": 1.5}).json() == {"x": 1.5}
     for raw in (b'{"x": NaN}', b'{"x": Infinity}', b'{"x": 1e400}', b'{"x": 1, "xs": [-Infinity]}'):
         answer = client.post("/echo", content=raw, headers={"Content-Type": "application/json"})
@@ -237,7 +243,7 @@ def test_auth_comes_before_body_parsing(tmp_path: Path, monkeypatch: pytest.Monk
             }
         ],
     }
-    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    client = served(tmp_path, spec)
     raw = {"content": b'{"x": 1,,', "headers": {"Content-Type": "application/json"}}
     refused = client.post("/echo", **raw)  # type: ignore[arg-type]
     assert refused.status_code == 401 and "detail" not in refused.json()
@@ -268,7 +274,7 @@ def test_docs_pages_follow_the_docs_key(
     }
     if docs != "auth":
         spec["docs"] = docs
-    client = TestClient(build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app())
+    client = served(tmp_path, spec)
     for page in ("/openapi.json", "/docs", "/redoc"):
         refused = client.get(page)
         assert refused.status_code == anonymous, page

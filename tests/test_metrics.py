@@ -151,28 +151,21 @@ def test_a_route_at_metrics_is_refused_when_metrics_are_on(tmp_path: Path) -> No
     assert "GET /metrics is where `metrics: {enabled: true}` serves" in str(problem)
 
 
-def test_batch_sizes_and_queue_depth(tmp_path: Path) -> None:
-    """docs/spec.md, Metrics (`endpointgen_batch_size`, `endpointgen_model_duration_seconds`):
-    inputs per batched call, by model; each batched call timed with `call` `batch`.
-
-    Eight concurrent requests against a batching model: the batch-size histogram holds
-    every input once, and the queue is empty once they are answered."""
-    loader = tmp_path / "load.py"
+def slow_embedder(folder: Path, name: str, batching: tasks.Batching | None, seconds: float) -> Any:
+    """An app with /embed on a loaded embedder that takes `seconds` a call, and /metrics."""
+    loader = folder / "load.py"
     loader.write_text(
         "import time\n"
         "def load(where):\n"
         "    def embed(texts):\n"
-        "        time.sleep(0.05)\n"
+        f"        time.sleep({seconds})\n"
         "        return [[float(len(t))] for t in texts]\n"
         "    return embed\n"
     )
     model = tasks.Model(
-        "org/batched",
-        "embeddings",
-        loader=tasks.Loader(loader, "load", "load.py"),
-        batching=tasks.Batching(4, 20),
+        name, "embeddings", loader=tasks.Loader(loader, "load", "load.py"), batching=batching
     ).load()
-    web = http.app("batched", metrics=True)
+    web = http.app(name.replace("/", "-"), metrics=True)
 
     @web.post("/embed")
     async def embed(body: tasks.EmbedRequest) -> tasks.EmbedResponse:
@@ -181,6 +174,17 @@ def test_batch_sizes_and_queue_depth(tmp_path: Path) -> None:
     @web.get("/metrics")
     async def prometheus() -> http.Response:
         return metrics.exposition()
+
+    return web
+
+
+def test_batch_sizes_and_queue_depth(tmp_path: Path) -> None:
+    """docs/spec.md, Metrics (`endpointgen_batch_size`, `endpointgen_model_duration_seconds`):
+    inputs per batched call, by model; each batched call timed with `call` `batch`.
+
+    Eight concurrent requests against a batching model: the batch-size histogram holds
+    every input once, and the queue is empty once they are answered."""
+    web = slow_embedder(tmp_path, "org/batched", tasks.Batching(4, 20), seconds=0.05)
 
     async def run() -> Samples:
         transport = httpx.ASGITransport(app=web)
@@ -204,32 +208,12 @@ def test_queue_depth_counts_the_model_calls_waiting_or_running(tmp_path: Path) -
     """docs/spec.md, Metrics (`endpointgen_queue_depth`): a gauge per model of the calls
     waiting or running, a batcher's queue included: up while requests wait on a slow
     model, back to 0 once they are answered."""
-    loader = tmp_path / "load.py"
-    loader.write_text(
-        "import time\n"
-        "def load(where):\n"
-        "    def embed(texts):\n"
-        "        time.sleep(0.5)\n"
-        "        return [[float(len(t))] for t in texts]\n"
-        "    return embed\n"
-    )
 
     def depth(page: httpx.Response, model: str) -> float:
         return value(scrape(page.text), "endpointgen_queue_depth", model=model)
 
     def depths(name: str, batching: tasks.Batching | None) -> tuple[float, float]:
-        model = tasks.Model(
-            name, "embeddings", loader=tasks.Loader(loader, "load", "load.py"), batching=batching
-        ).load()
-        web = http.app("queued", metrics=True)
-
-        @web.post("/embed")
-        async def embed(body: tasks.EmbedRequest) -> tasks.EmbedResponse:
-            return await model.embed(body)
-
-        @web.get("/metrics")
-        async def prometheus() -> http.Response:
-            return metrics.exposition()
+        web = slow_embedder(tmp_path, name, batching, seconds=0.5)
 
         async def run() -> tuple[float, float]:
             transport = httpx.ASGITransport(app=web)

@@ -13,6 +13,7 @@ from endpointgen.compiler.plan import local_model_dir, make_plan, name_problems
 from endpointgen.compiler.render import render
 from endpointgen.errors import Loc, Problem, SpecError, UsageError
 from endpointgen.spec import Model, Spec, parse
+from endpointgen.spec.errors import UNKNOWN_KEY
 
 DEFAULT_OUT = "build"
 
@@ -48,7 +49,7 @@ def _rules_despite(doc: Document, problems: list[Problem]) -> list[Problem]:
     out: the rules would then complain of its absence, which would mislead."""
     data = copy.deepcopy(doc.data)
     for problem in problems:
-        if not problem.message.startswith("unknown key") or not _drop(data, problem.loc):
+        if not problem.message.startswith(UNKNOWN_KEY) or not _drop(data, problem.loc):
             return []
     try:
         lenient = replace(doc, data=data)
@@ -96,11 +97,15 @@ def resolve(
         if env not in known:
             if base_if_missing:
                 return doc, _validated(doc)
-            listed = ", ".join(known) if known else "none are defined"
-            raise UsageError(f"{doc.file}: no environment named '{env}' (environments: {listed})")
+            raise no_environment(doc.file, env, known)
         _validated(doc)
         doc = doc.with_overlay(env)
     return doc, _validated(doc)
+
+
+def no_environment(file: str | Path, env: str, known: list[str]) -> UsageError:
+    listed = ", ".join(known) if known else "none are defined"
+    return UsageError(f"{file}: no environment named '{env}' (environments: {listed})")
 
 
 def defines(path: str | Path, env: str) -> bool:
@@ -121,8 +126,7 @@ def environment_used(paths: list[Path], env: str | None) -> None:
             known = _environments(loader.load(paths[0]))
         except SpecError:
             return  # the spec's own problems say more
-        listed = ", ".join(known) if known else "none are defined"
-        raise UsageError(f"{paths[0]}: no environment named '{env}' (environments: {listed})")
+        raise no_environment(paths[0], env, known)
     where = ", ".join(map(str, paths[:3])) + (", ..." if len(paths) > 3 else "")
     raise UsageError(f"no spec defines environment '{env}' ({where})")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from endpointgen.compiler.pipeline import build
 from endpointgen.errors import UsageError
+from endpointgen.local import BODY_WITHIN, HEAD_WITHIN, KEEP_ALIVE
 
 
 def import_module(path: Path) -> ModuleType:
@@ -58,8 +59,8 @@ def serve(
     port: int,
     env: str | None = None,
     say: Any = print,
-    head: float | None = None,
-    body: float | None = None,
+    head: float = HEAD_WITHIN,
+    body: float = BODY_WITHIN,
 ) -> None:
     """Build the spec into a temporary folder, load its model once, serve until Ctrl-C.
     `head` and `body`: the read deadlines (`deadlines`), in seconds."""
@@ -91,16 +92,9 @@ def serve(
             port=port,
             log_level="warning",
             proxy_headers=False,
-            http=deadlines(head or HEAD_WITHIN, body or BODY_WITHIN),
+            http=deadlines(head, body),
             timeout_keep_alive=KEEP_ALIVE,
         )
-
-
-# Read deadlines under `serve`: uvicorn cuts idle keep-alive connections, but waits
-# forever for a request's head on a new connection and for a body sent a byte at a time.
-HEAD_WITHIN = 10.0  # seconds from connecting (or from a request's first byte) to its headers
-BODY_WITHIN = 60.0  # seconds from the headers to the body's last byte
-KEEP_ALIVE = 5  # seconds a connection may idle between requests (uvicorn's own timer)
 
 
 def deadlines(head: float = HEAD_WITHIN, body: float = BODY_WITHIN) -> Any:

@@ -158,9 +158,9 @@ def proxy(env: str = "MODAL_PROXY_TOKENS") -> Guard:
     valid = load_credentials(env) if local else set()
 
     async def require_proxy(request: Request) -> None:
-        key = request.headers.get("Modal-Key", "")
-        secret = request.headers.get("Modal-Secret", "")
-        if local and matches(f"{key}:{secret}", valid) is None:
+        key = only_header(request, b"modal-key") or ""
+        secret = only_header(request, b"modal-secret") or ""
+        if local and (not key or matches(f"{key}:{secret}", valid) is None):
             METRICS.auth_failed("proxy")
             raise HTTPException(401, "missing or invalid Modal proxy auth token")
         client = request.client.host if request.client else "unknown"

@@ -496,14 +496,17 @@ _quote = json.encoder.encode_basestring
 class RequestContext:
     """The outermost layer, so every answer, errors included, passes through here.
 
-    One pure-ASGI layer that does all of the per-request plumbing: answers CORS
-    preflights and adds the CORS headers (`CorsPolicy`), gives each request its own id
-    (`X-Request-ID`; a client's own id, sent as `X-Client-Request-ID` or `X-Request-ID`,
-    is kept beside it and echoed as `X-Client-Request-ID`), refuses bodies over the
-    route's `max_bytes` with 413 before reading them whole, turns any exception into a 500
-    without a stack trace, counts the request for `/metrics` when the app has them, and
-    writes one JSON line per request (`AccessLog`). One layer rather than several: each costs every
-    request a coroutine and a wrapped `send`.
+    One pure-ASGI layer does all of the per-request plumbing:
+    - answers CORS preflights and adds the CORS headers (`CorsPolicy`);
+    - gives each request its own id (`X-Request-ID`); a client's own id, sent as
+      `X-Client-Request-ID` or `X-Request-ID`, is kept beside it and echoed back as
+      `X-Client-Request-ID`;
+    - refuses bodies over the route's `max_bytes` with 413 before reading them whole;
+    - turns any exception into a 500 without a stack trace;
+    - counts the request for `/metrics` when the app has them;
+    - writes one JSON line per request (`AccessLog`).
+    One layer rather than several: each costs every request a coroutine and a wrapped
+    `send`.
     """
 
     def __init__(self, app: ASGIApp, web: FastAPI) -> None:

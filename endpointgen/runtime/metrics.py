@@ -172,7 +172,7 @@ class Metrics:
         yield family(
             GaugeMetricFamily,
             "endpointgen_queue_depth",
-            "Model calls waiting or running (a batcher's queue included)",
+            "Model calls waiting or running (with batching: every request not yet answered)",
             ["model"],
             {(m,): n for m, n in waiting.items()},
         )

@@ -412,13 +412,14 @@ class Model:
         vectors = await self.run(body.texts)
         return EmbedResponse(embeddings=vectors, dim=len(vectors[0]))
 
-    async def classify_image(self, content: bytes, max_pixels: int = 0) -> dict[str, Any]:
-        """The image's top label; 413 when it declares more than `max_pixels` (0: the
+    async def classify_image(self, content: bytes, max_pixels: int | None = None) -> dict[str, Any]:
+        """The image's top label; 413 when it declares more than `max_pixels` (None: the
         default cap, `engines.MAX_PIXELS`)."""
         from endpointgen.runtime.engines import MAX_PIXELS, open_image
 
         # Decoded in a worker thread: a large image never holds up the event loop.
-        image = await asyncio.to_thread(open_image, content, max_pixels or MAX_PIXELS)
+        cap = MAX_PIXELS if max_pixels is None else max_pixels
+        image = await asyncio.to_thread(open_image, content, cap)
         (result,) = await self.run([image])
         return dict(result)
 

@@ -15,6 +15,8 @@ from endpointgen.errors import Loc, Problem
 from endpointgen.spec.gpu import kind_of, shown, suggest
 from endpointgen.spec.models import PATTERNS
 
+UNKNOWN_KEY = "unknown key"  # how a key the schema does not name is reported
+
 
 def problems_from(error: ValidationError, doc: Document, root: type[BaseModel]) -> list[Problem]:
     out = []
@@ -59,7 +61,7 @@ def _message(detail: ErrorDetails, loc: Loc, root: type[BaseModel]) -> str:
         hint = suggest(key, known) if known else None
         tail = f"; did you mean '{hint}'?" if hint else ""
         allowed = f" (allowed here: {', '.join(known)})" if known and not hint else ""
-        return f"unknown key {shown(key)}{tail}{allowed}"
+        return f"{UNKNOWN_KEY} {shown(key)}{tail}{allowed}"
     if kind == "missing":
         return "required key is missing"
     if kind in ("literal_error", "enum"):
