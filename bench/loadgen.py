@@ -225,6 +225,31 @@ async def run_ttft(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def run_streams(cfg: dict[str, Any]) -> dict[str, Any]:
+    """`connections` clients start a streamed request at once, `rounds` times: the time
+    to each one's first SSE `token` event."""
+    host, port, headers = cfg["host"], cfg["port"], cfg.get("headers", {})
+    stream = encode_request("POST", host, port, cfg["stream_path"], headers, cfg["stream_body"])
+    ttft: list[float] = []
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            seconds, had_token = await time_to_token(reader, writer, stream)
+            if not had_token:
+                raise HttpError("a stream ended without a token")
+            ttft.append(seconds)
+        finally:
+            writer.close()
+
+    for _ in range(cfg.get("rounds", 1)):
+        await asyncio.gather(*(client() for _ in range(cfg["connections"])))
+    return {
+        "ttft_ms": 1000 * statistics.median(ttft),
+        "ttft_all_ms": [1000 * t for t in ttft],
+    }
+
+
 def main() -> None:
     with open(sys.argv[1], encoding="utf-8") as f:
         cfg = json.load(f)
@@ -234,7 +259,7 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
-    work = run_ttft if cfg["mode"] == "ttft" else run_load
+    work = {"ttft": run_ttft, "streams": run_streams}.get(cfg["mode"], run_load)
     print(json.dumps(runner(work(cfg))))
 
 

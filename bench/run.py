@@ -23,6 +23,7 @@ from typing import Any
 import build_throughput
 import cli_speed
 import embeddings
+import generate
 import memory
 import openai_embed
 import overhead
@@ -41,6 +42,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Result]]] = {
     "memory": memory.run,
     "openai": openai_embed.run,
     "soak": soak.run,
+    "generate": generate.run,
 }
 RESULTS = BENCH / "results"
 BUSY = 0.15  # CPU share taken by others above which a run is flagged as skewed

@@ -181,3 +181,44 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def make_tiny_llama(path: Path, sliding_window: int | None = None, seed: int = 0) -> Path:
+    """A tiny Llama (rotary positions, grouped-query attention); with `sliding_window`, a
+    tiny Mistral whose attention only sees that many tokens back."""
+    import torch
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        PreTrainedTokenizerFast,
+    )
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=_tokenizer(400, ["<|endoftext|>"]),
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    shape: dict[str, Any] = {
+        "vocab_size": len(fast),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "bos_token_id": fast.bos_token_id,
+        "eos_token_id": fast.eos_token_id,
+    }
+    torch.manual_seed(seed)
+    if sliding_window is None:
+        model: Any = LlamaForCausalLM(LlamaConfig(**shape))
+    else:
+        model = MistralForCausalLM(MistralConfig(**shape, sliding_window=sliding_window))
+    model.generation_config.pad_token_id = fast.eos_token_id
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path

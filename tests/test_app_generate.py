@@ -262,13 +262,16 @@ def test_model_failure_is_a_500_without_a_stack_trace(gpt2_module: ModuleType) -
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("CUDA out of memory at /secret/path")
 
-    model.engine.generate = broken
+    model.engine.model.forward = broken  # fails inside the decode loop (the spec batches)
     client = TestClient(gpt2_module.create_app(model))
     r = client.post("/generate", json={"prompt": "hi"}, headers={**AUTH, "Origin": ORIGIN})
     assert r.status_code == 500
     assert r.json() == {"error": "internal server error", "request_id": r.headers["X-Request-ID"]}
     assert "secret" not in r.text and "Traceback" not in r.text
     assert r.headers["Access-Control-Allow-Origin"] == ORIGIN
+    del model.engine.model.forward  # the model recovers: the loop goes on
+    r = client.post("/generate", json={"prompt": "hi"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["tokens_generated"] > 0
 
 
 def test_a_model_that_fails_to_load_answers_503(tmp_path: Path, env_keys: list[str]) -> None:

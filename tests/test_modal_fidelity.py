@@ -48,14 +48,37 @@ def test_an_app_without_a_model_takes_many_requests_per_container(tmp_path: Path
 
 
 def test_a_text_generator_scales_out_instead_of_queueing(tmp_path: Path) -> None:
-    """docs/spec.md, Top level (`scaling`): a text generator with max_inputs above 1 aims for 1.
+    """docs/spec.md, Top level (`scaling`): a text generator without batching, with
+    max_inputs above 1, aims for 1.
 
-    One generation at a time per container (its lock): the autoscaler aims for one
-    request per container, and takes up to max_inputs while it adds containers."""
-    module = build_and_import(SPECS / "gpt2.yaml", tmp_path)
+    One generation at a time per container: the autoscaler aims for one request per
+    container, and takes up to max_inputs while it adds containers."""
+    spec = yaml.safe_load((SPECS / "gpt2.yaml").read_text())
+    del spec["batching"]
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
     info = module.Server._get_class_service_function().info()
     assert info.concurrency_info is not None
     assert (info.concurrency_info.max_inputs, info.concurrency_info.target_inputs) == (8, 1)
+
+
+def test_a_batching_model_takes_a_batch_of_requests_per_container(tmp_path: Path) -> None:
+    """docs/spec.md, Top level (`batching`): a batching model's container takes as many
+    requests at once as a batch holds unless `scaling.max_inputs` says otherwise, and a
+    batching text generator lets the autoscaler aim for its max_inputs.
+
+    Modal's default is one request per container, which would leave nothing to batch."""
+    module = build_and_import(SPECS / "gpt2.yaml", tmp_path / "set")
+    info = module.Server._get_class_service_function().info()
+    assert info.concurrency_info is not None
+    assert (info.concurrency_info.max_inputs, info.concurrency_info.target_inputs) == (8, None)
+    for name in ("gpt2.yaml", "minilm.yaml"):
+        spec = yaml.safe_load((SPECS / name).read_text())
+        spec["scaling"].pop("max_inputs")
+        spec["batching"]["max_batch_size"] = 12
+        out = tmp_path / name.removesuffix(".yaml")
+        module = build_and_import(write_spec(out, spec), out / "build")
+        info = module.Server._get_class_service_function().info()
+        assert info.concurrency_info is not None and info.concurrency_info.max_inputs == 12
 
 
 def test_scaling_target_inputs_and_startup_timeout_reach_modal(tmp_path: Path) -> None:
@@ -454,7 +477,7 @@ def test_shape_split_puts_a_cpu_web_tier_in_front_of_one_model(
     assert web.gpus == [] and model.gpus == [("L40S", 1)]
     assert web.concurrency_info is not None and web.concurrency_info.max_inputs == 100
     assert model.concurrency_info is not None
-    assert (model.concurrency_info.max_inputs, model.concurrency_info.target_inputs) == (8, 1)
+    assert (model.concurrency_info.max_inputs, model.concurrency_info.target_inputs) == (8, None)
     assert model.secrets == [] and web.secrets == ["modal.Secret.from_name('gpt2-auth')"]
     assert not hasattr(module, "Server")
     # The web tier's answers, with the model class standing in: a refusal costs no call.

@@ -589,13 +589,22 @@ CASES = [
         id="rate-limit-by-api-key-without-auth",
     ),
     pytest.param(
-        BASE + "batching:\n  max_batch_size: 4\n",
+        changed("    action: generate", "    action: health") + "batching:\n  max_batch_size: 4\n",
         [
-            "spec.yaml:12:3: batching: "
-            "batching gathers classify, embed and image-upload requests, and this spec has "
-            "none (text generation and handlers run one request at a time)"
+            "spec.yaml:12:3: batching: batching gathers generate, openai, classify, embed "
+            "and image-upload requests, and this spec has none (handlers run one request at "
+            "a time)"
         ],
-        id="batching-text-generation",
+        id="batching-nothing-to-batch",
+    ),
+    pytest.param(
+        BASE + "scaling:\n  max_inputs: 4\nbatching:\n  max_batch_size: 8\n",
+        [
+            "spec.yaml:14:19: batching.max_batch_size: a batch of 8 generations needs as "
+            "many requests at once, and `scaling.max_inputs` lets a container take 4; raise "
+            "max_inputs or lower max_batch_size"
+        ],
+        id="batching-larger-than-max-inputs",
     ),
     pytest.param(
         changed("mode: bearer", "mode: proxy") + "    auth: none\n    public: true\n",
@@ -832,7 +841,7 @@ def test_every_check_problem_is_reported_at_once(in_tmp: Path) -> None:
         in_tmp,
         changed("mode: bearer", "mode: none")  # line 8: routes[0] has no auth
         + "  - path: /generate\n    method: POST\n    action: generate\n"  # line 11
-        + "batching: {}\n"  # line 14
+        + "cors: {origins: ['*'], credentials: true}\n"  # line 14
         + "secrets: [sk-abcdefghijklmnop]\n",  # line 15
     )
     no_auth = (
@@ -843,9 +852,8 @@ def test_every_check_problem_is_reported_at_once(in_tmp: Path) -> None:
         f"spec.yaml:8:5: routes[0]: POST /generate {no_auth}",
         f"spec.yaml:11:5: routes[1]: POST /generate {no_auth}",
         "spec.yaml:11:11: routes[1].path: POST /generate is already defined by routes[0]",
-        "spec.yaml:14:11: batching: batching gathers classify, embed and image-upload "
-        "requests, and this spec has none (text generation and handlers run one request "
-        "at a time)",
+        "spec.yaml:14:37: cors.credentials: `credentials: true` with origin '*' lets any "
+        "site send your users' credentials; list the origins instead",
         "spec.yaml:15:11: secrets[0]: this looks like a key or token, not the name "
         "of a Modal Secret; store the value in a Modal Secret and put its name here",
     ]

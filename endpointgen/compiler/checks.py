@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from endpointgen.compiler import route_checks
 from endpointgen.compiler.loader import Document
 from endpointgen.errors import Loc, Problem
-from endpointgen.spec import RateLimit, Spec
+from endpointgen.spec import Batching, RateLimit, Scaling, Spec
 from endpointgen.spec.models import Route
 
 MODEL_ACTIONS = {
@@ -67,6 +67,23 @@ def _ignored(spec: Spec, doc: Document) -> Iterator[Problem]:
             )
 
 
+def _batch_fits(
+    doc: Document, at: Loc, task: str, batching: Batching | None, scaling: Scaling
+) -> Iterator[Problem]:
+    """A text generator's batch holds one request per row: a container that takes fewer
+    requests at once (`max_inputs`) would never fill it."""
+    most = scaling.max_inputs
+    if task != "text-generation" or batching is None or most is None:
+        return
+    if batching.max_batch_size > most:
+        yield doc.problem(
+            (*at, "batching", "max_batch_size"),
+            f"a batch of {batching.max_batch_size} generations needs as many requests at "
+            f"once, and `scaling.max_inputs` lets a container take {most}; raise max_inputs "
+            "or lower max_batch_size",
+        )
+
+
 def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
     yield from _secrets_in_plain_sight(spec, doc)
     yield from _ignored(spec, doc)
@@ -78,15 +95,19 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
             "`credentials: true` with origin '*' lets any site send your users' credentials; "
             "list the origins instead",
         )
-    batched = {"classify", "embed"} & {r.action for r in spec.routes} or any(
+    batched = {"classify", "embed", "generate", "openai"} & {r.action for r in spec.routes} or any(
         r.processor == "image-classification" for r in spec.routes
     )
     if spec.batching and not batched:
         yield doc.problem(
             ("batching",),
-            "batching gathers classify, embed and image-upload requests, and this spec has "
-            "none (text generation and handlers run one request at a time)",
+            "batching gathers generate, openai, classify, embed and image-upload requests, "
+            "and this spec has none (handlers run one request at a time)",
         )
+    if spec.model is not None:
+        yield from _batch_fits(doc, (), spec.model.task, spec.batching, spec.scaling)
+    for name, named in spec.models.items():
+        yield from _batch_fits(doc, ("models", name), named.task, named.batching, named.scaling)
     if spec.rate_limit is not None and not any(
         r.rate_limit is None and r.action != "health" for r in spec.routes
     ):

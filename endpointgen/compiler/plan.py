@@ -153,7 +153,8 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
     secret_keys = _secret_keys(spec, auth_settings(spec))
     # With several models, the top-level scaling is the web tier's: it runs no model.
     web = Scaling() if split else spec.scaling  # split: Modal's defaults for the CPU tier
-    concurrency = _concurrency(web, spec.model.task if spec.model and not split else None)
+    task = spec.model.task if spec.model and not split else None
+    concurrency = _concurrency(web, task, spec.batching)
     if split:
         models[0]["class_name"] = "Inference"
     secrets = sorted(secret_keys)
@@ -254,23 +255,28 @@ def _named_model(
         "memory": model.resources.memory,
         "timeout": model.resources.timeout,
         "autoscaling": _autoscaling(model.scaling),
-        **_concurrency(model.scaling, model.task),
+        **_concurrency(model.scaling, model.task, model.batching),
         "startup_timeout": _startup_timeout(model.resources.startup_timeout, True),
     }
 
 
-def _concurrency(scaling: Scaling, task: str | None) -> dict[str, int | None]:
+def _concurrency(
+    scaling: Scaling, task: str | None, batching: Batching | None = None
+) -> dict[str, int | None]:
     """`@modal.concurrent` for a container: what the spec says, else a default that fits.
 
     An app without a model is async code that waits on I/O: many requests per container.
-    A text generator runs one generation at a time (its lock), so with room for several
-    requests the autoscaler is told to aim for one, and adds containers instead of
-    queueing requests behind the lock.
+    A batching model takes as many requests as a batch holds: with Modal's default of one
+    per container there would be nothing to batch. A text generator without batching
+    runs one generation at a time, so with room for several requests the autoscaler is
+    told to aim for one, and adds containers instead of queueing requests behind it.
     """
     max_inputs, target = scaling.max_inputs, scaling.target_inputs
     if task is None and max_inputs is None:
         max_inputs = DEFAULT_WEB_INPUTS
-    if task == "text-generation" and target is None and (max_inputs or 1) > 1:
+    if task is not None and batching is not None and max_inputs is None:
+        max_inputs = batching.max_batch_size
+    if task == "text-generation" and batching is None and target is None and (max_inputs or 1) > 1:
         target = 1
     return {"max_inputs": max_inputs, "target_inputs": target}
 

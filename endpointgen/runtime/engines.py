@@ -11,11 +11,14 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.exceptions import HTTPException
 
 from endpointgen.runtime import http
+
+if TYPE_CHECKING:
+    from endpointgen.runtime.generation import ContinuousBatcher
 
 __all__ = ["ENGINES", "Classifier", "Embedder", "ImageClassifier", "TextGenerator"]
 
@@ -100,6 +103,31 @@ class TextGenerator(Engine):
         super().__init__(source, revision, dtype)
         self.tokenizer = self.pretrained(AutoTokenizer)
         self.model = self.weights(AutoModelForCausalLM)
+        self.batcher: ContinuousBatcher | None = None
+
+    def batch(
+        self, max_batch_size: int, wait_ms: int, observe: Callable[[int, float], None] | None
+    ) -> bool:
+        """Run concurrent generations in one batch from now on (`generation.py`), if the
+        model's cache allows it: a warm-up step tells. False: one at a time, as before."""
+        from endpointgen.runtime.generation import ContinuousBatcher, supports_batching
+
+        if max_batch_size < 2:
+            return False
+        token = self.tokenizer.eos_token_id or 0
+        with self.torch.inference_mode():
+            ids = self.torch.tensor([[token]], device=self.device)
+            cache = self.model(input_ids=ids, use_cache=True).cache
+        if not supports_batching(cache):
+            kind = type(cache).__name__
+            http.log.warning(
+                "%s cannot be batched (its cache is a %s): one generation at a time",
+                self.source,
+                kind,
+            )
+            return False
+        self.batcher = ContinuousBatcher(self, max_batch_size, wait_ms, observe)
+        return True
 
     def chat_prompt(self, turns: list[dict[str, str]]) -> str:
         """The tokenizer's chat template; without one, `role: content` lines."""
@@ -141,6 +169,8 @@ class TextGenerator(Engine):
         on_text: OnText | None = None,
         cancelled: threading.Event | None = None,
     ) -> dict[str, Any]:
+        if self.batcher is not None:
+            return self.batcher.start(request, on_text, cancelled).result()
         from transformers import StoppingCriteriaList
 
         torch = self.torch

@@ -18,7 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -28,6 +28,9 @@ from starlette.exceptions import HTTPException
 from endpointgen.runtime import http
 from endpointgen.runtime.batching import Batcher
 from endpointgen.runtime.metrics import METRICS
+
+if TYPE_CHECKING:
+    from endpointgen.runtime.generation import ContinuousBatcher
 
 __all__ = [
     "Batching",
@@ -225,7 +228,12 @@ class Model:
     def serve(self, engine: Any) -> None:
         """Answer with `engine` from now on (a loaded one, or a remote model class)."""
         self.engine = engine
-        if self.batching is not None:
+        batch = getattr(engine, "batch", None)  # a text generator batches its generations
+        if self.batching is not None and batch is not None:
+            size, wait = self.batching.max_batch_size, self.batching.wait_ms
+            if batch(size, wait, partial(METRICS.batch, self.name)):
+                METRICS.queue(self.name, engine.batcher.waiting)
+        elif self.batching is not None:
             size, wait = self.batching.max_batch_size, self.batching.wait_ms
             # A remote model class is called with `.remote.aio`: its batches are awaited.
             remote = getattr(engine, "ask", None)
@@ -270,6 +278,8 @@ class Model:
         try:
             if remote is not None:
                 result = await remote(method, *args)
+            elif method == "generate" and (batcher := self._batcher()) is not None:
+                result = await asyncio.wrap_future(batcher.start(*args))
             else:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(None, getattr(self.engine, method), *args)
@@ -279,6 +289,11 @@ class Model:
         if method == "generate":
             METRICS.generated(self.name, int(result["tokens_generated"]))
         return result
+
+    def _batcher(self) -> ContinuousBatcher | None:
+        """The text generator's decode loop, when it batches: no thread waits on it."""
+        batcher: ContinuousBatcher | None = getattr(self.engine, "batcher", None)
+        return batcher
 
     async def run(self, items: list[Any]) -> list[Any]:
         """The engine on `items`, batched with other requests' when the spec says so."""
@@ -369,22 +384,12 @@ class Model:
         def on_text(piece: str) -> None:
             loop.call_soon_threadsafe(pieces.put_nowait, ("token", piece))
 
-        def work() -> None:
-            try:
-                result = engine.generate(body, on_text, cancelled)
-            except Exception as exc:
-                http.log.error("request %s: generation failed: %s", request_id, exc)
-                loop.call_soon_threadsafe(pieces.put_nowait, ("error", None))
-            else:
-                if result["finish_reason"] == "cancelled":
-                    http.log.info(
-                        "request %s: client went away; generation stopped after %d tokens",
-                        request_id,
-                        result["tokens_generated"],
-                    )
-                loop.call_soon_threadsafe(pieces.put_nowait, ("done", result))
-
-        worker = loop.run_in_executor(None, work)
+        batcher = self._batcher()
+        if batcher is None:  # a thread waits on the generation
+            worker = loop.run_in_executor(None, engine.generate, body, on_text, cancelled)
+        else:  # the decode loop answers a future
+            worker = asyncio.wrap_future(batcher.start(body, on_text, cancelled))
+        worker.add_done_callback(partial(self._finished, pieces, request_id))
         try:
             while True:
                 kind, value = await pieces.get()
@@ -394,6 +399,27 @@ class Model:
         finally:
             cancelled.set()  # the generation stops at its next token
             del worker
+
+    @staticmethod
+    def _finished(
+        pieces: asyncio.Queue[tuple[str, Any]], request_id: str, done: asyncio.Future[Any]
+    ) -> None:
+        """A generation's end, from its thread or the decode loop: ("done", totals), or
+        ("error", None) with the reason logged."""
+        if done.cancelled():
+            return
+        if done.exception() is not None:
+            http.log.error("request %s: generation failed: %s", request_id, done.exception())
+            pieces.put_nowait(("error", None))
+            return
+        result = done.result()
+        if result["finish_reason"] == "cancelled":
+            http.log.info(
+                "request %s: client went away; generation stopped after %d tokens",
+                request_id,
+                result["tokens_generated"],
+            )
+        pieces.put_nowait(("done", result))
 
     # --- Classification and embeddings ---
 

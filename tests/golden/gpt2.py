@@ -70,7 +70,9 @@ def create_app(model: tasks.Model) -> FastAPI:
     return web
 
 
-model = tasks.Model(MODEL_ID, "text-generation", revision=MODEL_REVISION)
+model = tasks.Model(
+    MODEL_ID, "text-generation", revision=MODEL_REVISION, batching=tasks.Batching(8, 5)
+)
 
 
 @app.cls(
@@ -81,7 +83,7 @@ model = tasks.Model(MODEL_ID, "text-generation", revision=MODEL_REVISION)
     max_containers=4,
     scaledown_window=300,
 )
-@modal.concurrent(max_inputs=8, target_inputs=1)
+@modal.concurrent(max_inputs=8)
 class Server:
     @modal.enter()
     def load(self) -> None:

@@ -74,7 +74,9 @@ def create_app(model: tasks.Model) -> FastAPI:
     return web
 
 
-model = tasks.Model(MODEL_ID, "text-generation", revision=MODEL_REVISION)
+model = tasks.Model(
+    MODEL_ID, "text-generation", revision=MODEL_REVISION, batching=tasks.Batching(8, 5)
+)
 
 
 @app.cls(
@@ -84,7 +86,7 @@ model = tasks.Model(MODEL_ID, "text-generation", revision=MODEL_REVISION)
     volumes={"/hf-cache": hf_cache},
     max_containers=2,
 )
-@modal.concurrent(max_inputs=8, target_inputs=1)
+@modal.concurrent(max_inputs=8)
 class Server:
     @modal.enter()
     def load(self) -> None:

@@ -1,0 +1,269 @@
+"""Batched text generation: concurrent requests share forward passes, and each gets what
+it would have got alone (`endpointgen/runtime/generation.py`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import build_and_import, gpt2_spec, write_spec
+from models import make_tiny_llama
+
+from endpointgen.local.serve import load_app
+from endpointgen.runtime.engines import TextGenerator
+from endpointgen.runtime.tasks import GenerateRequest
+
+PROMPTS = [
+    "Hello",
+    "The quick brown fox jumps over",
+    "Tokens stream back to the client one by one and",
+    "0123",
+    "A spec describes routes, auth, rate limits and CORS. Modal runs your code",
+    "Hi",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+class Steps:
+    """What the decode loop reports: each forward pass's rows."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def __call__(self, rows: int, seconds: float) -> None:
+        self.sizes.append(rows)
+
+
+def engines(source: Path, size: int = 8) -> tuple[TextGenerator, TextGenerator, Steps]:
+    """The same model twice: one generating alone, one batching up to `size` rows."""
+    alone = TextGenerator(source, None, "auto")
+    batched = TextGenerator(source, None, "auto")
+    steps = Steps()
+    assert batched.batch(size, 5, steps)
+    return alone, batched, steps
+
+
+def requests() -> list[GenerateRequest]:
+    """Greedy requests of different lengths; one stops at a string."""
+    out = [
+        GenerateRequest(prompt=p, max_tokens=4 + 5 * i, temperature=0)
+        for i, p in enumerate(PROMPTS)
+    ]
+    out.append(GenerateRequest(prompt="Hello", max_tokens=40, temperature=0, stop="o"))
+    return out
+
+
+def staggered(engine: TextGenerator, asked: list[GenerateRequest]) -> list[dict[str, Any]]:
+    """Each request from its own thread, a few milliseconds apart, so rows join a batch
+    that is already running."""
+    answers: list[dict[str, Any]] = [{} for _ in asked]
+
+    def ask(i: int) -> None:
+        time.sleep(0.004 * i)
+        answers[i] = engine.generate(asked[i])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(asked))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+@pytest.mark.parametrize("model", ["tiny_gpt2", "tiny_llama"])
+def test_batched_greedy_generations_equal_one_at_a_time(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    """docs/spec.md, Top level (`batching`): concurrent generations share forward passes,
+    and greedy outputs equal unbatched ones, for learned (GPT-2) and rotary (Llama)
+    positions, when rows join a running batch and leave it at different lengths."""
+    alone, batched, steps = engines(request.getfixturevalue(model))
+    asked = requests()
+    expected = [alone.generate(r) for r in asked]
+    assert staggered(batched, asked) == expected
+    together = [batched.batcher.start(r) for r in asked] if batched.batcher else []
+    assert [f.result(timeout=60) for f in together] == expected
+    assert expected[-1]["finish_reason"] == "stop" and expected[0]["finish_reason"] == "length"
+    # Shared: fewer forward passes than tokens, and passes of several rows.
+    assert max(steps.sizes) >= 4
+    assert len(steps.sizes) < sum(e["tokens_generated"] for e in expected)
+    assert batched.batcher is not None and batched.batcher.waiting() == 0
+
+
+def test_max_batch_size_bounds_the_rows(tiny_gpt2: Path) -> None:
+    """docs/spec.md, Top level (`batching`): `max_batch_size` caps the rows of a step;
+    the others wait and are served when rows leave."""
+    alone, batched, steps = engines(tiny_gpt2, size=3)
+    asked = requests()
+    assert staggered(batched, asked) == [alone.generate(r) for r in asked]
+    assert max(steps.sizes) == 3
+
+
+def test_a_seed_gives_the_same_text_alone_or_in_a_batch(tiny_gpt2: Path) -> None:
+    """docs/spec.md, Routes (`generate`): a request with `seed` samples from its own
+    generator, so its text does not depend on what else is in the batch."""
+    _, batched, _ = engines(tiny_gpt2)
+    assert batched.batcher is not None
+    seeded = GenerateRequest(prompt="Hello", max_tokens=16, temperature=1.5, seed=7)
+    first = batched.generate(seeded)
+    noise = [
+        batched.batcher.start(GenerateRequest(prompt=p, max_tokens=12, temperature=1.2))
+        for p in PROMPTS
+    ]
+    again = batched.batcher.start(seeded)
+    assert again.result(timeout=60) == first
+    for answer in noise:
+        answer.result(timeout=60)
+    others = {batched.generate(seeded.model_copy(update={"seed": s}))["text"] for s in range(4)}
+    assert len(others | {first["text"]}) > 1, "different seeds should give different text"
+
+
+def test_sampling_settings_are_per_request(tiny_gpt2: Path) -> None:
+    """docs/spec.md, Routes (`generate`): each row samples with its own `temperature`
+    and `top_p`: a tiny `top_p` keeps only the likeliest token, so it equals greedy even
+    beside hot rows in the same batch."""
+    alone, batched, _ = engines(tiny_gpt2)
+    assert batched.batcher is not None
+    greedy = GenerateRequest(prompt="The quick", max_tokens=20, temperature=0)
+    narrow = GenerateRequest(prompt="The quick", max_tokens=20, temperature=1.9, top_p=1e-6)
+    hot = [
+        batched.batcher.start(GenerateRequest(prompt=p, max_tokens=20, temperature=2.0))
+        for p in PROMPTS
+    ]
+    answer = batched.batcher.start(narrow)
+    expected = alone.generate(greedy)
+    assert answer.result(timeout=60)["text"] == expected["text"]
+    hot_texts = {f.result(timeout=60)["text"] for f in hot}
+    assert expected["text"] not in hot_texts
+
+
+def test_a_cancelled_row_leaves_and_frees_its_slot(tiny_gpt2: Path) -> None:
+    """docs/spec.md, Routes (`generate`): a client that goes away stops its generation at
+    the next token; its row leaves the batch, and the rows beside it finish."""
+    alone, batched, _ = engines(tiny_gpt2, size=2)
+    assert batched.batcher is not None
+    cancelled = threading.Event()
+    pieces: list[str] = []
+
+    def on_text(piece: str) -> None:
+        pieces.append(piece)
+        if len(pieces) == 3:
+            cancelled.set()
+
+    long = GenerateRequest(prompt="Hello", max_tokens=200, temperature=1.0, seed=1)
+    stopped = batched.batcher.start(long, on_text, cancelled)
+    beside = GenerateRequest(prompt="The quick", max_tokens=30, temperature=0)
+    other = batched.batcher.start(beside)
+    result = stopped.result(timeout=60)
+    assert result["finish_reason"] == "cancelled"
+    assert 3 <= result["tokens_generated"] < 200
+    assert other.result(timeout=60) == alone.generate(beside)
+    # The freed slot serves a third request while the batch holds at most two rows.
+    third = GenerateRequest(prompt="0123", max_tokens=8, temperature=0)
+    assert batched.generate(third) == alone.generate(third)
+    assert batched.batcher.waiting() == 0
+
+
+def test_a_request_cancelled_before_its_turn_never_runs(tiny_gpt2: Path) -> None:
+    """A queued request whose client left before a slot came free is answered as
+    cancelled without a forward pass."""
+    _, batched, steps = engines(tiny_gpt2, size=2)
+    assert batched.batcher is not None
+    gone = threading.Event()
+    gone.set()
+    answer = batched.batcher.start(GenerateRequest(prompt="Hello", max_tokens=5), None, gone)
+    assert answer.result(timeout=60) == {
+        "text": "",
+        "prompt_tokens": 3,
+        "tokens_generated": 0,
+        "finish_reason": "cancelled",
+    }
+    assert steps.sizes == []
+
+
+@pytest.fixture
+def sliding(tmp_path: Path) -> Iterator[Path]:
+    yield make_tiny_llama(tmp_path / "tiny-mistral", sliding_window=8)
+
+
+def test_a_model_whose_cache_cannot_be_split_generates_one_at_a_time(
+    sliding: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/spec.md, Top level (`batching`): a model whose cache rows cannot be merged
+    (here a sliding-window attention cache) is told apart at load, logged, and generates
+    one request at a time, with the same answers."""
+    alone = TextGenerator(sliding, None, "auto")
+    batched = TextGenerator(sliding, None, "auto")
+    assert not batched.batch(8, 5, None)
+    assert "cannot be batched" in caplog.text
+    asked = requests()[:3]
+    assert staggered(batched, asked) == [alone.generate(r) for r in asked]
+
+
+def test_generate_streams_and_openai_calls_share_one_batch(
+    tmp_path: Path, tiny_gpt2: Path, env_keys: list[str]
+) -> None:
+    """docs/spec.md, Top level (`batching`): `generate`, its stream, and OpenAI
+    completions and chat completions sent at once run in the same forward passes, and
+    each answer equals what the request gets alone."""
+    spec = gpt2_spec(tiny_gpt2, rate_limit=None)
+    spec["routes"].insert(0, {"path": "/v1", "action": "openai"})
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "build")
+    app = load_app(module, say=lambda _: None)
+    batcher = module.model.engine.batcher
+    assert batcher is not None
+    steps = Steps()
+    batcher.observe = steps
+    auth = {"Authorization": "Bearer key-one"}
+    calls = [
+        ("/generate", {"prompt": "Hello world", "max_tokens": 20, "temperature": 0}),
+        ("/generate/stream", {"prompt": "The quick", "max_tokens": 15, "temperature": 0}),
+        ("/v1/completions", {"prompt": "Tokens stream", "max_tokens": 12, "temperature": 0}),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 10, "temperature": 0},
+        ),
+    ] * 2
+
+    async def send_all(together: bool) -> list[str]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+
+            async def one(path: str, body: dict[str, Any]) -> str:
+                r = await client.post(path, json=body, headers=auth)
+                assert r.status_code == 200, r.text
+                if path.endswith("stream"):
+                    return r.text.split("event: done")[0]  # the token events
+                answer = r.json()
+                answer.pop("id", None)
+                answer.pop("created", None)
+                return json.dumps(answer, sort_keys=True)
+
+            if together:
+                return list(await asyncio.gather(*(one(p, b) for p, b in calls)))
+            return [await one(p, b) for p, b in calls]
+
+    alone = asyncio.run(send_all(False))
+    steps.sizes.clear()
+    assert asyncio.run(send_all(True)) == alone
+    assert max(steps.sizes) >= 4
+
+
+def test_extreme_sampling_settings_still_generate(tiny_gpt2: Path) -> None:
+    """A `top_p` too small for float32 (it rounds to 0) keeps the likeliest token: an
+    answer, never a failed sampler (schemathesis found this one)."""
+    alone, batched, _ = engines(tiny_gpt2)
+    greedy = alone.generate(GenerateRequest(prompt="Hello", max_tokens=8, temperature=0))
+    asked = GenerateRequest(prompt="Hello", max_tokens=8, temperature=2.0, top_p=1e-50)
+    assert batched.generate(asked)["text"] == greedy["text"]
