@@ -10,6 +10,7 @@ import io
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,7 +21,14 @@ from endpointgen.runtime import http
 if TYPE_CHECKING:
     from endpointgen.runtime.generation import ContinuousBatcher
 
-__all__ = ["ENGINES", "Classifier", "Embedder", "ImageClassifier", "TextGenerator"]
+__all__ = [
+    "ENGINES",
+    "Classifier",
+    "Embedder",
+    "ImageClassifier",
+    "TextEngine",
+    "TextGenerator",
+]
 
 GREEDY_BELOW = 0.01  # smaller temperatures overflow the logits; they mean "greedy"
 OnText = Callable[[str], None]
@@ -94,8 +102,48 @@ class Engine:
         return model
 
 
+class TextEngine(Protocol):
+    """What serves text generation, whichever library runs the model: `TextGenerator`
+    (transformers) and `VllmGenerator` (vLLM) implement it, and
+    `tests/test_engine_contract.py` holds each to it. Loading is the constructor:
+    `(source, revision, dtype)` plus the engine's own options.
+
+    `start` never blocks: it queues a generation and returns a future of its totals,
+    `{text, prompt_tokens, tokens_generated, finish_reason}`, where `finish_reason` is
+    `length`, `stop` (a stop string or the end-of-text token) or `cancelled`.
+    `on_text` is called with each new piece of text as it comes (from any thread), and
+    setting `cancelled` stops the generation at its next token. `generate` is `start`
+    waited on. `health` is None while the engine can serve, else why not.
+    """
+
+    def start(
+        self,
+        request: Generation,
+        on_text: OnText | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> Future[dict[str, Any]]: ...
+
+    def generate(
+        self,
+        request: Generation,
+        on_text: OnText | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> dict[str, Any]: ...
+
+    def count(self, text: str) -> int: ...
+
+    def context_left(self, prompt: str) -> int | None: ...
+
+    def context_problem(self, request: Generation) -> str | None: ...
+
+    def chat_prompt(self, turns: list[dict[str, str]]) -> str: ...
+
+    def health(self) -> str | None: ...
+
+
 class TextGenerator(Engine):
-    """A causal language model."""
+    """A causal language model on transformers: one generation at a time, or with
+    `batch(...)`, continuous batching (`generation.py`)."""
 
     def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -104,6 +152,31 @@ class TextGenerator(Engine):
         self.tokenizer = self.pretrained(AutoTokenizer)
         self.model = self.weights(AutoModelForCausalLM)
         self.batcher: ContinuousBatcher | None = None
+        # Unbatched, generations queue for one thread: none holds a thread while waiting.
+        self.alone = ThreadPoolExecutor(1, thread_name_prefix="generation")
+
+    def start(
+        self,
+        request: Generation,
+        on_text: OnText | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> Future[dict[str, Any]]:
+        if self.batcher is not None:
+            return self.batcher.start(request, on_text, cancelled)
+        return self.alone.submit(self.generate_alone, request, on_text, cancelled)
+
+    def generate(
+        self,
+        request: Generation,
+        on_text: OnText | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> dict[str, Any]:
+        return self.start(request, on_text, cancelled).result()
+
+    def health(self) -> str | None:
+        if self.batcher is not None and not self.batcher.thread.is_alive():
+            return "the generation loop stopped"
+        return None
 
     def batch(
         self, max_batch_size: int, wait_ms: int, observe: Callable[[int, float], None] | None
@@ -163,14 +236,13 @@ class TextGenerator(Engine):
             )
         return None
 
-    def generate(
+    def generate_alone(
         self,
         request: Generation,
         on_text: OnText | None = None,
         cancelled: threading.Event | None = None,
     ) -> dict[str, Any]:
-        if self.batcher is not None:
-            return self.batcher.start(request, on_text, cancelled).result()
+        """One generation by `model.generate`, the model to itself (under the lock)."""
         from transformers import StoppingCriteriaList
 
         torch = self.torch
@@ -204,7 +276,10 @@ class TextGenerator(Engine):
 
 
 class Watcher:
-    """Decodes new tokens as they come: hands out text, stops at `stop` or on cancel."""
+    """Decodes new tokens as they come: hands out text, stops at `stop` or on cancel.
+
+    Text that could be the start of a stop string is held back until the next token
+    says whether it is, so no client ever sees part of a stop string."""
 
     def __init__(
         self,
@@ -248,11 +323,23 @@ class Watcher:
             return False  # half of a multi-byte character: wait for the rest
         if stopped:
             self.reason = "stop"
+        else:  # text that may begin a stop string waits for the next token
+            text = text[: len(text) - self.held(text)] if not final else text
         if text.startswith(self.text) and len(text) > len(self.text):
             piece, self.text = text[len(self.text) :], text
             if self.on_text is not None:
                 self.on_text(piece)
         return stopped
+
+    def held(self, text: str) -> int:
+        """How many characters at the end of `text` could begin a stop string."""
+        longest = 0
+        for stop in self.stop:
+            for size in range(min(len(stop) - 1, len(text)), longest, -1):
+                if text.endswith(stop[:size]):
+                    longest = size
+                    break
+        return longest
 
 
 POOLING_MODES = {  # sentence-transformers' Pooling config keys -> how we pool

@@ -9,6 +9,7 @@ A built module makes one `Model` per model its spec names, loads it in `@modal.e
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import re
 import threading
@@ -18,7 +19,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -28,9 +29,6 @@ from starlette.exceptions import HTTPException
 from endpointgen.runtime import http
 from endpointgen.runtime.batching import Batcher
 from endpointgen.runtime.metrics import METRICS
-
-if TYPE_CHECKING:
-    from endpointgen.runtime.generation import ContinuousBatcher
 
 __all__ = [
     "Batching",
@@ -264,6 +262,10 @@ class Model:
         return model_ready
 
     def health(self) -> JSONResponse:
+        problem = getattr(self.engine, "health", None)
+        if self.status == "ready" and callable(problem) and (reason := problem()):
+            self.status, self.error = "failed", reason
+            http.log.error("model %s cannot serve: %s", self.name, reason)
         if self._settled() != "ready":
             body = {"status": self.status, "error": self.error, "model": self.name}
             return JSONResponse(body, 503)
@@ -278,8 +280,8 @@ class Model:
         try:
             if remote is not None:
                 result = await remote(method, *args)
-            elif method == "generate" and (batcher := self._batcher()) is not None:
-                result = await asyncio.wrap_future(batcher.start(*args))
+            elif method == "generate" and (start := self._start()) is not None:
+                result = await asyncio.wrap_future(start(*args))
             else:
                 loop = asyncio.get_running_loop()
                 result = await loop.run_in_executor(None, getattr(self.engine, method), *args)
@@ -290,10 +292,12 @@ class Model:
             METRICS.generated(self.name, int(result["tokens_generated"]))
         return result
 
-    def _batcher(self) -> ContinuousBatcher | None:
-        """The text generator's decode loop, when it batches: no thread waits on it."""
-        batcher: ContinuousBatcher | None = getattr(self.engine, "batcher", None)
-        return batcher
+    def _start(self) -> Callable[..., concurrent.futures.Future[dict[str, Any]]] | None:
+        """A text engine's `start` (engines.TextEngine): a generation no thread waits on.
+        None for a loader's own object and a remote model class."""
+        start: Callable[..., concurrent.futures.Future[dict[str, Any]]] | None
+        start = getattr(self.engine, "start", None)
+        return start
 
     async def run(self, items: list[Any]) -> list[Any]:
         """The engine on `items`, batched with other requests' when the spec says so."""
@@ -384,11 +388,11 @@ class Model:
         def on_text(piece: str) -> None:
             loop.call_soon_threadsafe(pieces.put_nowait, ("token", piece))
 
-        batcher = self._batcher()
-        if batcher is None:  # a thread waits on the generation
+        start = self._start()
+        if start is None:  # a thread waits on the generation
             worker = loop.run_in_executor(None, engine.generate, body, on_text, cancelled)
-        else:  # the decode loop answers a future
-            worker = asyncio.wrap_future(batcher.start(body, on_text, cancelled))
+        else:  # the engine answers a future
+            worker = asyncio.wrap_future(start(body, on_text, cancelled))
         worker.add_done_callback(partial(self._finished, pieces, request_id))
         try:
             while True:
