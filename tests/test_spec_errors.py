@@ -36,6 +36,7 @@ from endpointgen.spec.models import (
     Scaling,
     Signature,
     Tracing,
+    Vllm,
 )
 from endpointgen.spec.models import Image as ImageSettings
 from endpointgen.spec.models import (
@@ -1052,7 +1053,18 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
 
 EVERY_KEY_GENERATION: dict[str, Any] = {
     "name": "every-key-gen",
-    "model": {"id": "gpt2", "task": "text-generation"},
+    "model": {
+        "id": "gpt2",
+        "task": "text-generation",
+        "engine": "vllm",
+        "vllm": {
+            "max_model_len": 1024,
+            "gpu_memory_utilization": 0.85,
+            "tensor_parallel_size": 2,
+            "quantization": "fp8",
+            "enforce_eager": True,
+        },
+    },
     "gpu": "h100:2",
     "auth": {"mode": "bearer", "secret": "gen-auth"},
     "rate_limit": {"limit": "60/minute", "key": "api_key"},
@@ -1251,6 +1263,8 @@ def _keys_used(spec: dict[str, Any]) -> dict[str, set[str]]:
     ):
         if isinstance(spec.get(section), dict):
             used.setdefault(section, set()).update(spec[section])
+    engines = [spec.get("model") or {}, *spec.get("models", {}).values()]
+    used["vllm"] = {k for model in engines for k in model.get("vllm", {})}
     limits = [spec.get("rate_limit")] + [r.get("rate_limit") for r in spec["routes"]]
     used["rate_limit"] = {k for limit in limits if isinstance(limit, dict) for k in limit}
     used["routes"] = {k for route in spec["routes"] for k in route}
@@ -1298,12 +1312,28 @@ EVERY_KEY_MULTI: dict[str, Any] = {
         },
     ],
 }
+# Several models on vLLM: the engine keys of a named model.
+EVERY_KEY_VLLM_MODELS: dict[str, Any] = {
+    "name": "every-key-vllm-models",
+    "models": {
+        "chat": {
+            "id": "Qwen/Qwen2.5-7B-Instruct",
+            "task": "text-generation",
+            "gpu": "h100",
+            "engine": "vllm",
+            "vllm": {"max_model_len": 8192},
+        },
+    },
+    "auth": {"mode": "bearer"},
+    "routes": [{"path": "/v1", "action": "openai", "model": "chat"}],
+}
 EVERY_KEY_SPECS = (
     EVERY_KEY_EMBEDDINGS,
     EVERY_KEY_GENERATION,
     EVERY_KEY_JWT_WEBHOOK,
     EVERY_KEY_SHAPES,
     EVERY_KEY_MULTI,
+    EVERY_KEY_VLLM_MODELS,
 )
 
 
@@ -1324,6 +1354,7 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
         "resources": Resources,
         "scaling": Scaling,
         "batching": Batching,
+        "vllm": Vllm,
         "auth": Auth,
         "cors": Cors,
         "rate_limit": RateLimit,
@@ -1357,7 +1388,14 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
 @pytest.mark.parametrize(
     "spec",
     EVERY_KEY_SPECS,
-    ids=["embeddings", "text-generation", "jwt-webhook-redis", "shapes-loader-errors", "multi"],
+    ids=[
+        "embeddings",
+        "text-generation",
+        "jwt-webhook-redis",
+        "shapes-loader-errors",
+        "multi",
+        "vllm-models",
+    ],
 )
 def test_spec_with_every_key_validates_and_builds(in_tmp: Path, spec: dict[str, Any]) -> None:
     write_shape_files(in_tmp)

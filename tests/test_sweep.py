@@ -29,6 +29,7 @@ from endpointgen.spec.models import (
     Route,
     Signature,
     Tracing,
+    Vllm,
 )
 from endpointgen.spec.shapes import ErrorMapping, FieldSpec, Param
 
@@ -45,6 +46,8 @@ SECTIONS: dict[Path_, type[BaseModel]] = {
     ("models", "*", "resources"): Resources,
     ("models", "*", "scaling"): Scaling,
     ("models", "*", "batching"): Batching,
+    ("model", "vllm"): Vllm,
+    ("models", "*", "vllm"): Vllm,
     ("auth",): Auth,
     ("cors",): Cors,
     ("rate_limit",): RateLimit,
@@ -107,6 +110,8 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("model", "revision"): ("v2", None),
     ("model", "dtype"): ("float16", None),
     ("model", "loader"): ("loader.py:load", None),
+    ("model", "engine"): ("transformers", None),
+    ("model", "vllm"): ({"max_model_len": 2048}, None),
     ("resources", "cpu"): (2.0, {}),
     ("resources", "memory"): (4096, {}),
     ("resources", "timeout"): (60, {}),
@@ -216,6 +221,16 @@ for key, (value, parent) in list(KEYS.items()):
         KEYS[("models", "*", key[1])] = (value, EMBEDDER)
     if key[0] in ("resources", "scaling", "batching"):
         KEYS[("models", "*", *key)] = (value, parent)
+VLLM_OPTIONS = {
+    "max_model_len": 2048,
+    "gpu_memory_utilization": 0.8,
+    "tensor_parallel_size": 1,
+    "quantization": "awq",
+    "enforce_eager": True,
+}
+for name, value in VLLM_OPTIONS.items():
+    KEYS[("model", "vllm", name)] = (value, {})
+    KEYS[("models", "*", "vllm", name)] = (value, {})
 KEYS[("models", "*", "gpu")] = ("T4", EMBEDDER)
 KEYS[("models", "*", "task")] = ("text-classification", EMBEDDER)
 
@@ -238,6 +253,19 @@ BASES: dict[str, dict[str, Any]] = {
         "model": MODEL,
         "auth": {"mode": "bearer"},
         "routes": [{"path": "/generate", "method": "POST", "action": "generate"}, HEALTH],
+    },
+    "vllm": {
+        "name": "sweep",
+        "model": {**MODEL, "engine": "vllm"},
+        "gpu": "H100",
+        "auth": {"mode": "bearer"},
+        "routes": [{"path": "/generate", "method": "POST", "action": "generate"}, HEALTH],
+    },
+    "models-vllm": {
+        "name": "sweep",
+        "models": {"writer": {**MODEL, "engine": "vllm", "gpu": "L4"}},
+        "auth": {"mode": "bearer"},
+        "routes": [{"path": "/v1", "action": "openai", "model": "writer"}],
     },
     "embed": {
         "name": "sweep",
@@ -354,7 +382,16 @@ RESTATES: dict[Path_, Any] = {
     ("metrics", "public"): lambda spec: app_auth(spec) == "none",  # /metrics is open already
     ("routes", "*", "auth"): open_route,  # `auth: none` on a route that has none
     ("routes", "*", "public"): open_route,  # `public: true` on a route that is open
+    # `engine: transformers` on a model without `engine`: the default, restated.
+    ("model", "engine"): lambda spec: "engine" not in spec.get("model", {}),
+    ("models", "*", "engine"): lambda spec: "engine" not in first_model(spec),
 }
+
+
+def first_model(spec: dict[str, Any]) -> dict[str, Any]:
+    models = spec.get("models") or {"extra": {}}
+    model: dict[str, Any] = next(iter(models.values()))
+    return model
 
 
 def schema_keys() -> set[Path_]:

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from endpointgen.compiler import route_checks
 from endpointgen.compiler.loader import Document
 from endpointgen.errors import Loc, Problem
-from endpointgen.spec import Batching, RateLimit, Scaling, Spec
+from endpointgen.spec import Batching, Model, RateLimit, Scaling, Spec
+from endpointgen.spec.gpu import split as split_gpu
 from endpointgen.spec.models import Route
 
 MODEL_ACTIONS = {
@@ -84,6 +85,53 @@ def _batch_fits(
         )
 
 
+def _engine(
+    doc: Document,
+    at: Loc,
+    model: Model,
+    gpu: list[str] | None,
+    batching: tuple[Loc, Batching | None],
+) -> Iterator[Problem]:
+    """`engine: vllm` and its options: text generation, on a GPU, options that fit."""
+    if model.engine != "vllm":
+        if model.vllm is not None:
+            yield doc.problem((*at, "vllm"), "`vllm` options apply with `engine: vllm`")
+        return
+    if model.task != "text-generation":
+        yield doc.problem(
+            (*at, "engine"),
+            f"vLLM serves text generation; `task: {model.task}` runs on the transformers "
+            "engine (remove `engine`)",
+        )
+    if not gpu:
+        yield doc.problem(
+            (*at, "engine"),
+            "vLLM runs on CUDA GPUs only, and this model has no `gpu`: set one (e.g. `gpu: "
+            "L4`), or remove `engine: vllm` for transformers, which also runs on a CPU "
+            "(`endpointgen serve` uses transformers locally either way)",
+        )
+    if model.loader is not None:
+        yield doc.problem(
+            (*at, "loader"),
+            "a `loader` makes its own model object, and vLLM loads the model itself: use "
+            "one or the other",
+        )
+    if batching[1] is not None:
+        yield doc.problem(
+            batching[0],
+            "vLLM batches generations itself (continuous batching); remove `batching`",
+        )
+    parallel = model.vllm.tensor_parallel_size if model.vllm else None
+    counts = sorted({split_gpu(g)[1] for g in gpu or []})
+    if parallel is not None and counts and counts != [parallel]:
+        given = " or ".join(map(str, counts))
+        yield doc.problem(
+            (*at, "vllm", "tensor_parallel_size"),
+            f"tensor_parallel_size {parallel} must equal the GPUs the model gets ({given}, "
+            "from `gpu`); leave it out to use them all",
+        )
+
+
 def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
     yield from _secrets_in_plain_sight(spec, doc)
     yield from _ignored(spec, doc)
@@ -106,6 +154,17 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
         )
     if spec.model is not None:
         yield from _batch_fits(doc, (), spec.model.task, spec.batching, spec.scaling)
+        yield from _engine(doc, ("model",), spec.model, spec.gpu, (("batching",), spec.batching))
+    for name, named in spec.models.items():
+        at: Loc = ("models", name)
+        yield from _engine(doc, at, named, named.gpu, ((*at, "batching"), named.batching))
+    engines = {m.engine for m in spec.all_models}
+    if len(engines) > 1:
+        yield doc.problem(
+            ("models",),
+            "the models' containers share one image, and vLLM and the transformers engine "
+            "need different torch builds: use one engine for all, or two apps",
+        )
     for name, named in spec.models.items():
         yield from _batch_fits(doc, ("models", name), named.task, named.batching, named.scaling)
     if spec.rate_limit is not None and not any(

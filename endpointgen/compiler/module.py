@@ -141,6 +141,8 @@ class _Builder:
         # Each step installs the spec's packages and, pinned from the lock, all they pull in.
         pinned = call("runtime.locked", *map(literal, plan.packages))
         packages: list[Node] = [call(".uv_pip_install", pinned)]
+        if plan.engine == "vllm":  # vLLM pins its own stack (torch, transformers, ...)
+            packages = [call(".uv_pip_install", *map(literal, plan.packages))]
         if plan.cpu_torch:  # torch first, from its CPU index; then the rest, torch included
             index = literal(CPU_TORCH_INDEX)
             packages.insert(0, call(".uv_pip_install", literal(TORCH), index_url=index))
@@ -443,6 +445,9 @@ class _Builder:
             batching = config["batching"]
             sizes = (literal(batching["max_batch_size"]), literal(batching["wait_ms"]))
             options["batching"] = call("tasks.Batching", *sizes)
+        if config["engine"] == "vllm":
+            vllm = {key: literal(value) for key, value in config["vllm"].items()}
+            options["engine"] = call("tasks.Vllm", **vllm)
         loader = config["loader"]
         if loader:
             file = self.scope.shipped[loader["local"]]

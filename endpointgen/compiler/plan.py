@@ -16,13 +16,18 @@ from endpointgen.errors import Problem
 from endpointgen.runtime import lock
 from endpointgen.spec import Batching, Model, RateLimit, Route, Scaling, Spec
 from endpointgen.spec.gpu import split as split_gpu
-from endpointgen.spec.models import NamedModel
+from endpointgen.spec.models import NamedModel, Vllm
 
 # Packages the generated app installs in its Modal image. Pinned to the versions the
 # test suite runs the generated code against, so a deploy runs what was tested.
 WEB_PACKAGES = ("fastapi[standard]==0.165.0", "pydantic==2.14.4")
 TORCH = "torch==2.13.0"
 MODEL_PACKAGES = (TORCH, "transformers==5.24.0")
+# `engine: vllm`: vLLM brings torch and transformers at its own pins, and allows only
+# fastapi[standard] >=0.133,<0.137 (what `pip install vllm==0.33.0` resolves).
+VLLM_PACKAGES = ("vllm==0.33.0",)
+VLLM_WEB_PACKAGES = ("fastapi[standard]==0.136.3", "pydantic==2.14.4")
+DEFAULT_VLLM_INPUTS = 64  # requests a vLLM container takes at once, for its scheduler
 # Where a model that runs on no GPU gets torch: the CPU build, not the CUDA stack.
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # Installed only when a spec uses the feature that needs them.
@@ -86,6 +91,7 @@ class Plan:
     model: dict[str, Any] | None
     models: list[dict[str, Any]]
     hf_cache: bool
+    engine: str  # what runs the models: transformers, or vllm
     auth: dict[str, Any]
     cors: dict[str, Any] | None
     routes: list[dict[str, Any]]
@@ -112,8 +118,11 @@ class Plan:
 
     @property
     def web_packages(self) -> list[str]:
-        """With several models, what the CPU web tier installs: all but the model stack."""
-        return [p for p in self.packages if p not in MODEL_PACKAGES]
+        """With several models, what the CPU web tier installs: all but the model stack
+        (and, in front of vLLM, the web packages the tests ran, not vLLM's)."""
+        stack = {*MODEL_PACKAGES, *VLLM_PACKAGES, *VLLM_WEB_PACKAGES} - {*WEB_PACKAGES}
+        web = WEB_PACKAGES if self.engine == "vllm" else ()
+        return sorted({*web, *(p for p in self.packages if p not in stack)})
 
 
 def name_problems(spec: Spec, doc: Document) -> list[Problem]:
@@ -153,8 +162,8 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
     secret_keys = _secret_keys(spec, auth_settings(spec))
     # With several models, the top-level scaling is the web tier's: it runs no model.
     web = Scaling() if split else spec.scaling  # split: Modal's defaults for the CPU tier
-    task = spec.model.task if spec.model and not split else None
-    concurrency = _concurrency(web, task, spec.batching)
+    single = spec.model if spec.model and not split else None
+    concurrency = _concurrency(web, single, spec.batching)
     if split:
         models[0]["class_name"] = "Inference"
     secrets = sorted(secret_keys)
@@ -164,10 +173,12 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         env.setdefault("HF_HOME", HF_CACHE_DIR)
         env.setdefault("HF_XET_HIGH_PERFORMANCE", "1")  # faster first downloads
         env = dict(sorted(env.items()))
+    engine = "vllm" if any(c["engine"] == "vllm" for c in configs) else "transformers"
+    stack = (VLLM_PACKAGES if engine == "vllm" else MODEL_PACKAGES) if configs else ()
     packages = sorted(
         set(
-            WEB_PACKAGES
-            + (MODEL_PACKAGES if configs else ())
+            (VLLM_WEB_PACKAGES if engine == "vllm" else WEB_PACKAGES)
+            + stack
             + tuple(_extra_packages(spec, routes))
             + tuple(spec.packages)
         )
@@ -196,6 +207,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         model=model,
         models=models,
         hf_cache=hf_cache,
+        engine=engine,
         auth=auth_settings(spec),
         cors=_cors(spec),
         routes=routes,
@@ -235,6 +247,10 @@ def model_config(
         "remote_dir": remote_dir,
         "loader": shipped.handler(model.loader) if model.loader else None,
         "batching": batching.model_dump() if batching else None,
+        "engine": model.engine,
+        "vllm": (model.vllm or Vllm()).model_dump(exclude_defaults=True)
+        if model.engine == "vllm"
+        else None,
     }
 
 
@@ -255,13 +271,13 @@ def _named_model(
         "memory": model.resources.memory,
         "timeout": model.resources.timeout,
         "autoscaling": _autoscaling(model.scaling),
-        **_concurrency(model.scaling, model.task, model.batching),
+        **_concurrency(model.scaling, model, model.batching),
         "startup_timeout": _startup_timeout(model.resources.startup_timeout, True),
     }
 
 
 def _concurrency(
-    scaling: Scaling, task: str | None, batching: Batching | None = None
+    scaling: Scaling, model: Model | None, batching: Batching | None = None
 ) -> dict[str, int | None]:
     """`@modal.concurrent` for a container: what the spec says, else a default that fits.
 
@@ -270,13 +286,18 @@ def _concurrency(
     per container there would be nothing to batch. A text generator without batching
     runs one generation at a time, so with room for several requests the autoscaler is
     told to aim for one, and adds containers instead of queueing requests behind it.
+    vLLM schedules its own batches: it takes DEFAULT_VLLM_INPUTS requests at once.
     """
+    task = model.task if model is not None else None
     max_inputs, target = scaling.max_inputs, scaling.target_inputs
+    if model is not None and model.engine == "vllm" and max_inputs is None:
+        max_inputs = DEFAULT_VLLM_INPUTS
     if task is None and max_inputs is None:
         max_inputs = DEFAULT_WEB_INPUTS
     if task is not None and batching is not None and max_inputs is None:
         max_inputs = batching.max_batch_size
-    if task == "text-generation" and batching is None and target is None and (max_inputs or 1) > 1:
+    one_at_a_time = batching is None and (model is None or model.engine != "vllm")
+    if task == "text-generation" and one_at_a_time and target is None and (max_inputs or 1) > 1:
         target = 1
     return {"max_inputs": max_inputs, "target_inputs": target}
 
@@ -471,6 +492,7 @@ def _extra_packages(spec: Spec, routes: list[dict[str, Any]]) -> list[str]:
         needs.add("tracing")
     needs |= {spec.auth.mode} | {m.task for m in spec.all_models}
     gpus = [*(spec.gpu or []), *(g for m in spec.models.values() for g in m.gpu or [])]
-    if spec.all_models and any(split_gpu(g)[1] > 1 for g in gpus):
-        needs.add("multi-gpu")
+    on_transformers = any(m.engine == "transformers" for m in spec.all_models)
+    if on_transformers and any(split_gpu(g)[1] > 1 for g in gpus):
+        needs.add("multi-gpu")  # vLLM spans GPUs with its own tensor parallelism
     return [p for need in sorted(needs) for p in EXTRA_PACKAGES.get(need, ())]

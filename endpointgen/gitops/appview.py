@@ -175,6 +175,11 @@ def facts(side: Side) -> list[Fact]:
     if model is not None:
         add("model", "model revision", model.revision, "latest")
         add("model", "model dtype", model.dtype if model.dtype != "auto" else None, "auto")
+        engine = None
+        if model.engine == "vllm":
+            options = (model.vllm.model_dump(exclude_defaults=True) if model.vllm else {}).items()
+            engine = " ".join(["vllm", *(f"{k}={v}" for k, v in options)])
+        add("model", "model engine", engine, "transformers")
     batch = spec.batching
     text = f"up to {batch.max_batch_size} per call, wait {batch.wait_ms} ms" if batch else None
     add("batching", "batching", text, "off")

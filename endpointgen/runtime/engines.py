@@ -141,7 +141,51 @@ class TextEngine(Protocol):
     def health(self) -> str | None: ...
 
 
-class TextGenerator(Engine):
+class TextBase:
+    """What text engines share: prompts, token counts and the context's limit, from a
+    Hugging Face tokenizer used under `lock` (a fast tokenizer is not thread-safe)."""
+
+    tokenizer: Any
+    lock: threading.Lock
+
+    def context_length(self) -> int | None:
+        """The most tokens the model takes, prompt and generation together."""
+        raise NotImplementedError
+
+    def chat_prompt(self, turns: list[dict[str, str]]) -> str:
+        """The tokenizer's chat template; without one, `role: content` lines."""
+        if getattr(self.tokenizer, "chat_template", None):
+            options = {"tokenize": False, "add_generation_prompt": True}
+            with self.lock:
+                return str(self.tokenizer.apply_chat_template(turns, **options))
+        lines = [f"{turn['role']}: {turn['content']}" for turn in turns]
+        return "\n".join([*lines, "assistant:"])
+
+    def count(self, text: str) -> int:
+        """Tokens in `text`, as the model reads it."""
+        with self.lock:
+            return len(self.tokenizer(text)["input_ids"])
+
+    def context_left(self, prompt: str) -> int | None:
+        """How many tokens fit after `prompt` in the model's context, if it has a limit."""
+        context = self.context_length()
+        return None if not context else context - self.count(prompt)
+
+    def context_problem(self, request: Generation) -> str | None:
+        """Why the prompt and max_tokens do not fit the model's context, if they don't."""
+        context = self.context_length()
+        if not context:
+            return None
+        prompt = self.count(request.prompt)
+        if prompt + request.max_tokens > context:
+            return (
+                f"the prompt ({prompt} tokens) plus max_tokens ({request.max_tokens}) "
+                f"exceed the model's context of {context} tokens"
+            )
+        return None
+
+
+class TextGenerator(Engine, TextBase):
     """A causal language model on transformers: one generation at a time, or with
     `batch(...)`, continuous batching (`generation.py`)."""
 
@@ -178,6 +222,10 @@ class TextGenerator(Engine):
             return "the generation loop stopped"
         return None
 
+    def context_length(self) -> int | None:
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        return int(context) if context else None
+
     def batch(
         self, max_batch_size: int, wait_ms: int, observe: Callable[[int, float], None] | None
     ) -> bool:
@@ -201,40 +249,6 @@ class TextGenerator(Engine):
             return False
         self.batcher = ContinuousBatcher(self, max_batch_size, wait_ms, observe)
         return True
-
-    def chat_prompt(self, turns: list[dict[str, str]]) -> str:
-        """The tokenizer's chat template; without one, `role: content` lines."""
-        if getattr(self.tokenizer, "chat_template", None):
-            options = {"tokenize": False, "add_generation_prompt": True}
-            with self.lock:
-                return str(self.tokenizer.apply_chat_template(turns, **options))
-        lines = [f"{turn['role']}: {turn['content']}" for turn in turns]
-        return "\n".join([*lines, "assistant:"])
-
-    def count(self, text: str) -> int:
-        """Tokens in `text`. A fast tokenizer is not safe across threads: under the lock."""
-        with self.lock:
-            return len(self.tokenizer(text)["input_ids"])
-
-    def context_left(self, prompt: str) -> int | None:
-        """How many tokens fit after `prompt` in the model's context, if it has a limit."""
-        context = getattr(self.model.config, "max_position_embeddings", None)
-        if not context:
-            return None
-        return int(context) - self.count(prompt)
-
-    def context_problem(self, request: Generation) -> str | None:
-        """Why the prompt and max_tokens do not fit the model's context, if they don't."""
-        context = getattr(self.model.config, "max_position_embeddings", None)
-        if not context:
-            return None
-        prompt = self.count(request.prompt)
-        if prompt + request.max_tokens > context:
-            return (
-                f"the prompt ({prompt} tokens) plus max_tokens ({request.max_tokens}) "
-                f"exceed the model's context of {context} tokens"
-            )
-        return None
 
     def generate_alone(
         self,

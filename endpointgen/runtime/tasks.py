@@ -40,9 +40,11 @@ __all__ = [
     "GenerateResponse",
     "Loader",
     "Model",
+    "Vllm",
 ]
 
 Task = Literal["text-generation", "text-classification", "embeddings", "image-classification"]
+VLLM_STANDIN_BATCH = 8  # rows the transformers stand-in for vLLM batches off a GPU
 MAX_TOKENS = 1024
 MAX_CHARS = 20_000
 MAX_ITEMS = 128
@@ -102,6 +104,18 @@ class EmbedResponse(BaseModel):
 class Batching:
     max_batch_size: int
     wait_ms: int
+
+
+@dataclass(frozen=True)
+class Vllm:
+    """`engine: vllm` and its options (None: vLLM's default; tensor_parallel_size: all
+    the container's GPUs)."""
+
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int | None = None
+    quantization: str | None = None
+    enforce_eager: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +185,7 @@ class Model:
         path: Path | None = None,
         batching: Batching | None = None,
         loader: Loader | None = None,
+        engine: Vllm | None = None,
     ) -> None:
         self.id = id
         self.task = task
@@ -179,6 +194,7 @@ class Model:
         self.path = path  # a local model directory (shipped into the image), else the Hub
         self.batching = batching
         self.loader = loader
+        self.vllm = engine
         self.status = "loading"
         self.error: str | None = None
         self.engine: Any = None
@@ -208,6 +224,8 @@ class Model:
         try:
             if self.loader is not None:
                 engine = self.loader(source)
+            elif self.vllm is not None:
+                engine = self._vllm(source)
             else:
                 engine = ENGINES[self.task](source, self.revision, self.dtype)
         except Exception as exc:
@@ -222,6 +240,22 @@ class Model:
         METRICS.loaded(self.name, seconds)
         http.log.info("model ready in %.1fs", seconds)
         return self
+
+    def _vllm(self, source: str) -> Any:
+        """vLLM's engine on a CUDA GPU; elsewhere (`endpointgen serve` on a laptop) the
+        same routes on transformers, batching like vLLM would."""
+        import torch
+
+        from endpointgen.runtime.engines import TextGenerator
+
+        if torch.cuda.is_available():
+            from endpointgen.runtime.vllm_engine import VllmGenerator
+
+            return VllmGenerator(source, self.revision, self.dtype, **vars(self.vllm))
+        http.log.warning("vLLM needs a CUDA GPU: serving %s on transformers here", self.name)
+        generator = TextGenerator(source, self.revision, self.dtype)
+        generator.batch(VLLM_STANDIN_BATCH, 5, partial(METRICS.batch, self.name))
+        return generator
 
     def serve(self, engine: Any) -> None:
         """Answer with `engine` from now on (a loaded one, or a remote model class)."""

@@ -157,6 +157,24 @@ def _model_id(model_id: str) -> str:
     return model_id
 
 
+class Vllm(Strict):
+    """vLLM's engine options, for `engine: vllm`; unset, vLLM's own defaults."""
+
+    max_model_len: int | None = Field(
+        default=None, ge=16, le=10_000_000, description="context length; default the model's"
+    )
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="share of GPU memory vLLM takes; default 0.92"
+    )
+    tensor_parallel_size: int | None = Field(
+        default=None, ge=1, le=8, description="GPUs one model spans; must equal the GPU count"
+    )
+    quantization: Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"] | None = None
+    enforce_eager: bool = Field(
+        default=False, description="skip CUDA graphs: faster cold starts, slower generation"
+    )
+
+
 class Model(Strict):
     """The model an app serves."""
 
@@ -176,6 +194,12 @@ class Model(Strict):
     loader: HandlerRef | None = Field(
         default=None, description="file.py:function that loads the model, for custom models"
     )
+    engine: Literal["transformers", "vllm"] = Field(
+        default="transformers",
+        description="what runs the model: transformers (any task, CPU or GPU), or vllm "
+        "(text generation on CUDA GPUs)",
+    )
+    vllm: Vllm | None = Field(default=None, description="vLLM's options, with engine: vllm")
 
     @field_validator("id")
     @classmethod
