@@ -231,14 +231,14 @@ class TextGenerator(Engine, TextBase):
     ) -> bool:
         """Run concurrent generations in one batch from now on (`generation.py`), if the
         model's cache allows it: a warm-up step tells. False: one at a time, as before."""
-        from endpointgen.runtime.generation import ContinuousBatcher, supports_batching
+        from endpointgen.runtime.generation import ContinuousBatcher, cache_of, supports_batching
 
         if max_batch_size < 2:
             return False
         token = self.tokenizer.eos_token_id or 0
         with self.torch.inference_mode():
             ids = self.torch.tensor([[token]], device=self.device)
-            cache = self.model(input_ids=ids, use_cache=True).cache
+            cache = cache_of(self.model(input_ids=ids, use_cache=True))
         if not supports_batching(cache):
             kind = type(cache).__name__
             http.log.warning(

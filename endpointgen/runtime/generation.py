@@ -116,12 +116,32 @@ def left(pad: Callable[..., Any], states: Any, length: int) -> Any:
     return pad(states, (0, 0, length - states.shape[2], 0))
 
 
+def cache_keyword(model: Any) -> str:
+    """The forward pass's cache argument: `cache` from transformers 5.24 on, before that
+    `past_key_values` (an unknown keyword is swallowed by **kwargs: no error, no cache)."""
+    return "cache" if "cache" in forward_arguments(model) else "past_key_values"
+
+
+def forward_arguments(model: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+def cache_of(out: Any) -> Any:
+    """A forward pass's cache: `out.cache`, or `out.past_key_values` before transformers 5.24."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def supports_batching(cache: Any) -> bool:
     """Whether a forward pass's cache can be merged and split by rows: a DynamicCache of
     plain layers, each holding (rows, heads, positions, dim) keys and values."""
-    from transformers.cache_utils import DynamicCache, DynamicLayer
-
-    if type(cache) is not DynamicCache or not cache.layers:
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+    except ImportError:  # transformers before 4.56 keeps its cache in lists, not layers
+        return False
+    if type(cache) is not DynamicCache or not getattr(cache, "layers", None):
         return False
     return all(
         type(layer) is DynamicLayer and getattr(layer, "keys", None) is not None
@@ -143,6 +163,10 @@ class ContinuousBatcher:
         self.torch = engine.torch
         self.max_batch_size = max_batch_size
         self.wait = wait_ms / 1000
+        self.cache_keyword = cache_keyword(engine.model)
+        # The last position's logits only, where the model can be told (most can).
+        keep = "logits_to_keep" in forward_arguments(engine.model)
+        self.last_only: dict[str, int] = {"logits_to_keep": 1} if keep else {}
         self.observe = observe  # told each step's rows and seconds (for /metrics)
         self.incoming: queue.SimpleQueue[Row | None] = queue.SimpleQueue()  # None: stop
         self.unanswered = 0
@@ -263,7 +287,7 @@ class ContinuousBatcher:
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
-            logits_to_keep=1,
+            **self.last_only,
         )
         picks = self._choose(out.logits[:, -1, :], rows)
         if self.observe is not None:
@@ -272,7 +296,7 @@ class ContinuousBatcher:
         if not kept:
             return
         index = torch.tensor(kept, device=device)
-        cache = out.cache
+        cache = cache_of(out)
         for layer in cache.layers:
             layer.keys, layer.values = layer.keys[index], layer.values[index]
         pending = torch.tensor([picks[i] for i in kept], device=device)
@@ -288,10 +312,10 @@ class ContinuousBatcher:
             input_ids=batch.pending[:, None],
             attention_mask=batch.mask,
             position_ids=batch.positions[:, None],
-            cache=batch.cache,
+            **{self.cache_keyword: batch.cache},
             use_cache=True,
         )
-        batch.cache = out.cache
+        batch.cache = cache_of(out)
         picks = self._choose(out.logits[:, -1, :], batch.rows)
         if self.observe is not None:
             self.observe(len(batch.rows), time.perf_counter() - started)
