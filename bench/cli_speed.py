@@ -1,10 +1,10 @@
 """CLI start-up: `endpointgen validate/build` against importing the libraries they use.
 
-The baseline is `python -c "import pydantic, yaml, jinja2, typer"`: the floor any CLI
-built on those pays. Runs are interleaved so drift (cache, frequency) hits all alike.
-Each run's CPU time is kept too, and a second baseline that really loads pydantic:
-`import pydantic` alone is lazy and loads almost none of it, `from pydantic import
-BaseModel` loads what any model-defining program needs.
+The baseline is the issue's: `python -c "from pydantic import BaseModel; import yaml,
+jinja2, typer"`, the floor any CLI that defines pydantic models with those libraries
+pays. A second one is reported in the details: `import pydantic, yaml, jinja2, typer`,
+where `import pydantic` alone is lazy and loads almost none of it. Runs are interleaved
+so drift (cache, frequency) hits all alike; each run's CPU time is kept too.
 """
 
 from __future__ import annotations
@@ -93,18 +93,18 @@ def run(logs: Path) -> list[Result]:
         ms = median(wall[name])
         details = {
             "runs_ms": [round(t, 1) for t in wall[name]],
-            "baseline_runs_ms": [round(t, 1) for t in wall["baseline"]],
+            "baseline_runs_ms": [round(t, 1) for t in wall["basemodel"]],
             "cpu_ms": round(median(cpu[name]), 1),
-            "baseline_cpu_ms": round(median(cpu["baseline"]), 1),
-            "cpu_ratio": round(median(cpu[name]) / median(cpu["baseline"]), 2),
-            "basemodel_baseline_ms": round(median(wall["basemodel"]), 1),
-            "ratio_vs_basemodel_baseline": round(ms / median(wall["basemodel"]), 2),
+            "baseline_cpu_ms": round(median(cpu["basemodel"]), 1),
+            "cpu_ratio": round(median(cpu[name]) / median(cpu["basemodel"]), 2),
+            "lazy_pydantic_baseline_ms": round(median(wall["baseline"]), 1),
+            "ratio_vs_lazy_pydantic_baseline": round(ms / median(wall["baseline"]), 2),
         }
         results.append(
             ratio_result(
                 f"cli-{name}",
                 ms,
-                median(wall["baseline"]),
+                median(wall["basemodel"]),
                 "ms",
                 at_most=1.5,
                 details=details,

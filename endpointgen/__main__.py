@@ -1,3 +1,3 @@
-from endpointgen.cli import main
+from endpointgen.console import main
 
 main()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from endpointgen import __version__
+from endpointgen import __version__, console
 from endpointgen.errors import EndpointgenError, SpecError
 from endpointgen.local import BODY_WITHIN, HEAD_WITHIN
 
@@ -47,11 +46,11 @@ def _user_errors() -> Iterator[None]:
 
 
 def _fail(message: str) -> None:
-    typer.secho(message, fg=typer.colors.RED, err=True)
+    console.fail(message)
 
 
 def _ok(message: str) -> None:
-    typer.secho(message, fg=typer.colors.GREEN)
+    console.say(message, "green")
 
 
 def _version(value: bool) -> None:
@@ -73,21 +72,9 @@ def _main(
 def validate(specs: Specs) -> None:
     """Check specs, every environment overlay included; one line per problem, exit 1 if any.
     Warnings (what a valid spec does on Modal that may surprise) are printed too."""
-    from endpointgen.compiler import pipeline
-
-    failed = False
-    for spec in specs:
-        problems = pipeline.validate(spec)
-        for problem in problems:
-            _fail(str(problem))
-        if problems:
-            failed = True
-            continue
-        for warning in pipeline.warnings(spec):
-            typer.secho(str(warning), fg=typer.colors.YELLOW, err=True)
-        _ok(f"{spec}: ok")
-    if failed:
-        raise typer.Exit(1)
+    status = console.validate(specs)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()
@@ -103,39 +90,9 @@ def build(
     ] = False,
 ) -> None:
     """Write one Modal app module per spec: OUT/<name>.py, the same bytes for the same spec."""
-    from endpointgen.compiler import pipeline
-
-    with _user_errors():
-        pipeline.environment_used(specs, env)
-    stale = False
-    for spec in specs:
-        try:
-            built = pipeline.build(spec, out, env, base_if_missing=True)
-        except SpecError as exc:
-            for problem in exc.problems:
-                _fail(str(problem))
-            stale = True
-            continue
-        except EndpointgenError as exc:
-            _fail(f"error: {exc}")
-            stale = True
-            continue
-        current = built.path.read_text(encoding="utf-8") if built.path.is_file() else None
-        if check:
-            if current != built.source:
-                _fail(f"{built.path}: {'missing' if current is None else 'out of date'} ({spec})")
-                stale = True
-            else:
-                _ok(f"{built.path}: up to date")
-            continue
-        if current != built.source:
-            built.path.parent.mkdir(parents=True, exist_ok=True)
-            built.path.write_text(built.source, encoding="utf-8")
-        _ok(f"{spec} -> {built.path}")
-    if stale:
-        if check:
-            _fail("run `endpointgen build` and commit the result")
-        raise typer.Exit(1)
+    status = console.build(specs, out, env, check)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()
@@ -515,18 +472,18 @@ def schema(
 
 
 def main() -> None:
-    # No pydantic plugins for the spec models: the entry-point scan that finds them
-    # costs every command its start-up time, and the CLI uses none.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    """The typer app: every command, and `validate`/`build` when `console.main` hands
+    them over (help, unusual options)."""
+    console.no_plugin_scan()
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug of ours, not the user's mistake: one line, not a trace
-        sys.exit(_crashed(exc))
+        sys.exit(crashed(exc))
 
 
-def _crashed(exc: Exception) -> int:
+def crashed(exc: Exception) -> int:
     """Keep the traceback in a file for the bug report; say where, in one line."""
     import tempfile
     import traceback

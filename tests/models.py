@@ -103,6 +103,49 @@ def make_tiny_bert_classifier(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def make_tiny_cross_encoder(path: Path, seed: int = 0) -> Path:
+    """A reranker's shape: a BERT scoring (query, text) pairs with one logit."""
+    from transformers import BertForSequenceClassification
+
+    config, fast = _bert(seed, num_labels=1)
+    model = BertForSequenceClassification(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def make_tiny_nli(path: Path, seed: int = 0) -> Path:
+    """A zero-shot classifier's shape: a BERT NLI head (entailment, neutral,
+    contradiction), as zero-shot pipelines read it."""
+    from transformers import BertForSequenceClassification
+
+    labels = {0: "contradiction", 1: "neutral", 2: "entailment"}
+    config, fast = _bert(
+        seed, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()}
+    )
+    model = BertForSequenceClassification(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
+def make_tiny_ner(path: Path, seed: int = 0) -> Path:
+    """A named-entity tagger's shape: a BERT token classifier with IOB2 labels."""
+    from transformers import BertForTokenClassification
+
+    labels = dict(enumerate(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]))
+    config, fast = _bert(
+        seed, num_labels=len(labels), id2label=labels, label2id={v: k for k, v in labels.items()}
+    )
+    model = BertForTokenClassification(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path
+
+
 def make_tiny_sentence_encoder(
     path: Path, pooling: str = "cls", normalize: bool = True, seed: int = 0
 ) -> Path:

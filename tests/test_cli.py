@@ -157,26 +157,59 @@ def test_schema_and_version_as_real_processes() -> None:
     assert run_cli("--version").stdout.strip() == f"endpointgen {__version__}"
 
 
-def test_validate_and_build_do_not_import_heavy_modules() -> None:
+@pytest.mark.parametrize("entry", ["console", "cli"])
+def test_validate_and_build_do_not_import_heavy_modules(entry: str) -> None:
+    """Neither the command (`console.main`) nor the typer app imports a model or web
+    stack for `build`; the command does not even import typer or click for it."""
     code = (
-        "import sys; from endpointgen.cli import main; sys.argv=['endpointgen','build','--check',"
-        f"{GPT2!r},'-o','tests/golden']\n"
+        f"import sys; from endpointgen.{entry} import main; "
+        f"sys.argv=['endpointgen','build','--check',{GPT2!r},'-o','tests/golden']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = ('torch', 'transformers', 'modal', 'fastapi', 'uvicorn')\n"
+        "heavy = ('torch', 'transformers', 'modal', 'fastapi', 'uvicorn', 'typer', 'click')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    expected = "[]" if entry == "console" else "['typer']"
+    assert out.stdout.strip().splitlines()[-1] == expected
 
 
-def test_a_bug_of_ours_is_one_line_and_a_report_file(tmp_path: Path) -> None:
+def test_validate_and_build_say_the_same_with_and_without_typer(tmp_path: Path) -> None:
+    """`validate` and `build` run without typer for plain invocations, and through typer
+    otherwise (or with ENDPOINTGEN_NO_QUICK=1): every invocation prints the same and exits
+    the same either way."""
+    bad = write_spec(tmp_path, {"name": "bad", "routes": [{"path": "x", "action": "nope"}]})
+    out = tmp_path / "out"
+    invocations = [
+        ["validate", GPT2],
+        ["validate", GPT2, str(bad)],
+        ["validate", str(tmp_path / "missing.yaml")],
+        ["build", GPT2, "-o", str(out)],
+        ["build", "--out", str(out), GPT2],
+        ["build", f"--out={out}", "--check", GPT2],
+        ["build", "--check", "-o", str(tmp_path / "empty"), GPT2],
+        ["build", GPT2, "-o", str(out), "--env", "prod"],
+        ["build", GPT2, "-o", str(out), "-e", "staging"],
+        ["build", str(bad), "-o", str(out)],
+        ["build", "-o", str(out), "--", GPT2],
+        ["validate", "--bogus", GPT2],  # typer's usage error, both ways
+        ["build", GPT2, "-o"],
+    ]
+    for args in invocations:
+        quick = run_cli(*args, cwd=ROOT)
+        typer_ = run_cli(*args, cwd=ROOT, env={"ENDPOINTGEN_NO_QUICK": "1"})
+        seen = (quick.returncode, quick.stdout, quick.stderr)
+        assert seen == (typer_.returncode, typer_.stdout, typer_.stderr), args
+
+
+@pytest.mark.parametrize("entry", ["console", "cli"])
+def test_a_bug_of_ours_is_one_line_and_a_report_file(tmp_path: Path, entry: str) -> None:
     """An unexpected error in any command: no traceback on screen, one line that says it
     is a bug and where the details are kept for the report."""
     code = (
         "import sys\n"
-        "from endpointgen import cli\n"
+        f"from endpointgen import {entry} as cli\n"
         "from endpointgen.compiler import pipeline\n"
         "def broken(*args, **kwargs):\n"
         "    raise KeyError('routes')\n"
