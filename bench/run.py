@@ -30,6 +30,7 @@ import overhead
 import policy
 import soak
 import streaming
+import tasks
 from harness import BENCH, Result, busy_fraction
 
 BENCHMARKS: dict[str, Callable[[Path], list[Result]]] = {
@@ -43,6 +44,7 @@ BENCHMARKS: dict[str, Callable[[Path], list[Result]]] = {
     "openai": openai_embed.run,
     "soak": soak.run,
     "generate": generate.run,
+    "tasks": tasks.run,
 }
 RESULTS = BENCH / "results"
 BUSY = 0.15  # CPU share taken by others above which a run is flagged as skewed

@@ -74,16 +74,16 @@ def _bert(seed: int, **config: Any) -> tuple[Any, Any]:
         mask_token="[MASK]",
     )
     torch.manual_seed(seed)
-    bert = BertConfig(
-        vocab_size=len(fast),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=256,
-        pad_token_id=fast.pad_token_id,
-        **config,
-    )
+    shape: dict[str, Any] = {
+        "vocab_size": len(fast),
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 256,
+        "pad_token_id": fast.pad_token_id,
+    }
+    bert = BertConfig(**{**shape, **config})  # `config` may resize it (benchmarks do)
     return bert, fast
 
 
@@ -103,11 +103,11 @@ def make_tiny_bert_classifier(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def make_tiny_cross_encoder(path: Path, seed: int = 0) -> Path:
+def make_tiny_cross_encoder(path: Path, seed: int = 0, **shape: Any) -> Path:
     """A reranker's shape: a BERT scoring (query, text) pairs with one logit."""
     from transformers import BertForSequenceClassification
 
-    config, fast = _bert(seed, num_labels=1)
+    config, fast = _bert(seed, num_labels=1, **shape)
     model = BertForSequenceClassification(config)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
@@ -115,14 +115,14 @@ def make_tiny_cross_encoder(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def make_tiny_nli(path: Path, seed: int = 0) -> Path:
+def make_tiny_nli(path: Path, seed: int = 0, **shape: Any) -> Path:
     """A zero-shot classifier's shape: a BERT NLI head (entailment, neutral,
     contradiction), as zero-shot pipelines read it."""
     from transformers import BertForSequenceClassification
 
     labels = {0: "contradiction", 1: "neutral", 2: "entailment"}
     config, fast = _bert(
-        seed, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()}
+        seed, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()}, **shape
     )
     model = BertForSequenceClassification(config)
     path.mkdir(parents=True, exist_ok=True)
@@ -131,13 +131,17 @@ def make_tiny_nli(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def make_tiny_ner(path: Path, seed: int = 0) -> Path:
+def make_tiny_ner(path: Path, seed: int = 0, **shape: Any) -> Path:
     """A named-entity tagger's shape: a BERT token classifier with IOB2 labels."""
     from transformers import BertForTokenClassification
 
     labels = dict(enumerate(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]))
     config, fast = _bert(
-        seed, num_labels=len(labels), id2label=labels, label2id={v: k for k, v in labels.items()}
+        seed,
+        num_labels=len(labels),
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+        **shape,
     )
     model = BertForTokenClassification(config)
     path.mkdir(parents=True, exist_ok=True)

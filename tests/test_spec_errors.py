@@ -153,8 +153,8 @@ CASES = [
         changed("task: text-generation", "task: text-gen"),
         [
             "spec.yaml:4:9: model.task: 'text-gen' is not one of text-generation, "
-            "text-classification, embeddings, image-classification; did you mean "
-            "'text-generation'?"
+            "text-classification, zero-shot-classification, token-classification, rerank, "
+            "embeddings, image-classification; did you mean 'text-generation'?"
         ],
         id="bad-task",
     ),
@@ -214,7 +214,8 @@ CASES = [
         changed("task: text-generation", "task: text-to-image"),
         [
             "spec.yaml:4:9: model.task: 'text-to-image' is not one of text-generation, "
-            "text-classification, embeddings, image-classification"
+            "text-classification, zero-shot-classification, token-classification, rerank, "
+            "embeddings, image-classification"
         ],
         id="unknown-task-lists-the-tasks-without-a-far-guess",
     ),
@@ -280,7 +281,7 @@ CASES = [
         changed("action: generate", "action: generat"),
         [
             "spec.yaml:10:13: routes[0].action: 'generat' is not one of health, "
-            "generate, classify, embed, webhook, respond, handler, upload, file, openai; "
+            "generate, classify, embed, rerank, webhook, respond, handler, upload, file, openai; "
             "did you mean 'generate'?"
         ],
         id="unknown-action",
@@ -576,7 +577,7 @@ CASES = [
         BASE + "    max_items: 3\n",
         [
             "spec.yaml:11:16: routes[0].max_items: `max_items` applies to classify, "
-            "embed, openai routes, not generate"
+            "embed, openai, rerank routes, not generate"
         ],
         id="max-items-on-generate",
     ),
@@ -592,9 +593,9 @@ CASES = [
     pytest.param(
         changed("    action: generate", "    action: health") + "batching:\n  max_batch_size: 4\n",
         [
-            "spec.yaml:12:3: batching: batching gathers generate, openai, classify, embed "
-            "and image-upload requests, and this spec has none (handlers run one request at "
-            "a time)"
+            "spec.yaml:12:3: batching: batching gathers generate, openai, classify, embed, "
+            "rerank and image-upload requests, and this spec has none (handlers run one "
+            "request at a time)"
         ],
         id="batching-nothing-to-batch",
     ),
@@ -1575,7 +1576,8 @@ def test_model_task_is_required_and_one_of_four(in_tmp: Path, task: str) -> None
     (line,) = lines_for("spec.yaml")
     assert line.startswith(
         "spec.yaml:4:9: model.task: 'summarization' is not one of text-generation, "
-        "text-classification, embeddings, image-classification"
+        "text-classification, zero-shot-classification, token-classification, rerank, "
+        "embeddings, image-classification"
     )
 
 

@@ -11,15 +11,17 @@ from endpointgen.spec import Batching, Model, RateLimit, Scaling, Spec
 from endpointgen.spec.gpu import split as split_gpu
 from endpointgen.spec.models import Route
 
-MODEL_ACTIONS = {
-    "generate": "text-generation",
-    "classify": "text-classification",
-    "embed": "embeddings",
+# Each model action and the tasks it serves; `classify` answers as its model's task says.
+MODEL_ACTIONS: dict[str, tuple[str, ...]] = {
+    "generate": ("text-generation",),
+    "classify": ("text-classification", "zero-shot-classification", "token-classification"),
+    "embed": ("embeddings",),
+    "rerank": ("rerank",),
 }
 _LIMIT_KEYS = {
     "max_tokens": {"generate", "openai"},
-    "max_chars": {"generate", "classify", "embed", "openai"},
-    "max_items": {"classify", "embed", "openai"},
+    "max_chars": {"generate", "classify", "embed", "rerank", "openai"},
+    "max_items": {"classify", "embed", "rerank", "openai"},
 }
 OPENAI_TASKS = ("text-generation", "embeddings")
 _WEBHOOK_KEYS = ("provider", "secret", "env")
@@ -143,14 +145,15 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
             "`credentials: true` with origin '*' lets any site send your users' credentials; "
             "list the origins instead",
         )
-    batched = {"classify", "embed", "generate", "openai"} & {r.action for r in spec.routes} or any(
+    model_routes = {"classify", "embed", "rerank", "generate", "openai"}
+    batched = model_routes & {r.action for r in spec.routes} or any(
         r.processor == "image-classification" for r in spec.routes
     )
     if spec.batching and not batched:
         yield doc.problem(
             ("batching",),
-            "batching gathers generate, openai, classify, embed and image-upload requests, "
-            "and this spec has none (handlers run one request at a time)",
+            "batching gathers generate, openai, classify, embed, rerank and image-upload "
+            "requests, and this spec has none (handlers run one request at a time)",
         )
     if spec.model is not None:
         yield from _batch_fits(doc, (), spec.model.task, spec.batching, spec.scaling)
@@ -197,21 +200,22 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
 def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]:
     here = ("routes", i)
     name = f"{route.method} {route.path}"
-    task = MODEL_ACTIONS.get(route.action)
+    tasks = MODEL_ACTIONS.get(route.action)
     model = spec.model_for(route)
-    runs_a_model = task is not None or route.action == "openai"
+    runs_a_model = tasks is not None or route.action == "openai"
     if runs_a_model and spec.models and route.model is None:
         yield doc.problem(here, f"{name} runs a model: name it with `model:` (one of `models`)")
-    elif task:
+    elif tasks:
         if model is None and not spec.models:
             yield doc.problem(
                 (*here, "action"),
                 f"{name} runs `{route.action}` but the spec has no `model`",
             )
-        elif model is not None and model.task != task:
+        elif model is not None and model.task not in tasks:
+            wanted = ", ".join(tasks[:-1]) + " or " + tasks[-1] if len(tasks) > 1 else tasks[0]
             yield doc.problem(
                 (*here, "action"),
-                f"{name}: `{route.action}` needs {_article(task)} {task} model, "
+                f"{name}: `{route.action}` needs {_article(tasks[0])} {wanted} model, "
                 f"but model.task is {model.task}",
             )
     if route.action == "openai":
@@ -240,7 +244,7 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
                     f"{model.task} model",
                 )
     # Handlers and uploads get the model too, so they count as running it.
-    uses_model = task or route.action == "openai"
+    uses_model = tasks or route.action == "openai"
     uses_model = uses_model or (route.action in ("handler", "upload") and model is not None)
     if uses_model and route_auth(spec, route) == "none" and not route.public:
         yield doc.problem(

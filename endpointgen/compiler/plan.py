@@ -440,7 +440,7 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
         out["max_tokens"] = route.max_tokens or DEFAULT_MAX_TOKENS
     if route.action in MODEL_ACTIONS or route.action == "openai":
         out["max_chars"] = route.max_chars or DEFAULT_MAX_CHARS
-    if route.action in ("classify", "embed", "openai"):
+    if route.action in ("classify", "embed", "rerank", "openai"):
         out["max_items"] = route.max_items or DEFAULT_MAX_ITEMS
     if route.action == "webhook":
         out["webhook"] = _webhook(route)

@@ -39,7 +39,7 @@ def check(spec: Spec, doc: Document) -> Iterator[Problem]:
         model = spec.model_for(route)
         if model is None or not model.loader:
             continue
-        if route.action in ("generate", "classify", "embed", "openai"):
+        if route.action in ("generate", "classify", "embed", "rerank", "openai"):
             yield doc.problem(
                 ("routes", i, "action"),
                 f"a model from a custom loader serves handler routes, not `{route.action}`: "

@@ -153,13 +153,32 @@ def write_generate(scope: Scope, route: Route, name: str, options: Options) -> l
     )
 
 
+# What `classify` takes and answers, by its model's task: (method, request, result).
+CLASSIFY = {
+    "text-classification": ("classify", "ClassifyRequest", "Classification"),
+    "zero-shot-classification": ("zero_shot", "ZeroShotRequest", "ZeroShotResult"),
+    "token-classification": ("entities", "ClassifyRequest", "Entities"),
+}
+
+
 def write_classify(scope: Scope, route: Route, name: str, options: Options) -> list[str]:
     scope.use("tasks")
     model = scope.models[route["model"]]
-    answer = call(f"await {model}.classify", "body", **limits(route, "max_items", "max_chars"))
-    returns = "tasks.Classification | list[tasks.Classification]"
-    params: list[Node] = ["body: tasks.ClassifyRequest"]
+    method, request, result = CLASSIFY[scope.tasks[route["model"]]]
+    answer = call(f"await {model}.{method}", "body", **limits(route, "max_items", "max_chars"))
+    returns = f"tasks.{result} | list[tasks.{result}]"
+    params: list[Node] = [f"body: tasks.{request}"]
     return decorator(route, options) + define(name, params, returns, [["return ", answer]])
+
+
+def write_rerank(scope: Scope, route: Route, name: str, options: Options) -> list[str]:
+    scope.use("tasks")
+    model = scope.models[route["model"]]
+    answer = call(f"await {model}.rerank", "body", **limits(route, "max_items", "max_chars"))
+    params: list[Node] = ["body: tasks.RerankRequest"]
+    return decorator(route, options) + define(
+        name, params, "list[tasks.Ranked]", [["return ", answer]]
+    )
 
 
 def write_embed(scope: Scope, route: Route, name: str, options: Options) -> list[str]:
@@ -439,6 +458,7 @@ WRITERS: dict[str, Callable[[Scope, Route, str, Options], list[str]]] = {
     "health": write_health,
     "generate": write_generate,
     "classify": write_classify,
+    "rerank": write_rerank,
     "embed": write_embed,
     "openai": write_openai,
     "webhook": write_webhook,

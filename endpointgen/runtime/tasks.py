@@ -36,14 +36,28 @@ __all__ = [
     "ClassifyRequest",
     "EmbedRequest",
     "EmbedResponse",
+    "Entities",
+    "Entity",
     "GenerateRequest",
     "GenerateResponse",
     "Loader",
     "Model",
+    "Ranked",
+    "RerankRequest",
     "Vllm",
+    "ZeroShotRequest",
+    "ZeroShotResult",
 ]
 
-Task = Literal["text-generation", "text-classification", "embeddings", "image-classification"]
+Task = Literal[
+    "text-generation",
+    "text-classification",
+    "zero-shot-classification",
+    "token-classification",
+    "rerank",
+    "embeddings",
+    "image-classification",
+]
 VLLM_STANDIN_BATCH = 8  # rows the transformers stand-in for vLLM batches off a GPU
 MAX_TOKENS = 1024
 MAX_CHARS = 20_000
@@ -87,6 +101,66 @@ class ClassifyRequest(BaseModel):
 class Classification(BaseModel):
     label: str
     score: float
+
+
+MAX_LABELS = 64  # candidate labels of one zero-shot request
+
+
+class ZeroShotRequest(ClassifyRequest):
+    """Text (or texts) and the labels to score it against; the model is an NLI model."""
+
+    labels: list[str] = Field(min_length=1, max_length=MAX_LABELS)
+    multi_label: bool = Field(
+        default=False, description="score each label alone (else the scores sum to 1)"
+    )
+    hypothesis_template: str = Field(default="This example is {}.", min_length=2, max_length=500)
+
+    @model_validator(mode="after")
+    def _labels(self) -> Self:
+        if any(not label.strip() for label in self.labels):
+            raise ValueError("`labels` may not hold an empty label")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("`labels` holds a label twice")
+        if self.hypothesis_template.count("{}") != 1:
+            raise ValueError("`hypothesis_template` must hold `{}` once, where a label goes")
+        return self
+
+
+class ZeroShotResult(BaseModel):
+    label: str = Field(description="the best label")
+    score: float
+    labels: list[str] = Field(description="every label, best first")
+    scores: list[float]
+
+
+class Entity(BaseModel):
+    entity_group: str = Field(description="the entity's type, e.g. PER or LOC")
+    score: float = Field(description="the mean score of its tokens")
+    word: str = Field(description="the text it spans")
+    start: int = Field(description="its first character")
+    end: int = Field(description="the character after its last")
+
+
+class Entities(BaseModel):
+    entities: list[Entity]
+
+
+class RerankRequest(BaseModel):
+    """A query and the texts to rank for it (Text Embeddings Inference's `/rerank`)."""
+
+    model_config = http.STRICT
+
+    query: str = Field(min_length=1)
+    texts: list[str] = Field(min_length=1)
+    top_n: int | None = Field(default=None, ge=1, description="the best N only")
+    return_text: bool = False
+    raw_scores: bool = Field(default=False, description="logits instead of 0-1 scores")
+
+
+class Ranked(BaseModel):
+    index: int = Field(description="the text's place in the request")
+    score: float
+    text: str | None = Field(default=None, description="with `return_text`")
 
 
 class EmbedRequest(BaseModel):
@@ -468,6 +542,45 @@ class Model:
         check_texts("texts" if body.texts is not None else "text", texts, max_items, max_chars)
         results = [Classification(**r) for r in await self.run(texts)]
         return results if body.texts is not None else results[0]
+
+    async def zero_shot(
+        self, body: ZeroShotRequest, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS
+    ) -> ZeroShotResult | list[ZeroShotResult]:
+        """Each text scored against the request's labels, best first."""
+        texts = body.texts if body.texts is not None else [body.text or ""]
+        check_texts("texts" if body.texts is not None else "text", texts, max_items, max_chars)
+        check_texts("labels", body.labels, MAX_LABELS, 200)
+        settings = (tuple(body.labels), body.multi_label, body.hypothesis_template)
+        found = await self.run([(text, *settings) for text in texts])
+        results = [ZeroShotResult(**r) for r in found]
+        return results if body.texts is not None else results[0]
+
+    async def entities(
+        self, body: ClassifyRequest, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS
+    ) -> Entities | list[Entities]:
+        """The named entities of each text, tokens of one entity grouped into one span."""
+        texts = body.texts if body.texts is not None else [body.text or ""]
+        check_texts("texts" if body.texts is not None else "text", texts, max_items, max_chars)
+        results = [Entities(entities=found) for found in await self.run(texts)]
+        return results if body.texts is not None else results[0]
+
+    async def rerank(
+        self, body: RerankRequest, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS
+    ) -> list[Ranked]:
+        """The texts by relevance to the query, best first (`top_n` of them)."""
+        check_texts("texts", body.texts, max_items, max_chars)
+        check_texts("query", [body.query], 1, max_chars)
+        scored = await self.run([(body.query, text) for text in body.texts])
+        order = sorted(range(len(scored)), key=lambda i: -scored[i][0])[: body.top_n]
+        pick = 0 if body.raw_scores else 1  # (logit, 0-1 score)
+        return [
+            Ranked(
+                index=i,
+                score=scored[i][pick],
+                text=body.texts[i] if body.return_text else None,
+            )
+            for i in order
+        ]
 
     async def embed(
         self, body: EmbedRequest, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS

@@ -33,12 +33,21 @@ from endpointgen.spec.shapes import (
     VolumeName,
 )
 
-Task = Literal["text-generation", "text-classification", "embeddings", "image-classification"]
+Task = Literal[
+    "text-generation",
+    "text-classification",
+    "zero-shot-classification",
+    "token-classification",
+    "rerank",
+    "embeddings",
+    "image-classification",
+]
 Action = Literal[
     "health",
     "generate",
     "classify",
     "embed",
+    "rerank",
     "webhook",
     "respond",
     "handler",

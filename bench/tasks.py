@@ -1,0 +1,137 @@
+"""Batching for rerank, zero-shot classification and named entities, 32 clients at once.
+
+Each task's model has the shape of the small models people serve for it: all-MiniLM-L6-v2
+(6 layers, 384 wide, its WordPiece tokenizer; `cross-encoder/ms-marco-MiniLM-L-6-v2` has
+this shape) with the task's head and random weights. Its route is served by `endpointgen
+serve` twice: with `batching` (room for all 32 requests: `max_batch_size` 32, or 128
+for rerank, whose items are its 4 passages; `wait_ms` 5) and without it (one model call
+per request). 32 connections send requests back to back: a rerank of 4 passages, a
+text against 3 labels, a text for its entities. The ratio is batched / unbatched
+requests/s; target ≥ 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness import (
+    Result,
+    free_port,
+    loadgen,
+    ratio_result,
+    run_worker,
+    serve_spec,
+    write_spec,
+)
+
+CONNECTIONS = 32
+REQUESTS = 480
+PASSAGES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Modal runs your code in the cloud with GPUs.",
+    "Tokens stream back to the client one by one.",
+    "A spec describes routes, auth, rate limits and CORS.",
+]
+# task -> (route action, one request's body)
+TASKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "rerank": ("rerank", {"query": "Where does the code run?", "texts": PASSAGES}),
+    "zero-shot-classification": (
+        "classify",
+        {"text": PASSAGES[1], "labels": ["cloud", "animals", "sports"]},
+    ),
+    "token-classification": ("classify", {"text": PASSAGES[3]}),
+}
+
+
+def make(task: str, folder: Path) -> str:
+    """The task's head on all-MiniLM-L6-v2's shape and tokenizer, random weights (worker
+    process): the shape of `cross-encoder/ms-marco-MiniLM-L-6-v2`, with real WordPiece
+    lengths."""
+    import torch
+    from harness import minilm_dir
+    from transformers import (
+        AutoConfig,
+        AutoTokenizer,
+        BertForSequenceClassification,
+        BertForTokenClassification,
+    )
+
+    config = AutoConfig.from_pretrained(minilm_dir())
+    labels = {
+        "rerank": ["score"],
+        "zero-shot-classification": ["contradiction", "neutral", "entailment"],
+        "token-classification": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"],
+    }[task]
+    config.num_labels = len(labels)
+    config.id2label = dict(enumerate(labels))
+    config.label2id = {label: i for i, label in enumerate(labels)}
+    torch.manual_seed(0)
+    kind = BertForTokenClassification if task == "token-classification" else None
+    model = (kind or BertForSequenceClassification)(config)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(folder)
+    return str(folder)
+
+
+def served(folder: Path, task: str, model: str, batching: bool, logs: Path) -> dict[str, Any]:
+    action, body = TASKS[task]
+    spec: dict[str, Any] = {
+        "name": f"bench-{task}",
+        "model": {"id": model, "task": task},
+        "routes": [
+            {"path": "/run", "method": "POST", "action": action, "public": True},
+            {"path": "/health", "action": "health"},
+        ],
+    }
+    if batching:  # room for every client's request: a rerank's items are its passages
+        items = len(body.get("texts", [None])) if action == "rerank" else 1
+        spec["batching"] = {"max_batch_size": CONNECTIONS * items, "wait_ms": 5}
+    name = f"{task}-{'batched' if batching else 'unbatched'}"
+    path = write_spec(folder / name, spec)
+    port = free_port()
+    load = {
+        "mode": "load",
+        "host": "127.0.0.1",
+        "port": port,
+        "method": "POST",
+        "path": "/run",
+        "bodies": [body],
+        "connections": CONNECTIONS,
+    }
+    with serve_spec(path, port, logs / f"tasks-{name}.log"):
+        loadgen({**load, "requests": CONNECTIONS * 2})  # warm-up
+        result = loadgen({**load, "requests": REQUESTS})
+    if result["ok"] != REQUESTS:
+        raise RuntimeError(f"{name}: {result['statuses']}")
+    return result
+
+
+def run(logs: Path) -> list[Result]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-tasks-") as folder:
+        for task in TASKS:
+            model = run_worker("tasks.py", task, str(Path(folder) / task))["path"]
+            batched = served(Path(folder), task, model, True, logs)
+            alone = served(Path(folder), task, model, False, logs)
+            rows.append(
+                ratio_result(
+                    f"task-{task}",
+                    batched["rps"],
+                    alone["rps"],
+                    "req/s",
+                    at_least=2.0,
+                    details={
+                        "batched_latency_ms": batched["latency_ms"],
+                        "unbatched_latency_ms": alone["latency_ms"],
+                    },
+                )
+            )
+    return rows
+
+
+if __name__ == "__main__":
+    print(json.dumps({"path": make(sys.argv[1], Path(sys.argv[2]))}))
