@@ -16,7 +16,15 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from models import make_tiny_bert_classifier, make_tiny_gpt2, make_tiny_vit, minilm_dir
+from models import (
+    make_tiny_bert_classifier,
+    make_tiny_cross_encoder,
+    make_tiny_gpt2,
+    make_tiny_ner,
+    make_tiny_nli,
+    make_tiny_vit,
+    minilm_dir,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -36,6 +44,21 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_vit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_vit(tmp_path_factory.mktemp("models") / "tiny-vit")
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-reranker")
+
+
+@pytest.fixture(scope="session")
+def tiny_nli(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_nli(tmp_path_factory.mktemp("models") / "tiny-nli")
+
+
+@pytest.fixture(scope="session")
+def tiny_ner(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_ner(tmp_path_factory.mktemp("models") / "tiny-ner")
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,9 @@ MODELS = {
     "text-generation": "tiny_gpt2",
     "embeddings": "minilm",
     "text-classification": "tiny_bert",
+    "zero-shot-classification": "tiny_nli",
+    "token-classification": "tiny_ner",
+    "rerank": "tiny_cross_encoder",
     "image-classification": "tiny_vit",
 }
 # What a spec says a route answers instead of JSON (its document should say so too).
