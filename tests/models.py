@@ -269,3 +269,33 @@ def make_tiny_llama(path: Path, sliding_window: int | None = None, seed: int = 0
     model.save_pretrained(path)
     fast.save_pretrained(path)
     return path
+
+
+def make_tiny_t5(path: Path, seed: int = 0) -> Path:
+    """A tiny T5: an encoder-decoder (seq2seq) model, as summarizers and translators are."""
+    import torch
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=_tokenizer(400, ["<pad>", "</s>", "<unk>"]),
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
+    torch.manual_seed(seed)
+    config = T5Config(
+        vocab_size=len(fast),
+        d_model=32,
+        d_ff=64,
+        d_kv=16,
+        num_layers=2,
+        num_heads=2,
+        pad_token_id=fast.pad_token_id,
+        eos_token_id=fast.eos_token_id,
+        decoder_start_token_id=fast.pad_token_id,
+    )
+    model = T5ForConditionalGeneration(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    return path

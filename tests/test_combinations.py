@@ -265,6 +265,7 @@ def test_a_loader_behind_handler_and_respond_routes_starts(
     from endpointgen.cli import app
 
     (tmp_path / "h.py").write_text(HANDLERS)
+    monkeypatch.setenv("API_KEYS", "k")
     (tmp_path / "load.py").write_text(LOADER)
     spec = {
         "name": "loaded",
@@ -293,9 +294,13 @@ def test_a_loader_behind_handler_and_respond_routes_starts(
     assert answer.status_code == 200 and answer.json() == {"got": ["a"]}
 
 
-def test_a_loader_behind_an_openai_route_is_refused_with_what_to_do(tmp_path: Path) -> None:
-    """Once this spec built, then failed at model load with a NameError; now `validate`
-    refuses it, where it goes wrong, and says what to do instead."""
+def test_a_loader_behind_an_openai_route_must_return_a_text_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once this spec built, then failed at model load with a NameError. Now a loader may
+    serve `openai` routes when its object is a text engine; this one's is not, so the
+    load fails with what the object lacks, and the route answers 503 with that reason."""
+    monkeypatch.setenv("API_KEYS", "k")
     (tmp_path / "load.py").write_text(LOADER)
     spec = {
         "name": "loaded",
@@ -305,6 +310,16 @@ def test_a_loader_behind_an_openai_route_is_refused_with_what_to_do(tmp_path: Pa
     }
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    (problem,) = [str(p) for p in pipeline.validate(path)]
-    assert re.match(rf"{re.escape(str(path))}:\d+:\d+: routes\[0\]\.action: ", problem)
-    assert "call your model from a `handler` route, or drop `loader`" in problem
+    assert pipeline.validate(path) == []
+    built = pipeline.build(path, tmp_path / "out")
+    built.path.parent.mkdir()
+    built.path.write_text(built.source)
+    module = import_file(built.path)
+    from fastapi.testclient import TestClient
+
+    with TestClient(load_app(module, say=lambda _: None)) as client:
+        models = client.get("/v1/models", headers={"Authorization": "Bearer k"})
+    assert module.model.status == "failed"
+    assert "returned a dict, not a text engine (engines.TextEngine)" in str(module.model.error)
+    assert "it lacks start, generate, count" in str(module.model.error)
+    assert models.status_code == 503

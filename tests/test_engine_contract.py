@@ -124,3 +124,121 @@ def test_context_chat_prompt_and_health(engine: TextEngine) -> None:
     assert problem is not None and "context of 256 tokens" in problem
     prompt = engine.chat_prompt([{"role": "user", "content": "Hi there"}])
     assert "Hi there" in prompt
+
+
+ECHO_LOADER = '''\
+from concurrent.futures import Future
+
+
+class Echo:
+    """A text engine in plain Python: the prompt's words backwards, one piece each."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def start(self, request, on_text=None, cancelled=None):
+        words = request.prompt.split()[::-1][: request.max_tokens]
+        text = ""
+        for i, word in enumerate(words):
+            piece = (" " if i else "") + word
+            text += piece
+            if on_text is not None:
+                on_text(piece)
+        done = Future()
+        reason = "length" if len(words) == request.max_tokens else "stop"
+        done.set_result(
+            {"text": text, "prompt_tokens": self.count(request.prompt),
+             "tokens_generated": len(words), "finish_reason": reason}
+        )
+        return done
+
+    def generate(self, request, on_text=None, cancelled=None):
+        return self.start(request, on_text, cancelled).result()
+
+    def count(self, text):
+        return len(text.split())
+
+    def context_left(self, prompt):
+        return 100 - self.count(prompt)
+
+    def context_problem(self, request):
+        if self.count(request.prompt) + request.max_tokens > 100:
+            return "the prompt and max_tokens exceed 100 words"
+        return None
+
+    def chat_prompt(self, turns):
+        return " ".join(turn["content"] for turn in turns)
+
+    def health(self):
+        return None
+
+
+def load(source):
+    return Echo(source)
+
+
+def not_an_engine(source):
+    return {"source": source}
+'''
+
+
+def loader_app(tmp_path: Path, function: str) -> Any:
+    from conftest import build_and_import, write_spec
+    from fastapi.testclient import TestClient
+
+    from endpointgen.local.serve import load_app
+
+    (tmp_path / "echo.py").write_text(ECHO_LOADER)
+    spec = {
+        "name": "echo",
+        "model": {"id": "org/echo", "task": "text-generation", "loader": f"echo.py:{function}"},
+        "auth": {"mode": "bearer"},
+        "routes": [
+            {"path": "/generate", "method": "POST", "action": "generate"},
+            {"path": "/stream", "method": "POST", "action": "generate", "stream": True},
+            {"path": "/v1", "action": "openai"},
+            {"path": "/health", "action": "health"},
+        ],
+    }
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    return TestClient(load_app(module, say=lambda _: None))
+
+
+def test_a_loader_can_serve_generate_and_openai_with_its_own_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Model (`loader`): a text-generation loader whose object implements
+    `engines.TextEngine` serves `generate`, its stream and the OpenAI routes, with
+    endpointgen's limits, auth and errors around it."""
+    monkeypatch.setenv("API_KEYS", "k")
+    client = loader_app(tmp_path, "load")
+    auth = {"Authorization": "Bearer k"}
+    r = client.post("/generate", json={"prompt": "one two three"}, headers=auth)
+    assert r.status_code == 200
+    assert r.json() == {"text": "three two one", "tokens_generated": 3, "finish_reason": "stop"}
+    stream = client.post("/stream", json={"prompt": "a b c", "max_tokens": 2}, headers=auth)
+    assert stream.text.count("event: token") == 2 and '"finish_reason": "length"' in stream.text
+    chat = {"messages": [{"role": "user", "content": "hello there"}]}
+    r = client.post("/v1/chat/completions", json=chat, headers=auth)
+    assert r.json()["choices"][0]["message"]["content"] == "there hello"
+    too_long = {"prompt": "word " * 99, "max_tokens": 5}
+    r = client.post("/generate", json=too_long, headers=auth)
+    assert r.status_code == 422 and "exceed 100 words" in r.text
+    assert client.post("/generate", json={"prompt": "x"}).status_code == 401
+
+
+def test_a_loader_object_that_is_no_text_engine_fails_its_load_with_what_it_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Model (`loader`): behind generate/openai routes, a loader's object
+    without the text engine's methods fails the load, and `/health` and the routes say
+    what it lacks (a container on Modal would be replaced)."""
+    monkeypatch.setenv("API_KEYS", "k")
+    client = loader_app(tmp_path, "not_an_engine")
+    health = client.get("/health")
+    assert health.status_code == 503
+    reason = health.json()["error"]
+    assert "echo.py:not_an_engine returned a dict, not a text engine" in reason
+    assert "it lacks start, generate, count" in reason
+    r = client.post("/generate", json={"prompt": "x"}, headers={"Authorization": "Bearer k"})
+    assert r.status_code == 503

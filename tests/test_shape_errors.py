@@ -338,35 +338,21 @@ CASES = [
         id="error-without-a-message",
     ),
     pytest.param(
-        with_loader("h.py:ok"),
+        with_loader("h.py:ok")
+        .replace("task: text-generation", "task: text-classification")
+        .replace("action: generate", "action: classify"),
         [
             "spec.yaml:11:13: routes[0].action: a model from a custom loader serves "
-            "handler routes, not `generate`: call your model from a `handler` route, or drop "
-            "`loader` to use the built-in text-generation engine"
+            "handler routes (and, for text-generation, `generate` and `openai`), not "
+            "`classify`: call your model from a `handler` route, or drop `loader` to use the "
+            "built-in text-classification engine"
         ],
-        id="loader-with-a-generate-route",
+        id="loader-with-a-classify-route",
     ),
     pytest.param(
         with_loader("bad.py:ok"),
-        [
-            "spec.yaml:5:11: model.loader: bad.py is not valid Python (line 3): "
-            "'(' was never closed",
-            "spec.yaml:11:13: routes[0].action: a model from a custom loader serves "
-            "handler routes, not `generate`: call your model from a `handler` route, or drop "
-            "`loader` to use the built-in text-generation engine",
-        ],
+        ["spec.yaml:5:11: model.loader: bad.py is not valid Python (line 3): '(' was never closed"],
         id="broken-loader-with-a-generate-route",
-    ),
-    pytest.param(
-        with_loader("h.py:ok").replace(
-            "    method: POST\n    action: generate", "    action: openai"
-        ),
-        [
-            "spec.yaml:10:13: routes[0].action: a model from a custom loader serves "
-            "handler routes, not `openai`: call your model from a `handler` route, or drop "
-            "`loader` to use the built-in text-generation engine"
-        ],
-        id="loader-with-an-openai-route",
     ),
 ]
 

@@ -452,7 +452,8 @@ class _Builder:
         if loader:
             file = self.scope.shipped[loader["local"]]
             ref = (f"{file}.path", literal(loader["function"]), literal(loader["shown"]))
-            options["loader"] = call("tasks.Loader", *ref)
+            engine = {"text_engine": "True"} if loader["text_engine"] else {}
+            options["loader"] = call("tasks.Loader", *ref, **engine)
         model_id = "MODEL_ID" if single else literal(config["id"])
         return call("tasks.Model", model_id, literal(config["task"]), **options)
 

@@ -157,6 +157,11 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         if model["local_dir"] is not None:
             shipped.dirs.insert(0, {"local": model["local_dir"], "remote": MODEL_REMOTE_DIR})
     models = [_named_model(name, m, spec_path.parent, out, shipped) for name, m in named.items()]
+    # A loader's object behind generate/openai routes must be a text engine: checked at load.
+    texts = {r["model"] for r in routes if r["action"] in ("generate", "openai")}
+    for name, config in [(SINGLE_MODEL, model), *((m["name"], m["config"]) for m in models)]:
+        if config is not None and config["loader"]:
+            config["loader"]["text_engine"] = name in texts
     split = spec.shape == "split" and spec.model is not None
     configs = [model] if model else [m["config"] for m in models]
     secret_keys = _secret_keys(spec, auth_settings(spec))

@@ -39,12 +39,17 @@ def check(spec: Spec, doc: Document) -> Iterator[Problem]:
         model = spec.model_for(route)
         if model is None or not model.loader:
             continue
-        if route.action in ("generate", "classify", "embed", "rerank", "openai"):
+        text_engine = model.task == "text-generation" and route.action in ("generate", "openai")
+        if (
+            route.action in ("generate", "classify", "embed", "rerank", "openai")
+            and not text_engine
+        ):
             yield doc.problem(
                 ("routes", i, "action"),
-                f"a model from a custom loader serves handler routes, not `{route.action}`: "
-                "call your model from a `handler` route, or drop `loader` to use the "
-                f"built-in {model.task} engine",
+                f"a model from a custom loader serves handler routes (and, for "
+                f"text-generation, `generate` and `openai`), not `{route.action}`: call your "
+                "model from a `handler` route, or drop `loader` to use the built-in "
+                f"{model.task} engine",
             )
         elif route.action == "upload" and route.processor == "image-classification":
             yield doc.problem(

@@ -199,11 +199,31 @@ class Loader:
     file: Path
     function: str
     shown: str  # as the spec wrote the file, for messages
+    text_engine: bool = False  # it serves generate/openai routes: an engines.TextEngine
 
     def __call__(self, source: str) -> Any:
         from endpointgen.runtime import handlers
 
-        return handlers.load(self.file, self.function, self.shown)(source)
+        made = handlers.load(self.file, self.function, self.shown)(source)
+        missing = [m for m in TEXT_ENGINE if not callable(getattr(made, m, None))]
+        if self.text_engine and missing:
+            raise TypeError(
+                f"{self.shown}:{self.function} returned a {type(made).__name__}, not a text "
+                f"engine (engines.TextEngine) as generate and openai routes need: it lacks "
+                f"{', '.join(missing)}"
+            )
+        return made
+
+
+TEXT_ENGINE = (  # engines.TextEngine's methods
+    "start",
+    "generate",
+    "count",
+    "context_left",
+    "context_problem",
+    "chat_prompt",
+    "health",
+)
 
 
 PATH = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/:]+)+[\\/]?")  # absolute
