@@ -14,12 +14,14 @@ from typing import Any
 import httpx
 import pytest
 from conftest import build_and_import, gpt2_spec, write_spec
-from models import make_tiny_llama
+from fastapi.testclient import TestClient
+from models import make_tiny_llama, make_tiny_t5
 
 from endpointgen.local.serve import load_app
 from endpointgen.runtime.engines import TextGenerator
 from endpointgen.runtime.tasks import GenerateRequest
 
+AUTH = {"Authorization": "Bearer key-one"}
 PROMPTS = [
     "Hello",
     "The quick brown fox jumps over",
@@ -267,3 +269,56 @@ def test_extreme_sampling_settings_still_generate(tiny_gpt2: Path) -> None:
     greedy = alone.generate(GenerateRequest(prompt="Hello", max_tokens=8, temperature=0))
     asked = GenerateRequest(prompt="Hello", max_tokens=8, temperature=2.0, top_p=1e-50)
     assert batched.generate(asked)["text"] == greedy["text"]
+
+
+@pytest.fixture(scope="module")
+def tiny_t5(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_t5(tmp_path_factory.mktemp("models") / "tiny-t5")
+
+
+def test_a_seq2seq_model_generates_and_streams_like_a_causal_one(
+    tmp_path: Path, tiny_t5: Path, env_keys: list[str]
+) -> None:
+    """docs/spec.md, Model (`task`): a text2text-generation model (T5, BART: summarizing,
+    translating) serves `generate`, streamed or not, with `stop`, `max_tokens` and the
+    finish reasons of a causal model; greedy text equals its own `generate`."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    spec = gpt2_spec(tiny_t5, rate_limit=None)
+    spec["model"]["task"] = "text2text-generation"
+    spec.pop("batching")
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "build")
+    client = TestClient(load_app(module, say=lambda _: None))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_t5)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5).eval()
+    prompt = "summarize: The quick brown fox jumps over the lazy dog."
+    with torch.inference_mode():
+        ids = model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=12)
+    expected = tokenizer.decode(ids[0, 1:], skip_special_tokens=True)
+    body = {"prompt": prompt, "max_tokens": 12, "temperature": 0}
+    r = client.post("/generate", json=body, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json()["text"] == expected and r.json()["tokens_generated"] == ids.shape[1] - 1
+    stream = client.post("/generate/stream", json=body, headers=AUTH).text
+    pieces = [json.loads(line[6:])["text"] for line in stream.splitlines() if '"text"' in line]
+    assert "".join(pieces) == expected and "event: done" in stream
+    if len(expected) > 3:
+        stop = expected[2:4]
+        cut = client.post("/generate", json={**body, "stop": stop}, headers=AUTH).json()
+        assert cut["text"] == expected[: expected.index(stop)] and cut["finish_reason"] == "stop"
+
+
+def test_a_seq2seq_model_is_refused_what_it_cannot_do(tmp_path: Path, tiny_t5: Path) -> None:
+    """docs/spec.md, Top level (`batching`): continuous batching is for decoder-only
+    models, so `batching` on a text2text-generation model is refused, as is `openai`."""
+    from endpointgen.compiler import pipeline
+
+    spec = gpt2_spec(tiny_t5)
+    spec["model"]["task"] = "text2text-generation"
+    (problem,) = pipeline.validate(write_spec(tmp_path, spec))
+    assert "continuous batching is for decoder-only models" in str(problem)
+    spec.pop("batching")
+    spec["routes"].append({"path": "/v1", "action": "openai"})
+    (problem,) = pipeline.validate(write_spec(tmp_path, spec))
+    assert "`openai` serves a text-generation or embeddings model" in str(problem)

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
@@ -35,6 +35,7 @@ from endpointgen.spec.models import (
     Route,
     Scaling,
     Signature,
+    Task,
     Tracing,
     Vllm,
 )
@@ -153,8 +154,9 @@ CASES = [
         changed("task: text-generation", "task: text-gen"),
         [
             "spec.yaml:4:9: model.task: 'text-gen' is not one of text-generation, "
-            "text-classification, zero-shot-classification, token-classification, rerank, "
-            "embeddings, image-classification; did you mean 'text-generation'?"
+            "text2text-generation, text-classification, zero-shot-classification, "
+            "token-classification, rerank, embeddings, image-classification; did you mean "
+            "'text-generation'?"
         ],
         id="bad-task",
     ),
@@ -214,8 +216,8 @@ CASES = [
         changed("task: text-generation", "task: text-to-image"),
         [
             "spec.yaml:4:9: model.task: 'text-to-image' is not one of text-generation, "
-            "text-classification, zero-shot-classification, token-classification, rerank, "
-            "embeddings, image-classification"
+            "text2text-generation, text-classification, zero-shot-classification, "
+            "token-classification, rerank, embeddings, image-classification"
         ],
         id="unknown-task-lists-the-tasks-without-a-far-guess",
     ),
@@ -1338,6 +1340,9 @@ EVERY_KEY_SPECS = (
 )
 
 
+TASKS = set(get_args(Task))
+
+
 def _names(model: Any) -> set[str]:
     """A model's keys as a spec spells them (`in` for `where`, `json` for `json_body`)."""
     return {field.alias or name for name, field in model.model_fields.items()}
@@ -1561,12 +1566,9 @@ def test_routes_are_required_and_at_least_one(in_tmp: Path) -> None:
     assert lines_for("spec.yaml") == []
 
 
-@pytest.mark.parametrize(
-    "task", ["text-generation", "text-classification", "embeddings", "image-classification"]
-)
-def test_model_task_is_required_and_one_of_four(in_tmp: Path, task: str) -> None:
-    """docs/spec.md, Model (`task`): required, and one of `text-generation`,
-    `text-classification`, `embeddings` or `image-classification`."""
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_model_task_is_required_and_one_of_the_tasks(in_tmp: Path, task: str) -> None:
+    """docs/spec.md, Model (`task`): required, and one of the tasks."""
     health_only = "routes:\n  - {path: /h, action: health}\n"
     write(in_tmp, f"name: demo\nmodel:\n  id: gpt2\n  task: {task}\n  revision: v1\n" + health_only)
     assert lines_for("spec.yaml") == []
@@ -1576,8 +1578,8 @@ def test_model_task_is_required_and_one_of_four(in_tmp: Path, task: str) -> None
     (line,) = lines_for("spec.yaml")
     assert line.startswith(
         "spec.yaml:4:9: model.task: 'summarization' is not one of text-generation, "
-        "text-classification, zero-shot-classification, token-classification, rerank, "
-        "embeddings, image-classification"
+        "text2text-generation, text-classification, zero-shot-classification, "
+        "token-classification, rerank, embeddings, image-classification"
     )
 
 

@@ -13,7 +13,7 @@ from endpointgen.spec.models import Route
 
 # Each model action and the tasks it serves; `classify` answers as its model's task says.
 MODEL_ACTIONS: dict[str, tuple[str, ...]] = {
-    "generate": ("text-generation",),
+    "generate": ("text-generation", "text2text-generation"),
     "classify": ("text-classification", "zero-shot-classification", "token-classification"),
     "embed": ("embeddings",),
     "rerank": ("rerank",),
@@ -76,6 +76,13 @@ def _batch_fits(
     """A text generator's batch holds one request per row: a container that takes fewer
     requests at once (`max_inputs`) would never fill it."""
     most = scaling.max_inputs
+    if task == "text2text-generation" and batching is not None:
+        yield doc.problem(
+            (*at, "batching"),
+            "continuous batching is for decoder-only models; an encoder-decoder "
+            "(text2text-generation) model generates one request at a time: remove `batching`",
+        )
+        return
     if task != "text-generation" or batching is None or most is None:
         return
     if batching.max_batch_size > most:

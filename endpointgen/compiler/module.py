@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from endpointgen.compiler import routes
-from endpointgen.compiler.plan import CPU_TORCH_INDEX, HF_CACHE_DIR, TORCH, Plan
+from endpointgen.compiler.plan import CPU_TORCH_INDEX, GENERATIVE, HF_CACHE_DIR, TORCH, Plan
 from endpointgen.compiler.pycode import (
     WIDTH,
     Group,
@@ -334,13 +334,13 @@ class _Builder:
         served: list[Node] = []
         for m in plan.models:
             out.append(lines([f"{scope.models[m['name']]} = ", self.model(m["config"])]))
-        streams = any(m["config"]["task"] == "text-generation" for m in plan.models)
+        streams = any(m["config"]["task"] in GENERATIVE for m in plan.models)
         if streams:
             note = "# A stream whose client went away is stopped in the model's own container."
             out.append([note, "cancels = remote.Cancels(APP_NAME)"])
         for m in plan.models:
             out.append(self.model_class(m, self.secrets(plan.model_secrets)))
-            text = m["config"]["task"] == "text-generation"
+            text = m["config"]["task"] in GENERATIVE
             cancels = ["cancels"] if text else []
             served.append(call("remote.serve", scope.models[m["name"]], m["class_name"], *cancels))
         if plan.models:
@@ -390,7 +390,7 @@ class _Builder:
             "    def call(self, method: str, *args: Any) -> Any:",
             f"        return {model}.call(method, *args)",
         ]
-        if named["config"]["task"] == "text-generation":
+        if named["config"]["task"] in GENERATIVE:
             self.scope.use("Iterator")
             tokens = Group(
                 "def tokens(",

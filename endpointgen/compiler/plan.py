@@ -52,6 +52,9 @@ DEFAULT_MAX_ITEMS = 128
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFAULT_WEBHOOK_TOLERANCE = 300  # seconds; Stripe's and Slack's own default
 
+# Tasks that generate text token by token: `generate` routes, streaming, one at a time
+# unless batched.
+GENERATIVE = ("text-generation", "text2text-generation")
 DEFAULT_WEB_INPUTS = 100  # concurrent requests per container of an app with no model
 DEFAULT_MODEL_STARTUP = 600  # seconds for a model container to download and load weights
 HF_CACHE_VOLUME = "endpointgen-hf-cache"
@@ -302,7 +305,7 @@ def _concurrency(
     if task is not None and batching is not None and max_inputs is None:
         max_inputs = batching.max_batch_size
     one_at_a_time = batching is None and (model is None or model.engine != "vllm")
-    if task == "text-generation" and one_at_a_time and target is None and (max_inputs or 1) > 1:
+    if task in GENERATIVE and one_at_a_time and target is None and (max_inputs or 1) > 1:
         target = 1
     return {"max_inputs": max_inputs, "target_inputs": target}
 

@@ -189,12 +189,15 @@ class TextGenerator(Engine, TextBase):
     """A causal language model on transformers: one generation at a time, or with
     `batch(...)`, continuous batching (`generation.py`)."""
 
+    model_kind = "AutoModelForCausalLM"
+
     def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        import transformers
 
         super().__init__(source, revision, dtype)
-        self.tokenizer = self.pretrained(AutoTokenizer)
-        self.model = self.weights(AutoModelForCausalLM)
+        self.tokenizer = self.pretrained(transformers.AutoTokenizer)
+        self.model = self.weights(getattr(transformers, self.model_kind))
+        self.encoder_decoder = bool(getattr(self.model.config, "is_encoder_decoder", False))
         self.batcher: ContinuousBatcher | None = None
         # Unbatched, generations queue for one thread: none holds a thread while waiting.
         self.alone = ThreadPoolExecutor(1, thread_name_prefix="generation")
@@ -226,6 +229,15 @@ class TextGenerator(Engine, TextBase):
         context = getattr(self.model.config, "max_position_embeddings", None)
         return int(context) if context else None
 
+    def context_problem(self, request: Generation) -> str | None:
+        if not self.encoder_decoder:
+            return super().context_problem(request)
+        context = self.context_length()  # the encoder's: the decoder has its own
+        prompt = self.count(request.prompt)
+        if context and prompt > context:
+            return f"the prompt ({prompt} tokens) exceeds the model's input of {context} tokens"
+        return None
+
     def batch(
         self, max_batch_size: int, wait_ms: int, observe: Callable[[int, float], None] | None
     ) -> bool:
@@ -233,7 +245,7 @@ class TextGenerator(Engine, TextBase):
         model's cache allows it: a warm-up step tells. False: one at a time, as before."""
         from endpointgen.runtime.generation import ContinuousBatcher, cache_of, supports_batching
 
-        if max_batch_size < 2:
+        if max_batch_size < 2 or self.encoder_decoder:
             return False
         token = self.tokenizer.eos_token_id or 0
         with self.torch.inference_mode():
@@ -263,7 +275,10 @@ class TextGenerator(Engine, TextBase):
         with self.lock:
             inputs = self.tokenizer(request.prompt, return_tensors="pt").to(self.device)
         prompt_length = int(inputs["input_ids"].shape[1])
-        watcher = Watcher(self.tokenizer, prompt_length, request.stop_list(), on_text, cancelled)
+        # A decoder-only model's output repeats the prompt; a seq2seq one's starts with
+        # the decoder's start token.
+        skip = 1 if self.encoder_decoder else prompt_length
+        watcher = Watcher(self.tokenizer, skip, request.stop_list(), on_text, cancelled)
         pad = self.tokenizer.pad_token_id
         options: dict[str, Any] = {
             "max_new_tokens": request.max_tokens,
@@ -278,7 +293,7 @@ class TextGenerator(Engine, TextBase):
             if request.seed is not None:
                 torch.manual_seed(request.seed)
             output = self.model.generate(**inputs, **options)
-            new_tokens = output[0, prompt_length:]
+            new_tokens = output[0, skip:]
             watcher.finish(new_tokens)  # the tokenizer again: still under the lock
         generated = int(new_tokens.shape[0])
         return {
@@ -287,6 +302,14 @@ class TextGenerator(Engine, TextBase):
             "tokens_generated": generated,
             "finish_reason": watcher.finish_reason(generated, request.max_tokens),
         }
+
+
+class Seq2SeqGenerator(TextGenerator):
+    """An encoder-decoder model (T5, BART): summarization, translation. It reads the
+    prompt with its encoder and writes the answer with its decoder, streamed like a
+    causal model's, one request at a time."""
+
+    model_kind = "AutoModelForSeq2SeqLM"
 
 
 class Watcher:
@@ -610,6 +633,7 @@ def top_labels(logits: Any, labels: dict[int, str]) -> list[dict[str, Any]]:
 
 ENGINES: dict[str, type[Engine]] = {
     "text-generation": TextGenerator,
+    "text2text-generation": Seq2SeqGenerator,
     "embeddings": Embedder,
     "text-classification": Classifier,
     "zero-shot-classification": ZeroShotClassifier,

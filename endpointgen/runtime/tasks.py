@@ -51,6 +51,7 @@ __all__ = [
 
 Task = Literal[
     "text-generation",
+    "text2text-generation",
     "text-classification",
     "zero-shot-classification",
     "token-classification",

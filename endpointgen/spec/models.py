@@ -35,6 +35,7 @@ from endpointgen.spec.shapes import (
 
 Task = Literal[
     "text-generation",
+    "text2text-generation",
     "text-classification",
     "zero-shot-classification",
     "token-classification",
