@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,6 +110,12 @@ def serve(
         float,
         typer.Option(min=0.1, help="Seconds a request's body may take after its headers."),
     ] = BODY_WITHIN,
+    volume: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=DIR: serve a Modal Volume's files (a model's weights) from DIR here."
+        ),
+    ] = None,
 ) -> None:
     """Serve the app on this machine with uvicorn, the model loaded once at start.
 
@@ -117,6 +124,12 @@ def serve(
     """
     from endpointgen.local import serve as local
 
+    for given in volume or []:
+        name, _, folder = given.partition("=")
+        if not name or not folder:
+            _fail(f"error: --volume takes NAME=DIR, not {given!r}")
+            raise typer.Exit(2)
+        os.environ[f"ENDPOINTGEN_VOLUME_{name}"] = str(Path(folder).resolve())
     with _user_errors():
         local.serve(
             spec,

@@ -1059,6 +1059,8 @@ EVERY_KEY_GENERATION: dict[str, Any] = {
     "model": {
         "id": "gpt2",
         "task": "text-generation",
+        "volume": "weights",
+        "path": "gpt2/finetune-1",
         "engine": "vllm",
         "vllm": {
             "max_model_len": 1024,
@@ -1323,6 +1325,8 @@ EVERY_KEY_VLLM_MODELS: dict[str, Any] = {
             "id": "Qwen/Qwen2.5-7B-Instruct",
             "task": "text-generation",
             "gpu": "h100",
+            "volume": "chat-weights",
+            "path": "qwen",
             "engine": "vllm",
             "vllm": {"max_model_len": 8192},
         },

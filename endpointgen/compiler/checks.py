@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 from endpointgen.compiler import route_checks
 from endpointgen.compiler.loader import Document
@@ -94,6 +95,20 @@ def _batch_fits(
         )
 
 
+def _weights(doc: Document, at: Loc, model: Model, spec_dir: Path) -> Iterator[Problem]:
+    """`volume` and `path`: the weights on a Volume, `id` only the model's name."""
+    from endpointgen.compiler.plan import local_model_dir  # plan imports this module
+
+    if model.path is not None and model.volume is None:
+        yield doc.problem((*at, "path"), "`path` is a folder inside `volume`: set `volume` too")
+    if model.volume is not None and local_model_dir(model.id, spec_dir) is not None:
+        yield doc.problem(
+            (*at, "volume"),
+            f"`id` {model.id} is a local directory, and `volume` says the weights are on a "
+            "Volume: use one (with `volume`, `id` only names the model)",
+        )
+
+
 def _engine(
     doc: Document,
     at: Loc,
@@ -162,6 +177,11 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
             "batching gathers generate, openai, classify, embed, rerank and image-upload "
             "requests, and this spec has none (handlers run one request at a time)",
         )
+    spec_dir = Path(doc.file).parent
+    if spec.model is not None:
+        yield from _weights(doc, ("model",), spec.model, spec_dir)
+    for name, named in spec.models.items():
+        yield from _weights(doc, ("models", name), named, spec_dir)
     if spec.model is not None:
         yield from _batch_fits(doc, (), spec.model.task, spec.batching, spec.scaling)
         yield from _engine(doc, ("model",), spec.model, spec.gpu, (("batching",), spec.batching))

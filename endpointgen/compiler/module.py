@@ -65,6 +65,12 @@ class _Builder:
         tasks = {"model": plan.model["task"]} if plan.model is not None else {}
         tasks |= {m["name"]: m["config"]["task"] for m in plan.models}
         self.scope = routes.Scope(names, models, {}, tasks)
+        configs = [plan.model] if plan.model is not None else [m["config"] for m in plan.models]
+        # Volumes that hold a model's weights -> the module's name for each.
+        volumes = sorted({c["volume"]["name"] for c in configs if c["volume"] is not None})
+        self.weights = {
+            v: names.new(v if v.lower().endswith("weights") else f"{v}_weights") for v in volumes
+        }
         self.settings: list[list[str]] = []
         self.auth_assigned = False
 
@@ -165,6 +171,12 @@ class _Builder:
                 "modal.Volume.from_name", literal(plan.hf_cache_volume), create_if_missing="True"
             )
             out.append([note, *lines(["hf_cache = ", volume])])
+        for name, variable in self.weights.items():
+            note = "# The model's weights, on a Volume: mounted read-only, nothing can change them."
+            volume = call("modal.Volume.from_name", literal(name))
+            out.append(
+                [note, *lines([f"{variable} = ", volume, ".with_mount_options(read_only=True)"])]
+            )
         out.append(["app = modal.App(APP_NAME, image=image)"])
         note = "# The runtime the image carries must be the one that built this module."
         out.append([note, *lines(call("runtime.require", literal(plan.version)))])
@@ -312,6 +324,8 @@ class _Builder:
         volumes: dict[str, Node] = {
             v["mount"]: call("modal.Volume.from_name", literal(v["name"])) for v in plan.volumes
         }
+        if plan.model is not None:
+            volumes |= self.weights_volume(plan.model)
         proxy = "requires_proxy_auth=True" if plan.auth["mode"] == "proxy" else ""
         if plan.model is not None:
             out.append(lines(["model = ", self.model(plan.model)]))
@@ -359,6 +373,11 @@ class _Builder:
         )
         return toplevel(out)
 
+    def weights_volume(self, config: dict[str, Any]) -> dict[str, Node]:
+        """Where a model's weights Volume is mounted, and the module's name for it."""
+        volume = config["volume"]
+        return {} if volume is None else {volume["mount"]: self.weights[volume["name"]]}
+
     def secrets(self, names: list[str]) -> Node | None:
         """The Secrets, each with the keys the app reads from it."""
         if not names:
@@ -375,7 +394,8 @@ class _Builder:
         """One model's own Modal class, which the web tier calls."""
         self.scope.use("Any")
         model = self.scope.models[named["name"]]
-        options = self.options(named, secrets, {}, self.plan.hf_cache)
+        weights = self.weights_volume(named["config"])
+        options = self.options(named, secrets, weights, self.plan.hf_cache)
         out = [
             *lines(["@", call("app.cls", **options)]),
             *concurrent(named),
@@ -441,6 +461,8 @@ class _Builder:
             options["dtype"] = literal(config["dtype"])
         if config["local_dir"] is not None:
             options["path"] = f"{self.scope.shipped[config['local_dir']]}.path"
+        if config["volume"] is not None:  # mounted read-only where the class runs
+            options["path"] = literal(config["volume"]["folder"])
         if config["batching"]:
             batching = config["batching"]
             sizes = (literal(batching["max_batch_size"]), literal(batching["wait_ms"]))

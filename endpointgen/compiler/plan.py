@@ -176,7 +176,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         models[0]["class_name"] = "Inference"
     secrets = sorted(secret_keys)
     env = dict(sorted(spec.env.items()))
-    hf_cache = any(c["local_dir"] is None for c in configs)
+    hf_cache = any(c["local_dir"] is None and c["volume"] is None for c in configs)
     if hf_cache:
         env.setdefault("HF_HOME", HF_CACHE_DIR)
         env.setdefault("HF_XET_HIGH_PERFORMANCE", "1")  # faster first downloads
@@ -255,11 +255,21 @@ def model_config(
         "remote_dir": remote_dir,
         "loader": shipped.handler(model.loader) if model.loader else None,
         "batching": batching.model_dump() if batching else None,
+        "volume": _weights_volume(model),
         "engine": model.engine,
         "vllm": (model.vllm or Vllm()).model_dump(exclude_defaults=True)
         if model.engine == "vllm"
         else None,
     }
+
+
+def _weights_volume(model: Model) -> dict[str, str] | None:
+    """Where a model on a Volume is: the Volume, where it is mounted, the model's folder."""
+    if model.volume is None:
+        return None
+    mount = f"{shapes.VOLUMES_DIR}/{model.volume}"
+    folder = f"{mount}/{model.path}" if model.path else mount
+    return {"name": model.volume, "mount": mount, "folder": folder}
 
 
 def _named_model(

@@ -116,7 +116,7 @@ class Folder:
         download_name: str | None = None,
         volume: str | None = None,
     ) -> None:
-        self.root = Path(root).resolve()
+        self.root = Path(http.on_this_machine(str(root)) if volume else root).resolve()
         self.media_type = media_type
         self.download_name = download_name
         self.volume = volume

@@ -14,6 +14,7 @@ import time
 import weakref
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
@@ -321,6 +322,20 @@ def guarded_docs(web: FastAPI, check: Check) -> None:
 
 def error_body(request_id: str, error: str, **extra: Any) -> dict[str, Any]:
     return {"error": error, **extra, "request_id": request_id}
+
+
+VOLUMES = "/volumes/"  # where a spec's Modal Volumes are mounted in its containers
+
+
+def on_this_machine(path: str) -> str:
+    """A path on a mounted Volume, as this machine has it: `endpointgen serve --volume
+    NAME=DIR` (ENDPOINTGEN_VOLUME_<NAME>) says where a Volume's files are here. Unchanged
+    in a Modal container, or for a Volume nobody mapped."""
+    if not path.startswith(VOLUMES):
+        return path
+    name, _, rest = path.removeprefix(VOLUMES).partition("/")
+    folder = os.environ.get(f"ENDPOINTGEN_VOLUME_{name}")
+    return path if folder is None else str(Path(folder, rest))
 
 
 def request_id(request: Request) -> str:

@@ -249,6 +249,20 @@ def check_texts(field: str, texts: list[str], max_items: int, max_chars: int) ->
             raise http.reject(field, f"texts may be at most {max_chars} characters")
 
 
+def here(path: str) -> str:
+    """A model's folder as this machine has it (`http.on_this_machine`); a Volume's that
+    is not here fails the load saying how to get it."""
+    mapped = http.on_this_machine(path)
+    if mapped == path and path.startswith(http.VOLUMES) and not Path(path).exists():
+        name = path.removeprefix(http.VOLUMES).partition("/")[0]
+        raise FileNotFoundError(
+            f"the model is on the Modal Volume '{name}', which only Modal's containers "
+            f"mount; here, copy it (`modal volume get {name} / DIR`) and serve with "
+            f"`--volume {name}=DIR`"
+        )
+    return mapped
+
+
 class LoadFailed(RuntimeError):
     """A model could not load; its one argument is the short reason a client may see.
 
@@ -277,7 +291,7 @@ class Model:
         *,
         revision: str | None = None,
         dtype: str = "auto",
-        path: Path | None = None,
+        path: Path | str | None = None,
         batching: Batching | None = None,
         loader: Loader | None = None,
         engine: Vllm | None = None,
@@ -317,6 +331,8 @@ class Model:
         source = str(self.path) if self.path is not None else self.id
         http.log.info("loading model %s (%s)", self.name, self.task)
         try:
+            if self.path is not None and modal.is_local():
+                source = here(source)
             if self.loader is not None:
                 engine = self.loader(source)
             elif self.vllm is not None:

@@ -66,6 +66,20 @@ _HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
 _ENV_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 _APP_NAME = r"^[a-z][a-z0-9-]{0,47}$"
 _MODEL_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+# A folder inside a Volume: relative, its parts never `.` or `..` (none starts with a dot).
+_VOLUME_PATH = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
+
+
+def _volume_path(value: str) -> str:
+    if not _VOLUME_PATH.match(value):
+        raise ValueError(
+            "a folder inside the Volume: relative, its parts letters, digits, `.`, `_` and "
+            "`-`, none of them `.` or `..` (e.g. `llama/checkpoint-1200`)"
+        )
+    return value
+
+
+VolumePath = Annotated[str, Field(max_length=512), AfterValidator(_volume_path)]
 _DEBIAN_PACKAGE = r"^[a-z0-9][a-z0-9+.-]{0,99}(=[A-Za-z0-9+.:~-]{1,100})?$"
 _ROUTE_PATH = r"^/([A-Za-z0-9._~/-]|\{[A-Za-z_][A-Za-z0-9_]{0,63}(:path)?\})*$"
 SecretName = Annotated[str, Field(pattern=_SECRET_NAME)]
@@ -203,6 +217,13 @@ class Model(Strict):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     loader: HandlerRef | None = Field(
         default=None, description="file.py:function that loads the model, for custom models"
+    )
+    volume: VolumeName | None = Field(
+        default=None,
+        description="a Modal Volume that holds the weights (read-only); `id` names the model",
+    )
+    path: VolumePath | None = Field(
+        default=None, description="the model's folder inside `volume`; default its root"
     )
     engine: Literal["transformers", "vllm"] = Field(
         default="transformers",
