@@ -263,3 +263,15 @@ def test_log_lines_are_json_objects() -> None:
         "endpointgen", logging.INFO, __file__, 1, {"event": "push"}, None, None
     )
     assert json.loads(formatter.format(fields))["event"] == "push"
+
+
+def test_the_runtime_knows_every_task_the_spec_language_names() -> None:
+    """The runtime keeps its own list of tasks (it imports nothing of the spec models);
+    it must be the spec's, and each task must have an engine."""
+    from typing import get_args
+
+    from endpointgen.runtime import engines, tasks
+    from endpointgen.spec import models
+
+    assert get_args(tasks.Task) == get_args(models.Task)
+    assert set(engines.ENGINES) == set(get_args(models.Task))
