@@ -19,6 +19,7 @@ CONFIG keys: mode ("load" | "ttft"), host, port, headers {name: value}, and
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import statistics
 import sys
@@ -34,12 +35,17 @@ class HttpError(Exception):
 def encode_request(
     method: str, host: str, port: int, path: str, headers: dict[str, str], body: Any
 ) -> bytes:
-    """One complete request; the body is JSON when given."""
-    payload = b"" if body is None else json.dumps(body).encode()
+    """One complete request; the body is JSON when given, or as it is when given as
+    `{"content_type": ..., "base64": ...}` (a multipart upload, say)."""
+    kind = "application/json"
+    if isinstance(body, dict) and set(body) == {"content_type", "base64"}:
+        kind, payload = body["content_type"], base64.b64decode(body["base64"])
+    else:
+        payload = b"" if body is None else json.dumps(body).encode()
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     if body is not None:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        lines += [f"Content-Type: {kind}", f"Content-Length: {len(payload)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 

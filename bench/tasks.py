@@ -1,12 +1,14 @@
-"""Batching for rerank, zero-shot classification and named entities, 32 clients at once.
+"""Batching for rerank, zero-shot classification, named entities and image embeddings,
+32 clients at once.
 
-Each task's model has the shape of the small models people serve for it: all-MiniLM-L6-v2
-(6 layers, 384 wide, its WordPiece tokenizer; `cross-encoder/ms-marco-MiniLM-L-6-v2` has
-this shape) with the task's head and random weights. Its route is served by `endpointgen
-serve` twice: with `batching` (room for all 32 requests: `max_batch_size` 32, or 128
-for rerank, whose items are its 4 passages; `wait_ms` 5) and without it (one model call
-per request). 32 connections send requests back to back: a rerank of 4 passages, a
-text against 3 labels, a text for its entities. The ratio is batched / unbatched
+Each task's model has the shape of the models people serve for it, with random weights:
+for the text tasks all-MiniLM-L6-v2 (6 layers, 384 wide, its WordPiece tokenizer;
+`cross-encoder/ms-marco-MiniLM-L-6-v2` has this shape) with the task's head; for image
+embeddings CLIP ViT-B/32. Its route is served by `endpointgen serve` twice: with
+`batching` (room for all 32 requests: `max_batch_size` 32, or 128 for rerank, whose
+items are its 4 passages; `wait_ms` 5) and without it (one model call per request). 32
+connections send requests back to back: a rerank of 4 passages, a text against 3
+labels, a text for its entities, a 224x224 PNG upload. The ratio is batched / unbatched
 requests/s; target ≥ 2.
 """
 
@@ -44,7 +46,34 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
         {"text": PASSAGES[1], "labels": ["cloud", "animals", "sports"]},
     ),
     "token-classification": ("classify", {"text": PASSAGES[3]}),
+    "image-text-embeddings": ("upload", {}),  # a 224x224 PNG, as multipart (`upload_body`)
 }
+
+
+def upload_body() -> dict[str, str]:
+    """A 224x224 photo-like PNG as a multipart/form-data body, for loadgen."""
+    import base64
+    import io
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(0)
+    image = Image.new("RGB", (224, 224))
+    image.putdata([(rng.randrange(256), rng.randrange(256), 128) for _ in range(224 * 224)])
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    boundary = "benchboundary"
+    data = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'filename="photo.png"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + png.getvalue()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    kind = f"multipart/form-data; boundary={boundary}"
+    return {"content_type": kind, "base64": base64.b64encode(data).decode()}
 
 
 def make(task: str, folder: Path) -> str:
@@ -60,6 +89,8 @@ def make(task: str, folder: Path) -> str:
         BertForTokenClassification,
     )
 
+    if task == "image-text-embeddings":
+        return make_clip(folder)
     config = AutoConfig.from_pretrained(minilm_dir())
     labels = {
         "rerank": ["score"],
@@ -77,13 +108,37 @@ def make(task: str, folder: Path) -> str:
     return str(folder)
 
 
+def make_clip(folder: Path) -> str:
+    """CLIP ViT-B/32's shape (12-layer 768-wide vision tower, 32-pixel patches, 512-wide
+    text tower), random weights, MiniLM's tokenizer."""
+    import torch
+    from harness import minilm_dir
+    from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"vocab_size": len(tokenizer), "eos_token_id": tokenizer.sep_token_id},
+        vision_config={"image_size": 224, "patch_size": 32},
+        projection_dim=512,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    CLIPImageProcessor().save_pretrained(folder)
+    return str(folder)
+
+
 def served(folder: Path, task: str, model: str, batching: bool, logs: Path) -> dict[str, Any]:
     action, body = TASKS[task]
+    route: dict[str, Any] = {"path": "/run", "method": "POST", "action": action, "public": True}
+    if action == "upload":
+        route["processor"] = "image-embeddings"
+        body = upload_body()
     spec: dict[str, Any] = {
         "name": f"bench-{task}",
         "model": {"id": model, "task": task},
         "routes": [
-            {"path": "/run", "method": "POST", "action": action, "public": True},
+            route,
             {"path": "/health", "action": "health"},
         ],
     }

@@ -299,3 +299,39 @@ def make_tiny_t5(path: Path, seed: int = 0) -> Path:
     model.save_pretrained(path)
     fast.save_pretrained(path)
     return path
+
+
+def make_tiny_clip(path: Path, seed: int = 0) -> Path:
+    """A tiny CLIP: a text tower and a 32x32 vision tower projected into one space."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
+
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=_tokenizer(300, ["<|endoftext|>", "<|startoftext|>"]),
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
+    torch.manual_seed(seed)
+    tower = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
+    config = CLIPConfig(
+        text_config={
+            **tower,
+            "num_attention_heads": 2,
+            "vocab_size": len(fast),
+            "max_position_embeddings": 64,
+            "eos_token_id": fast.eos_token_id,
+            "bos_token_id": fast.bos_token_id,
+            "pad_token_id": fast.pad_token_id,
+        },
+        vision_config={**tower, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    model = CLIPModel(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    fast.save_pretrained(path)
+    size = {"shortest_edge": 32}
+    CLIPImageProcessor(size=size, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    return path

@@ -241,8 +241,8 @@ def test_serve_runs_every_model_in_one_process(
         ),
         (
             lambda s: s["routes"][2].update(model="writer"),
-            "routes[2].action: POST /embed: `embed` needs an embeddings model, "
-            "but model.task is text-generation",
+            "routes[2].action: POST /embed: `embed` needs an embeddings or "
+            "image-text-embeddings model, but model.task is text-generation",
         ),
         (
             lambda s: s["routes"][0].update(model="author"),

@@ -159,7 +159,7 @@ CASES = [
         PLAIN + "  - path: /a\n    method: POST\n    action: upload\n",
         [
             "spec.yaml:3:5: routes[0]: an upload route needs `processor`: csv, "
-            "image-classification or handler"
+            "image-classification, image-embeddings or handler"
         ],
         id="upload-without-processor",
     ),
@@ -185,20 +185,26 @@ CASES = [
         "    max_pixels: 100\n",
         [
             "spec.yaml:7:17: routes[0].max_pixels: `max_pixels` applies with "
-            "`processor: image-classification`"
+            "`processor: image-classification` or image-embeddings"
         ],
         id="max-pixels-with-the-csv-processor",
     ),
     pytest.param(
         PLAIN + "  - path: /a\n    method: POST\n    action: upload\n"
         "    processor: image-classification\n",
-        ["spec.yaml:6:16: routes[0].processor: image-classification needs a model with that task"],
+        [
+            "spec.yaml:6:16: routes[0].processor: image-classification needs an "
+            "image-classification model"
+        ],
         id="image-upload-without-a-model",
     ),
     pytest.param(
         BASE + "  - path: /a\n    method: POST\n    action: upload\n"
         "    processor: image-classification\n",
-        ["spec.yaml:14:16: routes[1].processor: image-classification needs a model with that task"],
+        [
+            "spec.yaml:14:16: routes[1].processor: image-classification needs an "
+            "image-classification model"
+        ],
         id="image-upload-with-a-text-model",
     ),
     pytest.param(

@@ -155,7 +155,8 @@ CASES = [
         [
             "spec.yaml:4:9: model.task: 'text-gen' is not one of text-generation, "
             "text2text-generation, text-classification, zero-shot-classification, "
-            "token-classification, rerank, embeddings, image-classification; did you mean "
+            "token-classification, rerank, embeddings, image-text-embeddings, "
+            "image-classification; did you mean "
             "'text-generation'?"
         ],
         id="bad-task",
@@ -217,7 +218,8 @@ CASES = [
         [
             "spec.yaml:4:9: model.task: 'text-to-image' is not one of text-generation, "
             "text2text-generation, text-classification, zero-shot-classification, "
-            "token-classification, rerank, embeddings, image-classification"
+            "token-classification, rerank, embeddings, image-text-embeddings, "
+            "image-classification"
         ],
         id="unknown-task-lists-the-tasks-without-a-far-guess",
     ),
@@ -547,7 +549,7 @@ CASES = [
         changed("action: generate", "action: embed"),
         [
             "spec.yaml:10:13: routes[0].action: POST /generate: `embed` needs an "
-            "embeddings model, but model.task is text-generation"
+            "embeddings or image-text-embeddings model, but model.task is text-generation"
         ],
         id="action-does-not-fit-task",
     ),
@@ -1583,7 +1585,8 @@ def test_model_task_is_required_and_one_of_the_tasks(in_tmp: Path, task: str) ->
     assert line.startswith(
         "spec.yaml:4:9: model.task: 'summarization' is not one of text-generation, "
         "text2text-generation, text-classification, zero-shot-classification, "
-        "token-classification, rerank, embeddings, image-classification"
+        "token-classification, rerank, embeddings, image-text-embeddings, "
+        "image-classification"
     )
 
 
@@ -1601,7 +1604,7 @@ def test_model_task_is_required_and_one_of_the_tasks(in_tmp: Path, task: str) ->
         ("action: embed", "routes[0].action: POST /r runs `embed` but the spec has no `model`"),
         (
             "action: upload\n    processor: image-classification",
-            "routes[0].processor: image-classification needs a model with that task",
+            "routes[0].processor: image-classification needs an image-classification model",
         ),
     ],
     ids=["generate", "classify", "embed", "image-upload"],

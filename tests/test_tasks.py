@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import SPECS, write_spec
+from conftest import SPECS, build_and_import, write_spec
 from models import make_tiny_cross_encoder, make_tiny_ner, make_tiny_nli
 from test_serve import Server
 
@@ -210,3 +210,77 @@ def test_actions_and_tasks_must_match(tmp_path: Path) -> None:
     spec["model"]["task"] = "text-classification"
     (problem,) = pipeline.validate(write_spec(tmp_path, spec))
     assert "`rerank` needs a rerank model, but model.task is text-classification" in str(problem)
+
+
+def png(color: str, size: tuple[int, int] = (40, 30)) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", size, color).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_image_and_text_embeddings_share_one_space(tmp_path: Path, env_keys: list[str]) -> None:
+    """docs/spec.md, Routes (`embed`): on an image-text-embeddings model (CLIP), `embed`
+    gives texts' vectors and an `upload` with `processor: image-embeddings` an image's,
+    L2-normalised in the same space: the model's own text and image features."""
+    import io
+
+    import torch
+    from fastapi.testclient import TestClient
+    from models import make_tiny_clip
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+    from endpointgen.local.serve import load_app
+
+    path = make_tiny_clip(tmp_path / "clip")
+    spec = {
+        "name": "clip",
+        "model": {"id": str(path), "task": "image-text-embeddings"},
+        "auth": {"mode": "api_key"},
+        "batching": {"max_batch_size": 16, "wait_ms": 5},
+        "routes": [
+            {"path": "/embed", "method": "POST", "action": "embed"},
+            {
+                "path": "/image",
+                "method": "POST",
+                "action": "upload",
+                "processor": "image-embeddings",
+                "max_pixels": 10_000,
+            },
+        ],
+    }
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    client = TestClient(load_app(module, say=lambda _: None))
+    model = CLIPModel.from_pretrained(path).eval()
+    tokenizer, processor = (
+        AutoTokenizer.from_pretrained(path),
+        AutoImageProcessor.from_pretrained(path),
+    )
+    texts = ["a red square", "a blue sky"]
+    with torch.inference_mode():
+        text_features = model.get_text_features(
+            **tokenizer(texts, padding=True, return_tensors="pt")
+        )
+        image = Image.open(io.BytesIO(png("red"))).convert("RGB")
+        image_features = model.get_image_features(**processor(images=[image], return_tensors="pt"))
+
+    def norm(found: Any, dim: int) -> Any:  # a tensor, or an output holding it
+        return torch.nn.functional.normalize(getattr(found, "pooler_output", found), dim=dim)
+
+    r = client.post("/embed", json={"texts": texts}, headers=KEY)
+    assert r.status_code == 200, r.text
+    assert r.json()["dim"] == 16
+    for got, want in zip(r.json()["embeddings"], norm(text_features, dim=-1).tolist(), strict=True):
+        assert got == pytest.approx(want, abs=1e-5)
+    files = {"file": ("red.png", png("red"), "image/png")}
+    r = client.post("/image", files=files, headers=KEY)
+    assert r.status_code == 200, r.text
+    assert r.json()["embedding"] == pytest.approx(
+        norm(image_features, dim=-1)[0].tolist(), abs=1e-5
+    )
+    big = {"file": ("big.png", png("red", (200, 100)), "image/png")}
+    assert client.post("/image", files=big, headers=KEY).status_code == 413

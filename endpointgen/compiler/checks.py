@@ -7,6 +7,7 @@ from pathlib import Path
 
 from endpointgen.compiler import route_checks
 from endpointgen.compiler.loader import Document
+from endpointgen.compiler.route_checks import IMAGE_PROCESSORS
 from endpointgen.errors import Loc, Problem
 from endpointgen.spec import Batching, Model, RateLimit, Scaling, Spec
 from endpointgen.spec.gpu import split as split_gpu
@@ -16,7 +17,7 @@ from endpointgen.spec.models import Route
 MODEL_ACTIONS: dict[str, tuple[str, ...]] = {
     "generate": ("text-generation", "text2text-generation"),
     "classify": ("text-classification", "zero-shot-classification", "token-classification"),
-    "embed": ("embeddings",),
+    "embed": ("embeddings", "image-text-embeddings"),
     "rerank": ("rerank",),
 }
 _LIMIT_KEYS = {
@@ -169,7 +170,7 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
         )
     model_routes = {"classify", "embed", "rerank", "generate", "openai"}
     batched = model_routes & {r.action for r in spec.routes} or any(
-        r.processor == "image-classification" for r in spec.routes
+        r.processor in IMAGE_PROCESSORS for r in spec.routes
     )
     if spec.batching and not batched:
         yield doc.problem(

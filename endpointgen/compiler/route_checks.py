@@ -14,6 +14,12 @@ from endpointgen.compiler.shapes import path_params
 from endpointgen.errors import Loc, Problem
 from endpointgen.spec import Route, Spec
 
+# Upload processors that run the route's model on an image, and the task each needs.
+IMAGE_PROCESSORS = {
+    "image-classification": "image-classification",
+    "image-embeddings": "image-text-embeddings",
+}
+
 # The keys each action reads, beyond those every route has.
 _KEYS = {
     "respond": {"params", "request", "response", "response_type", "status"},
@@ -51,7 +57,7 @@ def check(spec: Spec, doc: Document) -> Iterator[Problem]:
                 "model from a `handler` route, or drop `loader` to use the built-in "
                 f"{model.task} engine",
             )
-        elif route.action == "upload" and route.processor == "image-classification":
+        elif route.action == "upload" and route.processor in IMAGE_PROCESSORS:
             yield doc.problem(
                 ("routes", i, "processor"),
                 "a model from a custom loader cannot run `processor: image-classification`: "
@@ -109,22 +115,24 @@ def _upload(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Prob
         yield doc.problem((*here, "method"), "an upload route takes POST or PUT")
     if route.processor is None:
         yield doc.problem(
-            here, "an upload route needs `processor`: csv, image-classification or handler"
+            here,
+            "an upload route needs `processor`: csv, image-classification, image-embeddings "
+            "or handler",
         )
     elif route.processor == "handler" and route.handler is None:
         yield doc.problem(here, "`processor: handler` needs `handler: file.py:function`")
     elif route.processor != "handler" and route.handler is not None:
         yield doc.problem((*here, "handler"), "`handler` applies with `processor: handler`")
     model = spec.model_for(route)
-    if route.processor == "image-classification" and (
-        model is None or model.task != "image-classification"
-    ):
-        yield doc.problem((*here, "processor"), "image-classification needs a model with that task")
+    task = IMAGE_PROCESSORS.get(route.processor or "")
+    if task is not None and (model is None or model.task != task):
+        yield doc.problem((*here, "processor"), f"{route.processor} needs an {task} model")
     if route.max_rows is not None and route.processor != "csv":
         yield doc.problem((*here, "max_rows"), "`max_rows` applies with `processor: csv`")
-    if route.max_pixels is not None and route.processor != "image-classification":
+    if route.max_pixels is not None and task is None:
         yield doc.problem(
-            (*here, "max_pixels"), "`max_pixels` applies with `processor: image-classification`"
+            (*here, "max_pixels"),
+            "`max_pixels` applies with `processor: image-classification` or image-embeddings",
         )
 
 

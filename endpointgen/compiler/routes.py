@@ -415,10 +415,13 @@ def write_upload(scope: Scope, route: Route, name: str, options: Options) -> lis
             call("files.csv_summary", "upload.content", literal(settings["max_rows"])),
         ]
         statements.append(["return ", collection("{", ["**upload.info", ["**", summary]], "}")])
-    elif settings["processor"] == "image-classification":
+    elif settings["processor"] in ("image-classification", "image-embeddings"):
         cap = settings["max_pixels"]
         pixels = f", max_pixels={literal(cap)}" if cap is not None else ""
-        result = f"**await {scope.models[route['model']]}.classify_image(upload.content{pixels})"
+        method = (
+            "classify_image" if settings["processor"] == "image-classification" else "embed_image"
+        )
+        result = f"**await {scope.models[route['model']]}.{method}(upload.content{pixels})"
         statements.append(["return ", collection("{", ["**upload.info", result], "}")])
     else:
         given = collection("{", [*items, "**upload.info", '"content": upload.content'], "}")

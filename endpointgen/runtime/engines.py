@@ -467,6 +467,43 @@ class Embedder(Engine):
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
+class ImageTextEmbedder(Engine):
+    """A CLIP-style model: texts and images into one space, L2-normalised, so a text's
+    vector can be compared with an image's. A batch may mix both."""
+
+    def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        super().__init__(source, revision, dtype)
+        self.tokenizer = self.pretrained(AutoTokenizer)
+        self.processor = self.pretrained(AutoImageProcessor)
+        self.model = self.weights(AutoModel)
+
+    def __call__(self, items: list[Any]) -> list[list[float]]:
+        torch = self.torch
+        texts = [i for i, item in enumerate(items) if isinstance(item, str)]
+        images = [i for i, item in enumerate(items) if not isinstance(item, str)]
+        out: list[list[float]] = [[] for _ in items]
+        with self.lock, torch.inference_mode():
+            if texts:
+                batch = self.tokenizer(
+                    [items[i] for i in texts], padding=True, truncation=True, return_tensors="pt"
+                )
+                found = self.model.get_text_features(**batch.to(self.device))
+                self._place(out, texts, found)
+            if images:
+                pixels = self.processor(images=[items[i] for i in images], return_tensors="pt")
+                found = self.model.get_image_features(**pixels.to(self.device))
+                self._place(out, images, found)
+        return out
+
+    def _place(self, out: list[list[float]], where: list[int], found: Any) -> None:
+        vectors = getattr(found, "pooler_output", found)  # a tensor, or an output object
+        vectors = self.torch.nn.functional.normalize(vectors.float(), p=2, dim=-1)
+        for i, vector in zip(where, vectors.cpu().tolist(), strict=True):
+            out[i] = vector
+
+
 class Classifier(Engine):
     """A sequence classifier: the top label and its softmax score for each text."""
 
@@ -635,6 +672,7 @@ ENGINES: dict[str, type[Engine]] = {
     "text-generation": TextGenerator,
     "text2text-generation": Seq2SeqGenerator,
     "embeddings": Embedder,
+    "image-text-embeddings": ImageTextEmbedder,
     "text-classification": Classifier,
     "zero-shot-classification": ZeroShotClassifier,
     "token-classification": TokenClassifier,

@@ -57,6 +57,7 @@ Task = Literal[
     "token-classification",
     "rerank",
     "embeddings",
+    "image-text-embeddings",
     "image-classification",
 ]
 VLLM_STANDIN_BATCH = 8  # rows the transformers stand-in for vLLM batches off a GPU
@@ -636,6 +637,16 @@ class Model:
         image = await asyncio.to_thread(open_image, content, cap)
         (result,) = await self.run([image])
         return dict(result)
+
+    async def embed_image(self, content: bytes, max_pixels: int | None = None) -> dict[str, Any]:
+        """The image's vector in the model's text-and-image space (`embed` gives texts'),
+        and its dimension; 413 past `max_pixels`, as `classify_image`."""
+        from endpointgen.runtime.engines import MAX_PIXELS, open_image
+
+        cap = MAX_PIXELS if max_pixels is None else max_pixels
+        image = await asyncio.to_thread(open_image, content, cap)
+        (vector,) = await self.run([image])
+        return {"embedding": vector, "dim": len(vector)}
 
     # --- Inside a model's own Modal class, called by the web tier (`models:`) ---
 

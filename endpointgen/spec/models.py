@@ -41,6 +41,7 @@ Task = Literal[
     "token-classification",
     "rerank",
     "embeddings",
+    "image-text-embeddings",
     "image-classification",
 ]
 Action = Literal[
@@ -498,7 +499,7 @@ class Route(Strict):
     handler: HandlerRef | None = Field(
         default=None, description="handler, upload: file.py:function, relative to the spec"
     )
-    processor: Literal["csv", "image-classification", "handler"] | None = Field(
+    processor: Literal["csv", "image-classification", "image-embeddings", "handler"] | None = Field(
         default=None, description="upload: what to do with the file"
     )
     content_types: list[MediaType] | None = Field(
