@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -322,3 +323,23 @@ def test_a_seq2seq_model_is_refused_what_it_cannot_do(tmp_path: Path, tiny_t5: P
     spec["routes"].append({"path": "/v1", "action": "openai"})
     (problem,) = pipeline.validate(write_spec(tmp_path, spec))
     assert "`openai` serves a text-generation or embeddings model" in str(problem)
+
+
+def test_the_models_generation_config_applies_in_a_batch(tmp_path: Path, tiny_gpt2: Path) -> None:
+    """docs/spec.md, Text generation: the model's `generation_config` `top_k` and
+    `repetition_penalty` apply to batched rows as `model.generate` applies them: with a
+    penalty, batched greedy text still equals unbatched; with `top_k: 1`, a hot sample
+    can only take the likeliest token, so it equals greedy."""
+    model = tmp_path / "configured"
+    shutil.copytree(tiny_gpt2, model)
+    config_file = model / "generation_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "repetition_penalty": 1.8, "top_k": 1}))
+    alone, batched, _ = engines(model)
+    asked = [GenerateRequest(prompt=p, max_tokens=24, temperature=0) for p in PROMPTS[:4]]
+    expected = [alone.generate(r) for r in asked]
+    plain = TextGenerator(tiny_gpt2, None, "auto")
+    assert expected[0] != plain.generate(asked[0]), "the penalty changes greedy text"
+    assert staggered(batched, asked) == expected
+    hot = GenerateRequest(prompt=PROMPTS[0], max_tokens=24, temperature=2.0, seed=3)
+    assert batched.generate(hot)["text"] == expected[0]["text"]

@@ -168,8 +168,7 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
             "`credentials: true` with origin '*' lets any site send your users' credentials; "
             "list the origins instead",
         )
-    model_routes = {"classify", "embed", "rerank", "generate", "openai"}
-    batched = model_routes & {r.action for r in spec.routes} or any(
+    batched = {*MODEL_ACTIONS, "openai"} & {r.action for r in spec.routes} or any(
         r.processor in IMAGE_PROCESSORS for r in spec.routes
     )
     if spec.batching and not batched:

@@ -153,6 +153,8 @@ def write_generate(scope: Scope, route: Route, name: str, options: Options) -> l
     )
 
 
+# What an image upload's processor calls on the route's model.
+IMAGE_METHODS = {"image-classification": "classify_image", "image-embeddings": "embed_image"}
 # What `classify` takes and answers, by its model's task: (method, request, result).
 CLASSIFY = {
     "text-classification": ("classify", "ClassifyRequest", "Classification"),
@@ -415,12 +417,10 @@ def write_upload(scope: Scope, route: Route, name: str, options: Options) -> lis
             call("files.csv_summary", "upload.content", literal(settings["max_rows"])),
         ]
         statements.append(["return ", collection("{", ["**upload.info", ["**", summary]], "}")])
-    elif settings["processor"] in ("image-classification", "image-embeddings"):
+    elif settings["processor"] in IMAGE_METHODS:
         cap = settings["max_pixels"]
         pixels = f", max_pixels={literal(cap)}" if cap is not None else ""
-        method = (
-            "classify_image" if settings["processor"] == "image-classification" else "embed_image"
-        )
+        method = IMAGE_METHODS[settings["processor"]]
         result = f"**await {scope.models[route['model']]}.{method}(upload.content{pixels})"
         statements.append(["return ", collection("{", ["**upload.info", result], "}")])
     else:

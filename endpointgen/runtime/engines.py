@@ -141,6 +141,10 @@ class TextEngine(Protocol):
     def health(self) -> str | None: ...
 
 
+# The methods a text engine has: what a loader's object behind generate routes needs.
+TEXT_ENGINE = tuple(name for name in vars(TextEngine) if not name.startswith("_"))
+
+
 class TextBase:
     """What text engines share: prompts, token counts and the context's limit, from a
     Hugging Face tokenizer used under `lock` (a fast tokenizer is not thread-safe)."""
@@ -593,19 +597,12 @@ class TokenClassifier(Pipelined):
         ]
 
 
-class Reranker(Engine):
-    """A cross-encoder: each (query, text) pair read together, one relevance logit.
-    Answers (logit, score): the score is its sigmoid, or for a model with several labels
-    the softmax of the last."""
+class Reranker(Classifier):
+    """A cross-encoder: a sequence classifier reading each (query, text) pair together,
+    one relevance logit. Answers (logit, score): the score is its sigmoid, or for a model
+    with several labels the softmax of the last."""
 
-    def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        super().__init__(source, revision, dtype)
-        self.tokenizer = self.pretrained(AutoTokenizer)
-        self.model = self.weights(AutoModelForSequenceClassification)
-
-    def __call__(self, pairs: list[tuple[str, str]]) -> list[tuple[float, float]]:
+    def __call__(self, pairs: list[tuple[str, str]]) -> list[tuple[float, float]]:  # type: ignore[override]
         queries, texts = [q for q, _ in pairs], [t for _, t in pairs]
         with self.lock, self.torch.inference_mode():
             batch = self.tokenizer(

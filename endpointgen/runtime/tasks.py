@@ -19,7 +19,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -205,6 +205,7 @@ class Loader:
 
     def __call__(self, source: str) -> Any:
         from endpointgen.runtime import handlers
+        from endpointgen.runtime.engines import TEXT_ENGINE
 
         made = handlers.load(self.file, self.function, self.shown)(source)
         missing = [m for m in TEXT_ENGINE if not callable(getattr(made, m, None))]
@@ -215,17 +216,6 @@ class Loader:
                 f"{', '.join(missing)}"
             )
         return made
-
-
-TEXT_ENGINE = (  # engines.TextEngine's methods
-    "start",
-    "generate",
-    "count",
-    "context_left",
-    "context_problem",
-    "chat_prompt",
-    "health",
-)
 
 
 PATH = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/:]+)+[\\/]?")  # absolute
@@ -262,6 +252,30 @@ def here(path: str) -> str:
             f"`--volume {name}=DIR`"
         )
     return mapped
+
+
+Answer = TypeVar("Answer")
+
+
+def texts_of(body: ClassifyRequest, max_items: int, max_chars: int) -> list[str]:
+    """A request's `text` or `texts`, within the route's limits (422 past them)."""
+    texts = body.texts if body.texts is not None else [body.text or ""]
+    check_texts("texts" if body.texts is not None else "text", texts, max_items, max_chars)
+    return texts
+
+
+def one_or_all(body: ClassifyRequest, results: list[Answer]) -> Answer | list[Answer]:
+    """A list of answers for `texts`, the one answer for `text`."""
+    return results if body.texts is not None else results[0]
+
+
+async def decoded(content: bytes, max_pixels: int | None) -> Any:
+    """An uploaded image, decoded in a worker thread (a large one never holds up the event
+    loop); 413 when it declares more than `max_pixels` (None: `engines.MAX_PIXELS`)."""
+    from endpointgen.runtime.engines import MAX_PIXELS, open_image
+
+    cap = MAX_PIXELS if max_pixels is None else max_pixels
+    return await asyncio.to_thread(open_image, content, cap)
 
 
 class LoadFailed(RuntimeError):
@@ -576,31 +590,25 @@ class Model:
     async def classify(
         self, body: ClassifyRequest, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS
     ) -> Classification | list[Classification]:
-        texts = body.texts if body.texts is not None else [body.text or ""]
-        check_texts("texts" if body.texts is not None else "text", texts, max_items, max_chars)
-        results = [Classification(**r) for r in await self.run(texts)]
-        return results if body.texts is not None else results[0]
+        found = await self.run(texts_of(body, max_items, max_chars))
+        return one_or_all(body, [Classification(**r) for r in found])
 
     async def zero_shot(
         self, body: ZeroShotRequest, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS
     ) -> ZeroShotResult | list[ZeroShotResult]:
         """Each text scored against the request's labels, best first."""
-        texts = body.texts if body.texts is not None else [body.text or ""]
-        check_texts("texts" if body.texts is not None else "text", texts, max_items, max_chars)
+        texts = texts_of(body, max_items, max_chars)
         check_texts("labels", body.labels, MAX_LABELS, 200)
         settings = (tuple(body.labels), body.multi_label, body.hypothesis_template)
         found = await self.run([(text, *settings) for text in texts])
-        results = [ZeroShotResult(**r) for r in found]
-        return results if body.texts is not None else results[0]
+        return one_or_all(body, [ZeroShotResult(**r) for r in found])
 
     async def entities(
         self, body: ClassifyRequest, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS
     ) -> Entities | list[Entities]:
         """The named entities of each text, tokens of one entity grouped into one span."""
-        texts = body.texts if body.texts is not None else [body.text or ""]
-        check_texts("texts" if body.texts is not None else "text", texts, max_items, max_chars)
-        results = [Entities(entities=found) for found in await self.run(texts)]
-        return results if body.texts is not None else results[0]
+        found = await self.run(texts_of(body, max_items, max_chars))
+        return one_or_all(body, [Entities(entities=spans) for spans in found])
 
     async def rerank(
         self, body: RerankRequest, max_items: int = MAX_ITEMS, max_chars: int = MAX_CHARS
@@ -630,22 +638,13 @@ class Model:
     async def classify_image(self, content: bytes, max_pixels: int | None = None) -> dict[str, Any]:
         """The image's top label; 413 when it declares more than `max_pixels` (None: the
         default cap, `engines.MAX_PIXELS`)."""
-        from endpointgen.runtime.engines import MAX_PIXELS, open_image
-
-        # Decoded in a worker thread: a large image never holds up the event loop.
-        cap = MAX_PIXELS if max_pixels is None else max_pixels
-        image = await asyncio.to_thread(open_image, content, cap)
-        (result,) = await self.run([image])
+        (result,) = await self.run([await decoded(content, max_pixels)])
         return dict(result)
 
     async def embed_image(self, content: bytes, max_pixels: int | None = None) -> dict[str, Any]:
         """The image's vector in the model's text-and-image space (`embed` gives texts'),
         and its dimension; 413 past `max_pixels`, as `classify_image`."""
-        from endpointgen.runtime.engines import MAX_PIXELS, open_image
-
-        cap = MAX_PIXELS if max_pixels is None else max_pixels
-        image = await asyncio.to_thread(open_image, content, cap)
-        (vector,) = await self.run([image])
+        (vector,) = await self.run([await decoded(content, max_pixels)])
         return {"embedding": vector, "dim": len(vector)}
 
     # --- Inside a model's own Modal class, called by the web tier (`models:`) ---
