@@ -176,10 +176,10 @@ def test_keys_are_held_and_compared_only_as_digests(
     lookup of its digest: no comparison of raw values whose timing could say how close a
     guess came, and the same cost for 3 keys or 10,000."""
     keys = [f"key-{i:05d}" for i in range(10_000)]
-    loaded: list[tuple[str, set[bytes]]] = []  # what the app's guard holds, as it loads it
+    loaded: list[tuple[str, dict[bytes, str]]] = []  # what the app's guard holds, as it loads it
     real_load = runtime_auth.load_credentials
 
-    def recording(env: str) -> set[bytes]:
+    def recording(env: str) -> dict[bytes, str]:
         held = real_load(env)
         loaded.append((env, held))
         return held
@@ -188,7 +188,8 @@ def test_keys_are_held_and_compared_only_as_digests(
     _, client = build(model_spec(tiny_gpt2, {"mode": "bearer"}), {"API_KEYS": ",".join(keys)})
     assert [env for env, _ in loaded] == ["API_KEYS"]
     held = loaded[0][1]
-    assert held == {hashlib.sha256(k.encode()).digest() for k in keys}
+    assert set(held) == {hashlib.sha256(k.encode()).digest() for k in keys}
+    assert set(held.values()) == {hashlib.sha256(k.encode()).hexdigest() for k in keys}
     assert not any(k.encode() in held for k in keys[:10])
     compared: list[Any] = []
     real = hmac.compare_digest

@@ -102,36 +102,54 @@ def deadlines(head: float = HEAD_WITHIN, body: float = BODY_WITHIN) -> Any:
     within `head` seconds (408, then the connection closes), its body within `body`
     seconds more (the connection closes; the app sees the client go).
 
-    A request only notes the time it reached each phase; one sweep, twice a second, cuts
-    the connections past their deadline. A timer per request would cost every request a
-    heap push and a cancel."""
+    Nothing runs per request: one sweep, a few times a second, reads each connection's
+    phase from uvicorn's own state (a request begun whose headers are not complete; a
+    request whose body is not complete) and cuts those that stayed in one phase past its
+    deadline. A connection is cut between its deadline and one sweep later."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    IDLE, HEAD, BODY = 0, 1, 2
+    HEAD, BODY = 1, 2
     limits = {HEAD: head, BODY: body}
-    every = min(0.5, head / 2, body / 2)
+    every = min(0.5, head / 4, body / 4)
 
     class Deadlines(HttpToolsProtocol):
-        phase = IDLE
-        since = 0.0
+        # (what the phase is about, the phase, when it was first seen); None when idle
+        watch: tuple[Any, int, float] | None = None
         sweeping: asyncio.TimerHandle | None = None  # one sweep per server, on its loop
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            self.phase, self.since = HEAD, self.loop.time()
+            self.watch = (None, HEAD, self.loop.time())  # a head is due from now
             if Deadlines.sweeping is None:
                 Deadlines.sweeping = self.loop.call_later(every, self.sweep)
 
         def sweep(self) -> None:
             now = self.loop.time()
             for connection in list(self.connections):
-                if isinstance(connection, Deadlines) and connection.phase != IDLE:
-                    if now - connection.since > limits[connection.phase]:
-                        connection.expired()
+                if isinstance(connection, Deadlines):
+                    connection.check(now)
             Deadlines.sweeping = self.loop.call_later(every, self.sweep)
 
-        def expired(self) -> None:
-            phase, self.phase = self.phase, IDLE
+        def check(self, now: float) -> None:
+            cycle = self.cycle
+            about: Any
+            if cycle is None or cycle.scope is not self.scope:
+                # No request yet, or one whose headers are still coming (uvicorn makes
+                # a request's cycle when they are complete).
+                about, phase = self.scope, HEAD
+            elif cycle.more_body:
+                about, phase = cycle, BODY
+            else:  # between requests: uvicorn's keep-alive timer closes it
+                self.watch = None
+                return
+            watch = self.watch
+            if watch is None or watch[0] is not about or watch[1] != phase:
+                self.watch = (about, phase, now)
+            elif now - watch[2] > limits[phase]:
+                self.expired(phase)
+
+        def expired(self, phase: int) -> None:
+            self.watch = None
             if self.transport.is_closing():
                 return
             if phase == HEAD:  # no answer has begun: say why before closing
@@ -141,22 +159,5 @@ def deadlines(head: float = HEAD_WITHIN, body: float = BODY_WITHIN) -> Any:
                     b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(message), message)
                 )
             self.transport.close()
-
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            if self.phase != HEAD:  # the next request on a kept-alive connection
-                self.phase, self.since = HEAD, self.loop.time()
-
-        def on_headers_complete(self) -> None:
-            super().on_headers_complete()
-            self.phase, self.since = BODY, self.loop.time()
-
-        def on_message_complete(self) -> None:
-            super().on_message_complete()
-            self.phase = IDLE
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.phase = IDLE
-            super().connection_lost(exc)
 
     return Deadlines

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import perf_counter
 from typing import Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
@@ -127,25 +128,34 @@ class MaxBytes:
     def __init__(self, limit: int) -> None:
         self.limit = limit
 
-    async def __call__(self, request: Request) -> None:
+    def __call__(self, request: Request) -> None:
         return None
 
 
-Check = Callable[[Request], Awaitable[None]]
+# A check refuses a request by raising. One that needs no I/O (a key, an in-memory rate
+# limit) is a plain function and costs no coroutine; one that waits (Redis, a Dict)
+# returns an awaitable.
+Check = Callable[[Request], Awaitable[None] | None]
+
+
+async def run_check(check: Check, request: Request) -> None:
+    pending = check(request)
+    if pending is not None:
+        await pending
 
 
 class Guards:
     """A route's checks, in order: auth, rate limits, the model being ready. Each is
-    `async (request) -> None` and refuses by raising. Listed in the route's
-    `dependencies=` (`http.guards(...)`), where a reader looks for them; `GuardedRoute`
-    takes them out and runs them itself, before the body is read."""
+    `(request) -> None` or `async (request) -> None` and refuses by raising. Listed in
+    the route's `dependencies=` (`http.guards(...)`), where a reader looks for them;
+    `GuardedRoute` takes them out and runs them itself, before the body is read."""
 
     def __init__(self, *checks: Check) -> None:
         self.checks = checks
 
     async def __call__(self, request: Request) -> None:
         for check in self.checks:
-            await check(request)
+            await run_check(check, request)
 
 
 def guards(*checks: Check) -> list[Any]:
@@ -173,7 +183,9 @@ class GuardedRoute(APIRoute):
             async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
                 request = Request(scope, receive)
                 for check in run:
-                    await check(request)
+                    pending = check(request)
+                    if pending is not None:
+                        await pending
                 await inner(scope, receive, send)
 
             self.app = guarded
@@ -238,6 +250,29 @@ class Settings:
         return None
 
 
+# Layers FastAPI puts outside an app's own middleware, which `RequestContext` makes
+# redundant: it turns every exception into a 500 itself (ServerErrorMiddleware), so none
+# reaches a layer outside it (ExceptionTelemetryMiddleware), and it bounds every body by
+# its route's limit (AppBodyLimitMiddleware, unset here). Each would cost every request
+# a coroutine, and some a wrapped `send`.
+REDUNDANT = frozenset(
+    {"ServerErrorMiddleware", "ExceptionTelemetryMiddleware", "AppBodyLimitMiddleware"}
+)
+
+
+class App(FastAPI):
+    """FastAPI with `RequestContext` as its outermost layer. Traced, FastAPI's own stack
+    stays whole: OpenTelemetry's instrumentation takes it apart and rebuilds it."""
+
+    lean = True
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        while self.lean and type(stack).__name__ in REDUNDANT and hasattr(stack, "app"):
+            stack = stack.app
+        return stack
+
+
 def settings_of(web: Any) -> Settings:
     found: Settings = web.state.endpointgen
     return found
@@ -268,7 +303,7 @@ def app(
     if docs not in ("public", "off") and not callable(docs):
         raise ValueError(f"docs must be 'public', 'off' or a check, not {docs!r}")
     public = docs == "public"
-    web = FastAPI(
+    web = App(
         title=title,
         description=description,
         openapi_url="/openapi.json" if public else None,
@@ -292,6 +327,7 @@ def app(
     if tracing:
         from endpointgen.runtime.tracing import instrument
 
+        web.lean = False
         instrument(web, title)
     return web
 
@@ -305,15 +341,15 @@ def guarded_docs(web: FastAPI, check: Check) -> None:
     # Starlette routes, as FastAPI's own docs routes are: cheaper for the router to pass
     # over on every other request than FastAPI routes.
     async def openapi(request: Request) -> Response:
-        await check(request)
+        await run_check(check, request)
         return JSONResponse(web.openapi())
 
     async def swagger(request: Request) -> Response:
-        await check(request)
+        await run_check(check, request)
         return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{web.title} - docs")
 
     async def redoc(request: Request) -> Response:
-        await check(request)
+        await run_check(check, request)
         return get_redoc_html(openapi_url="/openapi.json", title=f"{web.title} - ReDoc")
 
     for path, page in (("/openapi.json", openapi), ("/docs", swagger), ("/redoc", redoc)):
@@ -427,6 +463,14 @@ class CorsPolicy(CORSMiddleware):
 
     def add(self, origin: str | None, headers: list[tuple[bytes, bytes]]) -> None:
         """The CORS headers of an answer to a request from `origin` (None: no Origin)."""
+        for name, _ in headers:
+            if name == b"vary":  # the answer varies already: add Origin to the list
+                vary = [value for name, value in headers if name == b"vary"]
+                headers[:] = [(name, value) for name, value in headers if name != b"vary"]
+                headers.append((b"vary", b", ".join([*vary, b"Origin"])))
+                break
+        else:
+            headers.append(VARY_ORIGIN)
         if origin is not None:
             found = self.by_origin.get(origin)
             if found is None:
@@ -438,19 +482,14 @@ class CorsPolicy(CORSMiddleware):
                 if len(self.by_origin) < 1000:  # origins are the caller's to choose
                     self.by_origin[origin] = found
             headers.extend(found)
-        for name, _ in headers:
-            if name == b"vary":  # the answer varies already: add Origin to the list
-                vary = [value for name, value in headers if name == b"vary"]
-                headers[:] = [(name, value) for name, value in headers if name != b"vary"]
-                headers.append((b"vary", b", ".join([*vary, b"Origin"])))
-                return
-        headers.append(VARY_ORIGIN)
 
 
 class AccessLog:
     """One JSON line per request, on stderr, without the `logging` machinery on the hot
     path: a request leaves its fields, and every `EVERY` seconds (and at exit) the lines
-    are written out together, in one write.
+    are written out together, in one write. An app with `/metrics` has its requests
+    counted then too, so a request pays for neither; a scrape flushes first, so its
+    counts are current.
 
     Each line is one JSON object, as the `endpointgen` logger's own lines are:
     `{"time": "2026-01-31T12:00:00.123", "level": "info", "app": ..., "request_id": ...,
@@ -458,33 +497,50 @@ class AccessLog:
     """
 
     EVERY = 0.05  # seconds: under load, one write for hundreds of lines
-    Entry = tuple[float, str, str, str, str, str, int, float]
+    # perf_counter() at the end, app (JSON-quoted), request id, client's id, method,
+    # path, status, seconds taken, metrics (or None) and route template.
+    Entry = tuple[float, str, str, str, str, str, int, float, Any, str]
 
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream
         self.pending: list[AccessLog.Entry] = []
+        self.quoted: dict[str, str] = {}  # paths and methods, JSON-quoted
         atexit.register(self.flush)
 
     def write(
         self, app: str, rid: str, client_id: str, method: str, path: str, status: int, took: float
     ) -> None:
         """Note one request: `app` JSON-quoted already, `took` in seconds."""
+        self.add((perf_counter(), app, rid, client_id, method, path, status, took, None, ""))
+
+    def add(self, entry: AccessLog.Entry) -> None:
         if not self.pending:
             asyncio.get_running_loop().call_later(self.EVERY, self.flush)
-        self.pending.append((time.time(), app, rid, client_id, method, path, status, took))
+        self.pending.append(entry)
+
+    def quote(self, text: str) -> str:
+        found = self.quoted.get(text)
+        if found is None:
+            found = _quote(text)
+            if len(self.quoted) < 1000:  # paths are the clients' to choose
+                self.quoted[text] = found
+        return found
 
     def lines(self, entries: list[AccessLog.Entry]) -> str:
         out = []
         second, stamp = -1, ""
-        for now, app, rid, client_id, method, path, status, took in entries:
+        to_wall = time.time() - perf_counter()
+        quote = self.quote
+        for ended, app, rid, client_id, method, path, status, took, _, _ in entries:
+            now = ended + to_wall
             if int(now) != second:
                 second = int(now)
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
             client = f'"client_request_id": {_quote(client_id)}, ' if client_id else ""
             out.append(
                 f'{{"time": "{stamp}.{int(now * 1000) % 1000:03d}", "level": "info", '
-                f'"app": {app}, "request_id": "{rid}", {client}"method": {_quote(method)}, '
-                f'"path": {_quote(path)}, "status": {status}, "latency_ms": {took * 1000:.2f}}}\n'
+                f'"app": {app}, "request_id": "{rid}", {client}"method": {quote(method)}, '
+                f'"path": {quote(path)}, "status": {status}, "latency_ms": {took * 1000:.2f}}}\n'
             )
         return "".join(out)
 
@@ -492,6 +548,9 @@ class AccessLog:
         if not self.pending:
             return
         entries, self.pending = self.pending, []
+        for _, _, _, _, method, _, status, took, metrics, route in entries:
+            if metrics is not None:
+                metrics.request(route, method, status, took)
         stream = self.stream if self.stream is not None else sys.stderr
         try:
             stream.write(self.lines(entries))
@@ -501,10 +560,26 @@ class AccessLog:
 
 
 ACCESS_LOG = AccessLog()
-# Request ids: unique per process start (random) and per request (a counter); cheaper
-# than a uuid4 each, as unguessable as a client needs (they are not secrets).
-_ID_PREFIX = os.urandom(8).hex()
-_ids = itertools.count(1)
+
+
+class _Ids:
+    """Request ids: unique per process start (random) and per request (a counter);
+    cheaper than a uuid4 each, as unguessable as a client needs (they are not secrets).
+    Made a thousand at a time, each as text and as a header value."""
+
+    def __init__(self) -> None:
+        self.prefix = os.urandom(8).hex()
+        self.counter = itertools.count(1)
+        self.ready: list[tuple[str, bytes]] = []
+
+    def next(self) -> tuple[str, bytes]:
+        if not self.ready:
+            made = [f"{self.prefix}{n:016x}" for n in itertools.islice(self.counter, 1024)]
+            self.ready = [(rid, rid.encode("ascii")) for rid in reversed(made)]
+        return self.ready.pop()
+
+
+_IDS = _Ids()
 _quote = json.encoder.encode_basestring
 
 
@@ -554,30 +629,34 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
-        given, size = "", b""
-        origin: str | None = None
+        started = perf_counter()
+        given = origin = None
+        size: bytes | None = None  # the Content-Length, b"" for a chunked body
         preflight = False
         for name, value in scope["headers"]:
-            if name == b"x-request-id" or name == b"x-client-request-id":
-                if not given or name == b"x-client-request-id":
-                    given = value.decode("latin-1")
-            elif name == b"content-length":
+            if name == b"content-length":
                 size = value
+            elif name == b"transfer-encoding":
+                size = size or b""
+            elif name == b"x-request-id" or name == b"x-client-request-id":
+                if given is None or name == b"x-client-request-id":
+                    given = value
             elif name == b"origin":
                 origin = value.decode("latin-1")
             elif name == b"access-control-request-method":
                 preflight = True
         # Our own id always, so no client can pick another request's; the client's, when
         # sane, is kept beside it and echoed back.
-        rid = f"{_ID_PREFIX}{next(_ids):016x}"
+        rid, rid_bytes = _IDS.next()
         state = scope.setdefault("state", {})
         state["request_id"] = rid
-        ids = [(b"x-request-id", rid.encode("latin-1"))]
+        ids = [(b"x-request-id", rid_bytes)]
         client_id = ""
-        if given and len(given) <= 128 and given.isprintable():
-            client_id = state["client_request_id"] = given
-            ids.append((b"x-client-request-id", given.encode("latin-1")))
+        if given is not None:
+            client_id = self.client_id(given)
+            if client_id:
+                state["client_request_id"] = client_id
+                ids.append((b"x-client-request-id", given))
         status = 0
         method = scope["method"]
         cors = self.settings.cors
@@ -590,31 +669,18 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = [*message.get("headers", ()), *ids]
-                headers.extend(state.get("response_headers", ()))
+                extra = state.get("response_headers")
+                if extra:
+                    headers.extend(extra)
                 if cors is not None:
                     cors.add(origin, headers)
                 message["headers"] = headers  # a message is made for each send
             await send(message)
 
-        # Every method's body is bounded, GET's too (a chunked body needs no length).
-        limit = self.body_limit(scope) if size else 0
-        received = 0
-
-        async def receive_limited() -> Message:
-            nonlocal received, limit
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received:
-                    limit = limit or self.body_limit(scope)
-                    if received > limit:
-                        raise BodyTooLarge
-            return message
-
         try:
-            if size.isdigit() and int(size) > limit:
-                raise BodyTooLarge
-            await self.app(scope, receive_limited, send_with_id)
+            if size is not None:  # a body, bounded for every method, GET's too
+                receive = self.limited(receive, size, self.body_limit(scope))
+            await self.app(scope, receive, send_with_id)
         except BodyTooLarge:
             if not status:
                 body = error_body(rid, "request body too large")
@@ -630,11 +696,41 @@ class RequestContext:
                 answer = self.settings.answer(scope["path"], code, error_body(rid, message))
                 await answer(scope, receive, send_with_id)
         finally:
-            seconds = time.perf_counter() - started
+            ended = perf_counter()
             metrics = self.settings.metrics
-            if metrics is not None:
-                metrics.request(self.route_path(scope), method, status, seconds)
-            ACCESS_LOG.write(self.app_name, rid, client_id, method, scope["path"], status, seconds)
+            route = "" if metrics is None else self.route_path(scope)
+            ACCESS_LOG.add(
+                (ended, self.app_name, rid, client_id, method, scope["path"], status,
+                 ended - started, metrics, route)
+            )  # fmt: skip
+
+    @staticmethod
+    def client_id(given: bytes) -> str:
+        """A client's own request id, when sane: short and printable."""
+        if len(given) <= 128:
+            text = given.decode("latin-1")
+            if text.isprintable():
+                return text
+        return ""
+
+    @staticmethod
+    def limited(receive: Receive, size: bytes, limit: int) -> Receive:
+        """`receive`, refusing a body over `limit` bytes: at once when its Content-Length
+        says so, else as soon as the bytes received pass it (a chunked body)."""
+        if size.isdigit() and int(size) > limit:
+            raise BodyTooLarge
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge
+            return message
+
+        return receive_limited
 
 
 def body_limit(route: BaseRoute) -> int:

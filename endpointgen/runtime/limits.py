@@ -10,7 +10,8 @@ import hashlib
 import ipaddress
 import os
 import time
-from typing import Any, Literal, Protocol
+from collections.abc import Awaitable
+from typing import Any, Literal, NoReturn, Protocol
 
 from fastapi import Request
 from fastapi.routing import APIRoute
@@ -286,39 +287,52 @@ class RateLimit:
         self.local = self.window.count if isinstance(self.window, FixedWindow) else None
         http.documents(self, documented)
 
-    async def __call__(self, request: Request) -> None:
+    def __call__(self, request: Request) -> Awaitable[None] | None:
+        """Counted at once in memory; elsewhere, the awaitable that counts."""
         state = request.scope.setdefault("state", {})
         credential = state.get("credential")
         if self.key == "api_key" and credential is not None:
             who = str(credential)
         else:
             who = address_key(client_address(request))
-        if self.local is not None:
-            allowed, remaining, reset = self.local(who, time.time())
-        elif self.window is None:
-            raise HTTPException(503, "rate limit storage is not configured")
-        else:
-            try:
-                allowed, remaining, reset = await self.window.hit(who, time.time())
-            except Exception as exc:
-                http.log.error("rate limit storage failed: %s", exc)
-                raise HTTPException(503, "rate limit storage unavailable") from None
+        if self.local is None:
+            return self.counted(request, state, who)
+        allowed, remaining, reset = self.local(who, time.time())
         if not allowed:
-            headers = {
-                "RateLimit-Limit": str(self.limit),
-                "RateLimit-Remaining": "0",
-                "RateLimit-Reset": str(reset),
-                "Retry-After": str(reset),
-            }
-            route = request.scope.get("route")
-            METRICS.rate_limited(getattr(route, "path", "unmatched"))
-            raise HTTPException(429, "rate limit exceeded", headers)
+            self.refuse(request, reset)
+        self.granted(state, remaining, reset)
+        return None
+
+    async def counted(self, request: Request, state: dict[str, Any], who: str) -> None:
+        if self.window is None:
+            raise HTTPException(503, "rate limit storage is not configured")
+        try:
+            allowed, remaining, reset = await self.window.hit(who, time.time())
+        except Exception as exc:
+            http.log.error("rate limit storage failed: %s", exc)
+            raise HTTPException(503, "rate limit storage unavailable") from None
+        if not allowed:
+            self.refuse(request, reset)
+        self.granted(state, remaining, reset)
+
+    def granted(self, state: dict[str, Any], remaining: int, reset: int) -> None:
         # Added to the answer by http.RequestContext, as raw header pairs.
         state["response_headers"] = [
             (b"ratelimit-limit", self.limit_header),
             (b"ratelimit-remaining", b"%d" % remaining),
             (b"ratelimit-reset", b"%d" % reset),
         ]
+
+    def refuse(self, request: Request, reset: int) -> NoReturn:
+        headers = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(reset),
+            "Retry-After": str(reset),
+        }
+        route = request.scope.get("route")
+        METRICS.rate_limited(getattr(route, "path", "unmatched"))
+        raise HTTPException(429, "rate limit exceeded", headers)
 
 
 _addresses: dict[str, str] = {}

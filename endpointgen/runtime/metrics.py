@@ -1,9 +1,11 @@
 """Prometheus metrics for `/metrics`: what the app served, what its models did.
 
-Counting is plain dict and list arithmetic on the event loop (a few hundred nanoseconds a
-request); `prometheus_client` is imported only to write the exposition when `/metrics` is
-scraped. Labels hold route templates, methods, statuses, model names, auth modes and
-rate-limit names: never a credential, a client address or a raw path.
+Counting is plain dict and list arithmetic on the event loop; a request's own count and
+latency are taken when its access-log line is written (`http.AccessLog`), a batch at a
+time, and a scrape writes what is pending first. `prometheus_client` is imported only
+to write the exposition when `/metrics` is scraped. Labels hold route templates,
+methods, statuses, model names, auth modes and rate-limit names: never a credential, a
+client address or a raw path.
 
 On Modal each container counts its own requests, as every Prometheus target does: a
 scrape reaches one container, and a dashboard sums the containers it has scraped.
@@ -227,6 +229,10 @@ def exposition() -> Response:
     global _registry
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.process_collector import ProcessCollector
+
+    from endpointgen.runtime.http import ACCESS_LOG
+
+    ACCESS_LOG.flush()  # requests are counted as their log lines are written: now
 
     if _registry is None:
         registry = CollectorRegistry(auto_describe=False)

@@ -14,7 +14,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
@@ -414,8 +414,8 @@ class Model:
             self.status, self.error, self.retry_at = "ready", None, 0.0
         return self.status
 
-    def _guard(self) -> Callable[[Request], Awaitable[None]]:
-        async def model_ready(request: Request) -> None:
+    def _guard(self) -> Callable[[Request], None]:
+        def model_ready(request: Request) -> None:
             if self._settled() != "ready":
                 raise HTTPException(503, f"model is not ready ({self.status})")
 
