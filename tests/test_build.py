@@ -170,6 +170,7 @@ def test_modal_reads_back_the_spec_settings(
             *s.secrets,
             *([s.auth.secret] if s.auth.secret else []),
             *(r.secret for r in s.routes if r.secret),
+            *([s.jobs.callbacks.secret] if s.jobs.callbacks and s.jobs.callbacks.secret else []),
         }
     )
     assert info.secrets == [f"modal.Secret.from_name({name!r})" for name in secrets]
@@ -183,7 +184,8 @@ def test_modal_reads_back_the_spec_settings(
         assert info.concurrency_info is not None
         assert info.concurrency_info.max_inputs == s.scaling.max_inputs
     if hasattr(module, "Server"):
-        assert info.method_names == ["web"]
+        # A job route's jobs run in the model's class too (tests/test_jobs.py).
+        assert info.method_names == ["web", *(["job"] if any(r.job for r in s.routes) else [])]
     (settings,) = cls_settings
     for key in ("min_containers", "max_containers", "buffer_containers", "scaledown_window"):
         assert settings.get(key) == getattr(s.scaling, key)

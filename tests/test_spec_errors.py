@@ -25,9 +25,11 @@ from endpointgen.spec import Spec
 from endpointgen.spec.models import (
     Auth,
     Batching,
+    Callbacks,
     Cors,
     Example,
     ExampleRequest,
+    Job,
     Model,
     NamedModel,
     RateLimit,
@@ -40,6 +42,7 @@ from endpointgen.spec.models import (
     Vllm,
 )
 from endpointgen.spec.models import Image as ImageSettings
+from endpointgen.spec.models import Jobs as JobsSettings
 from endpointgen.spec.models import (
     Metrics as MetricsSettings,
 )
@@ -66,7 +69,7 @@ routes:
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 TOP_KEYS = (
     "version, name, description, model, models, shape, gpu, resources, scaling, batching, "
-    "secrets, packages, env, image, auth, cors, rate_limit, metrics, tracing, docs, routes, "
+    "secrets, packages, env, image, auth, cors, rate_limit, metrics, tracing, jobs, docs, routes, "
     "errors, environments"
 )
 APP_NAME_RULE = (
@@ -1249,6 +1252,7 @@ def write_shape_files(folder: Path) -> None:
         "def events(data, model):\n    yield data['text']\n\n\n"
         "def document(data):\n    return {'size': len(data['content'])}\n"
     )
+    (folder / "handlers" / "work.py").write_text("def work(data, model):\n    return data\n")
     (folder / "loader.py").write_text("def load(where):\n    return where\n")
     (folder / "weights").mkdir(exist_ok=True)
     (folder / "files").mkdir(exist_ok=True)
@@ -1267,6 +1271,7 @@ def _keys_used(spec: dict[str, Any]) -> dict[str, set[str]]:
         "metrics",
         "tracing",
         "image",
+        "jobs",
     ):
         if isinstance(spec.get(section), dict):
             used.setdefault(section, set()).update(spec[section])
@@ -1336,7 +1341,34 @@ EVERY_KEY_VLLM_MODELS: dict[str, Any] = {
     "auth": {"mode": "bearer"},
     "routes": [{"path": "/v1", "action": "openai", "model": "chat"}],
 }
+# Job routes: a model action and a handler as jobs, with signed callbacks.
+EVERY_KEY_JOBS: dict[str, Any] = {
+    "name": "every-key-jobs",
+    "model": {"id": "gpt2", "task": "text-generation"},
+    "auth": {"mode": "api_key"},
+    "jobs": {
+        "timeout": 7200,
+        "concurrency": 2,
+        "callbacks": {
+            "hosts": ["hooks.example.com"],
+            "secret": "callback-keys",
+            "env": "CALLBACK_KEY",
+            "private": False,
+        },
+    },
+    "routes": [
+        {"path": "/generate", "method": "POST", "action": "generate", "job": {"ttl": 600}},
+        {
+            "path": "/work",
+            "method": "POST",
+            "action": "handler",
+            "handler": "handlers/work.py:work",
+            "job": True,
+        },
+    ],
+}
 EVERY_KEY_SPECS = (
+    EVERY_KEY_JOBS,
     EVERY_KEY_EMBEDDINGS,
     EVERY_KEY_GENERATION,
     EVERY_KEY_JWT_WEBHOOK,
@@ -1373,10 +1405,13 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
         "metrics": MetricsSettings,
         "tracing": Tracing,
         "image": ImageSettings,
+        "jobs": JobsSettings,
         "routes": Route,
     }
     for section, model in models.items():
         assert used[section] == set(model.model_fields), section
+    assert set(EVERY_KEY_JOBS["jobs"]["callbacks"]) == set(Callbacks.model_fields)
+    assert set(EVERY_KEY_JOBS["routes"][0]["job"]) == set(Job.model_fields)
     named = [m for spec in EVERY_KEY_SPECS for m in spec.get("models", {}).values()]
     assert {k for m in named for k in m} == set(NamedModel.model_fields)
     generic = EVERY_KEY_JWT_WEBHOOK["routes"][1]
@@ -1401,6 +1436,7 @@ def test_every_key_of_the_contract_is_covered_here() -> None:
     "spec",
     EVERY_KEY_SPECS,
     ids=[
+        "jobs",
         "embeddings",
         "text-generation",
         "jwt-webhook-redis",

@@ -22,8 +22,11 @@ from endpointgen.compiler import pipeline
 from endpointgen.errors import Problem, SpecError
 from endpointgen.spec import Auth, Batching, Cors, Model, RateLimit, Resources, Scaling, Spec
 from endpointgen.spec.models import (
+    Callbacks,
     Example,
     Image,
+    Job,
+    Jobs,
     Metrics,
     NamedModel,
     Route,
@@ -53,11 +56,14 @@ SECTIONS: dict[Path_, type[BaseModel]] = {
     ("rate_limit",): RateLimit,
     ("metrics",): Metrics,
     ("tracing",): Tracing,
+    ("jobs",): Jobs,
+    ("jobs", "callbacks"): Callbacks,
     ("image",): Image,
     ("errors", "*"): ErrorMapping,
     ("routes", "*"): Route,
     ("routes", "*", "rate_limit"): RateLimit,
     ("routes", "*", "signature"): Signature,
+    ("routes", "*", "job"): Job,
     ("routes", "*", "params", "*"): Param,
     ("routes", "*", "request", "*"): FieldSpec,
     ("routes", "*", "examples", "*"): Example,
@@ -104,6 +110,16 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("image", "system_packages"): (["ffmpeg"], {}),
     ("image", "commands"): (["echo built"], {}),
     ("tracing", "enabled"): (True, {}),
+    ("jobs",): ({"timeout": 60}, None),
+    ("jobs", "timeout"): (60, {}),
+    ("jobs", "concurrency"): (2, {}),
+    ("jobs", "callbacks"): ({"hosts": ["hooks.example.com"]}, {}),
+    ("jobs", "callbacks", "hosts"): (["other.example.com"], {"hosts": ["hooks.example.com"]}),
+    ("jobs", "callbacks", "secret"): ("callback-keys", {"hosts": ["hooks.example.com"]}),
+    ("jobs", "callbacks", "env"): ("OTHER_KEY", {"hosts": ["hooks.example.com"]}),
+    ("jobs", "callbacks", "private"): (True, {"hosts": ["hooks.example.com"]}),
+    ("routes", "*", "job"): (True, None),
+    ("routes", "*", "job", "ttl"): (60, {}),
     ("errors",): ({"ValueError": {"status": 400, "message": "bad value"}}, None),
     ("model", "id"): ("distilgpt2", None),
     ("model", "task"): ("embeddings", None),
@@ -365,6 +381,19 @@ BASES: dict[str, dict[str, Any]] = {
             {"path": "/h", "method": "POST", "action": "handler", "handler": "handlers.py:run"}
         ],
     },
+    "job": {
+        "name": "sweep",
+        "auth": {"mode": "api_key"},
+        "routes": [
+            {
+                "path": "/h",
+                "method": "POST",
+                "action": "handler",
+                "handler": "handlers.py:run",
+                "job": {"ttl": 3600},
+            }
+        ],
+    },
     "file": {
         "name": "sweep",
         "routes": [{"path": "/files/{name:path}", "action": "file", "folder": "files"}],
@@ -390,6 +419,8 @@ RESTATES: dict[Path_, Any] = {
     ("metrics", "public"): lambda spec: app_auth(spec) == "none",  # /metrics is open already
     ("routes", "*", "auth"): open_route,  # `auth: none` on a route that has none
     ("routes", "*", "public"): open_route,  # `public: true` on a route that is open
+    # `job: true` on a route that is a job with the default ttl already
+    ("routes", "*", "job"): lambda spec: spec["routes"][0].get("job") == {"ttl": 3600},
     # `engine: transformers` on a model without `engine`: the default, restated.
     ("model", "engine"): lambda spec: "engine" not in spec.get("model", {}),
     ("models", "*", "engine"): lambda spec: "engine" not in first_model(spec),

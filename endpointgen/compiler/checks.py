@@ -222,6 +222,7 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
             )
     if spec.metrics.public and not spec.metrics.enabled:
         yield doc.problem(("metrics", "public"), "`public: true` needs `enabled: true`")
+    yield from _jobs(spec, doc)
 
 
 def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]:
@@ -322,6 +323,42 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
             (*here, "rate_limit") if route.rate_limit else ("rate_limit", "key"),
             f"{name} has no auth, so `key: api_key` has no credential to count by; use `key: ip`",
         )
+
+
+# What a job may run: a JSON request whose answer is one body (no stream, no upload).
+JOB_ACTIONS = ("generate", "classify", "embed", "rerank", "handler")
+
+
+def _jobs(spec: Spec, doc: Document) -> Iterator[Problem]:
+    """`job:` on a POST model action or handler; `jobs:` only with a job route."""
+    jobs = [i for i, r in enumerate(spec.routes) if r.job is not None]
+    for i in jobs:
+        route = spec.routes[i]
+        name = f"{route.method} {route.path}"
+        if route.action not in JOB_ACTIONS:
+            yield doc.problem(
+                ("routes", i, "job"),
+                f"{name}: a job runs {', '.join(JOB_ACTIONS)} routes, not {route.action}",
+            )
+        elif route.method != "POST":
+            yield doc.problem(
+                ("routes", i, "method"), f"{name}: a job route is submitted with POST"
+            )
+        elif route.stream or route.response_type in ("stream", "sse"):
+            yield doc.problem(
+                ("routes", i, "job"),
+                f"{name}: a job keeps one answer; it cannot stream (drop `stream` or `job`)",
+            )
+        status = route.path.rstrip("/") + "/jobs/"
+        for other in spec.routes:
+            if other.path.startswith(status):
+                yield doc.problem(
+                    ("routes", i, "path"),
+                    f"{name}: {other.path} is where this job route's jobs are read; "
+                    "move one of them",
+                )
+    if not jobs and "jobs" in spec.model_fields_set:
+        yield doc.problem(("jobs",), "`jobs` sets up job routes, and no route has `job:`")
 
 
 def _models(spec: Spec, doc: Document) -> Iterator[Problem]:

@@ -30,13 +30,24 @@ from endpointgen.compiler.pycode import (
 )
 
 RUNTIME_MODULES = (
-    *("auth", "files", "handlers", "http", "limits", "metrics", "openai", "remote", "tasks"),
-    "webhooks",
+    *("auth", "files", "handlers", "http", "jobs", "limits", "metrics", "openai", "remote"),
+    *("tasks", "webhooks"),
 )
 FASTAPI_NAMES = ("Depends", "FastAPI", "File", "Header", "Path", "Query", "Request", "Response")
 UNITS = {1: "second", 60: "minute", 3600: "hour", 86_400: "day"}
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFINITION = ("@", "def ", "class ")
+JOB_PARAMS = ["path: str", "values: dict[str, Any]", "job_id: str", "callback: str | None"]
+
+
+def job_signature(method: bool) -> Group:
+    """The job worker's signature: what `jobs.OnModal` spawns it with."""
+    params: list[Node] = ["self", *JOB_PARAMS] if method else list(JOB_PARAMS)
+    return Group("async def job(", params, ") -> dict[str, Any]:", params=True)
+
+
+def job_run(app: Node) -> Node:
+    return call("await jobs.run", app, "path", "values", "job_id", "callback")
 
 
 @dataclass(frozen=True)
@@ -210,6 +221,8 @@ class _Builder:
             options["docs"] = literal("off")
         scope.assign("web", call("http.app", "APP_NAME", "DESCRIPTION", **options))
         guards = self.guards()
+        if plan.jobs is not None:
+            scope.assign("app_jobs", self.jobs(plan.jobs))
         functions = []
         for route, dependencies in zip(plan.routes, guards, strict=True):
             name = scope.names.new(routes.function_name(route, plan.routes))
@@ -228,6 +241,27 @@ class _Builder:
         doc = '    """The FastAPI app; Modal serves it, and so can any ASGI server."""'
         body = [block(scope.setup), "", block(functions, 1), "", "    return web"]
         return "\n".join([*head, doc, *body])
+
+    def jobs(self, settings: dict[str, Any]) -> Node:
+        """The app's job routes: run by the job worker on Modal, in this process elsewhere."""
+        self.scope.use("jobs")
+        options: dict[str, Node] = {"worker": f"lambda: {self.job_worker()}"}
+        callbacks = settings["callbacks"]
+        if callbacks is not None:
+            extra: dict[str, Node] = {}
+            if callbacks["env"] != "JOB_CALLBACK_SECRET":
+                extra["env"] = literal(callbacks["env"])
+            if callbacks["private"]:
+                extra["private"] = "True"
+            hosts = literal(tuple(h.lower() for h in callbacks["hosts"]))
+            options["callbacks"] = call("jobs.Callbacks", hosts, **extra)
+        if settings["concurrency"] != 4:
+            options["concurrency"] = literal(settings["concurrency"])
+        return call("jobs.Jobs", "APP_NAME", **options)
+
+    def job_worker(self) -> str:
+        """What runs a job on Modal: the model's class, or a function of its own."""
+        return "Server().job" if self.plan.model is not None else "job"
 
     def guards(self) -> list[list[str]]:
         """Each route's guards, in the order they run; the commonest list is `guards`.
@@ -330,6 +364,8 @@ class _Builder:
         if plan.model is not None:
             out.append(lines(["model = ", self.model(plan.model)]))
             options = self.options(plan, secrets, volumes, plan.hf_cache)
+            if plan.jobs is not None:  # the class's `job` method runs as long as a job may
+                options["timeout"] = literal(max(plan.timeout or 0, plan.jobs["timeout"]))
             out.append(
                 [
                     *lines(["@", call("app.cls", **options)]),
@@ -342,6 +378,7 @@ class _Builder:
                     f"    @modal.asgi_app({proxy})",
                     "    def web(self) -> FastAPI:",
                     "        return create_app(model)",
+                    *self.job_method(),
                 ]
             )
             return toplevel(out)
@@ -371,7 +408,31 @@ class _Builder:
                 *lines(["return ", call("create_app", *served)], 4),
             ]
         )
+        if plan.jobs is not None:
+            options["timeout"] = literal(plan.jobs["timeout"])
+            self.scope.use("Any", "jobs")
+            out.append(
+                [
+                    *lines(["@", call("app.function", **options)]),
+                    *concurrent(plan),
+                    *lines(job_signature(method=False)),
+                    '    """One job of a job route, for as long as `jobs.timeout` allows."""',
+                    *lines(["return ", job_run(call("create_app", *served))], 4),
+                ]
+            )
         return toplevel(out)
+
+    def job_method(self) -> list[str]:
+        """The model class's `job` method: one job of a job route, with the model loaded."""
+        if self.plan.jobs is None:
+            return []
+        self.scope.use("Any", "jobs")
+        return [
+            "",
+            "    @modal.method()",
+            *lines(job_signature(method=True), 4),
+            *lines(["return ", job_run("create_app(model)")], 8),
+        ]
 
     def weights_volume(self, config: dict[str, Any]) -> dict[str, Node]:
         """Where a model's weights Volume is mounted, and the module's name for it."""

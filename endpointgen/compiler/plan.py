@@ -104,6 +104,8 @@ class Plan:
     # /docs, /redoc, /openapi.json: "auth" (the app's auth guards them), "public" or "off".
     docs: str = "public"
     tracing: bool = False  # OpenTelemetry spans for every request
+    # Job routes' settings (`jobs:`): None when no route is a job.
+    jobs: dict[str, Any] | None = None
     shipped_files: list[dict[str, str]] = field(default_factory=list)
     shipped_dirs: list[dict[str, str]] = field(default_factory=list)
     volumes: list[dict[str, str]] = field(default_factory=list)
@@ -231,6 +233,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         ),
         docs="public" if spec.docs == "auth" and spec.auth.mode == "none" else spec.docs,
         tracing=spec.tracing.enabled,
+        jobs=spec.jobs.model_dump() if any(r.job for r in spec.routes) else None,
         python_version=spec.image.python,
         system_packages=list(spec.image.system_packages),
         commands=list(spec.image.commands),
@@ -353,6 +356,9 @@ def _secret_keys(spec: Spec, auth: dict[str, Any]) -> dict[str, list[str]]:
     for limit in _rate_limits(spec):
         if limit.secret:
             keys.setdefault(limit.secret, set()).add(limit.url_env)
+    callbacks = spec.jobs.callbacks
+    if callbacks is not None and callbacks.secret:
+        keys.setdefault(callbacks.secret, set()).add(callbacks.env)
     return {name: sorted(keys[name]) for name in sorted(keys)}
 
 
@@ -463,6 +469,7 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
         out["max_items"] = route.max_items or DEFAULT_MAX_ITEMS
     if route.action == "webhook":
         out["webhook"] = _webhook(route)
+    out["job"] = route.job.model_dump() if route.job else None
     return out
 
 

@@ -27,6 +27,7 @@ TAKEN = {
     *("Path", "Query", "Request", "Response", "UploadFile", "BaseModel", "Field"),
     *("APP_NAME", "DESCRIPTION", "MODEL_ID", "MODEL_REVISION", "GPU", "MODEL_DIR", "secrets"),
     *("body", "request", "file", "upload", "guards", "limit", "require_auth", "model"),
+    *("jobs", "job", "app_jobs", "Server"),
     *("self", "str", "int", "float", "bool", "list", "dict", "print", "id", "type", "super"),
 }
 TYPES = {
@@ -103,7 +104,30 @@ def write(scope: Scope, route: Route, name: str, options: Options) -> list[str]:
     if route.get("summary"):
         options["summary"] = literal(route["summary"])
     writer: Callable[[Scope, Route, str, Options], list[str]] = WRITERS[route["action"]]
+    if route.get("job"):
+        return job(scope, route, name, options, writer)
     return writer(scope, route, name, options)
+
+
+def job(
+    scope: Scope,
+    route: Route,
+    name: str,
+    options: Options,
+    writer: Callable[[Scope, Route, str, Options], list[str]],
+) -> list[str]:
+    """The route's function as its action writes it, registered as a job's work: POST
+    submits it, GET and DELETE <path>/jobs/{job_id} read and cancel."""
+    written = writer(scope, route, name, dict(options))
+    start = next(i for i, line in enumerate(written) if line.startswith("    async def "))
+    extra: Options = {"ttl": literal(route["job"]["ttl"])}
+    for key in ("dependencies", "summary"):
+        if key in options:
+            extra[key] = options[key]
+    if route["auth"] != "none":
+        extra["owner_dependencies"] = call("http.guards", "require_auth")
+    register = call("app_jobs.route", "web", literal(route["path"]), name, **extra)
+    return [*written[start:], "", *lines(register, 4)]
 
 
 def decorator(route: Route, options: Options, path: str | None = None) -> list[str]:

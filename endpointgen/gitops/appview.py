@@ -56,7 +56,7 @@ class Fact:
     default: bool = False  # the value a spec gets by saying nothing
 
 
-ROUTE_ATTRS = ["action", "auth", "rate limit", "stream", "webhook", *LIMITS]
+ROUTE_ATTRS = ["action", "auth", "rate limit", "stream", "job", "webhook", *LIMITS]
 
 
 def route_attrs(route: dict[str, Any]) -> dict[str, str]:
@@ -67,6 +67,8 @@ def route_attrs(route: dict[str, Any]) -> dict[str, str]:
     }
     if route["action"] == "generate":
         out["stream"] = "yes" if route["stream"] else "no"
+    if route.get("job"):
+        out["job"] = f"yes, results kept {route['job']['ttl']}s"
     if route.get("webhook"):
         hook = route["webhook"]
         out["webhook"] = f"{hook['provider']} signature in ${hook['env']}"
@@ -77,13 +79,16 @@ def route_attrs(route: dict[str, Any]) -> dict[str, str]:
 
 
 def route_text(route: dict[str, Any]) -> str:
-    """A route in a few words: action, auth, rate limit, stream, and limits set by hand."""
+    """A route in a few words: action, auth, rate limit, stream, job, and limits set by
+    hand."""
     auth = "signature" if route["action"] == "webhook" else route["auth"]
     parts = [route["action"], f"auth {auth}"]
     if route["rate_limit"] is not None:
         parts.append(f"rate limit {rate_text(route['rate_limit'])}")
     if route.get("stream"):
         parts.append("stream")
+    if route.get("job"):
+        parts.append(f"job (results kept {route['job']['ttl']}s)")
     if route.get("webhook"):
         parts.append(f"{route['webhook']['provider']} webhook")
     parts += [

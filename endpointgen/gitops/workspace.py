@@ -142,7 +142,8 @@ def listing(folder: Path, env: str | None = None) -> list[Entry]:
             entries.append(Entry(str(path), "-", "-", "-", "-", why, "-", valid=False))
             continue
         routes = ", ".join(
-            f"{r.method} {r.path}" + (" (stream)" if r.stream else "") for r in spec.routes
+            f"{r.method} {r.path}" + (" (stream)" if r.stream else " (job)" if r.job else "")
+            for r in spec.routes
         )
         public = [
             f"{r.method} {r.path}"

@@ -101,6 +101,27 @@ def check(example: Example, status: int, body: Any) -> list[str]:
     return problems
 
 
+JOB_WAIT = 600  # seconds an example waits for its job
+
+
+def _job_answer(send: Any, submitted: Any, headers: dict[str, str]) -> tuple[int, Any]:
+    """A job route's example: polls the job until it ends, then judges what the route
+    itself would have answered (its result, or its error's status and message)."""
+    url = submitted.headers["location"]
+    deadline = time.monotonic() + JOB_WAIT
+    while True:
+        found = send(method="GET", url=url, headers=headers)
+        if found.status_code != 200:
+            return found.status_code, found.json()
+        status = found.json()
+        if status["status"] == "succeeded":
+            return 200, status.get("result")
+        if status["status"] in ("failed", "cancelled") or time.monotonic() > deadline:
+            error = status.get("error") or {"status": 504, "message": status["status"]}
+            return int(error["status"]), {"error": error["message"]}
+        time.sleep(0.1)
+
+
 def _lookup(body: Any, key: str) -> Any:
     """`a.b.0` walks into mappings and lists."""
     here = body
@@ -142,6 +163,8 @@ def run(
                     outcome.body = response.json()
                 except ValueError:
                     outcome.body = response.text or None
+                if route.job is not None and response.status_code == 202:
+                    outcome.status, outcome.body = _job_answer(send, response, headers)
                 outcome.problems = check(example, outcome.status, outcome.body)
                 say(outcome.report() if outcome.problems else f"PASS {outcome.name}")
                 outcomes.append(outcome)

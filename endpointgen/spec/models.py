@@ -444,6 +444,53 @@ class NamedModel(Model):
     batching: Batching | None = None
 
 
+def _job(value: Any) -> Any:
+    """`job: true` takes the defaults; `job: false` is no job."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+class Job(Strict):
+    ttl: int = Field(
+        default=3600,
+        ge=1,
+        le=7 * 86_400,
+        description="seconds a finished job's result is kept (then 410)",
+    )
+
+
+class Callbacks(Strict):
+    hosts: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        min_length=1,
+        max_length=100,
+        description="the hosts a submit's `callback_url` may name",
+    )
+    secret: SecretName | None = Field(default=None, description="Modal Secret with the signing key")
+    env: EnvVar = Field(
+        default="JOB_CALLBACK_SECRET", description="env var with the key callbacks are signed with"
+    )
+    private: bool = Field(
+        default=False,
+        description="allow private, loopback and link-local addresses (a receiver on this "
+        "machine); off, they are refused",
+    )
+
+
+class Jobs(Strict):
+    timeout: int = Field(
+        default=3600, ge=10, le=86_400, description="seconds a job may run on Modal"
+    )
+    concurrency: int = Field(
+        default=4, ge=1, le=1000, description="jobs running at once outside Modal (serve)"
+    )
+    callbacks: Callbacks | None = Field(
+        default=None, description="announce a job's end to a submit's `callback_url`"
+    )
+
+
 class Route(Strict):
     path: str = Field(
         pattern=_ROUTE_PATH,
@@ -454,6 +501,11 @@ class Route(Strict):
     action: Action
     summary: str | None = Field(default=None, max_length=200, description="shown in /docs")
     stream: bool = Field(default=False, description="generate: Server-Sent Events")
+    job: Annotated[Job | None, BeforeValidator(_job)] = Field(
+        default=None,
+        description="run as a job: POST answers 202 with an id; GET and DELETE "
+        "<path>/jobs/<id> poll and cancel",
+    )
     auth: Literal["none"] | None = Field(default=None, description="`none` makes this route open")
     public: bool = Field(default=False, description="allow a model action without auth, knowingly")
     rate_limit: RouteRateLimit | None = None
@@ -610,6 +662,7 @@ class Spec(Strict):
     rate_limit: RateLimit | None = None
     metrics: Metrics = Metrics()
     tracing: Tracing = Tracing()
+    jobs: Jobs = Field(default_factory=Jobs, description="settings of the routes with `job:`")
     docs: Literal["auth", "public", "off"] = Field(
         default="auth",
         description="/docs, /redoc and /openapi.json: behind the app's auth (public when it "

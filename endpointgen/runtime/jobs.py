@@ -1,0 +1,628 @@
+"""Jobs: routes whose work outlives an HTTP request (`job:` on a route in the spec).
+
+    POST   {path}               202 {id, status, urls} and `Location`; with `Prefer: wait=N`
+                                the route's own answer when the job ends within N seconds
+    GET    {path}/jobs/{id}     {id, status, result | error, created_at, finished_at, ...}
+    DELETE {path}/jobs/{id}     cancels it
+
+A job is `pending`, `running`, then `succeeded` (with the route's normal answer body as
+`result`), `failed` (with the status and message the route would have answered) or
+`cancelled`. Only the credential that submitted a job can read or cancel it (another gets
+404, as for an id that never existed); ids are 128 random bits. A finished job's result is
+kept `ttl` seconds, then its id answers 410 once and 404 after.
+
+Where the work runs:
+- outside Modal (`endpointgen serve`, any ASGI server): in this process, an asyncio task
+  per job, at most `concurrency` running at once and the rest pending, in order;
+- in a Modal container: `.spawn()` of the app's job worker (the model class's `job`
+  method, or the app's `job` function), so it runs as long as its own `timeout` allows
+  rather than the 150 s of a web request. The job's id, owner digest and the spawned
+  `FunctionCall`'s id are kept in the modal.Dict `<app>-jobs`; polling asks
+  `FunctionCall.get(timeout=0)`, cancelling calls `FunctionCall.cancel()`.
+
+A submit may name `?callback_url=`: when the job ends, its status body is POSTed there,
+signed as a `generic` webhook verifies (`Callbacks`), with retries and backoff. Only hosts
+the spec lists are called, and never a private, loopback or link-local address unless the
+spec allows it (`private: true`, for a receiver on the same machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import inspect
+import ipaddress
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from endpointgen.runtime import http
+
+__all__ = ["Callbacks", "JobAccepted", "JobStatus", "Jobs", "from_wire", "run", "to_wire"]
+
+State = Literal["pending", "running", "succeeded", "failed", "cancelled"]
+FINISHED = ("succeeded", "failed", "cancelled")
+MAX_WAIT = 120  # seconds `Prefer: wait=N` may hold a request (Modal cuts one at 150)
+SIGNATURE_HEADER = "X-Endpointgen-Signature"
+TIMESTAMP_HEADER = "X-Endpointgen-Timestamp"
+Work = Callable[..., Awaitable[Any]]
+
+
+class JobUrls(BaseModel):
+    status: str
+    cancel: str
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: State
+    urls: JobUrls
+
+
+class JobError(BaseModel):
+    status: int
+    message: str
+    detail: list[dict[str, Any]] | None = None
+
+
+class JobStatus(BaseModel):
+    id: str
+    status: State
+    created_at: float
+    finished_at: float | None = None
+    expires_at: float | None = None
+    result: Any = None
+    error: JobError | None = None
+
+
+# --- Callbacks ---
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """Where a job's end may be announced, and how it is signed.
+
+    The body is the job's status (`JobStatus`), sent with `X-Endpointgen-Timestamp` (Unix
+    seconds) and `X-Endpointgen-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`
+    under the key in env var `env`: what a `generic` webhook route checks with
+    `signature: {header: X-Endpointgen-Signature, prefix: "sha256=", timestamp_header:
+    X-Endpointgen-Timestamp}`. A delivery is tried `tries` times, waiting `backoff`
+    seconds, then twice that, and so on, until the receiver answers 2xx."""
+
+    hosts: tuple[str, ...]
+    env: str = "JOB_CALLBACK_SECRET"
+    private: bool = False
+    tries: int = 5
+    backoff: float = 1.0
+    timeout: float = 10.0
+
+    def refusal(self, url: str) -> str | None:
+        """Why `url` may not be called back (None: it may). Its host is resolved here, and
+        again before each delivery, so a name that later points inside is caught too."""
+        if not os.environ.get(self.env):
+            return f"this app sends no callbacks: {self.env} is not set"
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return "callback_url must be an http or https URL"
+        if parts.username or parts.password:
+            return "callback_url may not carry credentials"
+        host = parts.hostname.lower()
+        if host not in self.hosts:
+            return f"callback_url's host {host} is not one this app calls back"
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            found = {str(info[4][0]) for info in socket.getaddrinfo(host, port)}
+        except (OSError, ValueError):
+            return f"callback_url's host {host} cannot be resolved"
+        for address in found:
+            ip = ipaddress.ip_address(address.split("%")[0])
+            if not ip.is_global and not self.private:
+                return f"callback_url's host {host} is a private address"
+        return None
+
+    def signed(self, body: bytes, now: float | None = None) -> dict[str, str]:
+        stamp = str(int(time.time() if now is None else now))
+        key = os.environ.get(self.env, "").encode()
+        digest = hmac.new(key, stamp.encode() + b"." + body, "sha256").hexdigest()
+        return {
+            "Content-Type": "application/json",
+            TIMESTAMP_HEADER: stamp,
+            SIGNATURE_HEADER: f"sha256={digest}",
+        }
+
+    async def deliver(self, url: str, status: dict[str, Any]) -> bool:
+        """POST `status` to `url` until it answers 2xx or the tries run out."""
+        import httpx
+
+        body = json.dumps(status).encode()
+        wait = self.backoff
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+            for attempt in range(1, self.tries + 1):
+                problem = await asyncio.to_thread(self.refusal, url)
+                if problem is not None:
+                    http.log.warning("job %s: callback not sent: %s", status["id"], problem)
+                    return False
+                try:
+                    answer = await client.post(url, content=body, headers=self.signed(body))
+                    if 200 <= answer.status_code < 300:
+                        return True
+                    reason = f"answered {answer.status_code}"
+                except httpx.HTTPError as exc:
+                    reason = type(exc).__name__
+                http.log.warning(
+                    "job %s: callback try %d of %d failed (%s)",
+                    status["id"],
+                    attempt,
+                    self.tries,
+                    reason,
+                )
+                if attempt < self.tries:
+                    await asyncio.sleep(wait)
+                    wait *= 2
+        return False
+
+
+# --- What a job's work answers ---
+
+
+def encode(answer: Any) -> Any:
+    """The route's answer as JSON: a JSON body parsed, text as text, other bytes as
+    `{media_type, base64}`; anything else as FastAPI would serialize it."""
+    if isinstance(answer, http.Response):
+        media = answer.media_type or ""
+        body = bytes(answer.body)
+        if media == "application/json" or media.endswith("+json"):
+            return json.loads(body) if body else None
+        if media.startswith("text/"):
+            return body.decode(answer.charset)
+        return {"media_type": media, "base64": base64.b64encode(body).decode()}
+    return jsonable_encoder(answer)
+
+
+async def outcome(settings: http.Settings, work: Work, values: dict[str, Any]) -> dict[str, Any]:
+    """Run the work: `{"status": "succeeded", "result": ...}` or `{"status": "failed",
+    "error": {status, message}}`, as the route would have answered; no traceback leaves."""
+    try:
+        result = encode(await work(**values))
+    except HTTPException as exc:
+        return failed(exc.status_code, str(exc.detail))
+    except RequestValidationError as exc:
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        return failed(422, "invalid request", detail)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        mapped = settings.mapped(exc)
+        if mapped is None:
+            http.log.exception("job failed")
+            return failed(500, "internal server error")
+        return failed(*mapped)
+    return {"status": "succeeded", "result": result, "finished_at": time.time()}
+
+
+def failed(status: int, message: str, detail: Any = None) -> dict[str, Any]:
+    error = {"status": status, "message": message}
+    if detail:
+        error["detail"] = detail
+    return {"status": "failed", "error": error, "finished_at": time.time()}
+
+
+def to_wire(values: dict[str, Any]) -> dict[str, Any]:
+    """A job's parameters as plain JSON data, to cross to the Modal worker: no pickled
+    class of the built module, whose import path a container may not share."""
+    return {
+        name: value.model_dump(mode="json", by_alias=True)
+        if isinstance(value, BaseModel)
+        else jsonable_encoder(value)
+        for name, value in values.items()
+    }
+
+
+def from_wire(work: Work, values: dict[str, Any]) -> dict[str, Any]:
+    """`to_wire`'s data as the work's own parameter types again (a body model validated
+    as FastAPI validated it; plain values as they are)."""
+    params = inspect.signature(work).parameters
+    out = {}
+    for name, value in values.items():
+        kind = params[name].annotation if name in params else None
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            out[name] = kind.model_validate(value)
+        else:
+            out[name] = value
+    return out
+
+
+# --- Records ---
+
+
+@dataclass
+class Record:
+    """One job, wherever it runs."""
+
+    id: str
+    path: str
+    owner: str
+    ttl: int
+    created_at: float = field(default_factory=time.time)
+    state: State = "pending"
+    finished_at: float | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    call: str | None = None  # the spawned FunctionCall's id, on Modal
+
+    def finish(self, done: dict[str, Any]) -> None:
+        self.state = done["status"]
+        self.result = done.get("result")
+        self.error = done.get("error")
+        self.finished_at = done.get("finished_at") or time.time()
+
+    @property
+    def expires_at(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at + self.ttl
+
+    def expired(self, now: float) -> bool:
+        expires = self.expires_at
+        return expires is not None and now > expires
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "status": self.state,
+            "created_at": round(self.created_at, 3),
+            "finished_at": None if self.finished_at is None else round(self.finished_at, 3),
+            "expires_at": None if self.expires_at is None else round(self.expires_at, 3),
+        }
+        if self.state == "succeeded":
+            out["result"] = self.result
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+def new_id() -> str:
+    return "job-" + secrets.token_urlsafe(16)
+
+
+# --- Where jobs run ---
+
+
+class InProcess:
+    """Jobs as asyncio tasks in this process, at most `concurrency` running at once."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.records: dict[str, Record] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.done: dict[str, asyncio.Event] = {}
+        self._slots: asyncio.Semaphore | None = None
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        return self._slots
+
+    async def submit(
+        self, jobs: Jobs, record: Record, values: dict[str, Any], callback: str | None
+    ) -> None:
+        self.forget_old()
+        self.records[record.id] = record
+        self.done[record.id] = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(self.run(jobs, record, values, callback))
+        self.tasks[record.id] = task
+
+    async def run(
+        self, jobs: Jobs, record: Record, values: dict[str, Any], callback: str | None
+    ) -> None:
+        try:
+            async with self.slots:
+                record.state = "running"
+                record.finish(await outcome(jobs.settings, jobs.works[record.path][0], values))
+        except asyncio.CancelledError:
+            record.finish({"status": "cancelled"})
+        finally:
+            self.tasks.pop(record.id, None)
+            self.done[record.id].set()
+        if callback is not None and jobs.callbacks is not None:
+            await jobs.callbacks.deliver(callback, record.status())
+
+    async def get(self, job_id: str) -> Record | None:
+        return self.records.get(job_id)
+
+    async def wait(self, record: Record, seconds: float) -> Record:
+        event = self.done.get(record.id)
+        if event is not None:
+            try:
+                await asyncio.wait_for(event.wait(), seconds)
+            except TimeoutError:
+                pass
+        return record
+
+    async def cancel(self, record: Record) -> None:
+        task = self.tasks.get(record.id)
+        if task is not None:
+            task.cancel()
+            await self.done[record.id].wait()
+
+    async def forget(self, record: Record) -> None:
+        self.records.pop(record.id, None)
+        self.done.pop(record.id, None)
+
+    def forget_old(self) -> None:
+        """Drop records expired for an hour or more (an expired id answers 410 until then)."""
+        now = time.time() - 3600
+        for record in [r for r in self.records.values() if r.expired(now)]:
+            self.records.pop(record.id, None)
+            self.done.pop(record.id, None)
+
+
+class OnModal:
+    """Jobs spawned on the app's job worker, their records in a modal.Dict."""
+
+    def __init__(self, app: str, worker: Callable[[], Any]) -> None:
+        self.name = f"{app}-jobs"
+        self.worker = worker
+        self._records: Any = None
+
+    @property
+    def records(self) -> Any:
+        if self._records is None:
+            import modal
+
+            self._records = modal.Dict.from_name(self.name, create_if_missing=True)
+        return self._records
+
+    async def save(self, record: Record) -> None:
+        await self.records.put.aio(record.id, vars(record).copy())
+
+    async def submit(
+        self, jobs: Jobs, record: Record, values: dict[str, Any], callback: str | None
+    ) -> None:
+        wire = to_wire(values)
+        call = await self.worker().spawn.aio(record.path, wire, record.id, callback)
+        record.call = call.object_id
+        await self.save(record)
+
+    async def get(self, job_id: str) -> Record | None:
+        import modal
+
+        found = await self.records.get.aio(job_id)
+        if found is None:
+            return None
+        record = Record(**found)
+        if record.state in FINISHED:
+            return record
+        try:
+            done = await modal.FunctionCall.from_id(str(record.call)).get.aio(timeout=0)
+        except modal.exception.OutputExpiredError:
+            record.finish(failed(410, "job expired"))
+        except (modal.exception.TimeoutError, TimeoutError):
+            record.state = "running"
+            return record
+        else:
+            record.finish(done)
+        await self.save(record)
+        return record
+
+    async def wait(self, record: Record, seconds: float) -> Record:
+        deadline = time.monotonic() + seconds
+        while record.state not in FINISHED and time.monotonic() < deadline:
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            record = await self.get(record.id) or record
+        return record
+
+    async def cancel(self, record: Record) -> None:
+        import modal
+
+        await modal.FunctionCall.from_id(str(record.call)).cancel.aio()
+        record.finish({"status": "cancelled"})
+        await self.save(record)
+
+    async def forget(self, record: Record) -> None:
+        await self.records.pop.aio(record.id, None)
+
+
+# --- The routes ---
+
+
+class Jobs:
+    """An app's job routes: `route(...)` for each, then `run(...)` in the job worker.
+
+    `worker` gives the Modal method or function that runs a job (`Server().job`, `job`):
+    used in a Modal container only. `concurrency`: jobs running at once in this process
+    when outside Modal."""
+
+    def __init__(
+        self,
+        app: str,
+        worker: Callable[[], Any] | None = None,
+        callbacks: Callbacks | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        self.app = app
+        self.callbacks = callbacks
+        self.works: dict[str, tuple[Work, int]] = {}  # path -> (work, ttl)
+        self.settings = http.Settings()
+        self.worker = worker
+        self.concurrency = concurrency
+        self._backend: InProcess | OnModal | None = None
+
+    @property
+    def backend(self) -> InProcess | OnModal:
+        if self._backend is None:
+            import modal
+
+            if self.worker is not None and not modal.is_local():
+                self._backend = OnModal(self.app, self.worker)
+            else:
+                self._backend = InProcess(self.concurrency)
+        return self._backend
+
+    def route(
+        self,
+        web: FastAPI,
+        path: str,
+        work: Work,
+        *,
+        ttl: int = 3600,
+        dependencies: list[Any] | None = None,
+        owner_dependencies: list[Any] | None = None,
+        **options: Any,
+    ) -> None:
+        """POST `path` submits `work`, which FastAPI calls with the route's parameters;
+        GET and DELETE `path/jobs/{job_id}` read and cancel. `dependencies`: the submit's
+        guards (auth, limits, the model); `owner_dependencies`: those of reading and
+        cancelling (auth, which tells the owner)."""
+        self.works[path] = (work, ttl)
+        self.settings = http.settings_of(web)
+        web.state.jobs = self
+        status_url = path.rstrip("/") + "/jobs/{job_id}"
+
+        async def submit(request: Request, **values: Any) -> http.Response:
+            return await self.submit(request, path, values)
+
+        given = list(inspect.signature(work).parameters.values())
+        first = inspect.Parameter(
+            "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+        )
+        submit.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [first, *given], return_annotation=http.Response
+        )
+        name = work.__name__
+        web.add_api_route(
+            path,
+            submit,
+            methods=["POST"],
+            status_code=202,
+            name=name,
+            dependencies=dependencies,
+            response_model=JobAccepted,
+            responses={
+                200: {
+                    "description": "With `Prefer: wait=N`: the job ended in time, and this "
+                    "is the route's own answer"
+                },
+            },
+            **options,
+        )
+
+        async def poll(request: Request, job_id: str) -> http.Response:
+            record = await self.owned(request, job_id)
+            return http.JSONResponse(record.status())
+
+        async def cancel(request: Request, job_id: str) -> http.Response:
+            record = await self.owned(request, job_id)
+            if record.state in FINISHED:
+                raise HTTPException(409, f"job already {record.state}")
+            await self.backend.cancel(record)
+            return http.JSONResponse(record.status())
+
+        documented: dict[int | str, dict[str, Any]] = {
+            404: {"description": "No such job, or not the caller's"},
+            410: {"description": "The job's result expired"},
+        }
+        web.add_api_route(
+            status_url,
+            poll,
+            methods=["GET"],
+            name=f"{name}_job",
+            dependencies=owner_dependencies,
+            response_model=JobStatus,
+            summary=f"A job of POST {path}",
+            responses=documented,
+        )
+        web.add_api_route(
+            status_url,
+            cancel,
+            methods=["DELETE"],
+            name=f"cancel_{name}_job",
+            dependencies=owner_dependencies,
+            response_model=JobStatus,
+            summary=f"Cancel a job of POST {path}",
+            responses={**documented, 409: {"description": "The job has ended already"}},
+        )
+
+    async def submit(self, request: Request, path: str, values: dict[str, Any]) -> http.Response:
+        callback = request.query_params.get("callback_url")
+        if callback is not None:
+            problem = (
+                "this app sends no callbacks"
+                if self.callbacks is None
+                else await asyncio.to_thread(self.callbacks.refusal, callback)
+            )
+            if problem is not None:
+                error = {"loc": ("query", "callback_url"), "msg": problem, "type": "value_error"}
+                raise RequestValidationError([error])
+        record = Record(new_id(), path, owner_of(request), self.works[path][1])
+        await self.backend.submit(self, record, values, callback)
+        url = f"{path.rstrip('/')}/jobs/{record.id}"
+        wait = preferred_wait(request.headers.get("prefer"))
+        if wait:
+            record = await self.backend.wait(record, wait)
+            if record.state in ("succeeded", "failed"):
+                return answer(record, wait, http.request_id(request))
+        body = {"id": record.id, "status": record.state, "urls": {"status": url, "cancel": url}}
+        return http.JSONResponse(body, 202, headers={"Location": url})
+
+    async def owned(self, request: Request, job_id: str) -> Record:
+        """The caller's own job, or 404 (another's is as unknown as none); 410 once expired."""
+        record = await self.backend.get(job_id)
+        if record is None or not hmac.compare_digest(record.owner, owner_of(request)):
+            raise HTTPException(404, "no such job")
+        if record.expired(time.time()):
+            await self.backend.forget(record)
+            raise HTTPException(410, "the job's result has expired")
+        return record
+
+
+def owner_of(request: Request) -> str:
+    """Who submitted: the digest auth left (never the credential), "" without auth."""
+    return str(request.scope.get("state", {}).get("credential") or "")
+
+
+def preferred_wait(prefer: str | None) -> float:
+    """`Prefer: wait=N` (RFC 7240), at most MAX_WAIT seconds; 0 when absent or malformed."""
+    for part in (prefer or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "wait" and value.strip().isdigit():
+            return float(min(int(value.strip()), MAX_WAIT))
+    return 0.0
+
+
+def answer(record: Record, waited: float, request_id: str) -> http.Response:
+    """A finished job as the route itself would have answered it."""
+    headers = {"Preference-Applied": f"wait={int(waited)}", "X-Job-ID": record.id}
+    if record.state == "failed" and record.error is not None:
+        body = http.error_body(request_id, record.error["message"])
+        if record.error.get("detail"):
+            body["detail"] = record.error["detail"]
+        return http.JSONResponse(body, record.error["status"], headers=headers)
+    return http.JSONResponse(record.result, 200, headers=headers)
+
+
+async def run(
+    web: FastAPI, path: str, values: dict[str, Any], job_id: str, callback: str | None
+) -> dict[str, Any]:
+    """In the job worker on Modal: run the job `job_id` of route `path` of `web` (the
+    app's `create_app(...)`), announce its end to `callback`, and return its outcome."""
+    jobs: Jobs = web.state.jobs
+    work = jobs.works[path][0]
+    done = await outcome(jobs.settings, work, from_wire(work, values))
+    if callback is not None and jobs.callbacks is not None:
+        record = Record(job_id, path, "", jobs.works[path][1])
+        record.finish(done)
+        await jobs.callbacks.deliver(callback, record.status())
+    return done

@@ -1,0 +1,499 @@
+"""Job routes (`job:`): submitted with POST (202 and an id), polled and cancelled at
+<path>/jobs/<id>, kept for their TTL, owned by the credential that submitted them, and
+announced to a signed callback. Run against a real `endpointgen serve` with slow handlers;
+the Modal side (spawn target, timeout, Dict) is read back offline with the real SDK."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import modal
+import pytest
+import yaml
+from conftest import SPECS, build_and_import, write_spec
+from starlette.datastructures import Headers
+from test_serve import Server, free_port
+
+from endpointgen.compiler import pipeline
+from endpointgen.errors import SpecError
+from endpointgen.runtime import jobs, webhooks
+
+KEY, OTHER = "key-one", "key-two"
+SECRET = "callback-signing-key"
+HANDLERS = '''
+import asyncio, os, pathlib, time
+
+
+async def slow(data):
+    """Counts to `seconds * 20`, leaving each count in a file named by `tag` (and the time
+    it started in `<tag>.start`)."""
+    marks = pathlib.Path(os.environ["JOB_MARKS"]) / data["tag"]
+    marks.with_suffix(".start").write_text(repr(time.time()))
+    for i in range(int(data["seconds"] * 20)):
+        marks.write_text(str(i))
+        await asyncio.sleep(0.05)
+    return {"tag": data["tag"], "done": True}
+
+
+def broken(data):
+    if data["how"] == "mapped":
+        raise ValueError("bad input")
+    raise RuntimeError("secret internals")
+'''
+
+
+def job_spec(private: bool = True) -> dict[str, Any]:
+    body = {"tag": {"type": "str", "max_length": 64}, "seconds": {"type": "float"}}
+    return {
+        "name": "jobs-test",
+        "auth": {"mode": "api_key"},
+        "errors": {"ValueError": {"status": 422, "message": "the input could not be used"}},
+        "jobs": {"concurrency": 8, "callbacks": {"hosts": ["127.0.0.1"], "private": private}},
+        "routes": [
+            {
+                "path": "/slow",
+                "method": "POST",
+                "action": "handler",
+                "handler": "handlers.py:slow",
+                "request": body,
+                "job": {"ttl": 2},
+            },
+            {
+                "path": "/broken",
+                "method": "POST",
+                "action": "handler",
+                "handler": "handlers.py:broken",
+                "request": {"how": {"type": "str"}},
+                "job": True,
+            },
+            {"path": "/health", "action": "health"},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    folder = tmp_path_factory.mktemp("jobs")
+    (folder / "handlers.py").write_text(HANDLERS)
+    marks = folder / "marks"
+    marks.mkdir()
+    env = {"API_KEYS": f"{KEY},{OTHER}", "JOB_MARKS": str(marks), "JOB_CALLBACK_SECRET": SECRET}
+    server = Server(write_spec(folder, job_spec()), env=env)
+    try:
+        server.wait_ready()
+        yield server, marks
+    finally:
+        server.stop()
+    # The one crashing job's traceback is in the server's log, and nothing else's.
+    assert server.output.count("Traceback") == server.output.count('"message": "job failed"') == 1
+
+
+def client(server: Server, key: str = KEY) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"X-API-Key": key}, timeout=30)
+
+
+def poll_until_done(http_client: httpx.Client, url: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = http_client.get(url).json()
+        if status["status"] in ("succeeded", "failed", "cancelled"):
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"{url} not done in {timeout}s")
+
+
+def test_a_job_is_submitted_polled_and_answers_the_routes_own_body(
+    served: tuple[Server, Path],
+) -> None:
+    """docs/spec.md, Jobs (`job`, `POST <path>`, `GET <path>/jobs/<id>`): POST answers 202
+    with {id, status, urls} and Location; GET says pending or running, then succeeded with
+    the route's own answer as `result`, kept `ttl` seconds."""
+    server, _ = served
+    with client(server) as c:
+        submitted = c.post("/slow", json={"tag": "first", "seconds": 0.5})
+        assert submitted.status_code == 202
+        body = submitted.json()
+        url = f"/slow/jobs/{body['id']}"
+        assert body["status"] in ("pending", "running")
+        assert body["urls"] == {"status": url, "cancel": url}
+        assert submitted.headers["location"] == url
+        assert c.get(url).json()["status"] in ("pending", "running")
+        done = poll_until_done(c, url)
+    assert done["status"] == "succeeded"
+    assert done["result"] == {"tag": "first", "done": True}
+    assert done["expires_at"] == pytest.approx(done["finished_at"] + 2, abs=0.01)
+
+
+def test_prefer_wait_answers_the_result_itself_when_the_job_ends_in_time(
+    served: tuple[Server, Path],
+) -> None:
+    """docs/spec.md, Jobs (`job`): `Prefer: wait=N` answers 200 with the route's own body
+    when the job ends within N seconds, and 202 as usual when it does not."""
+    server, _ = served
+    with client(server) as c:
+        quick = c.post(
+            "/slow", json={"tag": "quick", "seconds": 0.1}, headers={"Prefer": "wait=10"}
+        )
+        assert quick.status_code == 200, quick.text
+        assert quick.json() == {"tag": "quick", "done": True}
+        assert quick.headers["preference-applied"] == "wait=10"
+        late = c.post("/slow", json={"tag": "late", "seconds": 3}, headers={"Prefer": "wait=1"})
+        assert late.status_code == 202
+        assert c.delete(late.headers["location"]).status_code == 200
+
+
+def test_cancelling_a_running_job_stops_its_work(served: tuple[Server, Path]) -> None:
+    """docs/spec.md, Jobs (`DELETE <path>/jobs/<id>`): cancels the job, whose work stops;
+    cancelling it again is a 409."""
+    server, marks = served
+    with client(server) as c:
+        url = c.post("/slow", json={"tag": "cancelled", "seconds": 20}).headers["location"]
+        mark = marks / "cancelled"
+        deadline = time.monotonic() + 10
+        while not mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cancelled = c.delete(url)
+        assert cancelled.status_code == 200
+        assert cancelled.json()["status"] == "cancelled"
+        reached = int(mark.read_text())
+        time.sleep(0.5)
+        assert int(mark.read_text()) == reached  # no count after the cancel
+        assert reached < 100
+        assert c.get(url).json()["status"] == "cancelled"
+        again = c.delete(url)
+        assert again.status_code == 409 and again.json()["error"] == "job already cancelled"
+
+
+def test_only_the_submitting_key_sees_or_cancels_a_job(served: tuple[Server, Path]) -> None:
+    """docs/spec.md, Jobs (`job`): another credential gets 404 for a job, as for an id
+    that never existed; no key at all gets 401."""
+    server, _ = served
+    with client(server) as mine, client(server, OTHER) as theirs:
+        url = mine.post("/slow", json={"tag": "owned", "seconds": 1}).headers["location"]
+        assert theirs.get(url).status_code == 404
+        assert theirs.delete(url).status_code == 404
+        assert theirs.get("/slow/jobs/job-doesnotexist").json()["error"] == "no such job"
+        assert httpx.get(server.url + url).status_code == 401
+        assert mine.get(url).status_code == 200
+        assert poll_until_done(mine, url)["status"] == "succeeded"
+
+
+def test_an_expired_result_answers_410_then_404(served: tuple[Server, Path]) -> None:
+    """docs/spec.md, Jobs (`job`): a finished job is kept `ttl` seconds; after that its id
+    answers 410 once, then 404."""
+    server, _ = served
+    with client(server) as c:
+        url = c.post("/slow", json={"tag": "expiring", "seconds": 0.05}).headers["location"]
+        assert poll_until_done(c, url)["status"] == "succeeded"
+        time.sleep(2.3)
+        gone = c.get(url)
+        assert gone.status_code == 410 and gone.json()["error"] == "the job's result has expired"
+        assert c.get(url).status_code == 404
+
+
+def test_a_failing_job_reports_the_mapped_error_and_no_internals(
+    served: tuple[Server, Path],
+) -> None:
+    """docs/spec.md, Jobs (`job`): a job whose work fails is `failed` with the status and
+    message the route would have answered: the spec's `errors:` mapping, else a 500 that
+    says nothing of the exception."""
+    server, _ = served
+    with client(server) as c:
+        mapped = c.post("/broken", json={"how": "mapped"}).headers["location"]
+        internal = c.post("/broken", json={"how": "crash"}).headers["location"]
+        assert poll_until_done(c, mapped)["error"] == {
+            "status": 422,
+            "message": "the input could not be used",
+        }
+        crashed = poll_until_done(c, internal)
+        assert crashed["status"] == "failed"
+        assert crashed["error"] == {"status": 500, "message": "internal server error"}
+        assert "secret internals" not in json.dumps(crashed)
+        waited = c.post("/broken", json={"how": "mapped"}, headers={"Prefer": "wait=5"})
+        assert waited.status_code == 422
+        assert waited.json()["error"] == "the input could not be used"
+        assert waited.json()["request_id"] == waited.headers["x-request-id"]
+        invalid = c.post("/broken", json={"how": 3})
+        assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["body", "how"]
+
+
+def test_a_hundred_concurrent_submissions_are_each_run_once(served: tuple[Server, Path]) -> None:
+    """docs/spec.md, Jobs (`jobs.concurrency`): 100 jobs submitted at once get 100 ids,
+    at most `concurrency` run at once while the rest wait `pending`, and each one runs its
+    own request: none lost, none duplicated."""
+    server, marks = served
+
+    def submit(n: int) -> tuple[str, str]:
+        with client(server) as c:
+            answer = c.post("/slow", json={"tag": f"many-{n}", "seconds": 0.2})
+            assert answer.status_code == 202
+            return str(answer.json()["id"]), str(answer.json()["status"])
+
+    with concurrent.futures.ThreadPoolExecutor(25) as pool:
+        submitted = list(pool.map(submit, range(100)))
+    ids = [job_id for job_id, _ in submitted]
+    assert len(set(ids)) == 100
+    assert "pending" in {state for _, state in submitted}  # `concurrency: 8`: some wait
+    with client(server) as c:
+        results = [poll_until_done(c, f"/slow/jobs/{i}", timeout=60) for i in ids]
+    starts = [float((marks / f"many-{n}.start").read_text()) for n in range(100)]
+    spans = [(start, r["finished_at"]) for start, r in zip(starts, results, strict=True)]
+    # finished_at is rounded to the millisecond, and the next job starts within one
+    most = max(sum(s <= t < f - 0.001 for s, f in spans) for t, _ in spans)
+    assert 2 <= most <= 8
+    assert [r["result"]["tag"] for r in results] == [f"many-{n}" for n in range(100)]
+    assert {r["id"] for r in results} == set(ids)
+
+
+class Receiver:
+    """A local HTTP server that keeps what is POSTed to it."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                size = int(self.headers.get("Content-Length", "0"))
+                owner.received.append((dict(self.headers.items()), self.rfile.read(size)))
+                self.send_response(204 if len(owner.received) > 1 else 503)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_a_callback_is_signed_as_a_generic_webhook_verifies_and_retried(
+    served: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Jobs (`jobs.callbacks`, `POST <path>`): `?callback_url=` gets the
+    job's status when it ends, signed with HMAC-SHA256 over `<timestamp>.<body>`, as
+    endpointgen's `generic` webhook verifies it; a receiver that fails is tried again."""
+    server, _ = served
+    receiver = Receiver()
+    try:
+        with client(server) as c:
+            hook = f"http://127.0.0.1:{receiver.port}/done"
+            submitted = c.post(
+                "/slow", params={"callback_url": hook}, json={"tag": "called", "seconds": 0.1}
+            )
+            assert submitted.status_code == 202
+            deadline = time.monotonic() + 15
+            while len(receiver.received) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        receiver.close()
+    assert len(receiver.received) == 2  # the first answered 503, so it came again
+    headers, body = receiver.received[-1]
+    status = json.loads(body)
+    assert status["id"] == submitted.json()["id"]
+    assert status["status"] == "succeeded" and status["result"] == {"tag": "called", "done": True}
+    monkeypatch.setenv("RECEIVER_KEY", SECRET)
+    signature = webhooks.Signature(
+        header="X-Endpointgen-Signature",
+        prefix="sha256=",
+        timestamp_header="X-Endpointgen-Timestamp",
+    )
+    verifier = webhooks.Webhook("generic", "RECEIVER_KEY", signature=signature)
+    webhooks.verify_generic(verifier.secret, body, Headers(headers), verifier)
+    with pytest.raises(webhooks.BadSignature):
+        webhooks.verify_generic(verifier.secret, body + b" ", Headers(headers), verifier)
+
+
+def test_callbacks_go_only_to_listed_public_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Jobs (`jobs.callbacks`): a callback_url whose host the spec does not
+    list, or that is a private or loopback address without `private: true`, is refused
+    with 422 before any job starts (no SSRF through a job)."""
+    from fastapi.testclient import TestClient
+
+    (tmp_path / "handlers.py").write_text(HANDLERS)
+    monkeypatch.setenv("API_KEYS", KEY)
+    monkeypatch.setenv("JOB_CALLBACK_SECRET", SECRET)
+    spec = job_spec(private=False)
+    spec["jobs"]["callbacks"]["hosts"] = ["127.0.0.1", "localhost", "hooks.example.com"]
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    with TestClient(module.create_app()) as c:
+        for url, reason in (
+            ("http://127.0.0.1:9/done", "is a private address"),
+            ("http://localhost:9/done", "is a private address"),
+            ("http://evil.example.org/done", "is not one this app calls back"),
+            ("ftp://127.0.0.1/done", "must be an http or https URL"),
+            ("http://user:pw@hooks.example.com/x", "may not carry credentials"),
+        ):
+            answer = c.post(
+                "/slow",
+                params={"callback_url": url},
+                json={"tag": "refused", "seconds": 0},
+                headers={"X-API-Key": KEY},
+            )
+            assert answer.status_code == 422, url
+            assert reason in answer.json()["detail"][0]["msg"], url
+        monkeypatch.delenv("JOB_CALLBACK_SECRET")
+        unsigned = c.post(
+            "/slow",
+            params={"callback_url": "http://127.0.0.1:9/"},
+            json={"tag": "x", "seconds": 0},
+            headers={"X-API-Key": KEY},
+        )
+        assert "JOB_CALLBACK_SECRET is not set" in unsigned.json()["detail"][0]["msg"]
+
+
+def test_openapi_documents_the_job_routes_and_states(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Jobs (`job`): /openapi.json has the submit (202, JobAccepted), the
+    poll and the cancel (JobStatus with its states, 404, 410)."""
+    from fastapi.testclient import TestClient
+
+    (tmp_path / "handlers.py").write_text(HANDLERS)
+    monkeypatch.setenv("API_KEYS", KEY)
+    module = build_and_import(write_spec(tmp_path, job_spec()), tmp_path / "out")
+    doc = TestClient(module.create_app()).get("/openapi.json", headers={"X-API-Key": KEY})
+    paths = doc.json()["paths"]
+    assert "202" in paths["/slow"]["post"]["responses"]
+    poll = paths["/slow/jobs/{job_id}"]
+    assert {"404", "410"} <= set(poll["get"]["responses"]) and "409" in poll["delete"]["responses"]
+    states = doc.json()["components"]["schemas"]["JobStatus"]["properties"]["status"]["enum"]
+    assert states == ["pending", "running", "succeeded", "failed", "cancelled"]
+
+
+def test_on_modal_a_job_is_spawned_on_the_model_class_or_a_job_function(tmp_path: Path) -> None:
+    """docs/spec.md, Jobs (`jobs.timeout`): a model app runs its jobs in the model's class
+    (`Server.job`, the class's timeout raised to the jobs'); an app without one in a `job`
+    function with the web function's Secrets; records go to the Dict `<app>-jobs`.
+    Read back with the real SDK, offline."""
+    (tmp_path / "handlers.py").write_text(HANDLERS)
+    spec = job_spec()
+    spec["jobs"]["timeout"] = 7200
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    assert isinstance(module.job, modal.Function)
+    assert module.job.info().timeout == 7200
+    assert module.web.info().timeout != 7200  # the web function keeps its own
+    queue = module.create_app().state.jobs
+    assert queue.worker() is module.job
+    on_modal = jobs.OnModal(queue.app, queue.worker)
+    assert on_modal.name == "jobs-test-jobs"
+    assert isinstance(on_modal.records, modal.Dict)  # made lazily, looked up on first use
+    assert set(queue.works) == {"/slow", "/broken"}
+
+    built = build_and_import(SPECS / "jobs.yaml", tmp_path / "model-out")
+    info = built.Server._get_class_service_function().info()
+    assert info.method_names == ["web", "job"]
+    assert info.timeout == 3600
+    assert not hasattr(built, "job")  # no function beside the class
+
+
+def test_values_cross_to_the_modal_worker_as_plain_data_and_come_back_typed(
+    tmp_path: Path,
+) -> None:
+    """docs/spec.md, Jobs (`job`): what a job is spawned with on Modal is plain JSON data
+    (no pickled class of the built module), made the route's own types again in the
+    worker."""
+    (tmp_path / "handlers.py").write_text(HANDLERS)
+    module = build_and_import(write_spec(tmp_path, job_spec()), tmp_path / "out")
+    queue = module.create_app().state.jobs
+    work = queue.works["/slow"][0]
+    body = module.PostSlowRequest(tag="wire", seconds=0.5)
+    wire = jobs.to_wire({"body": body})
+    assert wire == {"body": {"tag": "wire", "seconds": 0.5}}
+    assert json.loads(json.dumps(wire)) == wire
+    assert jobs.from_wire(work, wire) == {"body": body}
+
+
+def test_a_job_is_a_post_model_action_or_handler_with_one_answer(tmp_path: Path) -> None:
+    """docs/spec.md, Jobs (`job`): refused on GET, on routes that stream, on actions
+    without a single JSON request, and `jobs:` without any job route."""
+    spec = yaml.safe_load((SPECS / "jobs.yaml").read_text())
+    spec["routes"][0]["stream"] = True
+    with pytest.raises(SpecError, match="a job keeps one answer; it cannot stream"):
+        pipeline.build(write_spec(tmp_path / "a", spec), tmp_path / "a-out")
+    spec = {
+        "name": "nojobs",
+        "jobs": {"timeout": 60},
+        "routes": [{"path": "/health", "action": "health", "job": True}],
+    }
+    with pytest.raises(SpecError) as caught:
+        pipeline.build(write_spec(tmp_path / "b", spec), tmp_path / "b-out")
+    text = str(caught.value)
+    assert "a job runs generate, classify, embed, rerank, handler routes, not health" in text
+
+
+def test_endpointgen_test_waits_for_a_job_and_judges_its_answer(
+    tmp_path: Path, tiny_gpt2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Jobs (`job`): a model action runs as a job too, and `endpointgen
+    test` submits a job route's example, waits for the job, and checks what the route
+    would have answered (its result, or its error's status)."""
+    from endpointgen.local import contract
+
+    (tmp_path / "handlers.py").write_text(HANDLERS)
+    spec = {
+        "name": "job-examples",
+        "model": {"id": str(tiny_gpt2), "task": "text-generation"},
+        "auth": {"mode": "api_key"},
+        "errors": {"ValueError": {"status": 422, "message": "the input could not be used"}},
+        "routes": [
+            {
+                "path": "/generate",
+                "method": "POST",
+                "action": "generate",
+                "job": True,
+                "examples": [
+                    {
+                        "request": {"json": {"prompt": "hello", "max_tokens": 3}},
+                        "values": {"tokens_generated": 3, "finish_reason": "length"},
+                    }
+                ],
+            },
+            {
+                "path": "/broken",
+                "method": "POST",
+                "action": "handler",
+                "handler": "handlers.py:broken",
+                "request": {"how": {"type": "str"}},
+                "job": {"ttl": 60},
+                "examples": [
+                    {"request": {"json": {"how": "mapped"}}, "status": 422},
+                    {"name": "wrong on purpose", "request": {"json": {"how": "mapped"}}},
+                ],
+            },
+        ],
+    }
+    said: list[str] = []
+    monkeypatch.setenv("API_KEYS", KEY)
+    outcomes = contract.run(write_spec(tmp_path, spec), environ={"API_KEYS": KEY}, say=said.append)
+    assert [bool(o.problems) for o in outcomes] == [False, False, True], said
+    assert outcomes[0].body["tokens_generated"] == 3
+    assert "status: expected 200, got 422" in "\n".join(said)
+
+
+def test_plan_marks_job_routes(tmp_path: Path) -> None:
+    """docs/spec.md, Jobs (`job`): `endpointgen plan` and the GitOps views say which routes
+    are jobs, and how long their results are kept."""
+    from endpointgen.compiler.plan import make_plan
+    from endpointgen.gitops import appview
+
+    _, spec = pipeline.load_spec(SPECS / "jobs.yaml", None)
+    routes = make_plan(spec, SPECS / "jobs.yaml", tmp_path).routes
+    assert appview.route_text(routes[0]) == (
+        "generate, auth api_key, job (results kept 86400s), max_tokens 4096"
+    )
+    assert appview.route_attrs(routes[1])["job"] == "yes, results kept 3600s"
+    assert "job" not in appview.route_attrs(routes[2])
