@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from models import (
     make_tiny_bert_classifier,
     make_tiny_cross_encoder,
+    make_tiny_detector,
     make_tiny_gpt2,
     make_tiny_ner,
     make_tiny_nli,
@@ -59,6 +60,11 @@ def tiny_nli(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ner(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_ner(tmp_path_factory.mktemp("models") / "tiny-ner")
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_detector(tmp_path_factory.mktemp("models") / "tiny-detector")
 
 
 @pytest.fixture(scope="session")

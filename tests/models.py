@@ -335,3 +335,34 @@ def make_tiny_clip(path: Path, seed: int = 0) -> Path:
     size = {"shortest_edge": 32}
     CLIPImageProcessor(size=size, crop_size={"height": 32, "width": 32}).save_pretrained(path)
     return path
+
+
+def make_tiny_detector(path: Path, seed: int = 0) -> Path:
+    """A 64x64 YOLOS detector (a vision transformer with detection tokens) with two labels
+    and random weights, its classifier biased towards `cat` so its boxes pass the 0.5
+    threshold: something to find in every image."""
+    import torch
+    from transformers import YolosConfig, YolosForObjectDetection, YolosImageProcessor
+
+    torch.manual_seed(seed)
+    labels = {0: "cat", 1: "dog"}
+    config = YolosConfig(
+        image_size=[64, 64],
+        patch_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_detection_tokens=5,
+        num_labels=2,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    model = YolosForObjectDetection(config)
+    with torch.no_grad():
+        model.class_labels_classifier.layers[-1].bias[0] = 8.0
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    size = {"shortest_edge": 64, "longest_edge": 64}
+    YolosImageProcessor(size=size).save_pretrained(path)
+    return path

@@ -61,6 +61,7 @@ MODELS = {
     "token-classification": "tiny_ner",
     "rerank": "tiny_cross_encoder",
     "image-classification": "tiny_vit",
+    "object-detection": "tiny_detector",
 }
 # What a spec says a route answers instead of JSON (its document should say so too).
 _NON_JSON_TYPES = {"text", "stream", "sse"}

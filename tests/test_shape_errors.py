@@ -159,7 +159,7 @@ CASES = [
         PLAIN + "  - path: /a\n    method: POST\n    action: upload\n",
         [
             "spec.yaml:3:5: routes[0]: an upload route needs `processor`: csv, "
-            "image-classification, image-embeddings or handler"
+            "image-classification, image-embeddings, object-detection or handler"
         ],
         id="upload-without-processor",
     ),
@@ -185,7 +185,7 @@ CASES = [
         "    max_pixels: 100\n",
         [
             "spec.yaml:7:17: routes[0].max_pixels: `max_pixels` applies with "
-            "`processor: image-classification` or image-embeddings"
+            "`processor: image-classification`, image-embeddings or object-detection"
         ],
         id="max-pixels-with-the-csv-processor",
     ),

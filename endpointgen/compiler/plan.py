@@ -37,6 +37,7 @@ EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
     "jwt": ("pyjwt[crypto]==2.15.1",),
     "image-classification": ("pillow==13.0.0",),
     "image-text-embeddings": ("pillow==13.0.0",),
+    "object-detection": ("pillow==13.0.0",),
     "metrics": ("prometheus-client==0.26.0",),
     "tracing": (
         "opentelemetry-exporter-otlp-proto-http==1.45.2",

@@ -18,6 +18,7 @@ from endpointgen.spec import Route, Spec
 IMAGE_PROCESSORS = {
     "image-classification": "image-classification",
     "image-embeddings": "image-text-embeddings",
+    "object-detection": "object-detection",
 }
 
 # The keys each action reads, beyond those every route has.
@@ -116,8 +117,8 @@ def _upload(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Prob
     if route.processor is None:
         yield doc.problem(
             here,
-            "an upload route needs `processor`: csv, image-classification, image-embeddings "
-            "or handler",
+            "an upload route needs `processor`: csv, image-classification, image-embeddings, "
+            "object-detection or handler",
         )
     elif route.processor == "handler" and route.handler is None:
         yield doc.problem(here, "`processor: handler` needs `handler: file.py:function`")
@@ -132,7 +133,8 @@ def _upload(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Prob
     if route.max_pixels is not None and task is None:
         yield doc.problem(
             (*here, "max_pixels"),
-            "`max_pixels` applies with `processor: image-classification` or image-embeddings",
+            "`max_pixels` applies with `processor: image-classification`, image-embeddings "
+            "or object-detection",
         )
 
 

@@ -178,7 +178,11 @@ def write_generate(scope: Scope, route: Route, name: str, options: Options) -> l
 
 
 # What an image upload's processor calls on the route's model.
-IMAGE_METHODS = {"image-classification": "classify_image", "image-embeddings": "embed_image"}
+IMAGE_METHODS = {
+    "image-classification": "classify_image",
+    "image-embeddings": "embed_image",
+    "object-detection": "detect_objects",
+}
 # What `classify` takes and answers, by its model's task: (method, request, result).
 CLASSIFY = {
     "text-classification": ("classify", "ClassifyRequest", "Classification"),

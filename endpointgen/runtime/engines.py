@@ -636,6 +636,47 @@ class ImageClassifier(Engine):
         return top_labels(logits, self.labels)
 
 
+class ObjectDetector(Engine):
+    """An object detector (DETR, YOLOS, ...): each object found with a score over
+    `THRESHOLD`, best first, as `{label, score, box: {xmin, ymin, xmax, ymax}}` in the
+    image's own pixels, as transformers' object-detection pipeline answers.
+
+    One image per forward pass even in a batch: these models predict boxes relative to
+    their input, which a batch pads to its largest image."""
+
+    THRESHOLD = 0.5
+
+    def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
+        from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+        super().__init__(source, revision, dtype)
+        self.processor = self.pretrained(AutoImageProcessor)
+        self.model = self.weights(AutoModelForObjectDetection)
+        self.labels = self.model.config.id2label
+
+    def __call__(self, images: list[Any]) -> list[list[dict[str, Any]]]:
+        return [self.detect(image) for image in images]
+
+    def detect(self, image: Any) -> list[dict[str, Any]]:
+        with self.lock, self.torch.inference_mode():
+            batch = self.processor(images=[image], return_tensors="pt").to(self.device)
+            outputs = self.model(**batch)
+            (found,) = self.processor.post_process_object_detection(
+                outputs, threshold=self.THRESHOLD, target_sizes=[(image.height, image.width)]
+            )
+        objects = []
+        for score, label, box in zip(
+            found["scores"].tolist(),
+            found["labels"].tolist(),
+            found["boxes"].int().tolist(),
+            strict=True,
+        ):
+            corners = dict(zip(("xmin", "ymin", "xmax", "ymax"), box, strict=True))
+            name = str(self.labels.get(int(label), label))
+            objects.append({"label": name, "score": float(score), "box": corners})
+        return sorted(objects, key=lambda found: -found["score"])
+
+
 MAX_PIXELS = 40_000_000  # about 40 MP: 7000 x 5700, beyond any camera a route expects
 
 
@@ -675,4 +716,5 @@ ENGINES: dict[str, type[Engine]] = {
     "token-classification": TokenClassifier,
     "rerank": Reranker,
     "image-classification": ImageClassifier,
+    "object-detection": ObjectDetector,
 }

@@ -59,6 +59,7 @@ Task = Literal[
     "embeddings",
     "image-text-embeddings",
     "image-classification",
+    "object-detection",
 ]
 VLLM_STANDIN_BATCH = 8  # rows the transformers stand-in for vLLM batches off a GPU
 MAX_TOKENS = 1024
@@ -640,6 +641,12 @@ class Model:
         default cap, `engines.MAX_PIXELS`)."""
         (result,) = await self.run([await decoded(content, max_pixels)])
         return dict(result)
+
+    async def detect_objects(self, content: bytes, max_pixels: int | None = None) -> dict[str, Any]:
+        """The objects found in the image (`engines.ObjectDetector`); 413 past
+        `max_pixels`, as `classify_image`."""
+        (objects,) = await self.run([await decoded(content, max_pixels)])
+        return {"objects": objects}
 
     async def embed_image(self, content: bytes, max_pixels: int | None = None) -> dict[str, Any]:
         """The image's vector in the model's text-and-image space (`embed` gives texts'),

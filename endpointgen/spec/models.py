@@ -43,6 +43,7 @@ Task = Literal[
     "embeddings",
     "image-text-embeddings",
     "image-classification",
+    "object-detection",
 ]
 Action = Literal[
     "health",
@@ -551,9 +552,10 @@ class Route(Strict):
     handler: HandlerRef | None = Field(
         default=None, description="handler, upload: file.py:function, relative to the spec"
     )
-    processor: Literal["csv", "image-classification", "image-embeddings", "handler"] | None = Field(
-        default=None, description="upload: what to do with the file"
-    )
+    processor: (
+        Literal["csv", "image-classification", "image-embeddings", "object-detection", "handler"]
+        | None
+    ) = Field(default=None, description="upload: what to do with the file")
     content_types: list[MediaType] | None = Field(
         default=None, description="upload: allowed media types (415 otherwise)"
     )
