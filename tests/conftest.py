@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from models import (
     make_tiny_bert_classifier,
     make_tiny_cross_encoder,
+    make_tiny_ctc_asr,
     make_tiny_detector,
     make_tiny_gpt2,
     make_tiny_ner,
@@ -65,6 +66,11 @@ def tiny_ner(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_detector(tmp_path_factory.mktemp("models") / "tiny-detector")
+
+
+@pytest.fixture(scope="session")
+def tiny_asr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_ctc_asr(tmp_path_factory.mktemp("models") / "tiny-asr")
 
 
 @pytest.fixture(scope="session")

@@ -366,3 +366,46 @@ def make_tiny_detector(path: Path, seed: int = 0) -> Path:
     size = {"shortest_edge": 64, "longest_edge": 64}
     YolosImageProcessor(size=size).save_pretrained(path)
     return path
+
+
+def make_tiny_ctc_asr(path: Path, seed: int = 0) -> Path:
+    """A tiny wav2vec2 speech recognizer (CTC over characters) with random weights, its
+    feature extractor at 16 kHz: text out of any audio, the same text every time."""
+    import json
+
+    import torch
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    torch.manual_seed(seed)
+    letters = list("abcdefghijklmnopqrstuvwxyz'")
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
+    vocab |= {letter: i + 5 for i, letter in enumerate(letters)}
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.json").write_text(json.dumps(vocab))
+    tokenizer = Wav2Vec2CTCTokenizer(str(path / "vocab.json"), word_delimiter_token="|")
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, return_attention_mask=True
+    )
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16, 16),
+        conv_stride=(5, 4, 4),
+        conv_kernel=(10, 4, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        pad_token_id=0,
+        ctc_loss_reduction="mean",
+    )
+    Wav2Vec2ForCTC(config).save_pretrained(path)
+    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(path)
+    return path

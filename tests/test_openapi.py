@@ -62,6 +62,7 @@ MODELS = {
     "rerank": "tiny_cross_encoder",
     "image-classification": "tiny_vit",
     "object-detection": "tiny_detector",
+    "automatic-speech-recognition": "tiny_asr",
 }
 # What a spec says a route answers instead of JSON (its document should say so too).
 _NON_JSON_TYPES = {"text", "stream", "sse"}

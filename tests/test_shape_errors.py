@@ -159,7 +159,8 @@ CASES = [
         PLAIN + "  - path: /a\n    method: POST\n    action: upload\n",
         [
             "spec.yaml:3:5: routes[0]: an upload route needs `processor`: csv, "
-            "image-classification, image-embeddings, object-detection or handler"
+            "image-classification, image-embeddings, object-detection, speech-recognition or "
+            "handler"
         ],
         id="upload-without-processor",
     ),

@@ -159,7 +159,7 @@ CASES = [
             "spec.yaml:4:9: model.task: 'text-gen' is not one of text-generation, "
             "text2text-generation, text-classification, zero-shot-classification, "
             "token-classification, rerank, embeddings, image-text-embeddings, "
-            "image-classification, object-detection; did you mean "
+            "image-classification, object-detection, automatic-speech-recognition; did you mean "
             "'text-generation'?"
         ],
         id="bad-task",
@@ -222,7 +222,7 @@ CASES = [
             "spec.yaml:4:9: model.task: 'text-to-image' is not one of text-generation, "
             "text2text-generation, text-classification, zero-shot-classification, "
             "token-classification, rerank, embeddings, image-text-embeddings, "
-            "image-classification, object-detection"
+            "image-classification, object-detection, automatic-speech-recognition"
         ],
         id="unknown-task-lists-the-tasks-without-a-far-guess",
     ),

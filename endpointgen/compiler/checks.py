@@ -7,7 +7,7 @@ from pathlib import Path
 
 from endpointgen.compiler import route_checks
 from endpointgen.compiler.loader import Document
-from endpointgen.compiler.route_checks import IMAGE_PROCESSORS
+from endpointgen.compiler.route_checks import MODEL_PROCESSORS
 from endpointgen.errors import Loc, Problem
 from endpointgen.spec import Batching, Model, RateLimit, Scaling, Spec
 from endpointgen.spec.gpu import split as split_gpu
@@ -169,7 +169,7 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
             "list the origins instead",
         )
     batched = {*MODEL_ACTIONS, "openai"} & {r.action for r in spec.routes} or any(
-        r.processor in IMAGE_PROCESSORS for r in spec.routes
+        r.processor in MODEL_PROCESSORS for r in spec.routes
     )
     if spec.batching and not batched:
         yield doc.problem(

@@ -38,6 +38,7 @@ EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
     "image-classification": ("pillow==13.0.0",),
     "image-text-embeddings": ("pillow==13.0.0",),
     "object-detection": ("pillow==13.0.0",),
+    "automatic-speech-recognition": ("scipy==1.17.1", "soundfile==0.14.0"),
     "metrics": ("prometheus-client==0.26.0",),
     "tracing": (
         "opentelemetry-exporter-otlp-proto-http==1.45.2",

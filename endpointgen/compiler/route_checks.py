@@ -20,6 +20,8 @@ IMAGE_PROCESSORS = {
     "image-embeddings": "image-text-embeddings",
     "object-detection": "object-detection",
 }
+# Upload processors that run the route's model, and the task each needs.
+MODEL_PROCESSORS = {**IMAGE_PROCESSORS, "speech-recognition": "automatic-speech-recognition"}
 
 # The keys each action reads, beyond those every route has.
 _KEYS = {
@@ -58,10 +60,10 @@ def check(spec: Spec, doc: Document) -> Iterator[Problem]:
                 "model from a `handler` route, or drop `loader` to use the built-in "
                 f"{model.task} engine",
             )
-        elif route.action == "upload" and route.processor in IMAGE_PROCESSORS:
+        elif route.action == "upload" and route.processor in MODEL_PROCESSORS:
             yield doc.problem(
                 ("routes", i, "processor"),
-                "a model from a custom loader cannot run `processor: image-classification`: "
+                f"a model from a custom loader cannot run `processor: {route.processor}`: "
                 "give the upload a `handler` that calls your model, or drop `loader`",
             )
 
@@ -118,16 +120,17 @@ def _upload(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Prob
         yield doc.problem(
             here,
             "an upload route needs `processor`: csv, image-classification, image-embeddings, "
-            "object-detection or handler",
+            "object-detection, speech-recognition or handler",
         )
     elif route.processor == "handler" and route.handler is None:
         yield doc.problem(here, "`processor: handler` needs `handler: file.py:function`")
     elif route.processor != "handler" and route.handler is not None:
         yield doc.problem((*here, "handler"), "`handler` applies with `processor: handler`")
     model = spec.model_for(route)
-    task = IMAGE_PROCESSORS.get(route.processor or "")
+    task = MODEL_PROCESSORS.get(route.processor or "")
     if task is not None and (model is None or model.task != task):
         yield doc.problem((*here, "processor"), f"{route.processor} needs an {task} model")
+    task = IMAGE_PROCESSORS.get(route.processor or "")
     if route.max_rows is not None and route.processor != "csv":
         yield doc.problem((*here, "max_rows"), "`max_rows` applies with `processor: csv`")
     if route.max_pixels is not None and task is None:

@@ -451,6 +451,13 @@ def write_upload(scope: Scope, route: Route, name: str, options: Options) -> lis
         method = IMAGE_METHODS[settings["processor"]]
         result = f"**await {scope.models[route['model']]}.{method}(upload.content{pixels})"
         statements.append(["return ", collection("{", ["**upload.info", result], "}")])
+    elif settings["processor"] == "speech-recognition":
+        scope.use("Query")
+        about = literal("add chunks with times")
+        params.append(f"timestamps: Annotated[bool, Query(description={about})] = False")
+        model = scope.models[route["model"]]
+        result = f"**await {model}.transcribe(upload.content, timestamps)"
+        statements.append(["return ", collection("{", ["**upload.info", result], "}")])
     else:
         given = collection("{", [*items, "**upload.info", '"content": upload.content'], "}")
         called = call("handlers.call", function or "", given, *model_argument(scope, route))

@@ -677,6 +677,99 @@ class ObjectDetector(Engine):
         return sorted(objects, key=lambda found: -found["score"])
 
 
+class SpeechRecognizer(Engine):
+    """Speech to text with transformers' automatic-speech-recognition pipeline: Whisper
+    (an encoder-decoder) or a CTC model such as wav2vec2. Audio comes as the uploaded
+    file's bytes: WAV, FLAC, OGG or MP3, decoded with libsndfile (`soundfile`), mixed to
+    mono and resampled to the model's rate. Audio longer than `CHUNK_SECONDS` is cut into
+    overlapping chunks, as the pipeline does. With timestamps, `chunks` gives each
+    segment (Whisper) or word (CTC) with its start and end in seconds."""
+
+    CHUNK_SECONDS = 30
+    MAX_SECONDS = 4 * 3600
+
+    def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
+        import transformers
+
+        super().__init__(source, revision, dtype)
+        config = transformers.AutoConfig.from_pretrained(self.source, revision=self.revision)
+        self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+        kind = "AutoModelForSpeechSeq2Seq" if self.seq2seq else "AutoModelForCTC"
+        self.model = self.weights(getattr(transformers, kind))
+        self.tokenizer = self.pretrained(transformers.AutoTokenizer)
+        self.features = self.pretrained(transformers.AutoFeatureExtractor)
+        self.rate = int(self.features.sampling_rate)
+        make: Any = transformers.pipeline
+        self.pipe = make(
+            "automatic-speech-recognition",
+            model=self.model,
+            tokenizer=self.tokenizer,
+            feature_extractor=self.features,
+            device=None if self.spread else self.device,
+        )
+
+    def __call__(self, items: list[tuple[bytes, bool]]) -> list[dict[str, Any]]:
+        return [self.transcribe(content, timestamps) for content, timestamps in items]
+
+    def transcribe(self, content: bytes, timestamps: bool) -> dict[str, Any]:
+        audio = read_audio(content, self.rate, self.MAX_SECONDS)
+        options: dict[str, Any] = {}
+        if len(audio) > self.CHUNK_SECONDS * self.rate:
+            options["chunk_length_s"] = self.CHUNK_SECONDS
+        if timestamps:
+            options["return_timestamps"] = True if self.seq2seq else "word"
+        with self.lock, self.torch.inference_mode():
+            found = self.pipe({"raw": audio, "sampling_rate": self.rate}, **options)
+        answer: dict[str, Any] = {
+            "text": str(found["text"]).strip(),
+            "seconds": round(len(audio) / self.rate, 3),
+        }
+        if timestamps:
+            answer["chunks"] = [
+                {
+                    "text": str(chunk["text"]).strip(),
+                    "start": _seconds(chunk["timestamp"][0]),
+                    "end": _seconds(chunk["timestamp"][1]),
+                }
+                for chunk in found.get("chunks", [])
+            ]
+        return answer
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else round(float(value), 3)
+
+
+def read_audio(content: bytes, rate: int, max_seconds: float) -> Any:
+    """The uploaded bytes as mono float32 samples at `rate`; 422 when they are no audio
+    libsndfile reads, 413 when the file says it lasts more than `max_seconds` (checked
+    from its header, before anything is decoded)."""
+    import numpy as np
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(io.BytesIO(content)) as audio:
+            if audio.samplerate <= 0 or audio.frames / audio.samplerate > max_seconds:
+                raise HTTPException(
+                    413, f"the audio is longer than {max_seconds:.0f} seconds, the most accepted"
+                )
+            samples = audio.read(dtype="float32", always_2d=True)
+            given = audio.samplerate
+    except (RuntimeError, ValueError, TypeError, soundfile.LibsndfileError):
+        raise HTTPException(422, "the file is not readable audio (WAV, FLAC, OGG or MP3)") from None
+    mono = samples.mean(axis=1)
+    if given != rate:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        common = gcd(rate, given)
+        mono = resample_poly(mono, rate // common, given // common).astype(np.float32)
+    if not len(mono):
+        raise HTTPException(422, "the audio file holds no samples")
+    return mono
+
+
 MAX_PIXELS = 40_000_000  # about 40 MP: 7000 x 5700, beyond any camera a route expects
 
 
@@ -717,4 +810,5 @@ ENGINES: dict[str, type[Engine]] = {
     "rerank": Reranker,
     "image-classification": ImageClassifier,
     "object-detection": ObjectDetector,
+    "automatic-speech-recognition": SpeechRecognizer,
 }

@@ -60,6 +60,7 @@ Task = Literal[
     "image-text-embeddings",
     "image-classification",
     "object-detection",
+    "automatic-speech-recognition",
 ]
 VLLM_STANDIN_BATCH = 8  # rows the transformers stand-in for vLLM batches off a GPU
 MAX_TOKENS = 1024
@@ -647,6 +648,13 @@ class Model:
         `max_pixels`, as `classify_image`."""
         (objects,) = await self.run([await decoded(content, max_pixels)])
         return {"objects": objects}
+
+    async def transcribe(self, content: bytes, timestamps: bool = False) -> dict[str, Any]:
+        """The speech in an audio file as `{text, seconds}`, and `chunks` of it with their
+        times when `timestamps` (`engines.SpeechRecognizer`); decoded in the model's own
+        worker, 422 when it is no audio."""
+        (result,) = await self.run([(content, timestamps)])
+        return dict(result)
 
     async def embed_image(self, content: bytes, max_pixels: int | None = None) -> dict[str, Any]:
         """The image's vector in the model's text-and-image space (`embed` gives texts'),

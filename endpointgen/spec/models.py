@@ -44,6 +44,7 @@ Task = Literal[
     "image-text-embeddings",
     "image-classification",
     "object-detection",
+    "automatic-speech-recognition",
 ]
 Action = Literal[
     "health",
@@ -553,7 +554,14 @@ class Route(Strict):
         default=None, description="handler, upload: file.py:function, relative to the spec"
     )
     processor: (
-        Literal["csv", "image-classification", "image-embeddings", "object-detection", "handler"]
+        Literal[
+            "csv",
+            "image-classification",
+            "image-embeddings",
+            "object-detection",
+            "speech-recognition",
+            "handler",
+        ]
         | None
     ) = Field(default=None, description="upload: what to do with the file")
     content_types: list[MediaType] | None = Field(
