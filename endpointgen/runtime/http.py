@@ -507,12 +507,6 @@ class AccessLog:
         self.quoted: dict[str, str] = {}  # paths and methods, JSON-quoted
         atexit.register(self.flush)
 
-    def write(
-        self, app: str, rid: str, client_id: str, method: str, path: str, status: int, took: float
-    ) -> None:
-        """Note one request: `app` JSON-quoted already, `took` in seconds."""
-        self.add((perf_counter(), app, rid, client_id, method, path, status, took, None, ""))
-
     def add(self, entry: AccessLog.Entry) -> None:
         if not self.pending:
             asyncio.get_running_loop().call_later(self.EVERY, self.flush)

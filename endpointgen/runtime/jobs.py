@@ -55,6 +55,7 @@ __all__ = ["Callbacks", "JobAccepted", "JobStatus", "Jobs", "from_wire", "run", 
 
 State = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 FINISHED = ("succeeded", "failed", "cancelled")
+EXPIRED = "the job's result has expired"
 MAX_WAIT = 120  # seconds `Prefer: wait=N` may hold a request (Modal cuts one at 150)
 SIGNATURE_HEADER = "X-Endpointgen-Signature"
 TIMESTAMP_HEADER = "X-Endpointgen-Timestamp"
@@ -358,15 +359,17 @@ class InProcess:
             await self.done[record.id].wait()
 
     async def forget(self, record: Record) -> None:
-        self.records.pop(record.id, None)
-        self.done.pop(record.id, None)
+        self.drop(record.id)
+
+    def drop(self, job_id: str) -> None:
+        self.records.pop(job_id, None)
+        self.done.pop(job_id, None)
 
     def forget_old(self) -> None:
         """Drop records expired for an hour or more (an expired id answers 410 until then)."""
         now = time.time() - 3600
         for record in [r for r in self.records.values() if r.expired(now)]:
-            self.records.pop(record.id, None)
-            self.done.pop(record.id, None)
+            self.drop(record.id)
 
 
 class OnModal:
@@ -407,8 +410,9 @@ class OnModal:
             return record
         try:
             done = await modal.FunctionCall.from_id(str(record.call)).get.aio(timeout=0)
-        except modal.exception.OutputExpiredError:
-            record.finish(failed(410, "job expired"))
+        except modal.exception.OutputExpiredError:  # Modal no longer holds its result
+            await self.forget(record)
+            raise HTTPException(410, EXPIRED) from None
         except (modal.exception.TimeoutError, TimeoutError):
             record.state = "running"
             return record
@@ -584,7 +588,7 @@ class Jobs:
             raise HTTPException(404, "no such job")
         if record.expired(time.time()):
             await self.backend.forget(record)
-            raise HTTPException(410, "the job's result has expired")
+            raise HTTPException(410, EXPIRED)
         return record
 
 
