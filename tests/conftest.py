@@ -21,6 +21,7 @@ from models import (
     make_tiny_cross_encoder,
     make_tiny_ctc_asr,
     make_tiny_detector,
+    make_tiny_diffusion,
     make_tiny_gpt2,
     make_tiny_ner,
     make_tiny_nli,
@@ -71,6 +72,11 @@ def tiny_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_asr(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_ctc_asr(tmp_path_factory.mktemp("models") / "tiny-asr")
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_diffusion(tmp_path_factory.mktemp("models") / "tiny-diffusion")
 
 
 @pytest.fixture(scope="session")

@@ -159,7 +159,8 @@ CASES = [
             "spec.yaml:4:9: model.task: 'text-gen' is not one of text-generation, "
             "text2text-generation, text-classification, zero-shot-classification, "
             "token-classification, rerank, embeddings, image-text-embeddings, "
-            "image-classification, object-detection, automatic-speech-recognition; did you mean "
+            "image-classification, object-detection, automatic-speech-recognition, "
+            "text-to-image; did you mean "
             "'text-generation'?"
         ],
         id="bad-task",
@@ -217,12 +218,13 @@ CASES = [
         id="misspelt-method",
     ),
     pytest.param(
-        changed("task: text-generation", "task: text-to-image"),
+        changed("task: text-generation", "task: audio-to-audio"),
         [
-            "spec.yaml:4:9: model.task: 'text-to-image' is not one of text-generation, "
+            "spec.yaml:4:9: model.task: 'audio-to-audio' is not one of text-generation, "
             "text2text-generation, text-classification, zero-shot-classification, "
             "token-classification, rerank, embeddings, image-text-embeddings, "
-            "image-classification, object-detection, automatic-speech-recognition"
+            "image-classification, object-detection, automatic-speech-recognition, "
+            "text-to-image"
         ],
         id="unknown-task-lists-the-tasks-without-a-far-guess",
     ),
@@ -1303,6 +1305,7 @@ EVERY_KEY_MULTI: dict[str, Any] = {
             "batching": {"max_batch_size": 8, "wait_ms": 2},
         },
         "eyes": {"id": "google/vit-base-patch16-224", "task": "image-classification"},
+        "painter": {"id": "stabilityai/sd-turbo", "task": "text-to-image"},
     },
     "auth": {"mode": "bearer"},
     "routes": [
@@ -1314,6 +1317,14 @@ EVERY_KEY_MULTI: dict[str, Any] = {
             "processor": "image-classification",
             "max_pixels": 1_000_000,
             "model": "eyes",
+        },
+        {
+            "path": "/draw",
+            "method": "POST",
+            "action": "generate",
+            "model": "painter",
+            "max_pixels": 512 * 512,
+            "max_steps": 4,
         },
         {
             "path": "/tag",

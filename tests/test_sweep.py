@@ -192,6 +192,7 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("routes", "*", "content_types"): (["text/plain"], None),
     ("routes", "*", "max_rows"): (10, None),
     ("routes", "*", "max_pixels"): (1000, None),
+    ("routes", "*", "max_steps"): (20, None),
     ("routes", "*", "folder"): ("other", None),
     ("routes", "*", "volume"): ("other-reports", None),
     ("routes", "*", "download_name"): ("report.txt", None),
@@ -290,6 +291,12 @@ BASES: dict[str, dict[str, Any]] = {
         "models": {"writer": {**MODEL, "engine": "vllm", "gpu": "L4", "volume": "weights"}},
         "auth": {"mode": "bearer"},
         "routes": [{"path": "/v1", "action": "openai", "model": "writer"}],
+    },
+    "painter": {
+        "name": "sweep",
+        "model": {"id": "stabilityai/sd-turbo", "task": "text-to-image"},
+        "auth": {"mode": "bearer"},
+        "routes": [{"path": "/draw", "method": "POST", "action": "generate"}, HEALTH],
     },
     "embed": {
         "name": "sweep",

@@ -15,7 +15,7 @@ from endpointgen.spec.models import Route
 
 # Each model action and the tasks it serves; `classify` answers as its model's task says.
 MODEL_ACTIONS: dict[str, tuple[str, ...]] = {
-    "generate": ("text-generation", "text2text-generation"),
+    "generate": ("text-generation", "text2text-generation", "text-to-image"),
     "classify": ("text-classification", "zero-shot-classification", "token-classification"),
     "embed": ("embeddings", "image-text-embeddings"),
     "rerank": ("rerank",),
@@ -24,7 +24,10 @@ _LIMIT_KEYS = {
     "max_tokens": {"generate", "openai"},
     "max_chars": {"generate", "classify", "embed", "rerank", "openai"},
     "max_items": {"classify", "embed", "rerank", "openai"},
+    "max_steps": {"generate"},
 }
+_IMAGE_LIMITS = ("max_pixels", "max_steps")
+SMALLEST_IMAGE = 64 * 64  # the smallest width x height a text-to-image request may ask
 OPENAI_TASKS = ("text-generation", "embeddings")
 _WEBHOOK_KEYS = ("provider", "secret", "env")
 
@@ -83,6 +86,13 @@ def _batch_fits(
             (*at, "batching"),
             "continuous batching is for decoder-only models; an encoder-decoder "
             "(text2text-generation) model generates one request at a time: remove `batching`",
+        )
+        return
+    if task == "text-to-image" and batching is not None:
+        yield doc.problem(
+            (*at, "batching"),
+            "a text-to-image model makes one image at a time, each with its own size, "
+            "steps and seed: remove `batching`",
         )
         return
     if task != "text-generation" or batching is None or most is None:
@@ -294,6 +304,27 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
         )
     if route.stream and route.action != "generate":
         yield doc.problem((*here, "stream"), "`stream: true` applies to generate routes only")
+    if route.action == "generate" and model is not None and model.task == "text-to-image":
+        if route.stream:
+            yield doc.problem((*here, "stream"), f"{name} makes an image, which is not streamed")
+        if route.max_tokens is not None:
+            yield doc.problem(
+                (*here, "max_tokens"),
+                f"`max_tokens` is not read by {name}, which makes images",
+            )
+        if route.max_pixels is not None and route.max_pixels < SMALLEST_IMAGE:
+            yield doc.problem(
+                (*here, "max_pixels"),
+                f"must be at least {SMALLEST_IMAGE}: the smallest image is 64x64",
+            )
+    elif route.action == "generate" and model is not None:
+        for key in _IMAGE_LIMITS:
+            if getattr(route, key) is not None:
+                yield doc.problem(
+                    (*here, key),
+                    f"`{key}` applies to a text-to-image model's generate routes; "
+                    f"{name} makes text",
+                )
     for key, actions in _LIMIT_KEYS.items():
         if getattr(route, key) is not None and route.action not in actions:
             yield doc.problem(

@@ -39,6 +39,7 @@ EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
     "image-text-embeddings": ("pillow==13.0.0",),
     "object-detection": ("pillow==13.0.0",),
     "automatic-speech-recognition": ("scipy==1.17.1", "soundfile==0.14.0"),
+    "text-to-image": ("diffusers==0.42.1", "pillow==13.0.0"),
     "metrics": ("prometheus-client==0.26.0",),
     "tracing": (
         "opentelemetry-exporter-otlp-proto-http==1.45.2",
@@ -53,6 +54,8 @@ DEFAULT_MAX_TOKENS = 1024
 DEFAULT_MAX_CHARS = 20_000
 DEFAULT_MAX_ITEMS = 128
 DEFAULT_MAX_BYTES = 1024 * 1024
+DEFAULT_MAX_PIXELS = 1024 * 1024  # text-to-image: width x height
+DEFAULT_MAX_STEPS = 50
 DEFAULT_WEBHOOK_TOLERANCE = 300  # seconds; Stripe's and Slack's own default
 
 # Tasks that generate text token by token: `generate` routes, streaming, one at a time
@@ -308,7 +311,8 @@ def _concurrency(
     An app without a model is async code that waits on I/O: many requests per container.
     A batching model takes as many requests as a batch holds: with Modal's default of one
     per container there would be nothing to batch. A text generator without batching
-    runs one generation at a time, so with room for several requests the autoscaler is
+    (or an image generator) runs one generation at a time, so with room for several
+    requests the autoscaler is
     told to aim for one, and adds containers instead of queueing requests behind it.
     vLLM schedules its own batches: it takes DEFAULT_VLLM_INPUTS requests at once.
     """
@@ -321,7 +325,12 @@ def _concurrency(
     if task is not None and batching is not None and max_inputs is None:
         max_inputs = batching.max_batch_size
     one_at_a_time = batching is None and (model is None or model.engine != "vllm")
-    if task in GENERATIVE and one_at_a_time and target is None and (max_inputs or 1) > 1:
+    if (
+        task in (*GENERATIVE, "text-to-image")
+        and one_at_a_time
+        and target is None
+        and (max_inputs or 1) > 1
+    ):
         target = 1
     return {"max_inputs": max_inputs, "target_inputs": target}
 
@@ -460,7 +469,10 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
         "max_bytes": route.max_bytes or DEFAULT_MAX_BYTES,
         "model": model_of(spec, route),
     }
-    if route.action == "generate":
+    if route.action == "generate" and _task(spec, out["model"]) == "text-to-image":
+        out["max_pixels"] = route.max_pixels or DEFAULT_MAX_PIXELS
+        out["max_steps"] = route.max_steps or DEFAULT_MAX_STEPS
+    elif route.action == "generate":
         out["stream"] = route.stream
         out["max_tokens"] = route.max_tokens or DEFAULT_MAX_TOKENS
     if route.action == "openai":
@@ -489,6 +501,13 @@ def model_of(spec: Spec, route: Route) -> str | None:
     if route.action == "upload" and route.processor == "csv":
         return None
     return SINGLE_MODEL
+
+
+def _task(spec: Spec, name: str | None) -> str | None:
+    if name is None:
+        return None
+    model = spec.model if name == SINGLE_MODEL and spec.model else spec.models.get(name)
+    return model.task if model else None
 
 
 def _webhook(route: Route) -> dict[str, Any]:

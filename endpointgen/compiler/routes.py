@@ -161,11 +161,19 @@ def write_health(scope: Scope, route: Route, name: str, options: Options) -> lis
 def write_generate(scope: Scope, route: Route, name: str, options: Options) -> list[str]:
     scope.use("tasks")
     model = scope.models[route["model"]]
+    if scope.tasks[route["model"]] == "text-to-image":
+        scope.use("Response")
+        options["responses"] = "tasks.IMAGE_ANSWERS"
+        answer = call(
+            f"await {model}.draw", "body", **limits(route, "max_pixels", "max_steps", "max_chars")
+        )
+        params: list[Node] = ["body: tasks.ImageRequest"]
+        return decorator(route, options) + define(name, params, "Response", [["return ", answer]])
     text = limits(route, "max_tokens", "max_chars")
     if route["stream"]:
         scope.use("Request")
         options["response_class"] = "http.EventStream"
-        params: list[Node] = ["body: tasks.GenerateRequest", "request: Request"]
+        params = ["body: tasks.GenerateRequest", "request: Request"]
         answer = call(f"await {model}.stream", "body", "request", **text)
         return decorator(route, options) + define(
             name, params, "http.EventStream", [["return ", answer]]

@@ -12,6 +12,8 @@ from endpointgen.compiler.plan import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_CHARS,
     DEFAULT_MAX_ITEMS,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_STEPS,
     DEFAULT_MAX_TOKENS,
     PYTHON_VERSION,
     Plan,
@@ -25,6 +27,8 @@ LIMITS = {
     "max_tokens": DEFAULT_MAX_TOKENS,
     "max_chars": DEFAULT_MAX_CHARS,
     "max_items": DEFAULT_MAX_ITEMS,
+    "max_pixels": DEFAULT_MAX_PIXELS,
+    "max_steps": DEFAULT_MAX_STEPS,
     "max_bytes": DEFAULT_MAX_BYTES,
 }
 
@@ -65,7 +69,7 @@ def route_attrs(route: dict[str, Any]) -> dict[str, str]:
         "auth": "signature" if route["action"] == "webhook" else route["auth"],
         "rate limit": rate_text(route["rate_limit"]),
     }
-    if route["action"] == "generate":
+    if "stream" in route:
         out["stream"] = "yes" if route["stream"] else "no"
     if route.get("job"):
         out["job"] = f"yes, results kept {route['job']['ttl']}s"

@@ -62,6 +62,7 @@ async def call(
     A PIL image it returns is encoded in a worker thread, as `media_type` says (PNG
     unless that names JPEG, WebP or GIF), so a large image never holds up the event loop.
     """
+    http.starting_work()
     args = (data, model) if len(inspect.signature(function).parameters) > 1 else (data,)
     if inspect.iscoroutinefunction(function):
         result = await function(*args)

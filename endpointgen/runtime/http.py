@@ -13,6 +13,7 @@ import sys
 import time
 import weakref
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -376,6 +377,34 @@ def on_this_machine(path: str) -> str:
 
 def request_id(request: Request) -> str:
     return str(getattr(request.state, "request_id", ""))
+
+
+# Set while a request is only checked (a job's submit): its route's code runs its checks,
+# then stops where model or handler work would start, by raising `Checked` there.
+CHECKING: ContextVar[bool] = ContextVar("endpointgen_checking", default=False)
+
+
+class Checked(Exception):
+    """Raised where work would start while `CHECKING` is set: the request passed every
+    check before it."""
+
+
+def starting_work() -> None:
+    """Called where a model or a handler is about to run."""
+    if CHECKING.get():
+        raise Checked
+
+
+async def check(work: Callable[..., Awaitable[Any]], values: Mapping[str, Any]) -> None:
+    """Run `work(**values)` up to where its model or handler work would start, so that
+    whatever it would refuse (a route's ceilings: 422) is raised now."""
+    token = CHECKING.set(True)
+    try:
+        await work(**values)
+    except Checked:
+        pass
+    finally:
+        CHECKING.reset(token)
 
 
 def reject(field: str, message: str) -> RequestValidationError:

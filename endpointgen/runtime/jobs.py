@@ -570,6 +570,7 @@ class Jobs:
             if problem is not None:
                 error = {"loc": ("query", "callback_url"), "msg": problem, "type": "value_error"}
                 raise RequestValidationError([error])
+        await http.check(self.works[path][0], values)  # what the route refuses, now
         record = Record(new_id(), path, owner_of(request), self.works[path][1])
         await self.backend.submit(self, record, values, callback)
         url = f"{path.rstrip('/')}/jobs/{record.id}"

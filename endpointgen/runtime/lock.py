@@ -19,6 +19,7 @@ PINS: dict[str, str] = {
     "click": "8.5.1",
     "cryptography": "50.0.2",
     "detect-installer": "0.2.1",
+    "diffusers": "0.42.1",
     "dnspython": "2.9.2",
     "email-validator": "2.4.0",
     "fastapi": "0.165.0",
@@ -37,7 +38,9 @@ PINS: dict[str, str] = {
     "httpx2": "2.16.2",
     "huggingface-hub": "2.4.0",
     "idna": "3.20",
+    "importlib-metadata": "10.2.0",
     "jinja2": "3.1.6",
+    "lazy-importer": "0.1.0",
     "markdown-it-py": "4.3.0",
     "markupsafe": "3.0.4",
     "mdurl": "0.1.2",
@@ -99,6 +102,7 @@ PINS: dict[str, str] = {
     "watchfiles": "1.3.0",
     "websockets": "17.4",
     "wrapt": "2.5.2",
+    "zipp": "4.1.2",
 }
 
 REQUIRES: dict[str, tuple[str, ...]] = {
@@ -114,6 +118,16 @@ REQUIRES: dict[str, tuple[str, ...]] = {
     "anyio": ("idna", "typing-extensions"),
     "cffi": ("pycparser",),
     "cryptography": ("cffi",),
+    "diffusers": (
+        "filelock",
+        "huggingface-hub",
+        "importlib-metadata",
+        "numpy",
+        "pillow",
+        "regex",
+        "requests",
+        "safetensors",
+    ),
     "email-validator": ("dnspython", "idna"),
     "fastapi": (
         "annotated-doc",
@@ -165,6 +179,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
         "tqdm",
         "typing-extensions",
     ),
+    "importlib-metadata": ("lazy-importer", "zipp"),
     "jinja2": ("markupsafe",),
     "markdown-it-py": ("mdurl",),
     "opentelemetry-api": ("typing-extensions",),
@@ -291,6 +306,7 @@ MODULES: frozenset[str] = frozenset(
         "click",
         "cryptography",
         "detect_installer",
+        "diffusers",
         "dns",
         "dotenv",
         "email_validator",
@@ -316,9 +332,11 @@ MODULES: frozenset[str] = frozenset(
         "huggingface_hub",
         "hyperframe",
         "idna",
+        "importlib_metadata",
         "isympy",
         "jinja2",
         "jwt",
+        "lazy_importer",
         "licensing",
         "markdown_it",
         "markupsafe",
@@ -379,5 +397,6 @@ MODULES: frozenset[str] = frozenset(
         "wrapt-stubs",
         "yaml",
         "yarl",
+        "zipp",
     }
 )

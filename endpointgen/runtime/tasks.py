@@ -9,9 +9,12 @@ A built module makes one `Model` per model its spec names, loads it in `@modal.e
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
+import math
 import queue
 import re
+import secrets
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
@@ -61,11 +64,14 @@ Task = Literal[
     "image-classification",
     "object-detection",
     "automatic-speech-recognition",
+    "text-to-image",
 ]
 VLLM_STANDIN_BATCH = 8  # rows the transformers stand-in for vLLM batches off a GPU
 MAX_TOKENS = 1024
 MAX_CHARS = 20_000
 MAX_ITEMS = 128
+MAX_PIXELS = 1024 * 1024  # text-to-image: width x height
+MAX_STEPS = 50
 
 
 class GenerateRequest(BaseModel):
@@ -89,6 +95,46 @@ class GenerateResponse(BaseModel):
     finish_reason: str = Field(description="stop, length or cancelled")
 
 
+IMAGE_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+BINARY = {"type": "string", "format": "binary"}
+
+
+class ImageRequest(BaseModel):
+    """What `generate` takes on a text-to-image model."""
+
+    model_config = http.STRICT
+
+    prompt: str = Field(min_length=1)
+    negative_prompt: str | None = Field(default=None, description="what the image avoids")
+    width: int = Field(default=512, ge=64, le=2048, multiple_of=8)
+    height: int = Field(default=512, ge=64, le=2048, multiple_of=8)
+    steps: int = Field(default=30, ge=1, le=150, description="denoising steps")
+    guidance: float = Field(default=7.5, ge=0, le=30, description="classifier-free guidance")
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1, description="the same image")
+    format: Literal["png", "jpeg", "webp"] = "png"
+    base64: bool = Field(
+        default=False, description="answer JSON {image, media_type, seed} instead of the bytes"
+    )
+
+
+class ImageResponse(BaseModel):
+    image: str = Field(description="the encoded image, in base64")
+    media_type: str
+    seed: int
+
+
+# What `generate` on a text-to-image model answers, for /openapi.json.
+IMAGE_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The image, as `format` says; JSON with `base64: true`",
+        "content": {
+            **{kind: {"schema": BINARY} for kind in IMAGE_TYPES.values()},
+            "application/json": {"schema": ImageResponse.model_json_schema()},
+        },
+    }
+}
+
+
 class ClassifyRequest(BaseModel):
     model_config = http.STRICT
 
@@ -107,6 +153,8 @@ class Classification(BaseModel):
     score: float
 
 
+# Engine methods that check a request rather than serve it: a job's submit runs them.
+CHECKS = frozenset({"context_problem"})
 MAX_LABELS = 64  # candidate labels of one zero-shot request
 
 
@@ -436,6 +484,8 @@ class Model:
     async def ask(self, method: str, *args: Any) -> Any:
         """One engine call that never holds up the event loop: awaited when the engine is
         a remote model class (`.remote.aio`), else in a worker thread (torch blocks)."""
+        if method not in CHECKS:
+            http.starting_work()
         remote = getattr(self.engine, "ask", None)
         started = time.perf_counter()
         METRICS.calling(self.name, 1)
@@ -463,6 +513,7 @@ class Model:
 
     async def run(self, items: list[Any]) -> list[Any]:
         """The engine on `items`, batched with other requests' when the spec says so."""
+        http.starting_work()
         if self.batcher is not None:
             return await self.batcher(items)
         result: list[Any] = await self.ask("__call__", items)
@@ -487,6 +538,39 @@ class Model:
     ) -> GenerateResponse:
         request = await self.checked(body, max_tokens, max_chars)
         return GenerateResponse(**await self.ask("generate", request))
+
+    async def draw(
+        self,
+        body: ImageRequest,
+        max_pixels: int = MAX_PIXELS,
+        max_steps: int = MAX_STEPS,
+        max_chars: int = MAX_CHARS,
+    ) -> http.Response:
+        """An image from a text-to-image model (`engines.ImageGenerator`): its bytes as
+        `format` says, or `ImageResponse` with `base64`. Without a seed one is drawn and
+        given back (`X-Seed`, or `seed`), so a good image can be made again. A request
+        over the route's ceilings (size, steps, prompt length) is a 422 before any work."""
+        if body.width * body.height > max_pixels:
+            side = math.isqrt(max_pixels) // 8 * 8
+            raise http.reject(
+                "width",
+                f"width x height must be at most {max_pixels} pixels (e.g. {side}x{side})",
+            )
+        if body.steps > max_steps:
+            raise http.reject("steps", f"must be at most {max_steps}")
+        for field in ("prompt", "negative_prompt"):
+            text = getattr(body, field)
+            if text is not None and len(text) > max_chars:
+                raise http.reject(field, f"must be at most {max_chars} characters")
+        if body.seed is None:
+            body = body.model_copy(update={"seed": secrets.randbelow(2**32)})
+        content = await self.ask("__call__", body)
+        media = IMAGE_TYPES[body.format]
+        if body.base64:
+            encoded = base64.b64encode(content).decode()
+            answer = ImageResponse(image=encoded, media_type=media, seed=int(body.seed or 0))
+            return http.JSONResponse(answer.model_dump())
+        return http.Response(content, media_type=media, headers={"X-Seed": str(body.seed)})
 
     async def stream(
         self,

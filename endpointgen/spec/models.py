@@ -45,6 +45,7 @@ Task = Literal[
     "image-classification",
     "object-detection",
     "automatic-speech-recognition",
+    "text-to-image",
 ]
 Action = Literal[
     "health",
@@ -519,6 +520,9 @@ class Route(Strict):
         description="longest prompt or text, in characters",
     )
     max_items: int | None = Field(default=None, ge=1, le=100_000, description="texts per request")
+    max_steps: int | None = Field(
+        default=None, ge=1, le=150, description="text-to-image: most denoising steps (default 50)"
+    )
     max_bytes: int | None = Field(default=None, ge=1, le=1 << 34, description="largest body")
     provider: Literal["github", "stripe", "slack", "generic"] | None = None
     secret: SecretName | None = Field(default=None, description="webhook: Modal Secret")
@@ -572,8 +576,9 @@ class Route(Strict):
         default=None,
         ge=1,
         le=500_000_000,
-        description="upload image-classification: the most pixels an image may declare "
-        "(413 over it; default 40000000)",
+        description="upload of an image: the most pixels it may declare (413 over it; "
+        "default 40000000); generate on text-to-image: the largest width x height asked "
+        "for (422 over it; default 1048576)",
     )
     folder: str | None = Field(
         default=None, min_length=1, max_length=1024, description="file: local folder to serve"
