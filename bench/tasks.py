@@ -10,6 +10,12 @@ items are its 4 passages; `wait_ms` 5) and without it (one model call per reques
 connections send requests back to back: a rerank of 4 passages, a text against 3
 labels, a text for its entities, a 224x224 PNG upload. The ratio is batched / unbatched
 requests/s; target ≥ 2.
+
+Beside each, for information, the model's own ceiling (`task-<task>-model-ceiling`): in
+one process, with no server, the engine called once on 32 requests' items against 32
+calls of one request's. No batcher can do better than that. On a CPU, where a bigger
+matrix product is barely cheaper per row, it is what bounds the served ratio for the
+models whose time is all in their forward pass (rerank, CLIP); on a GPU it is far larger.
 """
 
 from __future__ import annotations
@@ -50,9 +56,8 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def upload_body() -> dict[str, str]:
-    """A 224x224 photo-like PNG as a multipart/form-data body, for loadgen."""
-    import base64
+def photo_png() -> bytes:
+    """A 224x224 photo-like PNG."""
     import io
     import random
 
@@ -63,13 +68,20 @@ def upload_body() -> dict[str, str]:
     image.putdata([(rng.randrange(256), rng.randrange(256), 128) for _ in range(224 * 224)])
     png = io.BytesIO()
     image.save(png, format="PNG")
+    return png.getvalue()
+
+
+def upload_body() -> dict[str, str]:
+    """A 224x224 photo-like PNG as a multipart/form-data body, for loadgen."""
+    import base64
+
     boundary = "benchboundary"
     data = (
         (
             f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
             f'filename="photo.png"\r\nContent-Type: image/png\r\n\r\n'
         ).encode()
-        + png.getvalue()
+        + photo_png()
         + f"\r\n--{boundary}--\r\n".encode()
     )
     kind = f"multipart/form-data; boundary={boundary}"
@@ -128,6 +140,42 @@ def make_clip(folder: Path) -> str:
     return str(folder)
 
 
+def items(task: str) -> list[Any]:
+    """One request's items as `tasks.Model` hands them to the engine."""
+    body = TASKS[task][1]
+    if task == "rerank":
+        return [(body["query"], text) for text in body["texts"]]
+    if task == "zero-shot-classification":
+        return [(body["text"], tuple(body["labels"]), False, "This example is {}.")]
+    if task == "token-classification":
+        return [body["text"]]
+    from endpointgen.runtime.engines import open_image
+
+    return [open_image(photo_png())]
+
+
+def ceiling(task: str, model: str, rounds: int = 5) -> dict[str, float]:
+    """The engine on 32 requests' items at once, against 32 calls of one request's: each
+    way timed `rounds` times, alternating, in this process (worker)."""
+    import time
+
+    from endpointgen.runtime.engines import ENGINES
+
+    engine = ENGINES[task](model, None, "auto")
+    one = items(task)
+    engine(one * CONNECTIONS)  # warm-up
+    alone, together = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for _ in range(CONNECTIONS):
+            engine(one)
+        alone.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        engine(one * CONNECTIONS)
+        together.append(time.perf_counter() - started)
+    return {"batched_s": sorted(together)[rounds // 2], "alone_s": sorted(alone)[rounds // 2]}
+
+
 def served(folder: Path, task: str, model: str, batching: bool, logs: Path) -> dict[str, Any]:
     action, body = TASKS[task]
     route: dict[str, Any] = {"path": "/run", "method": "POST", "action": action, "public": True}
@@ -170,6 +218,7 @@ def run(logs: Path) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="bench-tasks-") as folder:
         for task in TASKS:
             model = run_worker("tasks.py", task, str(Path(folder) / task))["path"]
+            bound = run_worker("tasks.py", "ceiling", task, model)
             batched = served(Path(folder), task, model, True, logs)
             alone = served(Path(folder), task, model, False, logs)
             rows.append(
@@ -185,8 +234,19 @@ def run(logs: Path) -> list[Result]:
                     },
                 )
             )
+            rows.append(  # requests/s: 32 requests in each timed span
+                ratio_result(
+                    f"task-{task}-model-ceiling",
+                    CONNECTIONS / bound["batched_s"],
+                    CONNECTIONS / bound["alone_s"],
+                    "req/s",
+                )
+            )
     return rows
 
 
 if __name__ == "__main__":
-    print(json.dumps({"path": make(sys.argv[1], Path(sys.argv[2]))}))
+    if sys.argv[1] == "ceiling":
+        print(json.dumps(ceiling(sys.argv[2], sys.argv[3])))
+    else:
+        print(json.dumps({"path": make(sys.argv[1], Path(sys.argv[2]))}))

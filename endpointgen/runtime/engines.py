@@ -783,7 +783,7 @@ class ImageGenerator(Engine):
         if dtype == "auto":  # half precision where it is fast
             dtype = self.torch.float16 if self.device == "cuda" else self.torch.float32
         load: Any = AutoPipelineForText2Image.from_pretrained  # untyped in diffusers
-        self.pipe = load(self.source, revision=self.revision, dtype=dtype)
+        self.pipe = load(self.source, dtype=dtype, **self.options)
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
 
