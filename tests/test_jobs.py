@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.server
 import json
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -497,3 +498,36 @@ def test_plan_marks_job_routes(tmp_path: Path) -> None:
     )
     assert appview.route_attrs(routes[1])["job"] == "yes, results kept 3600s"
     assert "job" not in appview.route_attrs(routes[2])
+
+
+def test_a_request_over_a_routes_ceiling_is_refused_at_submit(
+    tmp_path: Path, tiny_gpt2: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Jobs: a submit runs the route's own checks up to where the model or
+    the handler would start, so a request over `max_tokens` or `max_chars` is the route's
+    422 at once, and no job is made; a valid one is a job, and its handler does not run
+    at submit (the hundred-submissions test counts each handler's runs)."""
+    from fastapi.testclient import TestClient
+
+    from endpointgen.local.serve import load_app
+
+    folder = tmp_path / "specs"
+    shutil.copytree(SPECS, folder, ignore=shutil.ignore_patterns("models", "__pycache__"))
+    spec = yaml.safe_load((SPECS / "jobs.yaml").read_text())
+    spec["model"]["id"] = str(tiny_gpt2)
+    spec["routes"][0]["max_chars"] = 50
+    monkeypatch.setenv("API_KEYS", KEY)
+    web = load_app(build_and_import(write_spec(folder, spec), tmp_path / "build"), say=print)
+    with TestClient(web, headers={"X-API-Key": KEY}) as http_client:
+        for body, field in (
+            ({"prompt": "Hello", "max_tokens": 5000}, "max_tokens"),
+            ({"prompt": "x" * 51, "max_tokens": 4}, "prompt"),
+        ):
+            refused = http_client.post("/generate", json=body)
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["detail"][0]["loc"] == ["body", field]
+        assert web.state.jobs.backend.records == {}
+        accepted = http_client.post("/generate", json={"prompt": "Hello", "max_tokens": 4})
+        assert accepted.status_code == 202
+        done = poll_until_done(http_client, accepted.headers["location"])
+        assert done["status"] == "succeeded" and done["result"]["tokens_generated"] <= 4

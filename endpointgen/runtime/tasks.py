@@ -153,7 +153,8 @@ class Classification(BaseModel):
     score: float
 
 
-# Engine methods that check a request rather than serve it: a job's submit runs them.
+# Engine methods that check a request rather than serve it: a job's submit runs them
+# when the engine is in this process.
 CHECKS = frozenset({"context_problem"})
 MAX_LABELS = 64  # candidate labels of one zero-shot request
 
@@ -282,6 +283,28 @@ def short_reason(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
+# What a load failure the Hub refused means, by the class huggingface_hub raised.
+HUB_REFUSALS = {
+    "GatedRepoError": "the model is gated",
+    "RepositoryNotFoundError": "no such model, or it is private",
+}
+TOKEN_HINT = ": set HF_TOKEN to a token with access (deployed: in a Modal Secret under `secrets:`)"
+
+
+def load_reason(exc: BaseException) -> str:
+    """`short_reason`, and what to do when the Hub refused the download."""
+    reason = short_reason(exc)
+    seen: BaseException | None = exc
+    for _ in range(8):  # the exception and what it was raised from
+        if seen is None:
+            break
+        refusal = HUB_REFUSALS.get(type(seen).__name__)
+        if refusal is not None:
+            return f"{reason} ({refusal}{TOKEN_HINT})"
+        seen = seen.__cause__ or seen.__context__
+    return reason
+
+
 def check_texts(field: str, texts: list[str], max_items: int, max_chars: int) -> None:
     if len(texts) > max_items:
         raise http.reject(field, f"at most {max_items} texts per request")
@@ -406,7 +429,7 @@ class Model:
                 engine = ENGINES[self.task](source, self.revision, self.dtype)
         except Exception as exc:
             self.status = "failed"
-            self.error = short_reason(exc)
+            self.error = load_reason(exc)
             http.log.exception("model failed to load: %s", self.error)
             if not modal.is_local():
                 raise LoadFailed(self.error) from exc
@@ -484,9 +507,11 @@ class Model:
     async def ask(self, method: str, *args: Any) -> Any:
         """One engine call that never holds up the event loop: awaited when the engine is
         a remote model class (`.remote.aio`), else in a worker thread (torch blocks)."""
-        if method not in CHECKS:
-            http.starting_work()
         remote = getattr(self.engine, "ask", None)
+        # A job's submit (`http.check`) stops here, unless this is a check that the engine
+        # in this process answers: one on another container would wait for it to start.
+        if method not in CHECKS or remote is not None:
+            http.starting_work()
         started = time.perf_counter()
         METRICS.calling(self.name, 1)
         try:
