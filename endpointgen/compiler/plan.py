@@ -310,10 +310,10 @@ def _concurrency(
 
     An app without a model is async code that waits on I/O: many requests per container.
     A batching model takes as many requests as a batch holds: with Modal's default of one
-    per container there would be nothing to batch. A text generator without batching
-    (or an image generator) runs one generation at a time, so with room for several
-    requests the autoscaler is
-    told to aim for one, and adds containers instead of queueing requests behind it.
+    per container there would be nothing to batch. A text or image generator without
+    batching runs one generation at a time, so with room for several requests the
+    autoscaler is told to aim for one, and adds containers instead of queueing requests
+    behind it.
     vLLM schedules its own batches: it takes DEFAULT_VLLM_INPUTS requests at once.
     """
     task = model.task if model is not None else None
