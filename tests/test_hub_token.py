@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,14 +86,15 @@ def hub(tiny_bert: Path) -> Iterator[GatedHub]:
     server.shutdown()
 
 
-def serve(tmp_path: Path, hub: GatedHub, **env: str) -> Server:
+def serve(tmp_path: Path, hub: GatedHub, task: str = "text-classification", **env: str) -> Server:
+    action = "generate" if task == "text-to-image" else "classify"
     spec = {
         "name": "private",
-        "model": {"id": REPO, "task": "text-classification"},
+        "model": {"id": REPO, "task": task},
         "auth": {"mode": "api_key"},
         "secrets": ["hf-token"],  # the Modal Secret that holds HF_TOKEN when deployed
         "routes": [
-            {"path": "/classify", "method": "POST", "action": "classify"},
+            {"path": f"/{action}", "method": "POST", "action": action},
             {"path": "/health", "action": "health"},
         ],
     }
@@ -161,3 +163,28 @@ def test_without_the_token_the_load_fails_with_a_503_that_says_why(
     assert f"({said}: set HF_TOKEN to a token with access" in body["error"], body
     assert classify.status_code == 503
     assert hub.asked and all(given is None for _, given in hub.asked)
+
+
+def test_a_pipeline_already_in_the_cache_loads_without_asking_the_hub(
+    tmp_path: Path, hub: GatedHub, tiny_diffusion: Path
+) -> None:
+    """docs/spec.md, Model: a Hub model already in the cache (the app's Volume, after a
+    first start) loads without asking the Hub anything: a gated text-to-image pipeline,
+    whose snapshot has `model_index.json` at its top rather than `config.json`, loads
+    and draws with no token, and the Hub is asked nothing."""
+    commit = "a" * 40
+    repo = tmp_path / "hf" / "hub" / f"models--{REPO.replace('/', '--')}"
+    shutil.copytree(tiny_diffusion, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    server = serve(tmp_path, hub, task="text-to-image", HF_TOKEN="")
+    try:
+        assert health_when_settled(server).status_code == 200, server.output
+        body = {"prompt": "a cat", "width": 64, "height": 64, "steps": 1, "seed": 1}
+        image = httpx.post(
+            server.url + "/generate", json=body, headers={"X-API-Key": "key-one"}, timeout=60
+        )
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    finally:
+        server.stop()
+    assert hub.asked == []

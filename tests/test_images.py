@@ -64,11 +64,15 @@ def reference(painter: Path, **body: Any) -> Image.Image:
 def test_an_image_is_the_pipelines_for_its_seed(server: Server, painter: Path) -> None:
     """docs/spec.md, Routes (`generate`): on a text-to-image model, a prompt, size, steps,
     guidance and seed give a PNG of that size, the image diffusers makes from the same
-    seed; the seed comes back in `X-Seed`, and without one a seed is drawn."""
+    seed; the seed comes back in `X-Seed` (which CORS lets browser code read), and
+    without one a seed is drawn."""
     answer = draw(server)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "image/png"
     assert answer.headers["x-seed"] == "7"
+    origin = {"Origin": "https://studio.example.com"}
+    seen = httpx.post(server.url + "/images", json=SMALL, headers={**BEARER, **origin})
+    assert "x-seed" in seen.headers["access-control-expose-headers"].lower()
     image = Image.open(io.BytesIO(answer.content))
     assert image.format == "PNG" and image.size == (96, 64)
     assert ImageChops.difference(image.convert("RGB"), reference(painter)).getbbox() is None
@@ -90,9 +94,10 @@ def test_formats_and_base64_json(server: Server) -> None:
 
 
 def test_bad_requests_are_422_and_a_job_makes_the_same_image(server: Server) -> None:
-    """docs/spec.md, Routes (`generate`): a size that is not a multiple of 8 or a prompt
-    over `max_chars` is a 422; as a job (`job:`) the result is the image as base64 JSON
-    with its media type."""
+    """docs/spec.md, Routes (`generate`) and Jobs: a size that is not a multiple of 8 or a
+    prompt over `max_chars` is a 422; as a job (`job:`) the result is the image as
+    `{media_type, base64, seed}`, and with `Prefer: wait` the route's own answer: the
+    bytes, with `X-Seed`."""
     assert draw(server, width=65).status_code == 422
     long = draw(server, prompt="x" * 1001)
     assert long.status_code == 422 and long.json()["detail"][0]["loc"] == ["body", "prompt"]
@@ -104,8 +109,16 @@ def test_bad_requests_are_422_and_a_job_makes_the_same_image(server: Server) -> 
         assert status["status"] in ("pending", "running") and time.monotonic() < deadline
         time.sleep(0.1)
     result = status["result"]
-    assert result["media_type"] == "image/png"
+    assert result["media_type"] == "image/png" and result["seed"] == 7
     assert base64.b64decode(result["base64"]) == draw(server).content
+    waited = httpx.post(
+        server.url + "/images/jobs",
+        json=SMALL,
+        headers={**BEARER, "Prefer": "wait=60"},
+        timeout=120,
+    )
+    assert waited.status_code == 200 and waited.headers["content-type"] == "image/png"
+    assert waited.headers["x-seed"] == "7" and waited.content == draw(server).content
 
 
 def test_the_routes_ceilings_on_size_and_steps(server: Server) -> None:
@@ -132,9 +145,11 @@ def test_the_routes_ceilings_on_size_and_steps(server: Server) -> None:
 def test_what_an_image_route_cannot_do_is_refused(tmp_path: Path) -> None:
     """docs/spec.md, Routes (`generate`) and Limits (`max_pixels`, `max_steps`): on a
     text-to-image model, `stream`, `max_tokens` and `batching` are refused, as is a
-    `max_pixels` under one 64x64 image; on a text model the image ceilings are refused."""
+    `max_pixels` under one 64x64 image or over one 2048x2048; on a text model the image
+    ceilings are refused."""
     spec = yaml.safe_load((SPECS / "images.yaml").read_text())
     spec["routes"][0] |= {"stream": True, "max_tokens": 10, "max_pixels": 4000}
+    spec["routes"][1] |= {"max_pixels": 2048 * 2048 + 1}
     spec["batching"] = {"max_batch_size": 4}
     with pytest.raises(SpecError) as caught:
         pipeline.build(write_spec(tmp_path, spec), tmp_path / "out")
@@ -143,6 +158,7 @@ def test_what_an_image_route_cannot_do_is_refused(tmp_path: Path) -> None:
     assert "`max_tokens` is not read by POST /images, which makes images" in text
     assert "a text-to-image model makes one image at a time" in text
     assert "routes[0].max_pixels: must be at least 4096: the smallest image is 64x64" in text
+    assert "routes[1].max_pixels: must be at most 4194304: the largest image is" in text
     words = yaml.safe_load((SPECS / "gpt2.yaml").read_text())
     words["routes"][0] |= {"max_pixels": 4096, "max_steps": 10}
     with pytest.raises(SpecError) as caught:
@@ -150,3 +166,15 @@ def test_what_an_image_route_cannot_do_is_refused(tmp_path: Path) -> None:
     text = str(caught.value)
     for key in ("max_pixels", "max_steps"):
         assert f"`{key}` applies to a text-to-image model's generate routes; POST" in text
+
+
+def test_with_a_web_tier_only_the_models_image_carries_diffusers(tmp_path: Path) -> None:
+    """docs/spec.md, Top level (`shape`): with `shape: split` the CPU web tier installs no
+    model packages; diffusers goes only where the pipeline runs."""
+    from test_multi_model import packages_of
+
+    spec = yaml.safe_load((SPECS / "images.yaml").read_text()) | {"shape": "split"}
+    source = pipeline.build(write_spec(tmp_path, spec), tmp_path / "out").source
+    assert "diffusers==0.42.1" in packages_of(source, "image")
+    web = packages_of(source, "web_image")
+    assert not [p for p in web if p.split("==")[0] in ("diffusers", "torch", "transformers")]

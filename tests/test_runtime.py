@@ -206,7 +206,8 @@ def test_rates_read_as_the_spec_writes_them() -> None:
 def failing_model(tmp_path: Path) -> tasks.Model:
     loader = tmp_path / "load.py"
     missing = tmp_path / "weights" / "model.safetensors"
-    loader.write_text(f"def load(where):\n    raise OSError('cannot read {missing}')\n")
+    message = f"cannot read {missing}; see https://huggingface.co/org/m"
+    loader.write_text(f"def load(where):\n    raise OSError({message!r})\n")
     return tasks.Model("org/m", "embeddings", loader=tasks.Loader(loader, "load", "load.py"))
 
 
@@ -214,8 +215,8 @@ def test_a_failed_load_is_a_short_503_here_and_raised_in_a_modal_container(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """docs/spec.md, Routes (`health`): after a failed load, 503 with `error` on one line, the
-    exception's class and message with paths cut to their last part; in a Modal container the
-    failure is raised from the load instead."""
+    exception's class and message with paths cut to their last part (URLs kept whole); in a
+    Modal container the failure is raised from the load instead."""
     model = failing_model(tmp_path).load()
     assert model.status == "failed"
     web = http.app("failing")
@@ -228,7 +229,7 @@ def test_a_failed_load_is_a_short_503_here_and_raised_in_a_modal_container(
     assert answer.status_code == 503
     assert answer.json() == {
         "status": "failed",
-        "error": "OSError: cannot read model.safetensors",
+        "error": "OSError: cannot read model.safetensors; see https://huggingface.co/org/m",
         "model": "org/m",
     }
     assert str(tmp_path) in caplog.text and "Traceback" in caplog.text  # the log has it all
@@ -240,7 +241,8 @@ def test_a_failed_load_is_a_short_503_here_and_raised_in_a_modal_container(
     with pytest.raises(tasks.LoadFailed) as raised:
         failing_model(tmp_path).load()
     # The web tier in front of a class gets the short reason; the log keeps the cause.
-    assert raised.value.args == ("OSError: cannot read model.safetensors",)
+    reason = "OSError: cannot read model.safetensors; see https://huggingface.co/org/m"
+    assert raised.value.args == (reason,)
     assert isinstance(raised.value.__cause__, OSError)
     assert pickle.loads(pickle.dumps(raised.value)).args == raised.value.args
 

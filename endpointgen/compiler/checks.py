@@ -28,6 +28,7 @@ _LIMIT_KEYS = {
 }
 _IMAGE_LIMITS = ("max_pixels", "max_steps")
 SMALLEST_IMAGE = 64 * 64  # the smallest width x height a text-to-image request may ask
+LARGEST_IMAGE = 2048 * 2048  # and the largest (tasks.ImageRequest)
 OPENAI_TASKS = ("text-generation", "embeddings")
 _WEBHOOK_KEYS = ("provider", "secret", "env")
 
@@ -316,6 +317,11 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
             yield doc.problem(
                 (*here, "max_pixels"),
                 f"must be at least {SMALLEST_IMAGE}: the smallest image is 64x64",
+            )
+        if route.max_pixels is not None and route.max_pixels > LARGEST_IMAGE:
+            yield doc.problem(
+                (*here, "max_pixels"),
+                f"must be at most {LARGEST_IMAGE}: the largest image is 2048x2048",
             )
     elif route.action == "generate" and model is not None:
         for key in _IMAGE_LIMITS:

@@ -23,6 +23,7 @@ from endpointgen.spec.models import NamedModel, Vllm
 WEB_PACKAGES = ("fastapi[standard]==0.165.0", "pydantic==2.14.4")
 TORCH = "torch==2.13.0"
 MODEL_PACKAGES = (TORCH, "transformers==5.24.0")
+DIFFUSERS = "diffusers==0.42.1"  # text-to-image, in the model's container only
 # `engine: vllm`: vLLM brings torch and transformers at its own pins, and allows only
 # fastapi[standard] >=0.133,<0.137 (what `pip install vllm==0.33.0` resolves).
 VLLM_PACKAGES = ("vllm==0.33.0",)
@@ -39,7 +40,7 @@ EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
     "image-text-embeddings": ("pillow==13.0.0",),
     "object-detection": ("pillow==13.0.0",),
     "automatic-speech-recognition": ("scipy==1.17.1", "soundfile==0.14.0"),
-    "text-to-image": ("diffusers==0.42.1", "pillow==13.0.0"),
+    "text-to-image": (DIFFUSERS, "pillow==13.0.0"),
     "metrics": ("prometheus-client==0.26.0",),
     "tracing": (
         "opentelemetry-exporter-otlp-proto-http==1.45.2",
@@ -131,7 +132,7 @@ class Plan:
     def web_packages(self) -> list[str]:
         """With several models, what the CPU web tier installs: all but the model stack
         (and, in front of vLLM, the web packages the tests ran, not vLLM's)."""
-        stack = {*MODEL_PACKAGES, *VLLM_PACKAGES, *VLLM_WEB_PACKAGES} - {*WEB_PACKAGES}
+        stack = {*MODEL_PACKAGES, DIFFUSERS, *VLLM_PACKAGES, *VLLM_WEB_PACKAGES} - {*WEB_PACKAGES}
         web = WEB_PACKAGES if self.engine == "vllm" else ()
         return sorted({*web, *(p for p in self.packages if p not in stack)})
 

@@ -58,14 +58,15 @@ def device_and_dtype(dtype: str) -> tuple[str, Any]:
     return device, getattr(torch, dtype)
 
 
-def hub_cached(source: str, revision: str | None) -> bool:
+def hub_cached(source: str, revision: str | None, root: str = "config.json") -> bool:
     """Whether a Hub model is already in the cache (the app's Volume, after a first start):
-    then it loads without asking the Hub anything."""
+    then it loads without asking the Hub anything. `root`: the file every snapshot of
+    such a model has."""
     if Path(source).is_dir():
         return False
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(source, "config.json", revision=revision)
+    found = try_to_load_from_cache(source, root, revision=revision)
     return isinstance(found, str)
 
 
@@ -76,6 +77,8 @@ class Engine:
     so a spec's `h100:2` uses both. A model in the Hub cache loads offline.
     """
 
+    ROOT_FILE = "config.json"  # at the top of every snapshot of this kind of model
+
     def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
         import torch
 
@@ -84,7 +87,7 @@ class Engine:
         self.source, self.revision = str(source), revision
         self.spread = self.device == "cuda" and torch.cuda.device_count() > 1
         self.options: dict[str, Any] = {"revision": revision}
-        if hub_cached(self.source, revision):
+        if hub_cached(self.source, revision, self.ROOT_FILE):
             self.options["local_files_only"] = True
         self.lock = threading.Lock()
 
@@ -774,6 +777,8 @@ class ImageGenerator(Engine):
     """Text to image with `diffusers`: whatever pipeline the model's `model_index.json`
     names (Stable Diffusion, SDXL, ...), on the engine's device and dtype. One image per
     call, seeded by the request, encoded as it asks."""
+
+    ROOT_FILE = "model_index.json"  # a diffusers pipeline: its parts are in folders
 
     def __init__(self, source: str | Path, revision: str | None, dtype: str) -> None:
         from diffusers import AutoPipelineForText2Image

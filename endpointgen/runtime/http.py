@@ -73,6 +73,7 @@ DEFAULT_MAX_BYTES = 1024 * 1024  # a route's body limit unless it sets max_bytes
 EXPOSED = [
     *("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"),
     *("X-Request-ID", "X-Client-Request-ID"),
+    "X-Seed",  # the seed of an image a text-to-image route made
 ]
 
 

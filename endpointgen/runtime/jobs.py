@@ -181,7 +181,8 @@ class Callbacks:
 
 def encode(answer: Any) -> Any:
     """The route's answer as JSON: a JSON body parsed, text as text, other bytes as
-    `{media_type, base64}`; anything else as FastAPI would serialize it."""
+    `{media_type, base64}` (and `seed`, from an image's `X-Seed`); anything else as
+    FastAPI would serialize it."""
     if isinstance(answer, http.Response):
         media = answer.media_type or ""
         body = bytes(answer.body)
@@ -189,7 +190,10 @@ def encode(answer: Any) -> Any:
             return json.loads(body) if body else None
         if media.startswith("text/"):
             return body.decode(answer.charset)
-        return {"media_type": media, "base64": base64.b64encode(body).decode()}
+        data: dict[str, Any] = {"media_type": media, "base64": base64.b64encode(body).decode()}
+        if "x-seed" in answer.headers:
+            data["seed"] = int(answer.headers["x-seed"])
+        return data
     return jsonable_encoder(answer)
 
 
@@ -197,7 +201,8 @@ async def outcome(settings: http.Settings, work: Work, values: dict[str, Any]) -
     """Run the work: `{"status": "succeeded", "result": ...}` or `{"status": "failed",
     "error": {status, message}}`, as the route would have answered; no traceback leaves."""
     try:
-        result = encode(await work(**values))
+        answered = await work(**values)
+        result = encode(answered)
     except HTTPException as exc:
         return failed(exc.status_code, str(exc.detail))
     except RequestValidationError as exc:
@@ -211,7 +216,10 @@ async def outcome(settings: http.Settings, work: Work, values: dict[str, Any]) -
             http.log.exception("job failed")
             return failed(500, "internal server error")
         return failed(*mapped)
-    return {"status": "succeeded", "result": result, "finished_at": time.time()}
+    done = {"status": "succeeded", "result": result, "finished_at": time.time()}
+    if isinstance(answered, http.Response) and isinstance(result, dict) and "base64" in result:
+        done["binary"] = True  # `Prefer: wait` answers the bytes themselves
+    return done
 
 
 def failed(status: int, message: str, detail: Any = None) -> dict[str, Any]:
@@ -263,11 +271,13 @@ class Record:
     result: Any = None
     error: dict[str, Any] | None = None
     call: str | None = None  # the spawned FunctionCall's id, on Modal
+    binary: bool = False  # `result` is bytes the route answered, as `encode` keeps them
 
     def finish(self, done: dict[str, Any]) -> None:
         self.state = done["status"]
         self.result = done.get("result")
         self.error = done.get("error")
+        self.binary = bool(done.get("binary"))
         self.finished_at = done.get("finished_at") or time.time()
 
     @property
@@ -615,6 +625,12 @@ def answer(record: Record, waited: float, request_id: str) -> http.Response:
         if record.error.get("detail"):
             body["detail"] = record.error["detail"]
         return http.JSONResponse(body, record.error["status"], headers=headers)
+    if record.binary:
+        result = record.result
+        if "seed" in result:
+            headers["X-Seed"] = str(result["seed"])
+        content = base64.b64decode(result["base64"])
+        return http.Response(content, 200, headers=headers, media_type=result["media_type"])
     return http.JSONResponse(record.result, 200, headers=headers)
 
 

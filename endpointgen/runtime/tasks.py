@@ -153,9 +153,6 @@ class Classification(BaseModel):
     score: float
 
 
-# Engine methods that check a request rather than serve it: a job's submit runs them
-# when the engine is in this process.
-CHECKS = frozenset({"context_problem"})
 MAX_LABELS = 64  # candidate labels of one zero-shot request
 
 
@@ -269,7 +266,7 @@ class Loader:
         return made
 
 
-PATH = re.compile(r"(?<![\w.~-])(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/:]+)+[\\/]?")  # absolute
+PATH = re.compile(r"(?<![\w.~:/-])(?:[A-Za-z]:)?(?:[\\/][^\s'\"\\/:]+)+[\\/]?")  # absolute
 
 
 def short_reason(exc: BaseException) -> str:
@@ -507,11 +504,10 @@ class Model:
     async def ask(self, method: str, *args: Any) -> Any:
         """One engine call that never holds up the event loop: awaited when the engine is
         a remote model class (`.remote.aio`), else in a worker thread (torch blocks)."""
+        # A job's submit (`http.check`) stops here: even a check on the engine waits for
+        # its lock, which a running generation holds, or for another container to start.
+        http.starting_work()
         remote = getattr(self.engine, "ask", None)
-        # A job's submit (`http.check`) stops here, unless this is a check that the engine
-        # in this process answers: one on another container would wait for it to start.
-        if method not in CHECKS or remote is not None:
-            http.starting_work()
         started = time.perf_counter()
         METRICS.calling(self.name, 1)
         try:

@@ -42,7 +42,18 @@ runtime.require("0.2.0")
 def create_app(model: tasks.Model) -> FastAPI:
     """The FastAPI app; Modal serves it, and so can any ASGI server."""
     require_auth = auth.bearer(env="API_KEYS")
-    web = http.app(APP_NAME, DESCRIPTION, docs=require_auth)
+    web = http.app(
+        APP_NAME,
+        DESCRIPTION,
+        cors=http.Cors(
+            origins=["https://studio.example.com"],
+            methods=["GET", "POST"],
+            headers=["Authorization", "Content-Type", "X-Request-ID"],
+            credentials=False,
+            max_age=600,
+        ),
+        docs=require_auth,
+    )
     guards = http.guards(require_auth, model.ready)
     app_jobs = jobs.Jobs(APP_NAME, worker=lambda: Server().job)
 
