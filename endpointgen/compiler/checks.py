@@ -76,25 +76,23 @@ def _ignored(spec: Spec, doc: Document) -> Iterator[Problem]:
             )
 
 
+# Tasks whose models take one request at a time, and why.
+UNBATCHED = {
+    "text2text-generation": "continuous batching is for decoder-only models; an "
+    "encoder-decoder (text2text-generation) model generates one request at a time",
+    "text-to-image": "a text-to-image model makes one image at a time, each with its own "
+    "size, steps and seed",
+}
+
+
 def _batch_fits(
     doc: Document, at: Loc, task: str, batching: Batching | None, scaling: Scaling
 ) -> Iterator[Problem]:
     """A text generator's batch holds one request per row: a container that takes fewer
     requests at once (`max_inputs`) would never fill it."""
     most = scaling.max_inputs
-    if task == "text2text-generation" and batching is not None:
-        yield doc.problem(
-            (*at, "batching"),
-            "continuous batching is for decoder-only models; an encoder-decoder "
-            "(text2text-generation) model generates one request at a time: remove `batching`",
-        )
-        return
-    if task == "text-to-image" and batching is not None:
-        yield doc.problem(
-            (*at, "batching"),
-            "a text-to-image model makes one image at a time, each with its own size, "
-            "steps and seed: remove `batching`",
-        )
+    if task in UNBATCHED and batching is not None:
+        yield doc.problem((*at, "batching"), f"{UNBATCHED[task]}: remove `batching`")
         return
     if task != "text-generation" or batching is None or most is None:
         return
