@@ -178,3 +178,24 @@ def test_with_a_web_tier_only_the_models_image_carries_diffusers(tmp_path: Path)
     assert "diffusers==0.42.1" in packages_of(source, "image")
     web = packages_of(source, "web_image")
     assert not [p for p in web if p.split("==")[0] in ("diffusers", "torch", "transformers")]
+
+
+def test_cancelling_an_image_job_stops_its_denoising(server: Server) -> None:
+    """docs/spec.md, Jobs (`DELETE`): cancelling a job that is making an image stops the
+    denoising at its next step, so the model is free for the next request: a 1024x1024
+    job of 100 steps (minutes here) is cancelled, and a small image right after it comes
+    back in seconds."""
+    big = {"width": 1024, "height": 1024, "steps": 100}
+    submitted = draw(server, "/images/jobs", **big)
+    assert submitted.status_code == 202
+    url = server.url + submitted.headers["location"]
+    deadline = time.monotonic() + 30
+    while httpx.get(url, headers=BEARER).json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1)  # a few steps in
+    cancelled = httpx.delete(url, headers=BEARER)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    started = time.monotonic()
+    assert draw(server).status_code == 200
+    assert time.monotonic() - started < 20

@@ -6,6 +6,7 @@ when this module is: building, deploying and `endpointgen openapi` need neither.
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import threading
@@ -791,9 +792,21 @@ class ImageGenerator(Engine):
         self.pipe = load(self.source, dtype=dtype, **self.options)
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
+        self.accepts = set(inspect.signature(self.pipe.__call__).parameters)
 
-    def __call__(self, request: Any) -> bytes:
-        """`request`: a `tasks.ImageRequest` with its seed set."""
+    def __call__(self, request: Any, stop: threading.Event | None = None) -> bytes:
+        """`request`: a `tasks.ImageRequest` with its seed set. Once `stop` is set (no one
+        waits for the image any more) the denoising ends at the next step, and the
+        answer is empty."""
+
+        def step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> Any:
+            if stop is not None and stop.is_set():
+                pipe._interrupt = True  # diffusers' own way out: the remaining steps skip
+            return tensors
+
+        options: dict[str, Any] = {}
+        if stop is not None and "callback_on_step_end" in self.accepts:
+            options["callback_on_step_end"] = step_end
         generator = self.torch.Generator(device="cpu").manual_seed(int(request.seed))
         with self.lock, self.torch.inference_mode():
             image = self.pipe(
@@ -804,7 +817,10 @@ class ImageGenerator(Engine):
                 num_inference_steps=request.steps,
                 guidance_scale=request.guidance,
                 generator=generator,
+                **options,
             ).images[0]
+        if stop is not None and stop.is_set():
+            return b""
         out = io.BytesIO()
         image.save(out, format=request.format.upper())
         return out.getvalue()

@@ -585,7 +585,15 @@ class Model:
                 raise http.reject(field, f"must be at most {max_chars} characters")
         if body.seed is None:
             body = body.model_copy(update={"seed": secrets.randbelow(2**32)})
-        content = await self.ask("__call__", body)
+        # An engine here stops denoising when its caller goes (a cancelled job); one in
+        # another container is stopped by Modal cancelling its input.
+        stop = None if hasattr(self.engine, "ask") else threading.Event()
+        try:
+            content = await self.ask("__call__", body, *([stop] if stop else []))
+        except asyncio.CancelledError:
+            if stop is not None:
+                stop.set()
+            raise
         media = IMAGE_TYPES[body.format]
         if body.base64:
             encoded = base64.b64encode(content).decode()
