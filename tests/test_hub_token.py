@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def health_when_settled(server: Server) -> httpx.Response:
         answer = httpx.get(server.url + "/health", timeout=5)
         if answer.status_code == 200 or answer.json()["status"] == "failed":
             return answer
-        threading.Event().wait(0.1)
+        time.sleep(0.1)
     raise AssertionError(f"the model neither loaded nor failed:\n{server.output}")
 
 

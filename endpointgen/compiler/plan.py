@@ -470,7 +470,8 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
         "max_bytes": route.max_bytes or DEFAULT_MAX_BYTES,
         "model": model_of(spec, route),
     }
-    if route.action == "generate" and _task(spec, out["model"]) == "text-to-image":
+    model = spec.model_for(route)
+    if route.action == "generate" and model is not None and model.task == "text-to-image":
         out["max_pixels"] = route.max_pixels or DEFAULT_MAX_PIXELS
         out["max_steps"] = route.max_steps or DEFAULT_MAX_STEPS
     elif route.action == "generate":
@@ -502,13 +503,6 @@ def model_of(spec: Spec, route: Route) -> str | None:
     if route.action == "upload" and route.processor == "csv":
         return None
     return SINGLE_MODEL
-
-
-def _task(spec: Spec, name: str | None) -> str | None:
-    if name is None:
-        return None
-    model = spec.model if name == SINGLE_MODEL and spec.model else spec.models.get(name)
-    return model.task if model else None
 
 
 def _webhook(route: Route) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from starlette.exceptions import HTTPException
 
 from endpointgen.runtime import http
+from endpointgen.runtime.handlers import image_bytes
 
 if TYPE_CHECKING:
     from endpointgen.runtime.generation import ContinuousBatcher
@@ -696,7 +697,7 @@ class SpeechRecognizer(Engine):
         import transformers
 
         super().__init__(source, revision, dtype)
-        config = transformers.AutoConfig.from_pretrained(self.source, revision=self.revision)
+        config = self.pretrained(transformers.AutoConfig)
         self.seq2seq = bool(getattr(config, "is_encoder_decoder", False))
         kind = "AutoModelForSpeechSeq2Seq" if self.seq2seq else "AutoModelForCTC"
         self.model = self.weights(getattr(transformers, kind))
@@ -821,9 +822,7 @@ class ImageGenerator(Engine):
             ).images[0]
         if stop is not None and stop.is_set():
             return b""
-        out = io.BytesIO()
-        image.save(out, format=request.format.upper())
-        return out.getvalue()
+        return image_bytes(image, f"image/{request.format}")
 
 
 MAX_PIXELS = 40_000_000  # about 40 MP: 7000 x 5700, beyond any camera a route expects

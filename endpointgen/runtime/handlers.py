@@ -88,12 +88,17 @@ def encode_image(image: Any, media_type: str | None) -> Response:
         media_type = "image/png"
     if media_type not in IMAGE_FORMATS:
         raise TypeError(f"the handler returned an image; the route answers {media_type}")
+    return Response(image_bytes(image, media_type), media_type=media_type)
+
+
+def image_bytes(image: Any, media_type: str) -> bytes:
+    """A PIL image encoded as `media_type`, one of `IMAGE_FORMATS`."""
     kind = IMAGE_FORMATS[media_type]
     if kind == "JPEG" and image.mode not in ("RGB", "L"):
         image = image.convert("RGB")  # JPEG has no alpha
     buffer = io.BytesIO()
     image.save(buffer, kind)
-    return Response(buffer.getvalue(), media_type=media_type)
+    return buffer.getvalue()
 
 
 def fill(template: Any, data: dict[str, Any]) -> Any:

@@ -70,8 +70,8 @@ VLLM_STANDIN_BATCH = 8  # rows the transformers stand-in for vLLM batches off a 
 MAX_TOKENS = 1024
 MAX_CHARS = 20_000
 MAX_ITEMS = 128
-MAX_PIXELS = 1024 * 1024  # text-to-image: width x height
-MAX_STEPS = 50
+DRAWN_PIXELS = 1024 * 1024  # text-to-image: the largest width x height by default
+DRAWN_STEPS = 50  # and the most denoising steps
 
 
 class GenerateRequest(BaseModel):
@@ -563,8 +563,8 @@ class Model:
     async def draw(
         self,
         body: ImageRequest,
-        max_pixels: int = MAX_PIXELS,
-        max_steps: int = MAX_STEPS,
+        max_pixels: int = DRAWN_PIXELS,
+        max_steps: int = DRAWN_STEPS,
         max_chars: int = MAX_CHARS,
     ) -> http.Response:
         """An image from a text-to-image model (`engines.ImageGenerator`): its bytes as
