@@ -272,7 +272,8 @@ def test_several_gpus_hold_one_model_across_them(
 def test_a_model_in_the_hub_cache_loads_offline(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Once the app's Volume holds the weights, new containers ask the Hub nothing."""
+    """Once the app's Volume holds the whole model, new containers ask the Hub nothing; a
+    config without its weights (a download cut short) is not the model."""
     from endpointgen.runtime.engines import hub_cached
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
@@ -285,6 +286,9 @@ def test_a_model_in_the_hub_cache_loads_offline(
     (repo / "refs" / "main").write_text("abc123")
     (repo / "snapshots" / "abc123").mkdir(parents=True)
     (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    assert not hub_cached("org/model", None), "a config without its weights: a cut download"
+    weights = (2).to_bytes(8, "little") + b"{}"  # a whole safetensors file, with no tensors
+    (repo / "snapshots" / "abc123" / "model.safetensors").write_bytes(weights)
     assert hub_cached("org/model", None) and hub_cached("org/model", "main")
     assert not hub_cached("org/other", None)
     assert not hub_cached(str(tmp_path), None), "a local folder is not the Hub"

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 
 from endpointgen.runtime import http
 
-__all__ = ["Folder", "Shipped", "Upload", "csv_summary", "read_upload"]
+__all__ = ["Folder", "Shipped", "Upload", "VolumeFiles", "csv_summary", "read_upload"]
 
 
 class Shipped:
@@ -100,11 +100,91 @@ UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+class VolumeFiles:
+    """The files of one Modal Volume that this container's file routes are sending.
+
+    Modal's `Volume.reload()` fails while any file of the Volume is open in the container
+    (a RuntimeError, "there are open files preventing the operation"). So a Volume is
+    reloaded only while none of its files is being sent; a reload asked for meanwhile
+    waits, and runs as the last of them closes. Files the app opens otherwise (a handler
+    reading the Volume, a model's weights loaded from it) are not counted: while one of
+    those is open a reload fails, is logged, and is tried again on a later miss.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.open = 0  # answers sending one of its files now
+        self.wanted = False  # a reload waits for them to end
+        self._running: asyncio.Task[bool] | None = None
+
+    @staticmethod
+    def of(name: str) -> VolumeFiles:
+        """The one count of a Volume's open files, whichever routes serve it."""
+        return OPEN_FILES.setdefault(name, VolumeFiles(name))
+
+    async def reload(self) -> bool:
+        """Fetch the Volume's latest files now, or wait for the reload under way: False
+        if it failed (logged, never raised)."""
+        return await asyncio.shield(self._start())
+
+    def reloading(self) -> bool:
+        """A reload is under way on this event loop."""
+        running = self._running
+        loop = asyncio.get_running_loop()
+        return running is not None and not running.done() and running.get_loop() is loop
+
+    def _start(self) -> asyncio.Task[bool]:
+        if not self.reloading():
+            self._running = asyncio.get_running_loop().create_task(self._reload())
+        assert self._running is not None
+        return self._running
+
+    async def _reload(self) -> bool:
+        import modal
+
+        self.wanted = False
+        try:
+            volume: Any = modal.Volume.from_name(self.name)
+            await volume.reload.aio()
+        except Exception as exc:  # a failed reload is a miss, not a 500
+            http.log.warning("reloading Volume %s failed: %s", self.name, exc)
+            return False
+        return True
+
+    def opened(self) -> None:
+        self.open += 1
+
+    def closed(self) -> None:
+        self.open -= 1
+        if self.open == 0 and self.wanted:  # nothing holds it now: the reload asked for
+            self._start()
+
+
+OPEN_FILES: dict[str, VolumeFiles] = {}
+
+
+class VolumeFile(FileResponse):
+    """A file of a Volume, counted open while its answer is sent."""
+
+    def __init__(self, path: Path, files: VolumeFiles, **options: Any) -> None:
+        super().__init__(path, **options)
+        self.files = files
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.files.opened()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.files.closed()
+
+
 class Folder:
     """Files under one folder, by the path a client asks for; a path can never leave it.
 
     A folder on a Modal Volume (`volume=` its name) sees files added after the container
-    started: a miss reloads the Volume, at most once every `RELOAD_EVERY` seconds.
+    started: a miss reloads the Volume, at most once every `RELOAD_EVERY` seconds, and
+    only while none of its files is open (`VolumeFiles`): else the miss answers 404 and
+    the Volume reloads as the last open file closes, for the requests after it.
     """
 
     RELOAD_EVERY = 5.0
@@ -129,6 +209,9 @@ class Folder:
         if target is None:
             raise HTTPException(404, "no such file")
         name = self.download_name or target.name
+        if self.volume is not None:
+            files = VolumeFiles.of(self.volume)
+            return VolumeFile(target, files, media_type=self.media_type, filename=name)
         return FileResponse(target, media_type=self.media_type, filename=name)
 
     def find(self, wanted: str) -> Path | None:
@@ -144,20 +227,23 @@ class Folder:
         return target
 
     async def reload(self) -> bool:
-        """Fetch the Volume's latest files, if this folder is one and it is time to."""
+        """Fetch the Volume's latest files, if this folder is one and it is time to (True:
+        fetched now); while a file of it is open, ask for a reload when none is."""
         import modal
 
+        if self.volume is None or modal.is_local():
+            return False
+        files = VolumeFiles.of(self.volume)
+        if files.reloading():  # as the last open file closed: its files are what is next
+            return await files.reload()
         now = time.monotonic()
-        if self.volume is None or modal.is_local() or now - self.reloaded < self.RELOAD_EVERY:
+        if now - self.reloaded < self.RELOAD_EVERY:
             return False
         self.reloaded = now
-        try:
-            volume: Any = modal.Volume.from_name(self.volume)
-            await volume.reload.aio()
-        except Exception as exc:  # a failed reload is a miss, not a 500
-            http.log.warning("reloading Volume %s failed: %s", self.volume, exc)
+        if files.open:
+            files.wanted = True
             return False
-        return True
+        return await files.reload()
 
     @property
     def responses(self) -> dict[int | str, dict[str, Any]]:

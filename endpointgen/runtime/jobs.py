@@ -20,6 +20,30 @@ Where the work runs:
   `FunctionCall`'s id are kept in the modal.Dict `<app>-jobs`; polling asks
   `FunctionCall.get(timeout=0)`, cancelling calls `FunctionCall.cancel()`.
 
+On Modal the job worker may end without an answer of its own; a poll that learns so
+keeps the job's end in its record (later polls, and `Prefer: wait`, answer the same
+without asking Modal again):
+- the call ran past `jobs.timeout` (`FunctionTimeoutError`): `failed`, 504 "the job ran
+  past jobs.timeout";
+- the model class cannot load (`tasks.LoadFailed`, as Modal fails the calls of a class
+  that crash-loops): `failed`, 503 "model is not ready (failed): <its short reason>", as
+  the routes answer it;
+- Modal's own failure, which it calls retriable (`InternalFailure`): `failed`, 503 "the
+  job was lost in Modal; submit it again";
+- the worker stopped with no answer (`RemoteError`, as for a container that crashed or
+  was killed, or any other `modal.exception.Error`): `failed`, 500 "the job's worker
+  stopped before it answered";
+- any other exception out of the worker: `failed`, 500 "internal server error";
+- the call was cancelled on Modal rather than by DELETE (`InputCancellation`):
+  `cancelled`. (A call Modal reports only as ended, a `RemoteError` with no message, is
+  `failed` as above: nothing tells it from a worker that was killed.)
+The exception itself goes to the log, never to the client. A poll that cannot reach
+Modal at all (`ConnectionError`, `ServiceError`, `InternalError`,
+`ResourceExhaustedError`, `ClientClosed`) fails nothing: that poll answers 503 with
+`Retry-After`, and the job is asked about again on the next one. A job that ends these
+ways sends no callback: the worker, which sends it, never finished, and the web tier does
+not keep the callback_url, so the receiver hears nothing and the poll is what tells.
+
 A submit may name `?callback_url=`: when the job ends, its status body is POSTed there,
 signed as a `generic` webhook verifies (`Callbacks`), with retries and backoff. Only hosts
 the spec lists are called, and never a private, loopback or link-local address unless the
@@ -50,6 +74,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from endpointgen.runtime import http
+from endpointgen.runtime.tasks import LoadFailed
 
 __all__ = ["Callbacks", "JobAccepted", "JobStatus", "Jobs", "from_wire", "run", "to_wire"]
 
@@ -60,6 +85,11 @@ MAX_WAIT = 120  # seconds `Prefer: wait=N` may hold a request (Modal cuts one at
 SIGNATURE_HEADER = "X-Endpointgen-Signature"
 TIMESTAMP_HEADER = "X-Endpointgen-Timestamp"
 Work = Callable[..., Awaitable[Any]]
+# What a job answers when Modal reports its call failed (the module docstring lists when).
+TIMED_OUT = "the job ran past jobs.timeout"
+LOST = "the job was lost in Modal; submit it again"
+STOPPED = "the job's worker stopped before it answered"
+UNASKED = "the job's status cannot be read now; try again"
 
 
 class JobUrls(BaseModel):
@@ -383,7 +413,10 @@ class InProcess:
 
 
 class OnModal:
-    """Jobs spawned on the app's job worker, their records in a modal.Dict."""
+    """Jobs spawned on the app's job worker, their records in a modal.Dict.
+
+    A call Modal reports failed ends its job (`call_failed`; the module docstring says
+    how each is answered)."""
 
     def __init__(self, app: str, worker: Callable[[], Any]) -> None:
         self.name = f"{app}-jobs"
@@ -418,16 +451,33 @@ class OnModal:
         record = Record(**found)
         if record.state in FINISHED:
             return record
+        errors = modal.exception
+        unreachable = (
+            errors.ConnectionError,
+            errors.ServiceError,
+            errors.InternalError,
+            errors.ResourceExhaustedError,
+            errors.ClientClosed,
+        )
         try:
             done = await modal.FunctionCall.from_id(str(record.call)).get.aio(timeout=0)
         except modal.exception.OutputExpiredError:  # Modal no longer holds its result
             await self.forget(record)
             raise HTTPException(410, EXPIRED) from None
-        except (modal.exception.TimeoutError, TimeoutError):
+        except modal.exception.FunctionTimeoutError:  # a TimeoutError too: before it
+            http.log.warning("job %s ran past its timeout", record.id)
+            done = failed(504, TIMED_OUT)
+        except (modal.exception.TimeoutError, TimeoutError):  # no answer yet
             record.state = "running"
             return record
-        else:
-            record.finish(done)
+        except unreachable as exc:
+            http.log.warning("job %s: Modal cannot be asked now: %r", record.id, exc)
+            raise HTTPException(503, UNASKED, headers={"Retry-After": "5"}) from None
+        except modal.exception.InputCancellation:  # a BaseException
+            done = {"status": "cancelled"}
+        except Exception as exc:
+            done = call_failed(record.id, exc)
+        record.finish(done)
         await self.save(record)
         return record
 
@@ -435,7 +485,11 @@ class OnModal:
         deadline = time.monotonic() + seconds
         while record.state not in FINISHED and time.monotonic() < deadline:
             await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-            record = await self.get(record.id) or record
+            try:
+                record = await self.get(record.id) or record
+            except HTTPException as exc:
+                if exc.detail != UNASKED:  # Modal cannot be reached now: ask again
+                    raise
         return record
 
     async def cancel(self, record: Record) -> None:
@@ -447,6 +501,22 @@ class OnModal:
 
     async def forget(self, record: Record) -> None:
         await self.records.pop.aio(record.id, None)
+
+
+def call_failed(job_id: str, exc: Exception) -> dict[str, Any]:
+    """A job whose call Modal reports failed, as the module docstring lists: the status
+    and a public message; the exception goes to the log only."""
+    import modal
+
+    http.log.warning("job %s failed on Modal: %r", job_id, exc)
+    if isinstance(exc, LoadFailed):
+        reason = str(exc.args[0]) if exc.args else "LoadFailed"
+        return failed(503, f"model is not ready (failed): {reason}")
+    if isinstance(exc, modal.exception.InternalFailure):
+        return failed(503, LOST)
+    if isinstance(exc, modal.exception.Error):
+        return failed(500, STOPPED)
+    return failed(500, "internal server error")
 
 
 # --- The routes ---

@@ -10,6 +10,7 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, Literal
 
 from fastapi import Request
@@ -21,8 +22,11 @@ from endpointgen.runtime.tasks import (
     MAX_CHARS,
     MAX_ITEMS,
     MAX_TOKENS,
+    Asked,
+    Chat,
     GenerateRequest,
     Model,
+    Pieces,
     check_texts,
 )
 
@@ -131,19 +135,14 @@ def models(model: Model, owner: str) -> dict[str, Any]:
     return {"object": "list", "data": [listed]}
 
 
-async def _request_for(
-    model: Model, prompt: str, body: Sampling, max_tokens: int, limit: int, max_chars: int
-) -> GenerateRequest:
-    """The generation an OpenAI request asks for, within the route's limits."""
-    request = GenerateRequest(
-        prompt=prompt or " ",
-        max_tokens=max_tokens,
-        temperature=body.temperature,
-        top_p=body.top_p,
-        seed=body.seed,
-        stop=body.stop,
-    )
-    return await model.checked(request, limit, max_chars)
+def sampling(body: Sampling) -> dict[str, Any]:
+    """How the request asks to sample, as GenerateRequest's fields."""
+    return {
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "seed": body.seed,
+        "stop": body.stop,
+    }
 
 
 async def completions(
@@ -156,13 +155,16 @@ async def completions(
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise http.reject("prompt", "send one prompt per request")
-    generate = await _request_for(model, prompts[0], body, body.max_tokens, max_tokens, max_chars)
+    generate = GenerateRequest(
+        prompt=prompts[0] or " ", max_tokens=body.max_tokens, **sampling(body)
+    )
+    asked = Asked(generate, max_tokens, max_chars)
     made = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time())}
     made |= {"model": model.name, "object": "text_completion"}
     if body.stream:
-        chunks = _completion_chunks(model, generate, http.request_id(request), made)
-        return http.EventStream(chunks)
-    result = await model.ask("generate", generate)
+        pieces = await model.opened(asked, http.request_id(request))
+        return http.EventStream(_completion_chunks(pieces, made))
+    result = await model.generated(asked)
     choice = {"index": 0, "text": result["text"], "logprobs": None}
     choice["finish_reason"] = finish(result["finish_reason"])
     totals = usage(result["prompt_tokens"], result["tokens_generated"])
@@ -176,18 +178,16 @@ async def chat(
     max_tokens: int = MAX_TOKENS,
     max_chars: int = MAX_CHARS,
 ) -> Any:
-    prompt = await model.ask("chat_prompt", [m.turn() for m in body.messages])
+    # Without max_tokens: OpenAI's "as much as fits"; here, up to a modest default.
     wanted = body.max_completion_tokens or body.max_tokens
-    if wanted is None:  # OpenAI's "as much as fits"; here, up to a modest default
-        room = await model.ask("context_left", prompt) or CHAT_DEFAULT_TOKENS
-        wanted = max(1, min(CHAT_DEFAULT_TOKENS, max_tokens, room))
-    generate = await _request_for(model, prompt, body, wanted, max_tokens, max_chars)
+    turns = [m.turn() for m in body.messages]
+    asked = Asked(Chat(turns, wanted, CHAT_DEFAULT_TOKENS, sampling(body)), max_tokens, max_chars)
     made: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}
     made["model"] = model.name
     if body.stream:
-        chunks = _chat_chunks(model, generate, http.request_id(request), made)
-        return http.EventStream(chunks)
-    result = await model.ask("generate", generate)
+        pieces = await model.opened(asked, http.request_id(request))
+        return http.EventStream(_chat_chunks(pieces, made))
+    result = await model.generated(asked)
     message = {"role": "assistant", "content": result["text"]}
     choice = {"index": 0, "message": message, "finish_reason": finish(result["finish_reason"])}
     totals = usage(result["prompt_tokens"], result["tokens_generated"])
@@ -223,30 +223,28 @@ def _chunk(made: dict[str, Any], **choice: Any) -> str:
 STREAM_FAILED = {"error": {"message": "generation failed", "type": "server_error"}}
 
 
-async def _completion_chunks(
-    model: Model, body: GenerateRequest, rid: str, made: dict[str, Any]
-) -> AsyncIterator[str]:
-    async for kind, value in model.generation(body, rid):
-        if kind == "token":
-            yield _chunk(made, text=value, logprobs=None, finish_reason=None)
-        elif kind == "done":
-            reason = finish(value["finish_reason"])
-            yield _chunk(made, text="", logprobs=None, finish_reason=reason)
-        else:
-            yield f"data: {json.dumps(STREAM_FAILED)}\n\n"
+async def _completion_chunks(pieces: Pieces, made: dict[str, Any]) -> AsyncIterator[str]:
+    async with aclosing(pieces):
+        async for kind, value in pieces:
+            if kind == "token":
+                yield _chunk(made, text=value, logprobs=None, finish_reason=None)
+            elif kind == "done":
+                reason = finish(value["finish_reason"])
+                yield _chunk(made, text="", logprobs=None, finish_reason=reason)
+            else:
+                yield f"data: {json.dumps(STREAM_FAILED)}\n\n"
     yield "data: [DONE]\n\n"
 
 
-async def _chat_chunks(
-    model: Model, body: GenerateRequest, rid: str, made: dict[str, Any]
-) -> AsyncIterator[str]:
+async def _chat_chunks(pieces: Pieces, made: dict[str, Any]) -> AsyncIterator[str]:
     made = {**made, "object": "chat.completion.chunk"}
-    yield _chunk(made, delta={"role": "assistant", "content": ""}, finish_reason=None)
-    async for kind, value in model.generation(body, rid):
-        if kind == "token":
-            yield _chunk(made, delta={"content": value}, finish_reason=None)
-        elif kind == "done":
-            yield _chunk(made, delta={}, finish_reason=finish(value["finish_reason"]))
-        else:
-            yield f"data: {json.dumps(STREAM_FAILED)}\n\n"
+    async with aclosing(pieces):
+        yield _chunk(made, delta={"role": "assistant", "content": ""}, finish_reason=None)
+        async for kind, value in pieces:
+            if kind == "token":
+                yield _chunk(made, delta={"content": value}, finish_reason=None)
+            elif kind == "done":
+                yield _chunk(made, delta={}, finish_reason=finish(value["finish_reason"]))
+            else:
+                yield f"data: {json.dumps(STREAM_FAILED)}\n\n"
     yield "data: [DONE]\n\n"

@@ -2,16 +2,20 @@
 
 `remote.serve(writer, WriterModel)` makes the web tier's `writer` answer through the
 `WriterModel` class: the same routes, checks and batching as in-process, with each engine
-call a `.remote.aio` call to a container on the model's own GPU type.
+call a `.remote.aio` call to a container on the model's own GPU type. A generation is one
+round trip with its checks (`tasks.Asked`): one call, or one stream whose first item says
+whether the request passed them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from endpointgen.runtime.tasks import ENGINE_METHODS, LoadFailed, Model
+from endpointgen.runtime import http
+from endpointgen.runtime.tasks import CALLS, ENGINE_METHODS, LoadFailed, Model, Rejected
 
 __all__ = ["Cancels", "RemoteEngine", "serve"]
 
@@ -29,6 +33,7 @@ class Cancels:
     def __init__(self, app: str, store: Any = None) -> None:
         self.name = f"{app}-cancelled"
         self._store = store
+        self._writing: set[asyncio.Task[None]] = set()  # marks on their way to the Dict
 
     @property
     def store(self) -> Any:
@@ -39,11 +44,34 @@ class Cancels:
         return self._store
 
     async def cancel(self, request_id: str) -> None:
-        put = self.store.put
-        aio = getattr(put, "aio", None)
-        await (
-            aio(request_id, True) if aio is not None else asyncio.to_thread(put, request_id, True)
-        )
+        """Mark `request_id`'s stream cancelled.
+
+        Called while the stream's request is torn down, where every await of its own is
+        cancelled too: the write is a task of its own, which outlives the request (kept
+        here until it ends). Waited on when the caller can wait; a failed write is
+        logged, never raised.
+        """
+        writing = asyncio.get_running_loop().create_task(self._put(request_id))
+        self._writing.add(writing)
+        writing.add_done_callback(self._writing.discard)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(writing)
+
+    async def _put(self, request_id: str) -> None:
+        try:
+            put = self.store.put
+            aio = getattr(put, "aio", None)
+            if aio is not None:
+                await aio(request_id, True)
+            else:
+                await asyncio.to_thread(put, request_id, True)
+        except Exception as exc:
+            http.log.warning(
+                "request %s: could not tell the model class that the client went away "
+                "(%s); its generation runs to its end",
+                request_id,
+                exc,
+            )
 
     def watch(self, request_id: str) -> Watch:
         """For the model class, generating for `request_id`."""
@@ -90,12 +118,16 @@ class RemoteEngine:
         return self.served.unavailable(reason, self.RETRY_AFTER)
 
     async def ask(self, method: str, *args: Any) -> Any:
-        if method not in ENGINE_METHODS:
+        """One call of the class's `call`; a request it rejected raises its `Rejected`."""
+        if method not in CALLS:
             raise ValueError(f"no engine method {method!r}")
         try:
-            return await self.model.call.remote.aio(method, *args)
+            answer = await self.model.call.remote.aio(method, *args)
         except LoadFailed as exc:
             raise self.failed(exc) from None
+        if isinstance(answer, Rejected):
+            raise answer
+        return answer
 
     def __call__(self, items: list[Any]) -> Any:
         """For a handler's own code, which runs in a worker thread: a blocking call."""
@@ -116,20 +148,21 @@ class RemoteEngine:
 
         return blocking
 
-    async def stream(self, request: Any, request_id: str) -> AsyncIterator[tuple[str, Any]]:
-        """("token", text) pairs as the model class generates, then ("done", totals).
-        Closed before "done" (the client went away), it tells the model class to stop."""
+    async def stream(self, request: Any, request_id: str) -> AsyncGenerator[tuple[str, Any]]:
+        """The items of the class's `tokens` (`Model.tokens`): ("token", text) pairs as
+        it generates, then ("done", totals). Closed or cancelled before its end (the
+        client went away), it tells the model class to stop."""
         finished = False
         try:
             async for kind, value in self.model.tokens.remote_gen.aio(request, request_id):
-                finished = kind == "done"
+                finished = kind in ("done", "rejected")
                 yield kind, value
         except LoadFailed as exc:
-            finished = True
             raise self.failed(exc) from None
-        finally:
+        except (GeneratorExit, asyncio.CancelledError):
             if not finished and self.cancels is not None:
                 await self.cancels.cancel(request_id)
+            raise
 
 
 def serve(model: Model, cls: Any, cancels: Cancels | None = None) -> Model:

@@ -17,7 +17,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from starlette.exceptions import HTTPException
@@ -34,7 +35,9 @@ from endpointgen.runtime.batching import Batcher
 from endpointgen.runtime.metrics import METRICS
 
 __all__ = [
+    "Asked",
     "Batching",
+    "Chat",
     "Classification",
     "ClassifyRequest",
     "EmbedRequest",
@@ -46,6 +49,7 @@ __all__ = [
     "Loader",
     "Model",
     "Ranked",
+    "Rejected",
     "RerankRequest",
     "Vllm",
     "ZeroShotRequest",
@@ -360,6 +364,80 @@ class LoadFailed(RuntimeError):
 ENGINE_METHODS = frozenset(
     {"__call__", "generate", "context_problem", "context_left", "chat_prompt", "count_tokens"}
 )
+# What a model class's `call` runs besides engine methods: a generation `Asked` for,
+# checked and run in that container, so that the web tier makes one round trip for both.
+CHECKED_GENERATE = "checked_generate"
+CALLS = ENGINE_METHODS | {CHECKED_GENERATE}
+
+
+class Rejected(RequestValidationError):
+    """A generation that fails a check (a route's ceiling, or the model's context): the
+    route's 422, with the message in `detail`. Found in a model class's container too,
+    which hands it to the web tier as a value, so it pickles as (field, message)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__([{"loc": ("body", field), "msg": message, "type": "value_error"}])
+        self.field, self.message = field, message
+
+    def __reduce__(self) -> tuple[type[Rejected], tuple[str, str]]:
+        return Rejected, (self.field, self.message)
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A chat's turns and how to sample: the model's chat template makes them a prompt.
+    `max_tokens` None asks for as many tokens as fit after it, up to `fill`."""
+
+    turns: list[dict[str, str]]
+    max_tokens: int | None
+    fill: int
+    sampling: dict[str, Any]  # GenerateRequest's temperature, top_p, seed and stop
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A generation as a route asks for it, with the route's ceilings: checked (then run)
+    where the model is, so a model class in another container checks it in the same call
+    as it generates."""
+
+    request: GenerateRequest | Chat
+    max_tokens: int = MAX_TOKENS
+    max_chars: int = MAX_CHARS
+
+
+def within(body: GenerateRequest | Chat, max_tokens: int, max_chars: int) -> None:
+    """The route's ceilings on a generation, which need no model (of a chat's, only
+    max_tokens when it names a number: its prompt is the model's template's to make)."""
+    if body.max_tokens is not None and body.max_tokens > max_tokens:
+        raise Rejected("max_tokens", f"must be at most {max_tokens}")
+    if isinstance(body, GenerateRequest) and len(body.prompt) > max_chars:
+        raise Rejected("prompt", f"must be at most {max_chars} characters")
+
+
+# A generation as it goes: ("token", text) pairs, then ("done", totals) or ("error", None).
+Pieces = AsyncGenerator[tuple[str, Any]]
+# Checking a generation: each engine call it needs, (method, args), answered by `send`.
+Steps = Generator[tuple[str, tuple[Any, ...]], Any, GenerateRequest]
+
+
+def preparing(asked: Asked) -> Steps:
+    """The generation `asked` is for, checked: a chat's prompt made by the model's
+    template, then the route's ceilings and the model's context (`Rejected` when it fails
+    one). It asks for each engine call it needs and is sent the answer, so the checks are
+    the same whether the engine is here or in a model class's container."""
+    body = asked.request
+    if isinstance(body, Chat):
+        prompt = yield "chat_prompt", (body.turns,)
+        wanted = body.max_tokens
+        if wanted is None:  # OpenAI's "as much as fits"; here, up to `fill`
+            room = (yield "context_left", (prompt,)) or body.fill
+            wanted = max(1, min(body.fill, asked.max_tokens, room))
+        body = GenerateRequest(prompt=prompt or " ", max_tokens=wanted, **body.sampling)
+    within(body, asked.max_tokens, asked.max_chars)
+    problem = yield "context_problem", (body,)
+    if problem:
+        raise Rejected("prompt", problem)
+    return body
 
 
 class Model:
@@ -394,6 +472,7 @@ class Model:
         self.engine: Any = None
         self.batcher: Batcher | None = None
         self.retry_at = 0.0  # a remote model class that failed to load: when to try again
+        self.unstarted: Any = None  # an engine loaded before a memory snapshot (`start`)
         self.ready = http.documents(self._guard(), NOT_READY)
 
     @property
@@ -401,16 +480,21 @@ class Model:
         """The model's name for clients: the repo id, or a local directory's name."""
         return self.id if self.path is None else self.id.rstrip("/").rsplit("/", 1)[-1]
 
-    def load(self) -> Self:
+    def load(self, snapshot: bool = False) -> Self:
         """Load the weights, once.
 
         In a Modal container a failure is raised, so Modal replaces the container instead
         of keeping a broken one warm. Elsewhere (`endpointgen serve`) it is kept: routes
         answer 503 with a short reason, and the log has the details.
+
+        `snapshot`: in `@modal.enter(snap=True)`, before Modal's memory snapshot. The
+        weights load into CPU memory, in the dtype they will have on the GPU, and nothing
+        starts (no batching thread: a snapshot keeps memory, not threads); `start`, in
+        `@modal.enter(snap=False)`, moves them to the GPU and serves, after each restore.
         """
         import modal
 
-        from endpointgen.runtime.engines import ENGINES
+        from endpointgen.runtime.engines import ENGINES, placed
 
         started = time.perf_counter()
         source = str(self.path) if self.path is not None else self.id
@@ -423,7 +507,8 @@ class Model:
             elif self.vllm is not None:
                 engine = self._vllm(source)
             else:
-                engine = ENGINES[self.task](source, self.revision, self.dtype)
+                with placed("cpu" if snapshot else None):
+                    engine = ENGINES[self.task](source, self.revision, self.dtype)
         except Exception as exc:
             self.status = "failed"
             self.error = load_reason(exc)
@@ -431,11 +516,62 @@ class Model:
             if not modal.is_local():
                 raise LoadFailed(self.error) from exc
             return self
-        self.serve(engine)
         seconds = time.perf_counter() - started
+        if snapshot:
+            self.unstarted = engine
+            http.log.info("model loaded in CPU memory in %.1fs, for the snapshot", seconds)
+            return self
+        self.serve(engine)
         METRICS.loaded(self.name, seconds)
         http.log.info("model ready in %.1fs", seconds)
         return self
+
+    def start(self) -> Self:
+        """After a restore from Modal's memory snapshot (`@modal.enter(snap=False)`): the
+        weights `load(snapshot=True)` left in CPU memory move to the GPU (when there is
+        one), and the model serves."""
+        from endpointgen.runtime.engines import best_device
+
+        engine, self.unstarted = self.unstarted, None
+        if engine is None:  # not loaded for a snapshot (or its load failed, and raised)
+            return self
+        started = time.perf_counter()
+        move = getattr(engine, "to", None)
+        if callable(move):
+            move(best_device())
+        self.serve(engine)
+        seconds = time.perf_counter() - started
+        METRICS.loaded(self.name, seconds)
+        http.log.info("model ready in %.1fs after the restore", seconds)
+        return self
+
+    def close(self) -> None:
+        """The container is shutting down (`@modal.exit()`): the batching thread ends
+        once its running generations are done, vLLM's engine shuts down, and the weights
+        are let go. Routes answer 503 from then on."""
+        engine, self.engine, self.unstarted = self.engine, None, None
+        if self.status == "ready":
+            self.status, self.error = "failed", "the container is shutting down"
+        close = getattr(engine, "close", None)
+        if callable(close) and not hasattr(engine, "ask"):  # not a remote model class
+            try:
+                close()
+            except Exception:
+                http.log.exception("model %s did not close cleanly", self.name)
+        self.batcher = None
+        http.log.info("model %s closed", self.name)
+
+    def download(self) -> Path:
+        """Fill the Hub cache with the model's whole snapshot (the app's `download`
+        function, before the first cold start), marked complete for the containers that
+        load it after."""
+        from endpointgen.runtime import hub
+        from endpointgen.runtime.engines import ENGINES
+
+        root = getattr(ENGINES.get(self.task), "ROOT_FILE", "config.json")
+        folder = hub.fetch(self.id, self.revision, root)
+        http.log.info("model %s is in the Hub cache at %s", self.name, folder)
+        return folder
 
     def _vllm(self, source: str) -> Any:
         """vLLM's engine on a CUDA GPU; elsewhere (`endpointgen serve` on a laptop) the
@@ -521,7 +657,7 @@ class Model:
         finally:
             METRICS.calling(self.name, -1)
             METRICS.model_call(self.name, method, time.perf_counter() - started)
-        if method == "generate":
+        if method in ("generate", CHECKED_GENERATE):
             METRICS.generated(self.name, int(result["tokens_generated"]))
         return result
 
@@ -542,23 +678,36 @@ class Model:
 
     # --- Text generation ---
 
-    async def checked(
-        self, body: GenerateRequest, max_tokens: int = MAX_TOKENS, max_chars: int = MAX_CHARS
-    ) -> GenerateRequest:
-        if body.max_tokens > max_tokens:
-            raise http.reject("max_tokens", f"must be at most {max_tokens}")
-        if len(body.prompt) > max_chars:
-            raise http.reject("prompt", f"must be at most {max_chars} characters")
-        problem = await self.ask("context_problem", body)
-        if problem:
-            raise http.reject("prompt", problem)
-        return body
+    async def prepared(self, asked: Asked) -> GenerateRequest:
+        """The generation `asked` is for, checked here (`preparing`): each engine call
+        the checks need is one `ask`."""
+        steps = preparing(asked)
+        answer: Any = None
+        try:
+            while True:
+                method, args = steps.send(answer)
+                answer = await self.ask(method, *args)
+        except StopIteration as done:
+            prepared: GenerateRequest = done.value
+            return prepared
+
+    def _remote(self) -> bool:
+        """The engine is a model class in another container (`remote.RemoteEngine`)."""
+        return getattr(self.engine, "ask", None) is not None
+
+    async def generated(self, asked: Asked) -> dict[str, Any]:
+        """The totals of the generation `asked` is for, after its checks (a 422 when it
+        fails one). A model class in another container checks and generates in one call;
+        the route's own ceilings are checked here first, which costs it no call."""
+        if not self._remote():
+            return dict(await self.ask("generate", await self.prepared(asked)))
+        within(asked.request, asked.max_tokens, asked.max_chars)
+        return dict(await self.ask(CHECKED_GENERATE, asked))
 
     async def generate(
         self, body: GenerateRequest, max_tokens: int = MAX_TOKENS, max_chars: int = MAX_CHARS
     ) -> GenerateResponse:
-        request = await self.checked(body, max_tokens, max_chars)
-        return GenerateResponse(**await self.ask("generate", request))
+        return GenerateResponse(**await self.generated(Asked(body, max_tokens, max_chars)))
 
     async def draw(
         self,
@@ -609,29 +758,55 @@ class Model:
         max_chars: int = MAX_CHARS,
     ) -> http.EventStream:
         """Server-Sent Events: `token` events as text arrives, then `done` with the totals."""
-        checked = await self.checked(body, max_tokens, max_chars)
-        return http.EventStream(self._events(checked, http.request_id(request)))
+        request_id = http.request_id(request)
+        pieces = await self.opened(Asked(body, max_tokens, max_chars), request_id)
+        return http.EventStream(self._events(pieces, request_id))
 
-    async def _events(self, body: GenerateRequest, request_id: str) -> AsyncIterator[str]:
-        async for kind, value in self.generation(body, request_id):
-            if kind == "token":
-                yield http.sse("token", {"text": value})
-            elif kind == "done":
-                yield http.sse("done", value)
-            else:
-                yield http.sse("error", http.error_body(request_id, "generation failed"))
+    async def _events(self, pieces: Pieces, request_id: str) -> AsyncIterator[str]:
+        async with aclosing(pieces):
+            async for kind, value in pieces:
+                if kind == "token":
+                    yield http.sse("token", {"text": value})
+                elif kind == "done":
+                    yield http.sse("done", value)
+                else:
+                    yield http.sse("error", http.error_body(request_id, "generation failed"))
 
-    async def generation(
-        self, body: GenerateRequest, request_id: str
-    ) -> AsyncIterator[tuple[str, Any]]:
-        """("token", text) pairs as text arrives, then ("done", totals) or ("error", None).
+    async def opened(self, asked: Asked, request_id: str) -> Pieces:
+        """The generation `asked` is for, as `generation` streams it, once its checks
+        have passed: a failed one is raised here (its 422), before the route answers.
 
-        When the client goes away the generator is closed, which stops the generation.
+        A model class in another container checks in the stream it opens, and reports
+        the outcome as the stream's first item, awaited here: ("checked", None), or
+        ("rejected", the `Rejected`) and nothing more.
         """
+        if not self._remote():
+            return self.generation(await self.prepared(asked), request_id)
+        within(asked.request, asked.max_tokens, asked.max_chars)
+        http.starting_work()
+        remote: Pieces = self.engine.stream(asked, request_id)
+        first: tuple[str, Any] = await anext(remote, ("error", None))
+        if first[0] == "rejected":
+            await remote.aclose()
+            raise first[1]
+        ahead = [] if first[0] == "checked" else [first]
+        return self._metered(self._relayed(remote, request_id, ahead))
+
+    def generation(self, body: GenerateRequest, request_id: str) -> Pieces:
+        """("token", text) pairs as text arrives, then ("done", totals) or ("error", None),
+        for a request already checked.
+
+        When the client goes away the iterator is closed, which stops the generation.
+        """
+        if self._remote():  # a model class: no thread held per stream
+            return self._metered(self._relayed(self.engine.stream(body, request_id), request_id))
+        return self._metered(self._generation(body, request_id))
+
+    async def _metered(self, pieces: Pieces) -> Pieces:
         started = time.perf_counter()
         METRICS.calling(self.name, 1)
         try:
-            async with aclosing(self._generation(body, request_id)) as pieces:
+            async with aclosing(pieces):
                 async for kind, value in pieces:
                     if kind == "done":
                         METRICS.generated(self.name, int(value["tokens_generated"]))
@@ -640,21 +815,31 @@ class Model:
             METRICS.calling(self.name, -1)
             METRICS.model_call(self.name, "stream", time.perf_counter() - started)
 
+    @staticmethod
+    async def _relayed(
+        remote: Pieces,
+        request_id: str,
+        ahead: list[tuple[str, Any]] | None = None,
+    ) -> AsyncGenerator[tuple[str, Any]]:
+        """A model class's stream (after the pieces `ahead` of it, already read) up to its
+        end; one that breaks off ends with ("error", None), the reason logged."""
+        async with aclosing(remote):
+            try:
+                for kind, value in ahead or []:
+                    yield kind, value
+                    if kind != "token":
+                        return
+                async for kind, value in remote:
+                    yield kind, value
+                    if kind != "token":
+                        return
+            except Exception as exc:
+                http.log.error("request %s: generation failed: %s", request_id, exc)
+                yield "error", None
+
     async def _generation(
         self, body: GenerateRequest, request_id: str
     ) -> AsyncGenerator[tuple[str, Any]]:
-        stream = getattr(self.engine, "stream", None)
-        if stream is not None:  # a remote model class: no thread held per stream
-            async with aclosing(stream(body, request_id)) as remote:
-                try:
-                    async for kind, value in remote:
-                        yield kind, value
-                        if kind != "token":
-                            return
-                except Exception as exc:
-                    http.log.error("request %s: generation failed: %s", request_id, exc)
-                    yield "error", None
-            return
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         cancelled = threading.Event()
@@ -778,22 +963,54 @@ class Model:
     # --- Inside a model's own Modal class, called by the web tier (`models:`) ---
 
     def call(self, method: str, *args: Any) -> Any:
-        """Run one engine method in this container."""
-        if method not in ENGINE_METHODS:
+        """Run one engine method in this container, or `CHECKED_GENERATE`: the
+        generation an `Asked` is for, checked first, its totals; a request that fails a
+        check is answered with its `Rejected` (a value, not a failure of the call)."""
+        if method not in CALLS:
             raise ValueError(f"no engine method {method!r}")
         if self.status != "ready":
             raise RuntimeError(f"model is not ready ({self.status}): {self.error}")
+        if method == CHECKED_GENERATE:
+            try:
+                request = self._prepared_here(*args)
+            except Rejected as exc:
+                return exc
+            return self.engine.generate(request)
         return getattr(self.engine, method)(*args)
 
+    def _prepared_here(self, asked: Asked) -> GenerateRequest:
+        """`prepared`, with each engine call made in this thread."""
+        steps = preparing(asked)
+        answer: Any = None
+        try:
+            while True:
+                method, args = steps.send(answer)
+                answer = self.call(method, *args)
+        except StopIteration as done:
+            prepared: GenerateRequest = done.value
+            return prepared
+
     def tokens(
-        self, request: GenerateRequest, stop: Stop | None = None
+        self, request: Asked | GenerateRequest, stop: Stop | None = None
     ) -> Iterator[tuple[str, Any]]:
         """("token", text) pairs as a generation goes, then ("done", totals).
+
+        For an `Asked`, its checks come first, and their outcome is the first item:
+        ("checked", None), or ("rejected", the `Rejected`) and nothing more. A
+        `GenerateRequest` was checked by the caller.
 
         `stop` is asked twice a second, apart from the stream (a caller that stops reading
         does not stop this): once it says so (the web tier's client went away), the
         generation stops at its next token. Closing this generator early stops it too.
         """
+        if isinstance(request, Asked):
+            try:
+                checked = self._prepared_here(request)
+            except Rejected as exc:
+                yield "rejected", exc
+                return
+            yield "checked", None
+            request = checked
         pieces: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         cancelled = threading.Event()
 
