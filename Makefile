@@ -49,6 +49,10 @@ lint: install ## ruff and mypy; the runtime that built modules import is checked
 lock: install ## re-resolve endpointgen/runtime/lock.py from this environment (after a pin changes in plan.py)
 	$(BIN)/python -m endpointgen.compiler.lock
 
+.PHONY: lock-vllm
+lock-vllm: install ## re-resolve endpointgen/runtime/lock_vllm.py, the vLLM image's lock, from PyPI (needs the network)
+	$(BIN)/python -m endpointgen.compiler.lock vllm
+
 golden: install ## rebuild tests/golden from specs/, and the plan goldens (review the diff)
 	$(BIN)/endpointgen build specs/*.yaml -o tests/golden
 	ENDPOINTGEN_REGEN_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_plan.py -k golden

@@ -1,12 +1,19 @@
 """The image lock: what a built module's image installs is what the tests ran against.
 
 Issue "Modal fidelity", item 8: transitive packages are pinned too, from a lock resolved
-from the tested environment (`make lock`, `endpointgen/runtime/lock.py`).
+from the tested environment (`make lock`, `endpointgen/runtime/lock.py`). Round 3, item 9:
+the vLLM image has its own lock, resolved by pip from PyPI (`make lock-vllm`,
+`endpointgen/runtime/lock_vllm.py`), since vLLM is not installed where the tests run.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import time
+import urllib.request
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,8 +25,16 @@ from conftest import SPECS, build_and_import, write_spec
 
 from endpointgen import runtime
 from endpointgen.compiler import lock
-from endpointgen.compiler.plan import MODEL_PACKAGES, WEB_PACKAGES
+from endpointgen.compiler.pipeline import load_spec
+from endpointgen.compiler.plan import (
+    MODEL_PACKAGES,
+    VLLM_PACKAGES,
+    VLLM_WEB_PACKAGES,
+    WEB_PACKAGES,
+    make_plan,
+)
 from endpointgen.runtime import lock as image_lock
+from endpointgen.runtime import lock_vllm
 
 
 def test_the_lock_is_resolved_from_this_environment() -> None:
@@ -90,3 +105,190 @@ def test_a_package_the_spec_names_keeps_its_own_pin(tmp_path: Path) -> None:
 def test_requirement_names_are_normalized() -> None:
     assert runtime.canonical("Foo_Bar.baz[x]>=1") == "foo-bar-baz"
     assert runtime.canonical("pyjwt[crypto]==2.15.1") == "pyjwt"
+
+
+def pinned(requirement: str) -> tuple[str, str]:
+    """`pyjwt[crypto]==2.15.1` -> (`pyjwt`, `2.15.1`)."""
+    return runtime.canonical(requirement), requirement.rpartition("==")[2]
+
+
+def reached(roots: list[str], requires: dict[str, tuple[str, ...]]) -> set[str]:
+    seen = {runtime.canonical(root) for root in roots}
+    todo = list(seen)
+    while todo:
+        for needed in requires.get(todo.pop(), ()):
+            if needed not in seen:
+                seen.add(needed)
+                todo.append(needed)
+    return seen
+
+
+def test_the_vllm_lock_pins_what_plan_py_names_for_the_vllm_image() -> None:
+    """vLLM, its web packages and every extra a spec may add, each at plan.py's pin: a pin
+    changed in plan.py without `make lock-vllm` fails here, offline."""
+    assert {"vllm==0.33.0", "fastapi[standard]==0.136.3", "redis==8.1.0"} <= set(lock.VLLM_ROOTS)
+    assert not set(MODEL_PACKAGES) & set(lock.VLLM_ROOTS)  # vLLM brings torch, transformers
+    for root in lock.VLLM_ROOTS:
+        name, version = pinned(root)
+        assert lock_vllm.PINS.get(name) == version, f"{root}: the vLLM lock is stale"
+    for root in VLLM_WEB_PACKAGES:
+        name, version = pinned(root)
+        assert lock_vllm.PINS[name] == version
+
+
+def test_the_vllm_lock_is_closed_and_holds_nothing_else() -> None:
+    """Every requirement in the vLLM lock is pinned in it, and every pin is reached from
+    the image's packages: no package comes unpinned, none is pinned for nothing."""
+    for name, needed in lock_vllm.REQUIRES.items():
+        assert name in lock_vllm.PINS
+        assert set(needed) <= set(lock_vllm.PINS), name
+    assert reached(list(lock.VLLM_ROOTS), lock_vllm.REQUIRES) == set(lock_vllm.PINS)
+    for name, version in lock_vllm.PINS.items():
+        assert re.fullmatch(r"[0-9][0-9A-Za-z.!]*", version), (name, version)
+    assert {"vllm", "torch", "triton", "nvidia-nccl-cu13"} <= set(lock_vllm.PINS)
+    assert {"vllm", "torch", "transformers", "fastapi", "PIL", "jwt"} <= lock_vllm.MODULES
+
+
+def test_a_vllm_image_pins_everything_it_installs(tmp_path: Path) -> None:
+    """specs/vllm.yaml with every feature that adds a package: `locked(..., lock="vllm")`
+    keeps the image's own pins, then pins all they pull in, vLLM's torch and transformers
+    included; the transformers lock knows nothing of vLLM and pins none of it."""
+    spec = yaml.safe_load((SPECS / "vllm.yaml").read_text())
+    spec |= {"auth": {"mode": "jwt"}, "metrics": {"enabled": True}, "tracing": {"enabled": True}}
+    spec["rate_limit"]["storage"] = "redis"
+    doc, loaded = load_spec(write_spec(tmp_path, spec))
+    packages = make_plan(loaded, doc.file, tmp_path / "out").packages
+    assert {*VLLM_PACKAGES, *VLLM_WEB_PACKAGES, "redis==8.1.0"} <= set(packages)
+
+    installed = runtime.locked(*packages, lock="vllm")
+    assert installed[: len(packages)] == packages
+    pins = requirements_of(installed)
+    assert pins["vllm"] == "0.33.0"
+    assert pins["torch"] == lock_vllm.PINS["torch"]
+    assert pins["transformers"] == lock_vllm.PINS["transformers"]
+    for name in pins:  # every package's own requirements come pinned with it
+        assert set(lock_vllm.REQUIRES.get(name, ())) <= set(pins), name
+    extra = set(requirements_of(installed[len(packages) :]))
+    assert {"torch", "transformers", "triton", "starlette", "cryptography", "numpy"} <= extra
+    assert not {"diffusers", "scipy", "accelerate", "soundfile"} & set(pins)
+
+    # The transformers lock: vLLM's requirements unknown, so pinned to nothing.
+    assert runtime.locked(*VLLM_PACKAGES) == list(VLLM_PACKAGES)
+
+
+def test_the_vllm_lock_is_vllms_not_the_tested_one() -> None:
+    """vLLM pins torch and transformers itself, to other versions than the tests run; the
+    two locks give different pins for the same packages."""
+    vllm_image = requirements_of(runtime.locked(*VLLM_PACKAGES, lock="vllm"))
+    tested = requirements_of(runtime.locked(*MODEL_PACKAGES))
+    assert vllm_image["torch"] == lock_vllm.PINS["torch"] != image_lock.PINS["torch"]
+    assert tested["torch"] == image_lock.PINS["torch"]
+    assert lock_vllm.PINS["fastapi"] != image_lock.PINS["fastapi"]
+    assert runtime.locked(*WEB_PACKAGES) == runtime.locked(*WEB_PACKAGES, lock="tested")
+
+
+def test_the_resolver_follows_extras_and_the_images_markers() -> None:
+    """The vLLM lock's REQUIRES come from pip's report the way lock.py's come from the
+    installed metadata: extras followed, other platforms' requirements dropped."""
+    table = {
+        "app": ("1.0", ["lib[fast]>=1", 'winonly; sys_platform == "win32"', "opt; extra == 'x'"]),
+        "lib": ("2.0", ["base", "speedup; extra == 'fast'", 'old; python_version < "3.8"']),
+        "base": ("3.0", []),
+        "speedup": ("4.0", ["base"]),
+    }
+    found = lock.closure(["app==1.0"], lambda name: table[name])
+    assert found == {
+        "app": ("1.0", {"lib"}),
+        "lib": ("2.0", {"base", "speedup"}),
+        "base": ("3.0", set()),
+        "speedup": ("4.0", {"base"}),
+    }
+
+
+def test_a_wheels_modules_come_from_its_listing(tmp_path: Path) -> None:
+    """lock_vllm.MODULES is read from each wheel's file list: a package kept in the wheel's
+    .data folder installs beside the rest; a top_level.txt may list a package by path."""
+    with zipfile.ZipFile(tmp_path / "pkg.whl", "w") as wheel:
+        for name in [
+            "foo/__init__.py",
+            "bar.py",
+            "pkg-1.0.data/purelib/baz/__init__.py",
+            "pkg-1.0.data/scripts/tool",
+            "pkg-1.0.dist-info/METADATA",
+        ]:
+            wheel.writestr(name, "")
+    with zipfile.ZipFile(tmp_path / "pkg.whl") as wheel:
+        assert lock.archived_modules(wheel) == {"foo", "bar", "baz"}
+    with zipfile.ZipFile(tmp_path / "pkg.whl", "a") as wheel:
+        wheel.writestr("pkg-1.0.dist-info/top_level.txt", "nvidia/cusparselt\nnvidia\n")
+    with zipfile.ZipFile(tmp_path / "pkg.whl") as wheel:
+        assert lock.archived_modules(wheel) == {"nvidia"}
+
+
+def fake_pip(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "python"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def test_the_resolver_stops_pip_when_it_downloads_wheels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM's torch and CUDA wheels are gigabytes: where the index serves neither their
+    metadata nor ranges of them, pip would download them whole, and the resolver stops it."""
+    env = tmp_path / "env.txt"
+    pip = fake_pip(
+        tmp_path,
+        f'env > {env}; head -c 2000000 /dev/zero > "$TMPDIR/torch.whl"; sleep 60',
+    )
+    monkeypatch.setattr(lock.sys, "executable", str(pip))
+    monkeypatch.setattr(lock, "SCRATCH_LIMIT", 1_000_000)
+    monkeypatch.setenv("PIP_FIND_LINKS", "/opt/wheels")
+    started = time.monotonic()
+    with pytest.raises(lock.Unresolvable, match="downloading whole wheels"):
+        lock.resolve(["vllm==0.33.0"])
+    assert time.monotonic() - started < 30
+    # The machine's own pip settings (other indexes, local wheels) stay out of it.
+    seen = env.read_text()
+    assert "PIP_FIND_LINKS" not in seen and f"PIP_CONFIG_FILE={os.devnull}" in seen
+
+
+def test_the_resolver_refuses_an_interpreter_unlike_the_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pip evaluates markers for the interpreter it runs on: elsewhere it would resolve
+    another platform's packages."""
+    other = {**lock.default_environment(), "sys_platform": "darwin"}
+    monkeypatch.setattr(lock, "default_environment", lambda: other)
+    with pytest.raises(lock.Unresolvable, match="sys_platform 'darwin'"):
+        lock.resolve(["vllm==0.33.0"])
+
+
+def pypi_reachable() -> bool:
+    try:
+        with urllib.request.urlopen(f"{lock.INDEX_URL}/pip/", timeout=3):
+            return True
+    except OSError:  # unreachable, refused, timed out
+        return False
+
+
+@pytest.mark.slow
+def test_pip_installs_the_vllm_lock_as_it_is() -> None:
+    """With the network: pip, resolving the vLLM image under the lock's pins, finds every
+    one for the image (Linux x86_64, CPython 3.11 wheels), consistent with each other, and
+    installs nothing else. About a minute: pip reads each wheel's metadata from PyPI."""
+    if not pypi_reachable():
+        pytest.skip("PyPI is not reachable from here")
+    constraints = [f"{name}=={version}" for name, version in lock_vllm.PINS.items()]
+    try:
+        report = lock.resolve(lock.VLLM_ROOTS, constraints, timeout=600)
+    except lock.Unresolvable as exc:
+        if "interpreter it runs on" in str(exc):
+            pytest.skip(str(exc))
+        raise
+    resolved = {
+        runtime.canonical(item["metadata"]["name"]): item["metadata"]["version"]
+        for item in report["install"]
+    }
+    assert resolved == lock_vllm.PINS

@@ -8,26 +8,59 @@ which built modules read at deploy time (`runtime.locked`), and which the Makefi
 into pip constraints, so the test environment is the lock and the lock is the test
 environment. `tests/test_lock.py` fails when the two drift apart.
 
+vLLM needs a GPU, so no test environment holds it: the vLLM image's lock,
+`endpointgen/runtime/lock_vllm.py` (`runtime.locked(..., lock="vllm")`), is pip's own
+resolution of `VLLM_ROOTS` from PyPI (`make lock-vllm`, which needs the network), run
+without installing anything (`pip install --dry-run --report`) for the image: manylinux
+x86_64 wheels for CPython `PYTHON_VERSION`. pip reads each wheel's metadata, and this
+module each wheel's file listing, by HTTP ranges, never the wheels themselves: vLLM's
+torch and CUDA wheels are gigabytes.
+
     python -m endpointgen.compiler.lock            # rewrite endpointgen/runtime/lock.py
+    python -m endpointgen.compiler.lock vllm       # rewrite endpointgen/runtime/lock_vllm.py
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import platform
 import re
+import subprocess
 import sys
-from collections.abc import Iterable
+import tempfile
+import time
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from endpointgen.compiler.plan import EXTRA_PACKAGES, MODEL_PACKAGES, PYTHON_VERSION, WEB_PACKAGES
+from endpointgen.compiler.plan import (
+    EXTRA_PACKAGES,
+    MODEL_PACKAGES,
+    PYTHON_VERSION,
+    VLLM_PACKAGES,
+    VLLM_WEB_PACKAGES,
+    WEB_PACKAGES,
+)
 
+EXTRAS = tuple(sorted({p for ps in EXTRA_PACKAGES.values() for p in ps}))
 ROOTS = (*WEB_PACKAGES, *MODEL_PACKAGES, *(p for ps in EXTRA_PACKAGES.values() for p in ps))
-LOCK_FILE = Path(__file__).resolve().parent.parent / "runtime" / "lock.py"
+# The vLLM image: vLLM, the web packages it allows, and every extra a spec may add. A vLLM
+# app's own features bring redis, pyjwt, prometheus-client and OpenTelemetry; an app that
+# also serves transformers models has their tasks' extras in the same image.
+VLLM_ROOTS = (*VLLM_WEB_PACKAGES, *VLLM_PACKAGES, *EXTRAS)
+RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
+LOCK_FILE = RUNTIME / "lock.py"
+VLLM_LOCK_FILE = RUNTIME / "lock_vllm.py"
 # Where a built module runs: the markers its image's requirements are resolved with.
 IMAGE = {
     "python_version": PYTHON_VERSION,
@@ -40,10 +73,26 @@ IMAGE = {
     "platform_machine": "x86_64",
     "os_name": "posix",
 }
+INDEX_URL = "https://pypi.org/simple"
+# The image's glibc: Modal's debian_slim is Debian bookworm (2.36) or, on newer image
+# builders, trixie (2.41); wheels for 2.36 and older install on both.
+GLIBC_MINOR = 36
+PLATFORMS = (
+    *(f"manylinux_2_{minor}_x86_64" for minor in range(GLIBC_MINOR, 4, -1)),
+    "manylinux2014_x86_64",
+    "manylinux2010_x86_64",
+    "manylinux1_x86_64",
+)
+# pip's scratch space past this means it is fetching whole wheels, not their metadata.
+SCRATCH_LIMIT = 256 * 1024 * 1024
 
 
 class Unlockable(Exception):
     """A package the image installs is missing from the tested environment."""
+
+
+class Unresolvable(Exception):
+    """pip cannot resolve the vLLM image here, or would have to download its wheels to."""
 
 
 def version(name: str) -> str:
@@ -54,10 +103,19 @@ def version(name: str) -> str:
         raise Unlockable(f"{name} is not installed here; install it, then lock") from None
 
 
-def walk(roots: Iterable[str]) -> dict[str, tuple[str, set[str], set[str]]]:
-    """name -> (version, requirements, top-level modules) for every distribution the
-    roots pull in under the image's markers, extras followed."""
-    found: dict[str, tuple[str, set[str], set[str]]] = {}
+def installed(name: str) -> tuple[str, list[str]]:
+    """An installed distribution's version and requirement lines."""
+    pinned = version(name)  # Unlockable when the tested environment lacks it
+    return pinned, metadata.distribution(name).requires or []
+
+
+def closure(
+    roots: Iterable[str], lookup: Callable[[str], tuple[str, list[str]]]
+) -> dict[str, tuple[str, set[str]]]:
+    """name -> (version, requirements) for every distribution the roots pull in under the
+    image's markers, extras followed; `lookup` gives a name's version and requirement
+    lines."""
+    found: dict[str, tuple[str, set[str]]] = {}
     extras: dict[str, set[str]] = {}
     todo = [Requirement(root) for root in roots]
     while todo:
@@ -67,10 +125,9 @@ def walk(roots: Iterable[str]) -> dict[str, tuple[str, set[str], set[str]]]:
         if name in found and requirement.extras <= wanted:
             continue
         wanted |= requirement.extras
-        pinned = version(name)  # Unlockable when the tested environment lacks it
-        dist = metadata.distribution(name)
+        pinned, lines = lookup(name)
         requires: set[str] = set()
-        for line in dist.requires or []:
+        for line in lines:
             needed = Requirement(line)
             marker = needed.marker
             if marker is not None and not any(
@@ -79,21 +136,35 @@ def walk(roots: Iterable[str]) -> dict[str, tuple[str, set[str], set[str]]]:
                 continue
             requires.add(canonicalize_name(needed.name))
             todo.append(needed)
-        found[name] = (pinned, requires, modules(dist))
+        found[name] = (pinned, requires)
     return found
+
+
+def walk(roots: Iterable[str]) -> dict[str, tuple[str, set[str], set[str]]]:
+    """name -> (version, requirements, top-level modules) for every installed distribution
+    the roots pull in under the image's markers, extras followed."""
+    return {
+        name: (pinned, requires, modules(metadata.distribution(name)))
+        for name, (pinned, requires) in closure(roots, installed).items()
+    }
 
 
 def modules(dist: metadata.Distribution) -> set[str]:
     """The top-level names a distribution makes importable."""
-    listed = dist.read_text("top_level.txt")
-    if listed:
-        return {line.strip() for line in listed.splitlines() if line.strip()}
+    return top_level(dist.read_text("top_level.txt"), (file.parts for file in dist.files or []))
+
+
+def top_level(listed: str | None, paths: Iterable[Sequence[str]]) -> set[str]:
+    """The top-level names a distribution's `top_level.txt`, else its files, make
+    importable."""
+    if listed:  # a package in a folder is listed by its path: `nvidia/cusparselt`
+        return {line.strip().split("/")[0] for line in listed.splitlines() if line.strip()}
     names = set()
-    for file in dist.files or []:
-        top = file.parts[0]
+    for parts in paths:
+        top = parts[0]
         if top.endswith((".dist-info", ".data")) or top in ("..", "__pycache__"):
             continue
-        if len(file.parts) > 1 or top.endswith(".py"):
+        if len(parts) > 1 or top.endswith(".py"):
             names.add(re.sub(r"\.py$", "", top))
     return {name for name in names if name.isidentifier()}
 
@@ -101,22 +172,75 @@ def modules(dist: metadata.Distribution) -> set[str]:
 def render(roots: Iterable[str] = ROOTS) -> str:
     image = walk(roots)
     container = walk(["modal"])  # Modal installs its own client in every container
-    names = sorted(
-        {m for _, _, mods in image.values() for m in mods}
-        | {m for _, _, mods in container.values() for m in mods}
-    )
-    pins = "".join(f"    {q(name)}: {q(image[name][0])},\n" for name in sorted(image))
-    requires = "".join(
-        entry(name, sorted(image[name][1])) for name in sorted(image) if image[name][1]
-    )
-    imported = "".join(f"        {q(name)},\n" for name in names)
-    return f'''"""The image lock, written by `make lock` from the tested environment: edit plan.py's
+    names = {m for _, _, mods in image.values() for m in mods}
+    names |= {m for _, _, mods in container.values() for m in mods}
+    pinned = {name: (pins, requires) for name, (pins, requires, _) in image.items()}
+    return text(
+        f"""The image lock, written by `make lock` from the tested environment: edit plan.py's
 pins, install them, then run `make lock`. `tests/test_lock.py` checks it is current.
 
 `PINS`: every package a built module's image installs, at the version the tests ran.
 `REQUIRES`: what each pulls in, in a Modal image (Linux, CPython {PYTHON_VERSION}).
 `MODULES`: every top-level module those packages and Modal's own client make importable.
-"""
+""",
+        pinned,
+        names,
+    )
+
+
+def render_vllm(roots: Iterable[str] = VLLM_ROOTS) -> str:
+    """lock_vllm.py: pip's resolution of the vLLM image, read from PyPI."""
+    roots = sorted(set(roots))
+    report = resolve(roots)
+    wheels: dict[str, tuple[str, list[str], str]] = {
+        canonicalize_name(item["metadata"]["name"]): (
+            item["metadata"]["version"],
+            item["metadata"].get("requires_dist", []),
+            item["download_info"]["url"],
+        )
+        for item in report["install"]
+    }
+
+    def resolved(name: str) -> tuple[str, list[str]]:
+        if name not in wheels:
+            raise Unresolvable(f"the image needs {name}, which pip did not resolve")
+        return wheels[name][:2]
+
+    image = closure(roots, resolved)
+    if set(image) != set(wheels):
+        differ = sorted(set(image) ^ set(wheels))
+        raise Unresolvable(f"pip's resolution and the image's markers disagree on {differ}")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        listed = pool.map(wheel_modules, (wheels[name][2] for name in sorted(wheels)))
+        names = set().union(*listed)
+    names |= {m for _, _, mods in walk(["modal"]).values() for m in mods}
+    glibc = f"2.{GLIBC_MINOR}"
+    return text(
+        f"""The vLLM image's lock, written by `make lock-vllm` from PyPI: vLLM needs a GPU, so
+no test environment holds it. pip's own resolver, run without installing anything
+(`pip install --dry-run --report`), resolves plan.py's vLLM pins and every extra a spec
+may add for a Modal image: Linux x86_64, CPython {PYTHON_VERSION}, manylinux wheels up to
+glibc {glibc}. Edit plan.py's pins, then run `make lock-vllm`; `tests/test_lock.py` checks
+it against them.
+
+`PINS`: every package the vLLM image may install, at the version pip resolved.
+`REQUIRES`: what each pulls in, in a Modal image (Linux, CPython {PYTHON_VERSION}).
+`MODULES`: every top-level module those packages' wheels and Modal's own client make
+importable.
+""",
+        image,
+        names,
+    )
+
+
+def text(doc: str, image: Mapping[str, tuple[str, set[str]]], imported: set[str]) -> str:
+    """A lock module: its docstring, then `PINS`, `REQUIRES` and `MODULES`."""
+    pins = "".join(f"    {q(name)}: {q(image[name][0])},\n" for name in sorted(image))
+    requires = "".join(
+        entry(name, sorted(image[name][1])) for name in sorted(image) if image[name][1]
+    )
+    names = "".join(f"        {q(name)},\n" for name in sorted(imported))
+    return f'''"""{doc}"""
 
 PINS: dict[str, str] = {{
 {pins}}}
@@ -126,9 +250,151 @@ REQUIRES: dict[str, tuple[str, ...]] = {{
 
 MODULES: frozenset[str] = frozenset(
     {{
-{imported}    }}
+{names}    }}
 )
 '''
+
+
+def resolve(
+    roots: Sequence[str], constraints: Sequence[str] = (), timeout: float = 1800
+) -> dict[str, Any]:
+    """pip's installation report for `roots` (under `constraints`) in the image, from PyPI:
+    nothing is installed, and no wheel is downloaded whole.
+
+    pip evaluates requirement markers for the interpreter it runs on, so this runs only on
+    one like the image's. The machine's own pip settings (other indexes, local wheels,
+    constraints) are left out: the image sees PyPI alone.
+    """
+    host = {key: str(value) for key, value in default_environment().items()}
+    for key in ("python_version", "implementation_name", "sys_platform", "platform_machine"):
+        if host[key] != IMAGE[key]:
+            raise Unresolvable(
+                f"pip resolves markers for the interpreter it runs on: this one has "
+                f"{key} {host[key]!r}, the image {IMAGE[key]!r}; "
+                f"run this on Linux x86_64 with CPython {PYTHON_VERSION}"
+            )
+    with tempfile.TemporaryDirectory(prefix="endpointgen-lock-") as folder:
+        scratch = Path(folder)
+        (scratch / "tmp").mkdir()
+        (scratch / "constraints.txt").write_text("".join(f"{c}\n" for c in constraints))
+        command = [
+            *(sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed"),
+            *("--quiet", "--no-input", "--disable-pip-version-check", "--no-cache-dir"),
+            # Each wheel's metadata by HTTP ranges: PyPI does not serve every wheel's apart.
+            "--use-feature=fast-deps",
+            *("--report", str(scratch / "report.json"), "--index-url", INDEX_URL),
+            *("--only-binary=:all:", "--implementation", "cp"),
+            *("--python-version", PYTHON_VERSION),
+            *("--abi", "cp" + PYTHON_VERSION.replace(".", "")),
+            *(option for name in PLATFORMS for option in ("--platform", name)),
+            *("--constraint", str(scratch / "constraints.txt")),
+            *roots,
+        ]
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PIP_")}
+        env |= {"PIP_CONFIG_FILE": os.devnull, "TMPDIR": str(scratch / "tmp")}
+        with (
+            open(scratch / "pip.log", "w+b") as log,
+            subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT) as pip,
+        ):
+            deadline = time.monotonic() + timeout
+            while pip.poll() is None:
+                why = None
+                if disk_use(scratch) > SCRATCH_LIMIT:
+                    why = "pip is downloading whole wheels (the index serves no HTTP ranges)"
+                elif time.monotonic() > deadline:
+                    why = f"pip did not resolve the image in {timeout:.0f}s"
+                if why:
+                    pip.kill()
+                    pip.wait()
+                    raise Unresolvable(why)
+                time.sleep(0.5)
+            log.seek(0)
+            said = log.read().decode(errors="replace").strip()
+        if pip.returncode != 0:
+            raise Unresolvable(f"pip could not resolve the image:\n{said}")
+        report: dict[str, Any] = json.loads((scratch / "report.json").read_text())
+    return report
+
+
+def disk_use(folder: Path) -> int:
+    """Bytes on disk under `folder`: pip's range-read wheels are sparse files."""
+    used = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                used += os.stat(os.path.join(root, name)).st_blocks * 512
+            except OSError:  # pip removed it meanwhile
+                pass
+    return used
+
+
+def wheel_modules(url: str) -> set[str]:
+    """The top-level names a wheel makes importable, from its listing read by ranges."""
+    with zipfile.ZipFile(RemoteFile(url)) as wheel:
+        return archived_modules(wheel)
+
+
+def archived_modules(wheel: zipfile.ZipFile) -> set[str]:
+    """The top-level names a wheel makes importable, once installed."""
+    files = wheel.namelist()
+    listed = [f for f in files if re.fullmatch(r"[^/]+\.dist-info/top_level\.txt", f)]
+    top_level_txt = wheel.read(listed[0]).decode() if listed else None
+    paths = []
+    for file in files:
+        parts = file.split("/")
+        if parts[0].endswith(".data") and parts[1:2] in (["purelib"], ["platlib"]):
+            parts = parts[2:]  # installed beside the rest, in site-packages
+        paths.append(parts)
+    return top_level(top_level_txt, paths)
+
+
+class RemoteFile(io.RawIOBase):
+    """A file on an HTTP server, read by ranges, for `zipfile`: a wheel's listing without
+    the wheel."""
+
+    BLOCK = 256 * 1024
+
+    def __init__(self, url: str, timeout: float = 60) -> None:
+        super().__init__()
+        self.url, self.timeout, self.position = url, timeout, 0
+        request = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            self.size = int(answer.headers["Content-Length"])
+        self.cached = (0, b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.size}[whence]
+        self.position = max(0, start + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self.size - self.position)
+        if want <= 0:
+            return 0
+        start, data = self.cached
+        if not start <= self.position <= self.position + want <= start + len(data):
+            start = self.position
+            end = min(self.size, start + max(want, self.BLOCK)) - 1
+            headers = {"Range": f"bytes={start}-{end}"}
+            request = urllib.request.Request(self.url, headers=headers)
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                if answer.status != 206:
+                    raise Unresolvable(f"{self.url} is served whole, not by ranges")
+                data = answer.read()
+            self.cached = (start, data)
+        chunk = data[self.position - start : self.position - start + want]
+        buffer[: len(chunk)] = chunk
+        self.position += len(chunk)
+        return len(chunk)
 
 
 def q(text: str) -> str:
@@ -144,14 +410,18 @@ def entry(name: str, items: list[str]) -> str:
     return f"    {q(name)}: (\n" + "".join(f"        {q(i)},\n" for i in items) + "    ),\n"
 
 
-def main() -> int:
+def main(argv: Sequence[str] = sys.argv[1:]) -> int:
+    vllm = list(argv) == ["vllm"]
+    if argv and not vllm:
+        print("usage: python -m endpointgen.compiler.lock [vllm]", file=sys.stderr)
+        return 2
     try:
-        text = render()
-    except Unlockable as exc:
+        written, file = (render_vllm(), VLLM_LOCK_FILE) if vllm else (render(), LOCK_FILE)
+    except (Unlockable, Unresolvable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    LOCK_FILE.write_text(text)
-    print(f"wrote {LOCK_FILE}")
+    file.write_text(written)
+    print(f"wrote {file}")
     return 0
 
 

@@ -14,6 +14,7 @@ or jinja2: a container carries it as it is.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 __all__ = ["RuntimeMismatch", "locked", "require"]
 
@@ -39,15 +40,21 @@ def require(built_with: str) -> None:
         )
 
 
-def locked(*packages: str) -> list[str]:
+def locked(*packages: str, lock: Literal["tested", "vllm"] = "tested") -> list[str]:
     """`packages` as given, then every package they pull in, pinned to the version the
     tests ran against (`runtime/lock.py`, written by `make lock`): the image installs
     what was tested, not whatever the index holds on the day of the deploy.
 
+    `lock="vllm"` pins them from the vLLM image's lock instead (`runtime/lock_vllm.py`,
+    written by `make lock-vllm`): vLLM needs a GPU, so pip resolves its image from PyPI.
+
     A package the caller names keeps the caller's pin; packages the lock does not know
     (a spec's own) bring their requirements unpinned.
     """
-    from endpointgen.runtime.lock import PINS, REQUIRES
+    if lock == "vllm":
+        from endpointgen.runtime.lock_vllm import PINS, REQUIRES
+    else:
+        from endpointgen.runtime.lock import PINS, REQUIRES
 
     given = {canonical(package) for package in packages}
     seen: set[str] = set()
