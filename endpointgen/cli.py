@@ -185,6 +185,22 @@ def deploy(
         bool,
         typer.Option("--keep-going", help="Deploy each app on its own: a failure stops no other."),
     ] = False,
+    pin: Annotated[
+        bool,
+        typer.Option(
+            "--pin/--no-pin",
+            help="Load the commit the Hub's main is now for models without a `revision` "
+            "(unpinned where the Hub cannot be reached).",
+        ),
+    ] = True,
+    warm_cache: Annotated[
+        bool,
+        typer.Option(
+            "--warm-cache",
+            help="After deploying, run each app's `download` function: the Hub cache Volume "
+            "holds the weights before the first cold start.",
+        ),
+    ] = False,
 ) -> None:
     """Build every spec (files, or folders of specs), then `modal deploy` each in turn; the
     first failure stops the rest. With --prune, stop the apps whose spec is gone.
@@ -206,7 +222,9 @@ def deploy(
             moving = {Path(p.file).resolve() for p in gitplan.plan_paths(specs, base, env)}
             files = [f for f in files if f.resolve() in moving]
         removed = modal_deploy.removed_apps(folders, base, env) if prune else []
-        targets = modal_deploy.prepare(files, out, env, modal_env, write=not dry_run)
+        targets = modal_deploy.prepare(
+            files, out, env, modal_env, write=not dry_run, pin=pin, say=typer.echo
+        )
     if dry_run:
         from endpointgen.gitops import gitplan, planview
 
@@ -235,6 +253,9 @@ def deploy(
                 _fail(line)
             raise typer.Exit(1) from None
         _ok(f"deployed {', '.join(t.app for t in targets)}")
+        if warm_cache and modal_deploy.warm_all(targets, modal_env, say=typer.echo):
+            _fail("error: the apps are deployed, and their Hub cache could not be filled")
+            raise typer.Exit(1)
     if removed:
         stopped = [g.app for g in removed if g.app not in failed]
         if stopped:

@@ -159,10 +159,18 @@ def test_modal_reads_back_the_spec_settings(
                 (g[0], g[1] if len(g) > 1 else "1") for g in expected
             ]
         return
-    # The serving function carries the settings `Function.info()` reports.
+    # The serving function carries the settings `Function.info()` reports; behind a CPU
+    # web tier (`shape: split`, the default for job apps) the model class has the GPU.
     info = service_function(module).info()
     expected_gpus = [tuple(g.split(":")) for g in (s.gpu or [])]
-    assert [(g, str(n)) for g, n in info.gpus] == [
+    gpus = info.gpus
+    if hasattr(module, "Inference"):
+        assert gpus == []
+        model = module.Inference._get_class_service_function().info()
+        gpus = model.gpus
+        if s.scaling.max_inputs:
+            assert model.concurrency_info.max_inputs == s.scaling.max_inputs
+    assert [(g, str(n)) for g, n in gpus] == [
         (g[0], g[1] if len(g) > 1 else "1") for g in expected_gpus
     ]
     secrets = sorted(
@@ -180,13 +188,13 @@ def test_modal_reads_back_the_spec_settings(
         assert info.cpu == s.resources.cpu
     if s.resources.memory:
         assert info.memory_mib == s.resources.memory
-    if s.scaling.max_inputs:
+    if s.scaling.max_inputs and not hasattr(module, "Inference"):
         assert info.concurrency_info is not None
         assert info.concurrency_info.max_inputs == s.scaling.max_inputs
     if hasattr(module, "Server"):
         # A job route's jobs run in the model's class too (tests/test_jobs.py).
         assert info.method_names == ["web", *(["job"] if any(r.job for r in s.routes) else [])]
-    (settings,) = cls_settings
+    settings = cls_settings[0]  # the model's class, or the app's one web function
     for key in ("min_containers", "max_containers", "buffer_containers", "scaledown_window"):
         assert settings.get(key) == getattr(s.scaling, key)
 

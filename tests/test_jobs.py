@@ -386,29 +386,38 @@ def test_openapi_documents_the_job_routes_and_states(
 
 
 def test_on_modal_a_job_is_spawned_on_the_model_class_or_a_job_function(tmp_path: Path) -> None:
-    """docs/spec.md, Jobs (`jobs.timeout`): a model app runs its jobs in the model's class
-    (`Server.job`, the class's timeout raised to the jobs'); an app without one in a `job`
-    function with the web function's Secrets; records go to the Dict `<app>-jobs`.
-    Read back with the real SDK, offline."""
+    """docs/spec.md, Jobs (`jobs.timeout`): jobs run in a CPU class, `JobRunner.job`, with
+    the web function's Secrets and the jobs' timeout, and a model app's model class gets
+    that timeout too; with `shape: single`, in the model's class (`Server.job`). Records
+    go to the Dict `<app>-jobs`. Read back with the real SDK, offline."""
     (tmp_path / "handlers.py").write_text(HANDLERS)
     spec = job_spec()
     spec["jobs"]["timeout"] = 7200
     module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
-    assert isinstance(module.job, modal.Function)
-    assert module.job.info().timeout == 7200
+    runner = module.JobRunner._get_class_service_function().info()
+    assert (runner.timeout, runner.method_names, runner.gpus) == (7200, ["job"], [])
+    assert runner.secrets == module.web.info().secrets
     assert module.web.info().timeout != 7200  # the web function keeps its own
     queue = module.create_app().state.jobs
-    assert queue.worker() is module.job
+    assert isinstance(queue.worker(), modal.Function)
+    assert queue.worker().info().method_names == ["job"]
     on_modal = jobs.OnModal(queue.app, queue.worker)
     assert on_modal.name == "jobs-test-jobs"
     assert isinstance(on_modal.records, modal.Dict)  # made lazily, looked up on first use
     assert set(queue.works) == {"/slow", "/broken"}
 
     built = build_and_import(SPECS / "jobs.yaml", tmp_path / "model-out")
+    model = built.Inference._get_class_service_function().info()
+    assert (model.timeout, model.gpus) == (3600, [("L4", 1)])
+    assert built.JobRunner._get_class_service_function().info().gpus == []
+    single = yaml.safe_load((SPECS / "jobs.yaml").read_text())
+    single["shape"] = "single"
+    shutil.copytree(SPECS / "handlers", tmp_path / "single" / "handlers")
+    built = build_and_import(write_spec(tmp_path / "single", single), tmp_path / "single-out")
     info = built.Server._get_class_service_function().info()
     assert info.method_names == ["web", "job"]
     assert info.timeout == 3600
-    assert not hasattr(built, "job")  # no function beside the class
+    assert not hasattr(built, "JobRunner")  # no class beside the model's
 
 
 def test_values_cross_to_the_modal_worker_as_plain_data_and_come_back_typed(

@@ -453,7 +453,6 @@ def test_plan_says_what_the_deployed_app_does_that_the_spec_does_not_show(repo: 
         "containers and keeps them warm: one such request every 60 s (scaledown_window) "
         "keeps a GPU container up, $2.11/h ($50.59/day) with no model call; `shape: split` "
         "puts a CPU web tier in front ($0.0069/h), so only model calls reach a GPU",
-        "concurrency: up to 8 requests per container, the autoscaler aiming at 1",
     ]
     spec["model"]["revision"] = "v1"
     spec["rate_limit"]["storage"] = "modal-dict"
@@ -466,6 +465,10 @@ def test_plan_says_what_the_deployed_app_does_that_the_spec_does_not_show(repo: 
         "resources.timeout is 600 s, but Modal answers a web request that runs past 150 s "
         "with a redirect the client must follow; keep routes below that, or stream",
     ]
+    changes = _plan_json("specs/chat.yaml")["specs"][0]["changes"]
+    (concurrency,) = [c for c in changes if c["what"] == "concurrency"]
+    assert concurrency["before"] == "8 requests per container, autoscaler aims for 1"
+    assert concurrency["after"] == "8 requests per container, autoscaler aims for 8"
     shape = [
         c for c in _plan_json("specs/chat.yaml")["specs"][0]["changes"] if c["what"] == "shape"
     ]

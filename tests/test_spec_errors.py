@@ -68,9 +68,9 @@ routes:
 
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 TOP_KEYS = (
-    "version, name, description, model, models, shape, gpu, resources, scaling, batching, "
-    "secrets, packages, env, image, auth, cors, rate_limit, metrics, tracing, jobs, docs, routes, "
-    "errors, environments"
+    "version, name, description, model, models, shape, region, snapshot, gpu, resources, "
+    "scaling, batching, secrets, packages, env, image, auth, cors, rate_limit, metrics, tracing, "
+    "jobs, docs, routes, errors, environments"
 )
 APP_NAME_RULE = (
     "is not a valid app name: use lowercase letters, digits and '-', "
@@ -998,6 +998,7 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
     },
     "gpu": ["l40s", "A100-80GB:2"],
     "shape": "split",
+    "region": ["us-east", "eu"],
     "resources": {"cpu": 2.5, "memory": 4096, "timeout": 120, "startup_timeout": 900},
     "scaling": {
         "min_containers": 0,
@@ -1296,6 +1297,7 @@ EVERY_KEY_MULTI: dict[str, Any] = {
             "gpu": "l4",
             "resources": {"cpu": 2, "memory": 8192, "timeout": 300},
             "scaling": {"min_containers": 0, "max_containers": 2, "max_inputs": 4},
+            "snapshot": "memory",
         },
         "tagger": {
             "id": "./weights",
@@ -1356,6 +1358,7 @@ EVERY_KEY_VLLM_MODELS: dict[str, Any] = {
 EVERY_KEY_JOBS: dict[str, Any] = {
     "name": "every-key-jobs",
     "model": {"id": "gpt2", "task": "text-generation"},
+    "snapshot": "memory",
     "auth": {"mode": "api_key"},
     "jobs": {
         "timeout": 7200,

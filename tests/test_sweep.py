@@ -92,6 +92,8 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("model",): (MODEL, None),
     ("models",): ({"extra": EMBEDDER}, None),
     ("shape",): ("split", None),
+    ("region",): ("eu", None),
+    ("snapshot",): ("memory", None),
     ("gpu",): ("T4", None),
     ("resources",): ({"cpu": 2}, None),
     ("scaling",): ({"max_containers": 3}, None),
@@ -245,12 +247,13 @@ VLLM_OPTIONS = {
     "gpu_memory_utilization": 0.8,
     "tensor_parallel_size": 1,
     "quantization": "awq",
-    "enforce_eager": True,
+    "enforce_eager": False,  # on by default for a model that scales to zero
 }
 for name, value in VLLM_OPTIONS.items():
     KEYS[("model", "vllm", name)] = (value, {})
     KEYS[("models", "*", "vllm", name)] = (value, {})
 KEYS[("models", "*", "gpu")] = ("T4", EMBEDDER)
+KEYS[("models", "*", "snapshot")] = ("memory", EMBEDDER)
 KEYS[("models", "*", "task")] = ("text-classification", EMBEDDER)
 
 RESPOND = {"path": "/r", "method": "POST", "action": "respond", "response": {"ok": True}}

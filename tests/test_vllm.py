@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 from test_build import dockerfile
 
 from endpointgen.compiler import pipeline
-from endpointgen.compiler.plan import VLLM_PACKAGES, VLLM_WEB_PACKAGES
+from endpointgen.compiler.plan import CUDA_IMAGE, VLLM_PACKAGES, VLLM_WEB_PACKAGES
 from endpointgen.local.serve import load_app
+from endpointgen.runtime import lock, lock_vllm
 
 
 def spec(**model: Any) -> dict[str, Any]:
@@ -94,7 +95,8 @@ def test_several_models_share_one_engine(tmp_path: Path) -> None:
 def test_the_built_module_asks_modal_for_vllm_on_its_gpu(tmp_path: Path) -> None:
     """docs/spec.md, Model (`engine`, `vllm`): the module imports offline; Modal reads back
     the GPU and a container that takes 64 requests at once; the image installs vllm at
-    its pin with the web packages vLLM allows, and nothing from the transformers lock."""
+    its pin with the web packages vLLM allows, on NVIDIA's CUDA image, with everything
+    they pull in pinned from vLLM's own lock, not the transformers lock."""
     module = build_and_import(SPECS / "vllm.yaml", tmp_path)
     info = module.Server._get_class_service_function().info()
     assert info.gpus == [("L40S", 1)]
@@ -106,7 +108,10 @@ def test_the_built_module_asks_modal_for_vllm_on_its_gpu(tmp_path: Path) -> None
     assert len(installs) == 1
     for pin in (*VLLM_PACKAGES, *VLLM_WEB_PACKAGES):
         assert pin in installs[0]
-    assert "torch==" not in installs[0] and "transformers==" not in installs[0]
+    assert f'modal.Image.from_registry("{CUDA_IMAGE}"' in Path(module.__file__).read_text()
+    assert f"torch=={lock_vllm.PINS['torch']}" in installs[0]
+    assert f"transformers=={lock_vllm.PINS['transformers']}" in installs[0]
+    assert f"torch=={lock.PINS['torch']}" not in installs[0]
 
 
 def test_unset_scaling_takes_vllms_batch(tmp_path: Path) -> None:

@@ -166,6 +166,43 @@ def _engine(
         )
 
 
+def _snapshot(
+    doc: Document, at: Loc, snapshot: str, model: Model | None, gpu: list[str] | None
+) -> Iterator[Problem]:
+    """`snapshot`: what a memory or GPU snapshot cannot hold is refused, with the reason."""
+    if snapshot == "off":
+        return
+    where = (*at, "snapshot") if at else ("snapshot",)
+    if model is None:
+        yield doc.problem(
+            where, "a snapshot saves a loaded model's container, and this app loads no model"
+        )
+        return
+    if model.engine == "vllm":
+        yield doc.problem(
+            where,
+            "vLLM sets up CUDA graphs and its KV cache on the GPU as it loads: a memory "
+            "snapshot cannot hold them, and a GPU snapshot needs vLLM's sleep mode, which "
+            "this engine does not drive; remove `snapshot` (`vllm.enforce_eager` shortens "
+            "cold starts instead)",
+        )
+    if snapshot == "gpu" and not gpu:
+        yield doc.problem(where, "a GPU snapshot needs a `gpu`; use `memory` on a CPU")
+    if snapshot == "memory" and model.loader is not None:
+        yield doc.problem(
+            where,
+            "a loader's object cannot be moved to the GPU after a restore: use `gpu` "
+            "(which snapshots GPU memory too) or `off`",
+        )
+    spread = [g for g in gpu or [] if split_gpu(g)[1] > 1]
+    if snapshot == "memory" and spread and model.engine == "transformers":
+        yield doc.problem(
+            where,
+            f"on {spread[0]} the weights are spread over the GPUs as they load, so they "
+            "cannot load on the CPU first: use `gpu` or `off`",
+        )
+
+
 def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
     yield from _secrets_in_plain_sight(spec, doc)
     yield from _ignored(spec, doc)
@@ -206,6 +243,11 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
         )
     for name, named in spec.models.items():
         yield from _batch_fits(doc, ("models", name), named.task, named.batching, named.scaling)
+        yield from _snapshot(doc, ("models", name), named.snapshot, named, named.gpu)
+    if spec.models and spec.snapshot != "off":
+        yield doc.problem(("snapshot",), "with `models`, set `snapshot` on each model")
+    elif not spec.models:
+        yield from _snapshot(doc, (), spec.snapshot, spec.model, spec.gpu)
     if spec.rate_limit is not None and not any(
         r.rate_limit is None and r.action != "health" for r in spec.routes
     ):

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from endpointgen.compiler import routes
-from endpointgen.compiler.plan import CPU_TORCH_INDEX, GENERATIVE, HF_CACHE_DIR, TORCH, Plan
+from endpointgen.compiler.plan import (
+    CPU_TORCH_INDEX,
+    CUDA_IMAGE,
+    GENERATIVE,
+    HF_CACHE_DIR,
+    TORCH,
+    VLLM_CACHE_DIR,
+    VLLM_CACHE_VOLUME,
+    Plan,
+)
 from endpointgen.compiler.pycode import (
     WIDTH,
     Group,
@@ -37,6 +46,7 @@ FASTAPI_NAMES = ("Depends", "FastAPI", "File", "Header", "Path", "Query", "Reque
 UNITS = {1: "second", 60: "minute", 3600: "hour", 86_400: "day"}
 DEFAULT_MAX_BYTES = 1024 * 1024
 DEFINITION = ("@", "def ", "class ")
+DOWNLOAD_TIMEOUT = 3600  # seconds to fill the Hub cache with a model's weights
 JOB_PARAMS = ["path: str", "values: dict[str, Any]", "job_id: str", "callback: str | None"]
 
 
@@ -94,6 +104,9 @@ class _Builder:
         self.constant("DESCRIPTION", literal(plan.description))
         if plan.model is not None:
             self.constant("MODEL_ID", literal(plan.model["id"]))
+            if plan.model["resolved"]:
+                note = "# The Hub's `main` when this module was built (`model.revision` unset)."
+                self.settings.append([note])
             self.constant("MODEL_REVISION", literal(plan.model["revision"]))
         if plan.gpu is not None:
             self.constant("GPU", literal(plan.gpu))
@@ -158,8 +171,12 @@ class _Builder:
         # Each step installs the spec's packages and, pinned from the lock, all they pull in.
         pinned = call("runtime.locked", *map(literal, plan.packages))
         packages: list[Node] = [call(".uv_pip_install", pinned)]
-        if plan.engine == "vllm":  # vLLM pins its own stack (torch, transformers, ...)
-            packages = [call(".uv_pip_install", *map(literal, plan.packages))]
+        model_base: Node = base
+        if plan.engine == "vllm":  # vLLM's own stack (torch, transformers, ...), locked apart
+            lock = call("runtime.locked", *map(literal, plan.packages), lock=literal("vllm"))
+            packages = [call(".entrypoint", "[]"), call(".uv_pip_install", lock)]
+            python = literal(plan.python_version)
+            model_base = call("modal.Image.from_registry", literal(CUDA_IMAGE), add_python=python)
         if plan.cpu_torch:  # torch first, from its CPU index; then the rest, torch included
             index = literal(CPU_TORCH_INDEX)
             packages.insert(0, call(".uv_pip_install", literal(TORCH), index_url=index))
@@ -170,7 +187,7 @@ class _Builder:
         commands: list[Node] = []
         if plan.commands:
             commands = [call(".run_commands", *map(literal, plan.commands))]
-        out = [chain("image", base, [*system, *packages, *commands, *env, *local])]
+        out = [chain("image", model_base, [*system, *packages, *commands, *env, *local])]
         if plan.models:
             note = "# The web tier needs no model packages: it calls the models' own containers."
             web = call(".uv_pip_install", call("runtime.locked", *map(literal, plan.web_packages)))
@@ -182,6 +199,12 @@ class _Builder:
                 "modal.Volume.from_name", literal(plan.hf_cache_volume), create_if_missing="True"
             )
             out.append([note, *lines(["hf_cache = ", volume])])
+        if plan.engine == "vllm":
+            note = "# vLLM's compiled kernels and CUDA graphs, kept for later cold starts."
+            volume = call(
+                "modal.Volume.from_name", literal(VLLM_CACHE_VOLUME), create_if_missing="True"
+            )
+            out.append([note, *lines(["vllm_cache = ", volume])])
         for name, variable in self.weights.items():
             note = "# The model's weights, on a Volume: mounted read-only, nothing can change them."
             volume = call("modal.Volume.from_name", literal(name))
@@ -260,8 +283,8 @@ class _Builder:
         return call("jobs.Jobs", "APP_NAME", **options)
 
     def job_worker(self) -> str:
-        """What runs a job on Modal: the model's class, or a function of its own."""
-        return "Server().job" if self.plan.model is not None else "job"
+        """What runs a job on Modal: the model's class, or a class of its own on CPU."""
+        return "Server().job" if self.plan.model is not None else "JobRunner().job"
 
     def guards(self) -> list[list[str]]:
         """Each route's guards, in the order they run; the commonest list is `guards`.
@@ -366,22 +389,24 @@ class _Builder:
             options = self.options(plan, secrets, volumes, plan.hf_cache)
             if plan.jobs is not None:  # the class's `job` method runs as long as a job may
                 options["timeout"] = literal(max(plan.timeout or 0, plan.jobs["timeout"]))
+            options |= snapshot_options(plan.snapshot)
+            jobs = plan.jobs is not None
+            api = ["        self.api = create_app(model)"] if jobs else []
             out.append(
                 [
                     *lines(["@", call("app.cls", **options)]),
                     *concurrent(plan),
                     "class Server:",
-                    "    @modal.enter()",
-                    "    def load(self) -> None:",
-                    "        model.load()",
+                    *lifecycle("model", plan.snapshot, api),
                     "",
                     f"    @modal.asgi_app({proxy})",
                     "    def web(self) -> FastAPI:",
-                    "        return create_app(model)",
+                    "        return self.api" if jobs else "        return create_app(model)",
                     *self.job_method(),
                 ]
             )
-            return toplevel(out)
+            out.append(self.download())
+            return toplevel([part for part in out if part])
         served: list[Node] = []
         for m in plan.models:
             out.append(lines([f"{scope.models[m['name']]} = ", self.model(m["config"])]))
@@ -413,14 +438,46 @@ class _Builder:
             self.scope.use("Any", "jobs")
             out.append(
                 [
-                    *lines(["@", call("app.function", **options)]),
+                    *lines(["@", call("app.cls", **options)]),
                     *concurrent(plan),
-                    *lines(job_signature(method=False)),
-                    '    """One job of a job route, for as long as `jobs.timeout` allows."""',
-                    *lines(["return ", job_run(call("create_app", *served))], 4),
+                    "class JobRunner:",
+                    '    """Runs each job of the job routes, for up to `jobs.timeout` seconds."""',
+                    "",
+                    "    @modal.enter()",
+                    "    def start(self) -> None:",
+                    *lines(["self.api = ", call("create_app", *served)], 8),
+                    "",
+                    "    @modal.method()",
+                    *lines(job_signature(method=True), 4),
+                    *lines(["return ", job_run("self.api")], 8),
                 ]
             )
-        return toplevel(out)
+        out.append(self.download())
+        return toplevel([part for part in out if part])
+
+    def download(self) -> list[str]:
+        """A function that fills the Hub cache Volume before the first cold start."""
+        plan = self.plan
+        configs = [plan.model] if plan.model is not None else [m["config"] for m in plan.models]
+        names = [
+            self.scope.models[name]
+            for name, config in zip(self.scope.models, configs, strict=True)
+            if config["local_dir"] is None and config["volume"] is None
+        ]
+        if not names:
+            return []
+        options: dict[str, Node] = {"volumes": f"{{{literal(HF_CACHE_DIR)}: hf_cache}}"}
+        if plan.model_secrets:
+            options["secrets"] = self.secrets(plan.model_secrets) or "[]"
+        options["timeout"] = literal(DOWNLOAD_TIMEOUT)
+        return [
+            *lines(["@", call("app.function", **options)]),
+            "def download() -> None:",
+            '    """Fill the Hub cache Volume ahead of the first cold start:',
+            f"    `modal run {plan.module}.py::download` (`endpointgen deploy --warm-cache`).",
+            '    """',
+            *[f"    {name}.download()" for name in names],
+        ]
 
     def job_method(self) -> list[str]:
         """The model class's `job` method: one job of a job route, with the model loaded."""
@@ -431,7 +488,7 @@ class _Builder:
             "",
             "    @modal.method()",
             *lines(job_signature(method=True), 4),
-            *lines(["return ", job_run("create_app(model)")], 8),
+            *lines(["return ", job_run("self.api")], 8),
         ]
 
     def weights_volume(self, config: dict[str, Any]) -> dict[str, Node]:
@@ -457,15 +514,14 @@ class _Builder:
         model = self.scope.models[named["name"]]
         weights = self.weights_volume(named["config"])
         options = self.options(named, secrets, weights, self.plan.hf_cache)
+        options |= snapshot_options(named["snapshot"])
         out = [
             *lines(["@", call("app.cls", **options)]),
             *concurrent(named),
             f"class {named['class_name']}:",
             f'    """{self.class_doc(named)}"""',
             "",
-            "    @modal.enter()",
-            "    def load(self) -> None:",
-            f"        {model}.load()",
+            *lifecycle(model, named["snapshot"]),
             "",
             "    @modal.method()",
             "    def call(self, method: str, *args: Any) -> Any:",
@@ -475,7 +531,7 @@ class _Builder:
             self.scope.use("Iterator")
             tokens = Group(
                 "def tokens(",
-                ["self", "request: tasks.GenerateRequest", "request_id: str"],
+                ["self", "request: tasks.Asked", "request_id: str"],
                 ") -> Iterator[tuple[str, Any]]:",
             )
             out += ["", "    @modal.method()", *lines(tokens, 4)]
@@ -503,11 +559,21 @@ class _Builder:
         mounts: list[Node] = [[literal(k), ": ", v] for k, v in volumes.items()]
         if hf:
             mounts.append(f"{literal(HF_CACHE_DIR)}: hf_cache")
+        if self.runs_vllm(settings):
+            mounts.append(f"{literal(VLLM_CACHE_DIR)}: vllm_cache")
         if mounts:
             options["volumes"] = collection("{", mounts, "}")
         autoscaling: dict[str, int] = found["autoscaling"]
         options |= {key: literal(value) for key, value in autoscaling.items()}
+        if self.plan.region is not None:
+            options["region"] = literal(self.plan.region)
         return options
+
+    def runs_vllm(self, settings: Any) -> bool:
+        """Whether the class these options are for runs a vLLM engine."""
+        if settings is self.plan:  # the app's own function or class: Server, or web
+            return self.plan.model is not None and self.plan.model["engine"] == "vllm"
+        return isinstance(settings, dict) and settings["config"]["engine"] == "vllm"
 
     def model(self, config: dict[str, Any]) -> Group:
         """A `tasks.Model`: what to load, and how (the loading is in `@modal.enter`)."""
@@ -547,6 +613,47 @@ def from_import(module: str, names: Sequence[str]) -> list[str]:
     if width(line) <= WIDTH:
         return [line]
     return [f"from {module} import (", *[f"    {name}," for name in names], ")"]
+
+
+def snapshot_options(snapshot: str) -> dict[str, Node]:
+    """A class started from Modal's memory snapshot (and, for `gpu`, its GPU snapshot)."""
+    if snapshot == "off":
+        return {}
+    options: dict[str, Node] = {"enable_memory_snapshot": "True"}
+    if snapshot == "gpu":
+        options["experimental_options"] = literal({"enable_gpu_snapshot": True})
+    return options
+
+
+def lifecycle(model: str, snapshot: str, then: Sequence[str] = ()) -> list[str]:
+    """A model class's `@modal.enter` and `@modal.exit` methods. With a memory snapshot
+    the weights load on the CPU before it, and move to the GPU after each restore."""
+    if snapshot == "memory":
+        enter = [
+            "    @modal.enter(snap=True)",
+            "    def load(self) -> None:",
+            f"        {model}.load(snapshot=True)",
+            "",
+            "    @modal.enter(snap=False)",
+            "    def start(self) -> None:",
+            f"        {model}.start()",
+        ]
+    elif snapshot == "gpu":
+        enter = [
+            "    @modal.enter(snap=True)",
+            "    def load(self) -> None:",
+            f"        {model}.load()",
+        ]
+    else:
+        enter = ["    @modal.enter()", "    def load(self) -> None:", f"        {model}.load()"]
+    return [
+        *enter,
+        *then,
+        "",
+        "    @modal.exit()",
+        "    def stop(self) -> None:",
+        f"        {model}.close()",
+    ]
 
 
 def concurrent(settings: Any) -> list[str]:

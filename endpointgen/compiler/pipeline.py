@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,11 @@ def build(
     out_dir: str | Path = DEFAULT_OUT,
     env: str | None = None,
     base_if_missing: bool = False,
+    pin: Callable[[Spec, Path], dict[str, str]] | None = None,
 ) -> Built:
+    """The built module of the spec at `path`. `pin` (`revisions.resolve`) gives the
+    commits to load for Hub models without a `revision`; without it they stay unset."""
     doc, spec = load_spec(path, env, base_if_missing)
-    plan = make_plan(spec, doc.file, out_dir)
+    resolved = pin(spec, Path(doc.file).parent) if pin is not None else None
+    plan = make_plan(spec, doc.file, out_dir, resolved)
     return Built(spec, Path(out_dir) / f"{spec.module_name}.py", render(plan))

@@ -13,7 +13,7 @@ from endpointgen.compiler.checks import MODEL_ACTIONS, effective_rate_limit, rou
 from endpointgen.compiler.loader import Document
 from endpointgen.compiler.shapes import relative
 from endpointgen.errors import Problem
-from endpointgen.runtime import lock
+from endpointgen.runtime import lock, lock_vllm
 from endpointgen.spec import Batching, Model, RateLimit, Route, Scaling, Spec
 from endpointgen.spec.gpu import split as split_gpu
 from endpointgen.spec.models import NamedModel, Vllm
@@ -29,6 +29,12 @@ DIFFUSERS = "diffusers==0.42.1"  # text-to-image, in the model's container only
 VLLM_PACKAGES = ("vllm==0.33.0",)
 VLLM_WEB_PACKAGES = ("fastapi[standard]==0.136.3", "pydantic==2.14.4")
 DEFAULT_VLLM_INPUTS = 64  # requests a vLLM container takes at once, for its scheduler
+# vLLM's wheels are built against CUDA and compile kernels as they start: the image starts
+# from NVIDIA's CUDA development image, as Modal's vLLM example does, and vLLM's compile
+# cache is kept on a Volume, so later cold starts reuse what the first one compiled.
+CUDA_IMAGE = "nvidia/cuda:13.0.0-devel-ubuntu22.04"  # vLLM's lock pins CUDA 13 wheels
+VLLM_CACHE_VOLUME = "endpointgen-vllm-cache"
+VLLM_CACHE_DIR = "/root/.cache/vllm"
 # Where a model that runs on no GPU gets torch: the CPU build, not the CUDA stack.
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 # Installed only when a spec uses the feature that needs them.
@@ -63,6 +69,13 @@ DEFAULT_WEBHOOK_TOLERANCE = 300  # seconds; Stripe's and Slack's own default
 # unless batched.
 GENERATIVE = ("text-generation", "text2text-generation")
 DEFAULT_WEB_INPUTS = 100  # concurrent requests per container of an app with no model
+# A model that does not batch answers one call at a time (its engine holds a lock). Its
+# container still takes several requests at once, so a 401, a 429, a /health probe or a
+# request waiting its turn never needs a container of its own; the autoscaler aims for
+# fewer, and adds containers rather than queueing long calls behind each other.
+LONG_CALLS = (*GENERATIVE, "text-to-image", "automatic-speech-recognition")
+LONG_CALL_INPUTS = (8, 1)  # (max_inputs, target_inputs): seconds per call
+SHORT_CALL_INPUTS = (16, 4)  # a forward pass of milliseconds: a few may wait their turn
 DEFAULT_MODEL_STARTUP = 600  # seconds for a model container to download and load weights
 HF_CACHE_VOLUME = "endpointgen-hf-cache"
 HF_CACHE_DIR = "/hf-cache"
@@ -71,7 +84,7 @@ MODEL_REMOTE_DIR = "/model"
 # Modules a built module's container can import: the packages its image installs and
 # Modal's own client (from the lock, `make lock`), and endpointgen. In a container the
 # module sits first on sys.path, so an app named like one of them would shadow it.
-_IMPORTED = lock.MODULES | {"endpointgen"}
+_IMPORTED = lock.MODULES | lock_vllm.MODULES | {"endpointgen"}
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class Plan:
     source: str  # the spec, relative to the output folder, for the header
     version: str
     gpu: str | list[str] | None
+    region: str | list[str] | None
     cpu: float | None
     memory: int | None
     timeout: int | None
@@ -121,6 +135,7 @@ class Plan:
     commands: list[str] = field(default_factory=list)  # run after the packages install
     hf_cache_volume: str = HF_CACHE_VOLUME
     hf_cache_dir: str = HF_CACHE_DIR
+    snapshot: str = "off"  # the single model's container: off, memory or gpu
 
     @property
     def cpu_torch(self) -> bool:
@@ -146,7 +161,14 @@ def name_problems(spec: Spec, doc: Document) -> list[Problem]:
     return []
 
 
-def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
+def make_plan(
+    spec: Spec,
+    spec_file: str | Path,
+    out_dir: str | Path,
+    resolved: dict[str, str] | None = None,
+) -> Plan:
+    """The plan of `spec`; `resolved` maps Hub model ids without a `revision` to the
+    commit their `main` had when the module was built (`endpointgen deploy` pins it)."""
     out = Path(out_dir)
     spec_path = Path(spec_file)
     shipped = shapes.Shipped(spec_path.parent, out)
@@ -155,7 +177,8 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
     ]
     model = None
     named = dict(spec.models)
-    if spec.model is not None and spec.shape == "split":
+    split = spec.serving_shape == "split" and spec.model is not None
+    if spec.model is not None and split:
         # One model behind a CPU web tier: the model's settings go to its own class.
         named[SINGLE_MODEL] = NamedModel(
             **spec.model.model_dump(),
@@ -163,18 +186,32 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
             resources=spec.resources,
             scaling=spec.scaling,
             batching=spec.batching,
+            snapshot=spec.snapshot,
         )
     elif spec.model is not None:
-        model = model_config(spec.model, spec.batching, spec_path.parent, out, shipped)
+        model = model_config(
+            spec.model,
+            spec.batching,
+            spec_path.parent,
+            out,
+            shipped,
+            scaling=spec.scaling,
+            resolved=resolved,
+        )
         if model["local_dir"] is not None:
             shipped.dirs.insert(0, {"local": model["local_dir"], "remote": MODEL_REMOTE_DIR})
-    models = [_named_model(name, m, spec_path.parent, out, shipped) for name, m in named.items()]
+    models = [
+        _named_model(name, m, spec_path.parent, out, shipped, resolved) for name, m in named.items()
+    ]
+    jobs = spec.jobs.model_dump() if any(r.job for r in spec.routes) else None
+    if jobs is not None:  # a job's model call may run as long as the job
+        for m in models:
+            m["timeout"] = max(m["timeout"] or 0, jobs["timeout"])
     # A loader's object behind generate/openai routes must be a text engine: checked at load.
     texts = {r["model"] for r in routes if r["action"] in ("generate", "openai")}
     for name, config in [(SINGLE_MODEL, model), *((m["name"], m["config"]) for m in models)]:
         if config is not None and config["loader"]:
             config["loader"]["text_engine"] = name in texts
-    split = spec.shape == "split" and spec.model is not None
     configs = [model] if model else [m["config"] for m in models]
     secret_keys = _secret_keys(spec, auth_settings(spec))
     # With several models, the top-level scaling is the web tier's: it runs no model.
@@ -207,6 +244,7 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         source=relative(spec_path, out),
         version=__version__,
         gpu=None if split else _gpu(spec.gpu),
+        region=_region(spec.region),
         cpu=None if split else spec.resources.cpu,
         memory=None if split else spec.resources.memory,
         timeout=spec.resources.timeout,
@@ -239,7 +277,8 @@ def make_plan(spec: Spec, spec_file: str | Path, out_dir: str | Path) -> Plan:
         ),
         docs="public" if spec.docs == "auth" and spec.auth.mode == "none" else spec.docs,
         tracing=spec.tracing.enabled,
-        jobs=spec.jobs.model_dump() if any(r.job for r in spec.routes) else None,
+        jobs=jobs,
+        snapshot="off" if split else spec.snapshot,
         python_version=spec.image.python,
         system_packages=list(spec.image.system_packages),
         commands=list(spec.image.commands),
@@ -253,13 +292,19 @@ def model_config(
     out: Path,
     shipped: shapes.Shipped,
     remote_dir: str = MODEL_REMOTE_DIR,
+    scaling: Scaling | None = None,
+    resolved: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """What the app needs to load and run one model."""
     local = local_model_dir(model.id, spec_dir)
+    scaling = scaling or Scaling()
+    resolved = resolved or {}
     return {
         "id": model.id,
         "task": model.task,
-        "revision": model.revision,
+        "revision": model.revision or resolved.get(model.id),
+        # The revision was pinned at build time (the Hub's `main`), not by the spec.
+        "resolved": model.revision is None and model.id in resolved,
         "dtype": model.dtype,
         "local_dir": relative(local, out) if local is not None else None,
         "remote_dir": remote_dir,
@@ -267,10 +312,24 @@ def model_config(
         "batching": batching.model_dump() if batching else None,
         "volume": _weights_volume(model),
         "engine": model.engine,
-        "vllm": (model.vllm or Vllm()).model_dump(exclude_defaults=True)
-        if model.engine == "vllm"
-        else None,
+        "vllm": _vllm(model.vllm or Vllm(), scaling) if model.engine == "vllm" else None,
     }
+
+
+def _vllm(options: Vllm, scaling: Scaling) -> dict[str, Any]:
+    """vLLM's options as the spec sets them; `enforce_eager` defaults to on for a model
+    that scales to zero (its cold starts skip CUDA graph capture, as Modal's vLLM example
+    does), off for one kept warm (`min_containers`), where graphs speed every token."""
+    out = options.model_dump(exclude_defaults=True)
+    if options.enforce_eager is None:
+        out["enforce_eager"] = not scaling.min_containers
+    return out
+
+
+def _region(region: str | list[str] | None) -> str | list[str] | None:
+    if isinstance(region, list):
+        return region[0] if len(region) == 1 else list(region)
+    return region
 
 
 def _weights_volume(model: Model) -> dict[str, str] | None:
@@ -283,11 +342,18 @@ def _weights_volume(model: Model) -> dict[str, str] | None:
 
 
 def _named_model(
-    name: str, model: NamedModel, spec_dir: Path, out: Path, shipped: shapes.Shipped
+    name: str,
+    model: NamedModel,
+    spec_dir: Path,
+    out: Path,
+    shipped: shapes.Shipped,
+    resolved: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One model of several: its config, and the Modal class that serves it."""
     remote = f"{MODEL_REMOTE_DIR}/{name}"
-    config = model_config(model, model.batching, spec_dir, out, shipped, remote)
+    config = model_config(
+        model, model.batching, spec_dir, out, shipped, remote, model.scaling, resolved
+    )
     if config["local_dir"] is not None:
         shipped.dirs.append({"local": config["local_dir"], "remote": remote})
     return {
@@ -301,6 +367,7 @@ def _named_model(
         "autoscaling": _autoscaling(model.scaling),
         **_concurrency(model.scaling, model, model.batching),
         "startup_timeout": _startup_timeout(model.resources.startup_timeout, True),
+        "snapshot": model.snapshot,
     }
 
 
@@ -311,11 +378,13 @@ def _concurrency(
 
     An app without a model is async code that waits on I/O: many requests per container.
     A batching model takes as many requests as a batch holds: with Modal's default of one
-    per container there would be nothing to batch. A text or image generator without
-    batching runs one generation at a time, so with room for several requests the
-    autoscaler is told to aim for one, and adds containers instead of queueing requests
-    behind it.
-    vLLM schedules its own batches: it takes DEFAULT_VLLM_INPUTS requests at once.
+    per container there would be nothing to batch. vLLM schedules its own batches: it
+    takes DEFAULT_VLLM_INPUTS requests at once. Any other model answers one call at a
+    time, and its container still takes several requests (LONG_CALL_INPUTS for
+    generations, images and speech, SHORT_CALL_INPUTS for the rest), so cheap requests
+    never wait for a container of their own; the autoscaler aims for fewer, adding
+    containers rather than queueing model calls. A text or image generator given only
+    `max_inputs` above 1 aims for 1, as before.
     """
     task = model.task if model is not None else None
     max_inputs, target = scaling.max_inputs, scaling.target_inputs
@@ -326,6 +395,8 @@ def _concurrency(
     if task is not None and batching is not None and max_inputs is None:
         max_inputs = batching.max_batch_size
     one_at_a_time = batching is None and (model is None or model.engine != "vllm")
+    if task is not None and one_at_a_time and max_inputs is None and target is None:
+        max_inputs, target = LONG_CALL_INPUTS if task in LONG_CALLS else SHORT_CALL_INPUTS
     if (
         task in (*GENERATIVE, "text-to-image")
         and one_at_a_time

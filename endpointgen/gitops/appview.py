@@ -49,6 +49,7 @@ class Side:
             spec.resources.memory,
             spec.scaling.min_containers,
             spec.scaling.max_containers,
+            spec.region,
         )
 
 
@@ -123,6 +124,31 @@ def rate_text(rule: dict[str, Any] | None) -> str:
     return text
 
 
+def concurrency(plan: Plan) -> str | None:
+    """`@modal.concurrent` of the container that runs the model (the app's, without one),
+    as a reviewer reads it."""
+    found: Any = plan.models[0] if len(plan.models) == 1 else plan
+    if len(plan.models) > 1:
+        return "; ".join(f"{m['name']}: {_inputs(m)}" for m in plan.models)
+    return _inputs(vars(found) if found is plan else found)
+
+
+def _inputs(settings: dict[str, Any]) -> str | None:
+    if not settings["max_inputs"]:
+        return None
+    text = f"{settings['max_inputs']} requests per container"
+    if settings["target_inputs"]:
+        text += f", autoscaler aims for {settings['target_inputs']}"
+    return text
+
+
+def region_text(region: str | list[str] | None) -> str | None:
+    if not region:
+        return None
+    names = [region] if isinstance(region, str) else region
+    return f"{' or '.join(names)} (prices x{prices.region_multiplier(region)})"
+
+
 def summary(side: Side) -> str:
     routes = len(side.plan.routes)
     gpu = side.cost.gpu
@@ -169,12 +195,17 @@ def facts(side: Side) -> list[Fact]:
     add("image", "python", python if python != PYTHON_VERSION else None, PYTHON_VERSION)
     add("gpu", "GPU", side.cost.gpu if spec.gpu else None, "none (CPU)")
     if spec.model is not None:
-        split = "CPU web tier + model class" if spec.shape == "split" else None
+        split = "CPU web tier + model class" if spec.serving_shape == "split" else None
         add("gpu", "shape", split, "one container (web and model)")
     for key in ("min_containers", "max_containers", "buffer_containers"):
         add("scaling", key, getattr(spec.scaling, key), "Modal default")
     add("scaling", "scaledown_window", spec.scaling.scaledown_window, "Modal default", " s")
-    add("scaling", "max_inputs", spec.scaling.max_inputs, "1 (Modal default)", " per container")
+    add("scaling", "concurrency", concurrency(plan), "1 request per container (Modal's default)")
+    add("gpu", "region", region_text(plan.region), "any (Modal's choice)")
+    snapshot = plan.snapshot if plan.model is not None else None
+    if plan.models and len(plan.models) == 1 and spec.model is not None:
+        snapshot = plan.models[0]["snapshot"]
+    add("gpu", "snapshot", None if snapshot == "off" else snapshot, "off")
     add("resources", "cpu", spec.resources.cpu, "Modal default", " cores")
     add("resources", "memory", spec.resources.memory, "Modal default", " MiB")
     add("resources", "timeout", spec.resources.timeout, "Modal default", " s")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from endpointgen.compiler import pipeline
 from endpointgen.errors import DeployError, Problem, SpecError, UsageError
+from endpointgen.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,35 @@ def command(module: Path, app_name: str, modal_env: str | None = None) -> list[s
     if modal_env:
         cmd += ["--env", modal_env]
     return cmd
+
+
+def warm_command(module: Path, modal_env: str | None = None) -> list[str]:
+    """`modal run MODULE::download`: fill the Hub cache Volume before the first cold start."""
+    cmd = [*modal_cli(), "run", f"{module}::download"]
+    if modal_env:
+        cmd += ["--env", modal_env]
+    return cmd
+
+
+def warm_all(
+    targets: Sequence[Target],
+    modal_env: str | None,
+    say: Callable[[str], None] = print,
+) -> list[str]:
+    """Run each deployed app's `download` function (apps whose models all ship in the
+    image or sit on a Volume have none). Returns the apps whose download failed."""
+    failed = []
+    for target in targets:
+        if "\ndef download() -> None:" not in target.module.read_text(encoding="utf-8"):
+            continue
+        cmd = warm_command(target.module, modal_env)
+        say(f"running: {shlex.join(cmd)}  (fills the Hub cache for {target.app})")
+        try:
+            run(cmd, say, what="modal run")
+        except DeployError as exc:
+            say(f"could not fill the Hub cache for {target.app}: {exc}")
+            failed.append(target.app)
+    return failed
 
 
 def stop_command(app_name: str, modal_env: str | None = None) -> list[str]:
@@ -117,15 +147,30 @@ def prepare(
     env: str | None = None,
     modal_env: str | None = None,
     write: bool = True,
+    pin: bool = False,
+    say: Callable[[str], None] = print,
 ) -> list[Target]:
     """Build every spec into `out` (nothing written with `write=False`: a dry run); a
-    SpecError with all their problems before any deploys."""
+    SpecError with all their problems before any deploys. `pin`: Hub models without a
+    `revision` load the commit their `main` is now (`revisions.resolve`)."""
+    from endpointgen.compiler import revisions
+
     pipeline.environment_used(list(specs), env)
     problems: list[Problem] = []
     built: list[tuple[Path, pipeline.Built]] = []
+
+    def pinned(spec: Spec, spec_dir: Path) -> dict[str, str]:
+        found = revisions.resolve(spec, spec_dir, say)
+        for model_id, sha in found.items():
+            say(f"{spec.name}: {model_id} pinned to {sha} (the Hub's main now)")
+        return found
+
     for spec in specs:
         try:
-            built.append((spec, pipeline.build(spec, out, env, base_if_missing=True)))
+            build = pipeline.build(
+                spec, out, env, base_if_missing=True, pin=pinned if pin else None
+            )
+            built.append((spec, build))
         except SpecError as exc:
             problems += exc.problems
     if problems:
@@ -174,8 +219,8 @@ def deploy_all(
     return done
 
 
-def run(cmd: list[str], say: Callable[[str], None] = print) -> None:
-    """Run Modal's deploy, echoing its output as it comes; DeployError when it fails."""
+def run(cmd: list[str], say: Callable[[str], None] = print, what: str = "modal deploy") -> None:
+    """Run a `modal` command, echoing its output as it comes; DeployError when it fails."""
     lines: list[str] = []
     try:
         proc = subprocess.Popen(
@@ -195,7 +240,7 @@ def run(cmd: list[str], say: Callable[[str], None] = print) -> None:
         lines.append(line)
         say(line)
     if proc.wait() != 0:
-        raise DeployError(f"modal deploy failed: {_reason(lines)}")
+        raise DeployError(f"{what} failed: {_reason(lines)}")
 
 
 def _reason(lines: list[str]) -> str:

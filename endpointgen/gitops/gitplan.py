@@ -291,7 +291,7 @@ def advice(side: Side) -> list[str]:
             f"runs past {WEB_REQUEST_LIMIT} s with a redirect the client must follow; keep "
             "routes below that, or stream"
         )
-    if spec.model is not None and spec.shape == "single" and spec.gpu:
+    if spec.model is not None and spec.serving_shape == "single" and spec.gpu:
         window = spec.scaling.scaledown_window or MODAL_SCALEDOWN_WINDOW
         memory = spec.resources.memory
         gpu = prices.estimate(spec.gpu, spec.resources.cpu, memory, None, None).per_container
@@ -303,11 +303,6 @@ def advice(side: Side) -> list[str]:
             f"(scaledown_window) keeps a GPU container up, {prices.money(gpu)}/h "
             f"({prices.money(daily)}/day) with no model call; `shape: split` puts a CPU web "
             f"tier in front ({prices.money(web)}/h), so only model calls reach a GPU"
-        )
-    if plan.target_inputs:
-        out.append(
-            f"concurrency: up to {plan.max_inputs} requests per container, the autoscaler "
-            f"aiming at {plan.target_inputs}"
         )
     return out
 

@@ -31,6 +31,11 @@ GPU_HOURLY: dict[str, float] = {
 CPU_CORE_HOURLY = 0.047
 MEMORY_GIB_HOURLY = 0.008
 
+# Modal's multiplier on every price for a container pinned to a region (`region:`): a
+# broad region (`us`, `eu`) or a narrower one (`us-east`, `us-east-1`). With a list, the
+# smallest applies.
+REGION_MULTIPLIER = {"broad": 1.5, "narrow": 1.75}
+
 # What Modal reserves for a container when the spec sets no `resources`.
 DEFAULT_CPU = 0.125
 DEFAULT_MEMORY_MIB = 128
@@ -82,13 +87,15 @@ def estimate(
     memory_mib: int | None,
     min_containers: int | None,
     max_containers: int | None,
+    region: str | list[str] | None = None,
 ) -> Cost:
     """The hourly cost of an app with these settings (a fallback list gives a range)."""
     base = (cpu or DEFAULT_CPU) * CPU_CORE_HOURLY + (
         (memory_mib or DEFAULT_MEMORY_MIB) / 1024
     ) * MEMORY_GIB_HOURLY
     gpu_prices = [gpu_hourly(g) for g in gpus] if gpus else [0.0]
-    per = (_round(base + min(gpu_prices)), _round(base + max(gpu_prices)))
+    times = region_multiplier(region)
+    per = (_round((base + min(gpu_prices)) * times), _round((base + max(gpu_prices)) * times))
     floor = min_containers or 0
     return Cost(
         gpu=" or ".join(gpus) if gpus else "none (CPU)",
@@ -98,6 +105,15 @@ def estimate(
         always_on=_times(per, floor),
         ceiling=_times(per, max_containers) if max_containers is not None else None,
     )
+
+
+def region_multiplier(region: str | list[str] | None) -> float:
+    """1 without a region; else Modal's multiplier for the broadest region named."""
+    if not region:
+        return 1.0
+    names = [region] if isinstance(region, str) else region
+    kinds = ["broad" if "-" not in name else "narrow" for name in names]
+    return min(REGION_MULTIPLIER[kind] for kind in kinds)
 
 
 def money(value: Range | None) -> str:

@@ -70,6 +70,8 @@ _HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$"
 _ENV_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 _APP_NAME = r"^[a-z][a-z0-9-]{0,47}$"
 _MODEL_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+# Modal regions: broad (`us`, `eu`), narrower (`us-east`), or a cloud's own (`us-east-1`).
+_REGION = r"^[a-z]{2}(-[a-z]+)?(-[0-9]{1,2})?$"
 # A folder inside a Volume: relative, its parts never `.` or `..` (none starts with a dot).
 _VOLUME_PATH = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")
 
@@ -91,10 +93,12 @@ EnvVar = Annotated[str, Field(pattern=_ENV_VAR)]
 HeaderName = Annotated[str, Field(pattern=_HEADER_NAME)]
 EnvName = Annotated[str, Field(pattern=_ENV_NAME)]
 ModelName = Annotated[str, Field(pattern=_MODEL_NAME)]
+Region = Annotated[str, Field(pattern=_REGION)]
 
 # What each pattern means, for error messages: (what the value is, the rule).
 PATTERNS = {
     **SHAPE_PATTERNS,
+    _REGION: ("Modal region", "write a region such as us, eu, us-east or us-east-1"),
     _SECRET_NAME: (
         "Modal Secret name",
         "use letters, digits, '.', '_' and '-', at most 63 characters",
@@ -198,8 +202,10 @@ class Vllm(Strict):
         default=None, ge=1, le=8, description="GPUs one model spans; must equal the GPU count"
     )
     quantization: Literal["awq", "gptq", "fp8", "bitsandbytes", "compressed-tensors"] | None = None
-    enforce_eager: bool = Field(
-        default=False, description="skip CUDA graphs: faster cold starts, slower generation"
+    enforce_eager: bool | None = Field(
+        default=None,
+        description="skip CUDA graph capture: faster cold starts, slower generation; "
+        "default on when the model scales to zero (no min_containers), off when kept warm",
     )
 
 
@@ -438,6 +444,14 @@ class Example(Strict):
     )
 
 
+Snapshot = Literal["off", "memory", "gpu"]
+SNAPSHOT_HELP = (
+    "cold starts from a snapshot: `memory` loads the weights on the CPU before Modal's "
+    "memory snapshot and moves them to the GPU after a restore; `gpu` snapshots GPU memory "
+    "too (Modal's alpha GPU snapshots); `off` loads on every cold start"
+)
+
+
 class NamedModel(Model):
     """One of several models in an app: each runs in its own Modal class, on its own GPU."""
 
@@ -445,6 +459,7 @@ class NamedModel(Model):
     resources: Resources = Resources()
     scaling: Scaling = Scaling()
     batching: Batching | None = None
+    snapshot: Snapshot = Field(default="off", description=SNAPSHOT_HELP)
 
 
 def _job(value: Any) -> Any:
@@ -652,11 +667,18 @@ class Spec(Strict):
         default_factory=dict,
         description="several models, each on its own GPU, behind one CPU web tier",
     )
-    shape: Literal["single", "split"] = Field(
-        default="single",
+    shape: Literal["single", "split"] | None = Field(
+        default=None,
         description="with `model`: `single` serves from the model's container; `split` puts "
-        "a CPU web tier in front, so auth, limits and probes never wake a GPU",
+        "a CPU web tier in front, so auth, limits and probes never wake a GPU. Default: "
+        "`split` when a route is a job (submits and polls never need a GPU), else `single`",
     )
+    region: Region | list[Region] | None = Field(
+        default=None,
+        description="where Modal runs the app's containers (`us`, `eu`, `us-east`, ...; a "
+        "list allows any of them); Modal charges more for a pinned region",
+    )
+    snapshot: Snapshot = Field(default="off", description=SNAPSHOT_HELP)
     gpu: GpuField = Field(
         default=None,
         description="a Modal GPU ('L40S', 'H100:2') or a list tried in order; null = CPU",
@@ -692,6 +714,14 @@ class Spec(Strict):
         default_factory=dict,
         description="overlays deep-merged over the base by `--env NAME`",
     )
+
+    @property
+    def serving_shape(self) -> Literal["single", "split"]:
+        """`shape`, or its default: a model app with a job route is split, so a job's
+        submit and polls are answered on CPU and never queue for, or wake, a GPU."""
+        if self.shape is not None:
+            return self.shape
+        return "split" if self.model is not None and any(r.job for r in self.routes) else "single"
 
     @property
     def module_name(self) -> str:

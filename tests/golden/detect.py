@@ -74,11 +74,24 @@ model = tasks.Model(MODEL_ID, "object-detection", revision=MODEL_REVISION)
     secrets=[modal.Secret.from_name("detect-keys", required_keys=["API_KEYS"])],
     volumes={"/hf-cache": hf_cache},
 )
+@modal.concurrent(max_inputs=16, target_inputs=4)
 class Server:
     @modal.enter()
     def load(self) -> None:
         model.load()
 
+    @modal.exit()
+    def stop(self) -> None:
+        model.close()
+
     @modal.asgi_app()
     def web(self) -> FastAPI:
         return create_app(model)
+
+
+@app.function(volumes={"/hf-cache": hf_cache}, timeout=3600)
+def download() -> None:
+    """Fill the Hub cache Volume ahead of the first cold start:
+    `modal run detect.py::download` (`endpointgen deploy --warm-cache`).
+    """
+    model.download()

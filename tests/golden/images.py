@@ -8,14 +8,11 @@ from typing import Any
 
 import modal
 from endpointgen import runtime
-from endpointgen.runtime import auth, http, jobs, tasks
+from endpointgen.runtime import auth, http, jobs, remote, tasks
 from fastapi import FastAPI, Response
 
 APP_NAME = "images"
 DESCRIPTION = "Images from prompts with Stable Diffusion"
-MODEL_ID = "stabilityai/stable-diffusion-2-1-base"
-MODEL_REVISION = None
-GPU = "L4"
 
 image = (
     modal.Image.debian_slim(python_version="3.11")
@@ -27,6 +24,17 @@ image = (
             "pydantic==2.14.4",
             "torch==2.13.0",
             "transformers==5.24.0",
+        ),
+    )
+    .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
+    .add_local_python_source("endpointgen")
+)
+# The web tier needs no model packages: it calls the models' own containers.
+web_image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .uv_pip_install(
+        runtime.locked(
+            "fastapi[standard]==0.165.0", "pillow==13.0.0", "pydantic==2.14.4"
         ),
     )
     .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
@@ -55,7 +63,7 @@ def create_app(model: tasks.Model) -> FastAPI:
         docs=require_auth,
     )
     guards = http.guards(require_auth, model.ready)
-    app_jobs = jobs.Jobs(APP_NAME, worker=lambda: Server().job)
+    app_jobs = jobs.Jobs(APP_NAME, worker=lambda: JobRunner().job)
 
     @web.post(
         "/images",
@@ -87,29 +95,67 @@ def create_app(model: tasks.Model) -> FastAPI:
     return web
 
 
-model = tasks.Model(MODEL_ID, "text-to-image", revision=MODEL_REVISION)
+model = tasks.Model("stabilityai/stable-diffusion-2-1-base", "text-to-image")
 
 
 @app.cls(
-    gpu=GPU,
+    gpu="L4",
+    timeout=3600,
     startup_timeout=600,
-    secrets=[modal.Secret.from_name("images-auth", required_keys=["API_KEYS"])],
     volumes={"/hf-cache": hf_cache},
     max_containers=2,
     scaledown_window=120,
-    timeout=3600,
 )
-class Server:
+@modal.concurrent(max_inputs=8, target_inputs=1)
+class Inference:
+    """The model, on its GPU; the CPU web tier (`web`) calls it."""
+
     @modal.enter()
     def load(self) -> None:
         model.load()
 
-    @modal.asgi_app()
-    def web(self) -> FastAPI:
-        return create_app(model)
+    @modal.exit()
+    def stop(self) -> None:
+        model.close()
+
+    @modal.method()
+    def call(self, method: str, *args: Any) -> Any:
+        return model.call(method, *args)
+
+
+@app.function(
+    image=web_image,
+    secrets=[modal.Secret.from_name("images-auth", required_keys=["API_KEYS"])],
+)
+@modal.concurrent(max_inputs=100)
+@modal.asgi_app()
+def web() -> FastAPI:
+    return create_app(remote.serve(model, Inference))
+
+
+@app.cls(
+    image=web_image,
+    secrets=[modal.Secret.from_name("images-auth", required_keys=["API_KEYS"])],
+    timeout=3600,
+)
+@modal.concurrent(max_inputs=100)
+class JobRunner:
+    """Runs each job of the job routes, for up to `jobs.timeout` seconds."""
+
+    @modal.enter()
+    def start(self) -> None:
+        self.api = create_app(remote.serve(model, Inference))
 
     @modal.method()
     async def job(
         self, path: str, values: dict[str, Any], job_id: str, callback: str | None
     ) -> dict[str, Any]:
-        return await jobs.run(create_app(model), path, values, job_id, callback)
+        return await jobs.run(self.api, path, values, job_id, callback)
+
+
+@app.function(volumes={"/hf-cache": hf_cache}, timeout=3600)
+def download() -> None:
+    """Fill the Hub cache Volume ahead of the first cold start:
+    `modal run images.py::download` (`endpointgen deploy --warm-cache`).
+    """
+    model.download()

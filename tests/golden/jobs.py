@@ -4,19 +4,17 @@
 Deploy with `modal deploy jobs.py`; serve it here with `endpointgen serve`.
 """
 
+from collections.abc import Iterator
 from typing import Any
 
 import modal
 from endpointgen import runtime
-from endpointgen.runtime import auth, files, handlers, http, jobs, tasks
+from endpointgen.runtime import auth, files, handlers, http, jobs, remote, tasks
 from fastapi import FastAPI, Response
 from pydantic import BaseModel, Field
 
 APP_NAME = "jobs"
 DESCRIPTION = "Long generations and document reports, run as jobs"
-MODEL_ID = "gpt2"
-MODEL_REVISION = None
-GPU = "L4"
 REPORT_FILE = files.Shipped(
     __file__,
     "../../specs/handlers/report.py",
@@ -33,6 +31,14 @@ image = (
             "transformers==5.24.0",
         ),
     )
+    .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
+    .add_local_file(REPORT_FILE.local, REPORT_FILE.remote)
+    .add_local_python_source("endpointgen")
+)
+# The web tier needs no model packages: it calls the models' own containers.
+web_image = (
+    modal.Image.debian_slim(python_version="3.11")
+    .uv_pip_install(runtime.locked("fastapi[standard]==0.165.0", "pydantic==2.14.4"))
     .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
     .add_local_file(REPORT_FILE.local, REPORT_FILE.remote)
     .add_local_python_source("endpointgen")
@@ -56,7 +62,7 @@ def create_app(model: tasks.Model) -> FastAPI:
     guards = http.guards(require_auth, model.ready)
     app_jobs = jobs.Jobs(
         APP_NAME,
-        worker=lambda: Server().job,
+        worker=lambda: JobRunner().job,
         callbacks=jobs.Callbacks(("hooks.example.com",)),
     )
     report_handler = handlers.load(REPORT_FILE.path, "report", "handlers/report.py")
@@ -96,30 +102,75 @@ def create_app(model: tasks.Model) -> FastAPI:
     return web
 
 
-model = tasks.Model(MODEL_ID, "text-generation", revision=MODEL_REVISION)
+model = tasks.Model("gpt2", "text-generation")
+
+# A stream whose client went away is stopped in the model's own container.
+cancels = remote.Cancels(APP_NAME)
 
 
-@app.cls(
-    gpu=GPU,
-    startup_timeout=600,
-    secrets=[
-        modal.Secret.from_name("jobs-callbacks", required_keys=["JOB_CALLBACK_SECRET"]),
-        modal.Secret.from_name("jobs-keys", required_keys=["API_KEYS"]),
-    ],
-    volumes={"/hf-cache": hf_cache},
-    timeout=3600,
-)
-class Server:
+@app.cls(gpu="L4", timeout=3600, startup_timeout=600, volumes={"/hf-cache": hf_cache})
+@modal.concurrent(max_inputs=8, target_inputs=1)
+class Inference:
+    """The model, on its GPU; the CPU web tier (`web`) calls it."""
+
     @modal.enter()
     def load(self) -> None:
         model.load()
 
-    @modal.asgi_app()
-    def web(self) -> FastAPI:
-        return create_app(model)
+    @modal.exit()
+    def stop(self) -> None:
+        model.close()
+
+    @modal.method()
+    def call(self, method: str, *args: Any) -> Any:
+        return model.call(method, *args)
+
+    @modal.method()
+    def tokens(
+        self, request: tasks.Asked, request_id: str
+    ) -> Iterator[tuple[str, Any]]:
+        yield from model.tokens(request, cancels.watch(request_id))
+
+
+@app.function(
+    image=web_image,
+    secrets=[
+        modal.Secret.from_name("jobs-callbacks", required_keys=["JOB_CALLBACK_SECRET"]),
+        modal.Secret.from_name("jobs-keys", required_keys=["API_KEYS"]),
+    ],
+)
+@modal.concurrent(max_inputs=100)
+@modal.asgi_app()
+def web() -> FastAPI:
+    return create_app(remote.serve(model, Inference, cancels))
+
+
+@app.cls(
+    image=web_image,
+    secrets=[
+        modal.Secret.from_name("jobs-callbacks", required_keys=["JOB_CALLBACK_SECRET"]),
+        modal.Secret.from_name("jobs-keys", required_keys=["API_KEYS"]),
+    ],
+    timeout=3600,
+)
+@modal.concurrent(max_inputs=100)
+class JobRunner:
+    """Runs each job of the job routes, for up to `jobs.timeout` seconds."""
+
+    @modal.enter()
+    def start(self) -> None:
+        self.api = create_app(remote.serve(model, Inference, cancels))
 
     @modal.method()
     async def job(
         self, path: str, values: dict[str, Any], job_id: str, callback: str | None
     ) -> dict[str, Any]:
-        return await jobs.run(create_app(model), path, values, job_id, callback)
+        return await jobs.run(self.api, path, values, job_id, callback)
+
+
+@app.function(volumes={"/hf-cache": hf_cache}, timeout=3600)
+def download() -> None:
+    """Fill the Hub cache Volume ahead of the first cold start:
+    `modal run jobs.py::download` (`endpointgen deploy --warm-cache`).
+    """
+    model.download()

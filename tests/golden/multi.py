@@ -111,13 +111,17 @@ class WriterModel:
     def load(self) -> None:
         writer.load()
 
+    @modal.exit()
+    def stop(self) -> None:
+        writer.close()
+
     @modal.method()
     def call(self, method: str, *args: Any) -> Any:
         return writer.call(method, *args)
 
     @modal.method()
     def tokens(
-        self, request: tasks.GenerateRequest, request_id: str
+        self, request: tasks.Asked, request_id: str
     ) -> Iterator[tuple[str, Any]]:
         yield from writer.tokens(request, cancels.watch(request_id))
 
@@ -132,6 +136,10 @@ class EmbedderModel:
     @modal.enter()
     def load(self) -> None:
         embedder.load()
+
+    @modal.exit()
+    def stop(self) -> None:
+        embedder.close()
 
     @modal.method()
     def call(self, method: str, *args: Any) -> Any:
@@ -149,3 +157,12 @@ def web() -> FastAPI:
         remote.serve(writer, WriterModel, cancels),
         remote.serve(embedder, EmbedderModel),
     )
+
+
+@app.function(volumes={"/hf-cache": hf_cache}, timeout=3600)
+def download() -> None:
+    """Fill the Hub cache Volume ahead of the first cold start:
+    `modal run multi.py::download` (`endpointgen deploy --warm-cache`).
+    """
+    writer.download()
+    embedder.download()

@@ -92,6 +92,18 @@ class Server:
     def load(self) -> None:
         model.load()
 
+    @modal.exit()
+    def stop(self) -> None:
+        model.close()
+
     @modal.asgi_app()
     def web(self) -> FastAPI:
         return create_app(model)
+
+
+@app.function(volumes={"/hf-cache": hf_cache}, timeout=3600)
+def download() -> None:
+    """Fill the Hub cache Volume ahead of the first cold start:
+    `modal run openai_gpt2.py::download` (`endpointgen deploy --warm-cache`).
+    """
+    model.download()

@@ -18,13 +18,23 @@ MODEL_REVISION = None
 GPU = "L40S"
 
 image = (
-    modal.Image.debian_slim(python_version="3.11")
-    .uv_pip_install("fastapi[standard]==0.136.3", "pydantic==2.14.4", "vllm==0.33.0")
+    modal.Image.from_registry("nvidia/cuda:13.0.0-devel-ubuntu22.04", add_python="3.11")
+    .entrypoint([])
+    .uv_pip_install(
+        runtime.locked(
+            "fastapi[standard]==0.136.3",
+            "pydantic==2.14.4",
+            "vllm==0.33.0",
+            lock="vllm",
+        ),
+    )
     .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
     .add_local_python_source("endpointgen")
 )
 # Hub downloads are kept on a Volume, so new containers skip them.
 hf_cache = modal.Volume.from_name("endpointgen-hf-cache", create_if_missing=True)
+# vLLM's compiled kernels and CUDA graphs, kept for later cold starts.
+vllm_cache = modal.Volume.from_name("endpointgen-vllm-cache", create_if_missing=True)
 app = modal.App(APP_NAME, image=image)
 # The runtime the image carries must be the one that built this module.
 runtime.require("0.2.0")
@@ -74,7 +84,9 @@ model = tasks.Model(
     MODEL_ID,
     "text-generation",
     revision=MODEL_REVISION,
-    engine=tasks.Vllm(max_model_len=8192, gpu_memory_utilization=0.9),
+    engine=tasks.Vllm(
+        max_model_len=8192, gpu_memory_utilization=0.9, enforce_eager=True
+    ),
 )
 
 
@@ -82,7 +94,7 @@ model = tasks.Model(
     gpu=GPU,
     startup_timeout=1200,
     secrets=[modal.Secret.from_name("qwen-vllm-keys", required_keys=["API_KEYS"])],
-    volumes={"/hf-cache": hf_cache},
+    volumes={"/hf-cache": hf_cache, "/root/.cache/vllm": vllm_cache},
     max_containers=4,
     scaledown_window=300,
 )
@@ -92,6 +104,18 @@ class Server:
     def load(self) -> None:
         model.load()
 
+    @modal.exit()
+    def stop(self) -> None:
+        model.close()
+
     @modal.asgi_app()
     def web(self) -> FastAPI:
         return create_app(model)
+
+
+@app.function(volumes={"/hf-cache": hf_cache}, timeout=3600)
+def download() -> None:
+    """Fill the Hub cache Volume ahead of the first cold start:
+    `modal run qwen_vllm.py::download` (`endpointgen deploy --warm-cache`).
+    """
+    model.download()

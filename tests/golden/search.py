@@ -98,6 +98,10 @@ class RerankerModel:
     def load(self) -> None:
         reranker.load()
 
+    @modal.exit()
+    def stop(self) -> None:
+        reranker.close()
+
     @modal.method()
     def call(self, method: str, *args: Any) -> Any:
         return reranker.call(method, *args)
@@ -114,6 +118,10 @@ class LabelerModel:
     def load(self) -> None:
         labeler.load()
 
+    @modal.exit()
+    def stop(self) -> None:
+        labeler.close()
+
     @modal.method()
     def call(self, method: str, *args: Any) -> Any:
         return labeler.call(method, *args)
@@ -129,6 +137,10 @@ class TaggerModel:
     @modal.enter()
     def load(self) -> None:
         tagger.load()
+
+    @modal.exit()
+    def stop(self) -> None:
+        tagger.close()
 
     @modal.method()
     def call(self, method: str, *args: Any) -> Any:
@@ -147,3 +159,13 @@ def web() -> FastAPI:
         remote.serve(labeler, LabelerModel),
         remote.serve(tagger, TaggerModel),
     )
+
+
+@app.function(volumes={"/hf-cache": hf_cache}, timeout=3600)
+def download() -> None:
+    """Fill the Hub cache Volume ahead of the first cold start:
+    `modal run search.py::download` (`endpointgen deploy --warm-cache`).
+    """
+    reranker.download()
+    labeler.download()
+    tagger.download()

@@ -93,6 +93,10 @@ class Server:
     def load(self) -> None:
         model.load()
 
+    @modal.exit()
+    def stop(self) -> None:
+        model.close()
+
     @modal.asgi_app()
     def web(self) -> FastAPI:
         return create_app(model)

@@ -76,11 +76,24 @@ model = tasks.Model(MODEL_ID, "automatic-speech-recognition", revision=MODEL_REV
     secrets=[modal.Secret.from_name("transcribe-keys", required_keys=["API_KEYS"])],
     volumes={"/hf-cache": hf_cache},
 )
+@modal.concurrent(max_inputs=8, target_inputs=1)
 class Server:
     @modal.enter()
     def load(self) -> None:
         model.load()
 
+    @modal.exit()
+    def stop(self) -> None:
+        model.close()
+
     @modal.asgi_app()
     def web(self) -> FastAPI:
         return create_app(model)
+
+
+@app.function(volumes={"/hf-cache": hf_cache}, timeout=3600)
+def download() -> None:
+    """Fill the Hub cache Volume ahead of the first cold start:
+    `modal run transcribe.py::download` (`endpointgen deploy --warm-cache`).
+    """
+    model.download()

@@ -83,10 +83,15 @@ model = tasks.Model(
     startup_timeout=600,
     secrets=[modal.Secret.from_name("uploads-keys", required_keys=["API_KEYS"])],
 )
+@modal.concurrent(max_inputs=16, target_inputs=4)
 class Server:
     @modal.enter()
     def load(self) -> None:
         model.load()
+
+    @modal.exit()
+    def stop(self) -> None:
+        model.close()
 
     @modal.asgi_app()
     def web(self) -> FastAPI:
