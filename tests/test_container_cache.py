@@ -384,6 +384,22 @@ def test_fetch_fills_the_cache_so_the_first_container_asks_the_hub_nothing(
     assert local_hub.asked == []
 
 
+def test_the_modules_download_function_fills_the_cache_for_the_first_cold_start(
+    tmp_path: Path, cache: Path, local_hub: LocalHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, The generated module (`download`): the function `endpointgen deploy
+    --warm-cache` runs (`modal run MODULE::download`), run in a container of its own,
+    fills the Hub cache; the model's first container then asks the Hub nothing."""
+    cloud = Cloud(app(tmp_path), monkeypatch)
+    downloader = cloud.start("download")
+    assert downloader.function is not None
+    downloader.function()
+    assert WEIGHTS in set(local_hub.downloads())
+    local_hub.asked.clear()
+    classifies(cloud.start("Server"))
+    assert local_hub.asked == []
+
+
 def test_a_fetch_cut_short_raises_and_marks_nothing(cache: Path, local_hub: LocalHub) -> None:
     """A warm-up whose download is cut fails, as huggingface_hub's connection fails, and
     leaves the cache unmarked: the next fetch (or container) downloads the rest."""
