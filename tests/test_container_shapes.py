@@ -261,3 +261,52 @@ def test_the_model_is_released_when_the_container_exits(
 
     asyncio.run(go())
     assert "stop" in server.entered
+
+
+SNAPSHOT_REFUSALS = [
+    (
+        {
+            "model": {
+                "id": "Qwen/Qwen2.5-1.5B-Instruct",
+                "task": "text-generation",
+                "engine": "vllm",
+            },
+            "gpu": "L40S",
+            "snapshot": "memory",
+        },
+        "vLLM sets up CUDA graphs and its KV cache on the GPU as it loads",
+    ),
+    (
+        {"model": {"id": "gpt2", "task": "text-generation"}, "snapshot": "gpu"},
+        "a GPU snapshot needs a `gpu`; use `memory` on a CPU",
+    ),
+    (
+        {"model": {"id": "gpt2", "task": "text-generation"}, "gpu": "H100:2", "snapshot": "memory"},
+        "on H100:2 the weights are spread over the GPUs as they load",
+    ),
+    (
+        {"snapshot": "memory", "routes": [{"path": "/health", "action": "health"}]},
+        "a snapshot saves a loaded model's container, and this app loads no model",
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "reason"), SNAPSHOT_REFUSALS)
+def test_what_cannot_be_snapshotted_is_refused_with_the_reason(
+    tmp_path: Path, spec: dict[str, Any], reason: str
+) -> None:
+    """docs/spec.md, Top level (`snapshot`): refused at `validate`, at the key's line."""
+    from typer.testing import CliRunner
+
+    from endpointgen.cli import app
+
+    data = {
+        "name": "snap",
+        "routes": [{"path": "/generate", "method": "POST", "action": "generate"}],
+        **spec,
+    }
+    path = write_spec(tmp_path, data)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "snapshot" in text)
+    assert f"spec.yaml:{line}:11: snapshot: {reason}" in result.output, result.output
