@@ -548,3 +548,363 @@ def test_a_request_over_a_routes_ceiling_is_refused_at_submit(
         assert accepted.status_code == 202
         done = poll_until_done(http_client, accepted.headers["location"])
         assert done["status"] == "succeeded" and done["result"]["tokens_generated"] <= 4
+
+
+# --- Hardening, round 3: attacks on job routes (docs/security.md) ---
+
+BLOCKING = '''
+import os, pathlib, threading, time
+
+_lock = threading.Lock()
+_running = [0]
+
+
+def blocking(data):
+    """A plain function, so it runs in a worker thread, which nothing can stop: sleeps
+    `seconds`, leaving `<tag>.start` and `<tag>.end`, and in `blocking-peak` the most
+    that ran at once."""
+    marks = pathlib.Path(os.environ["JOB_MARKS"])
+    (marks / f"{data['tag']}.start").write_text("")
+    with _lock:
+        _running[0] += 1
+        peak = marks / "blocking-peak"
+        before = int(peak.read_text()) if peak.exists() else 0
+        peak.write_text(str(max(before, _running[0])))
+    try:
+        time.sleep(data["seconds"])
+    finally:
+        with _lock:
+            _running[0] -= 1
+        (marks / f"{data['tag']}.end").write_text("")
+    return {"tag": data["tag"]}
+'''
+
+
+def hardened_spec(hosts: list[str], private: bool = True) -> dict[str, Any]:
+    """Two job routes, `/slow` (async) and `/blocking` (a plain function), two at a time."""
+    body = {"tag": {"type": "str", "max_length": 200}, "seconds": {"type": "float"}}
+    route = {"method": "POST", "action": "handler", "request": body, "job": True}
+    return {
+        "name": "jobs-hardened",
+        "auth": {"mode": "api_key"},
+        "jobs": {"concurrency": 2, "callbacks": {"hosts": hosts, "private": private}},
+        "routes": [
+            {**route, "path": "/slow", "handler": "handlers.py:slow"},
+            {**route, "path": "/blocking", "handler": "handlers.py:blocking"},
+            {"path": "/health", "action": "health"},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    """`endpointgen serve` of `hardened_spec`, calling back 127.0.0.1."""
+    folder = tmp_path_factory.mktemp("hardened")
+    (folder / "handlers.py").write_text(HANDLERS + BLOCKING)
+    marks = folder / "marks"
+    marks.mkdir()
+    env = {"API_KEYS": KEY, "JOB_MARKS": str(marks), "JOB_CALLBACK_SECRET": SECRET}
+    server = Server(write_spec(folder, hardened_spec(["127.0.0.1"])), env=env)
+    try:
+        server.wait_ready()
+        yield server, marks
+    finally:
+        server.stop()
+    assert "Traceback" not in server.output
+
+
+class InThread:
+    """A built module's app served by uvicorn in a thread of this process, over real
+    HTTP: so a test can set what the spec cannot (the queue's bounds) and see the same
+    `socket` module as the app."""
+
+    def __init__(self, web: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # asyncio's loop, not uvloop's: its name lookups go through `socket.getaddrinfo`
+        config = uvicorn.Config(
+            web, host="127.0.0.1", port=self.port, log_level="warning", loop="asyncio"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> InThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert self.server.started
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def in_thread_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hosts: list[str], private: bool = True
+) -> Any:
+    """`hardened_spec`'s app, built and made in this process."""
+    (tmp_path / "handlers.py").write_text(HANDLERS + BLOCKING)
+    (tmp_path / "marks").mkdir()
+    monkeypatch.setenv("API_KEYS", KEY)
+    monkeypatch.setenv("JOB_MARKS", str(tmp_path / "marks"))
+    monkeypatch.setenv("JOB_CALLBACK_SECRET", SECRET)
+    spec = hardened_spec(hosts, private)
+    return build_and_import(write_spec(tmp_path, spec), tmp_path / "out").create_app()
+
+
+class Answering:
+    """A receiver on `host:port` that keeps each POST's headers and body, then answers
+    200 with `size` bytes (in 64 KiB writes), noting how many it sent before the client
+    hung up."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, size: int = 0) -> None:
+        self.received: list[dict[str, str]] = []
+        self.sent = 0
+        self.hung_up = threading.Event()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                owner.received.append(dict(self.headers.items()))
+                self.send_response(200)
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                chunk = b"x" * 65_536
+                try:
+                    while owner.sent < size:
+                        self.wfile.write(chunk)
+                        owner.sent += len(chunk)
+                    self.wfile.flush()
+                except OSError:
+                    owner.hung_up.set()
+                    self.close_connection = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.port = port or free_port()
+        self.server = http.server.ThreadingHTTPServer((host, self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_malformed_prefer_wait_is_ignored_and_the_job_id_returned(
+    hardened: tuple[Server, Path],
+) -> None:
+    """Hardening 27.1: `Prefer: wait=²` (a digit to `str.isdigit`, not to `int`) or a
+    5000-digit wait was a 500 after the job was queued, so it ran and its id was never
+    told. A malformed preference is ignored (RFC 7240): the plain 202, and the job runs."""
+    server, _ = hardened
+    with client(server) as c:
+        for prefer in (b"wait=\xb2", b"wait=" + b"9" * 5000, b"wait=\xd9\xa3"):
+            answer = c.post(
+                "/slow", json={"tag": "prefer", "seconds": 0}, headers={b"Prefer": prefer}
+            )
+            assert answer.status_code == 202, (prefer[:12], answer.text)
+            assert "preference-applied" not in answer.headers
+            assert poll_until_done(c, answer.headers["location"])["status"] == "succeeded"
+        waited = c.post("/slow", json={"tag": "prefer", "seconds": 0}, headers={"Prefer": "wait=5"})
+        assert waited.status_code == 200 and waited.headers["preference-applied"] == "wait=5"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1/",
+        "http://127.0.0.1\uff03@evil.example.org/",
+        "http://[fe80::1%25eth0]/",
+        "http://127.0.0.1:70000/",
+        "http://127.0.0.1:99999999999999999999/",
+    ],
+)
+def test_a_callback_url_that_cannot_be_parsed_is_a_422(
+    hardened: tuple[Server, Path], url: str
+) -> None:
+    """Hardening 27.2: an open bracket, a fullwidth `#` before `@` (NFKC makes it `#`), a
+    zone id or a port over 65535 raised out of the URL check, a 500; each is the usual
+    422 on `callback_url`, and no job is made."""
+    server, _ = hardened
+    with client(server) as c:
+        answer = c.post(
+            "/slow", params={"callback_url": url}, json={"tag": "bad-url", "seconds": 0}
+        )
+    assert answer.status_code == 422, answer.text
+    (problem,) = answer.json()["detail"]
+    assert problem["loc"] == ["query", "callback_url"]
+    assert problem["msg"] == "callback_url is not a valid URL"
+    assert "Traceback" not in answer.text
+
+
+def test_a_cancelled_thread_job_keeps_its_slot_until_it_returns(
+    hardened: tuple[Server, Path],
+) -> None:
+    """Hardening 27.3: a plain-function handler runs in a worker thread, which a cancel
+    cannot stop; cancelling freed its slot at once, so submitting and cancelling in a
+    loop ran any number of threads past `jobs.concurrency` (2 here). The job says
+    `cancelled` at once, and its slot is free only when its thread returns."""
+    server, marks = hardened
+    tags = [f"thread-{n}" for n in range(10)]
+    with client(server) as c:
+        for tag in tags:
+            url = c.post("/blocking", json={"tag": tag, "seconds": 2}).headers["location"]
+            deadline = time.monotonic() + 0.3  # let it start, where a slot is free
+            while not (marks / f"{tag}.start").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            began = time.monotonic()
+            cancelled = c.delete(url)
+            assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+            assert time.monotonic() - began < 1  # not held until the thread returns
+            assert c.get(url).json()["status"] == "cancelled"
+        started = [tag for tag in tags if (marks / f"{tag}.start").exists()]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(
+            (marks / f"{tag}.end").exists() for tag in started
+        ):
+            time.sleep(0.05)
+        assert int((marks / "blocking-peak").read_text()) <= 2, started
+        # The slots are free again once the threads have returned.
+        after = c.post("/blocking", json={"tag": "after", "seconds": 0})
+        assert poll_until_done(c, after.headers["location"])["status"] == "succeeded"
+
+
+def test_the_pending_queue_is_bounded_by_count_and_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hardening 27.4: pending jobs were unbounded (800 pending 1 MB submissions took the
+    server from 499 to 1,252 MB). At most `queue` jobs, whose values come to at most
+    `queue_bytes` as JSON, wait for a slot; past either a submit is a 503 with
+    `Retry-After` and the error body, and nothing is queued."""
+    web = in_thread_app(tmp_path, monkeypatch, ["127.0.0.1"])
+    queue = web.state.jobs
+    assert (queue.queue, queue.queue_bytes) == (256, 256 * 1024 * 1024)  # the defaults
+    queue.concurrency, queue.queue, queue.queue_bytes = 1, 2, 800
+    with InThread(web) as served_app, client(served_app) as c:  # type: ignore[arg-type]
+
+        def submit(tag: str) -> httpx.Response:
+            return c.post("/slow", json={"tag": tag, "seconds": 5})
+
+        running = submit("running")
+        while c.get(running.headers["location"]).json()["status"] != "running":
+            time.sleep(0.02)
+        waiting = [submit("one"), submit("two")]
+        assert [w.status_code for w in waiting] == [202, 202]
+        refused = submit("three")
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "5"
+        assert refused.json()["error"] == "too many jobs are waiting; try again later"
+        assert len(queue.backend.records) == 3  # the refused one was never queued
+        assert c.delete(waiting[1].headers["location"]).json()["status"] == "cancelled"
+        assert submit("x" * 200).status_code == 202  # 233 bytes as JSON
+        assert submit("y" * 200).status_code == 503  # two wait again
+        assert c.delete(waiting[0].headers["location"]).status_code == 200
+        queue.backend.queue = 10
+        assert submit("z" * 200).status_code == 202  # 466 bytes wait now
+        assert submit("w" * 200).status_code == 202  # 699
+        over = submit("v" * 200)  # and its own 233: over 800
+        assert over.status_code == 503 and over.json()["error"].startswith("too many jobs")
+        for record in list(queue.backend.records.values()):
+            c.delete(f"/slow/jobs/{record.id}")
+
+
+def test_a_job_is_only_served_under_its_own_route(hardened: tuple[Server, Path]) -> None:
+    """Hardening 27.5: a job submitted to /slow was readable and cancellable at
+    /blocking/jobs/<id>; another route's job is as unknown as none (404)."""
+    server, _ = hardened
+    with client(server) as c:
+        job = c.post("/slow", json={"tag": "own-route", "seconds": 1}).json()["id"]
+        assert c.get(f"/blocking/jobs/{job}").status_code == 404
+        assert c.delete(f"/blocking/jobs/{job}").json()["error"] == "no such job"
+        assert c.get(f"/slow/jobs/{job}").json()["status"] in ("pending", "running")
+        assert poll_until_done(c, f"/slow/jobs/{job}")["status"] == "succeeded"
+
+
+def test_a_callback_reads_at_most_a_little_of_the_receivers_answer(
+    hardened: tuple[Server, Path],
+) -> None:
+    """Hardening 27.5: a callback read the receiver's whole answer, however large; it
+    reads at most 64 KiB of it and hangs up (a 2xx status is all that counts)."""
+    server, _ = hardened
+    receiver = Answering(size=256 * 1024 * 1024)
+    try:
+        with client(server) as c:
+            hook = f"http://127.0.0.1:{receiver.port}/done"
+            submitted = c.post(
+                "/slow", params={"callback_url": hook}, json={"tag": "big-answer", "seconds": 0}
+            )
+            assert submitted.status_code == 202
+            assert receiver.hung_up.wait(20), f"{receiver.sent} bytes read by the app"
+    finally:
+        receiver.close()
+    assert receiver.sent < 32 * 1024 * 1024
+    assert len(receiver.received) == 1  # it answered 200: not tried again
+
+
+@pytest.mark.parametrize(
+    "host", ["64:ff9b::7f00:1", "64:ff9b::a00:1", "::7f00:1", "::a00:1", "::ffff:7f00:1"]
+)
+def test_nat64_and_ipv4_compatible_callback_addresses_are_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """Hardening 27.5: `64:ff9b::/96` (NAT64) and `::a.b.c.d` (IPv4-compatible) reach an
+    IPv4 address, 127.0.0.1 or 10.0.0.1 here, but passed as global; a callback to one is
+    refused as a private address unless the spec allows private ones."""
+    web = in_thread_app(tmp_path, monkeypatch, [host], private=False)
+    with InThread(web) as served_app, client(served_app) as c:  # type: ignore[arg-type]
+        answer = c.post(
+            "/slow",
+            params={"callback_url": f"http://[{host}]:9/done"},
+            json={"tag": "nat64", "seconds": 0},
+        )
+    assert answer.status_code == 422, answer.text
+    (problem,) = answer.json()["detail"]
+    assert problem["loc"] == ["query", "callback_url"]
+    assert problem["msg"] == f"callback_url's host {host} is a private address"
+
+
+def test_a_callback_connects_to_the_address_that_was_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hardening 27.5 (DNS rebinding): the check resolved the callback's host, then httpx
+    resolved it again to connect, so a name answering differently the second time sent
+    the callback elsewhere. It connects to the address the check found (here the name
+    checks as 127.0.0.1, then resolves to 127.0.0.2), with the name in `Host`."""
+    import socket
+
+    good = Answering("127.0.0.1")
+    elsewhere = Answering("127.0.0.2", good.port)
+    real = socket.getaddrinfo
+
+    def rebound(host: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host  # anyio passes bytes
+        return real("127.0.0.2" if name == "rebind.test" else host, *args, **kwargs)
+
+    checked = {"rebind.test": ["127.0.0.1"]}
+    monkeypatch.setattr(jobs, "addresses", lambda host, port: checked.get(host, []))
+    monkeypatch.setattr(socket, "getaddrinfo", rebound)
+    web = in_thread_app(tmp_path, monkeypatch, ["rebind.test"])
+    try:
+        with InThread(web) as served_app, client(served_app) as c:  # type: ignore[arg-type]
+            hook = f"http://rebind.test:{good.port}/done"
+            submitted = c.post(
+                "/slow", params={"callback_url": hook}, json={"tag": "pinned", "seconds": 0}
+            )
+            assert submitted.status_code == 202, submitted.text
+            deadline = time.monotonic() + 10
+            while not (good.received or elsewhere.received) and time.monotonic() < deadline:
+                time.sleep(0.05)
+    finally:
+        good.close()
+        elsewhere.close()
+    assert elsewhere.received == []
+    (headers,) = good.received
+    assert headers["Host"] == f"rebind.test:{good.port}"

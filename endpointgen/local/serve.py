@@ -16,6 +16,14 @@ from endpointgen.compiler.pipeline import build
 from endpointgen.errors import UsageError
 from endpointgen.local import BODY_WITHIN, HEAD_WITHIN, KEEP_ALIVE
 
+# A request's head (its request line and headers) may be this large, in bytes, and hold
+# this many headers; past either it is refused with 431 and the connection closes. The
+# parser joins a long header by copying it once per piece that arrives, so its cost grows
+# as the square of the header's size: it must stop before that. (nginx reads up to 32 KiB
+# of headers by default, h11 16 KiB; Apache takes 100 headers.)
+HEAD_BYTES = 64 * 1024
+HEAD_FIELDS = 100
+
 
 def import_module(path: Path) -> ModuleType:
     """Import a built module from its file, under its own name."""
@@ -100,7 +108,9 @@ def serve(
 def deadlines(head: float = HEAD_WITHIN, body: float = BODY_WITHIN) -> Any:
     """uvicorn's httptools protocol with read deadlines: a request's head must arrive
     within `head` seconds (408, then the connection closes), its body within `body`
-    seconds more (the connection closes; the app sees the client go).
+    seconds more (the connection closes; the app sees the client go). A head over
+    `HEAD_BYTES` bytes or `HEAD_FIELDS` headers is refused (431, then the connection
+    closes) before the parser reads further.
 
     Nothing runs per request: one sweep, a few times a second, reads each connection's
     phase from uvicorn's own state (a request begun whose headers are not complete; a
@@ -116,12 +126,71 @@ def deadlines(head: float = HEAD_WITHIN, body: float = BODY_WITHIN) -> Any:
         # (what the phase is about, the phase, when it was first seen); None when idle
         watch: tuple[Any, int, float] | None = None
         sweeping: asyncio.TimerHandle | None = None  # one sweep per server, on its loop
+        heading = True  # the next bytes are a request's head (not a body)
+        head_size = 0  # bytes received for the head being read
+        heads = 0  # heads read on this connection
+        too_large = False  # the head passed a limit: answer 431, not uvicorn's 400
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self.watch = (None, HEAD, self.loop.time())  # a head is due from now
             if Deadlines.sweeping is None:
                 Deadlines.sweeping = self.loop.call_later(every, self.sweep)
+
+        def data_received(self, data: bytes) -> None:
+            if not self.heading:
+                super().data_received(data)
+                return
+            size = self.head_size + len(data)
+            if size <= HEAD_BYTES:
+                self.head_size = size
+                super().data_received(data)
+                return
+            # Feed what the limit allows; if no head ended within it, refuse. If one did,
+            # the rest is a body or the next request, fed as any other bytes.
+            allowed, heads = HEAD_BYTES - self.head_size, self.heads
+            self.head_size = HEAD_BYTES
+            super().data_received(data[:allowed])
+            if self.transport.is_closing() or self.transport.get_protocol() is not self:
+                return
+            if self.heads == heads:
+                self.refuse()
+            else:
+                self.data_received(data[allowed:])
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            super().on_header(name, value)
+            if len(self.headers) > HEAD_FIELDS:
+                self.too_large = True
+                raise ValueError("too many headers")  # stops the parser: see send_400_response
+
+        def on_headers_complete(self) -> None:
+            self.heading = False
+            self.head_size = 0
+            self.heads += 1
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self.heading = True  # the next bytes begin the next request
+            super().on_message_complete()
+
+        def send_400_response(self, msg: str) -> None:
+            if self.too_large:
+                self.refuse()
+            else:
+                super().send_400_response(msg)
+
+        def refuse(self) -> None:
+            self.watch = None
+            if self.transport.is_closing():
+                return
+            message = b'{"error": "request header fields too large"}'
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-type: application/json\r\nconnection: close\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(message), message)
+            )
+            self.transport.close()
 
         def sweep(self) -> None:
             now = self.loop.time()

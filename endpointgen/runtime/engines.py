@@ -238,11 +238,25 @@ class TextBase:
         raise NotImplementedError
 
     def chat_prompt(self, turns: list[dict[str, str]]) -> str:
-        """The tokenizer's chat template; without one, `role: content` lines."""
+        """The tokenizer's chat template; without one, `role: content` lines.
+
+        A template that refuses the turns (many call `raise_exception` on a `system` turn,
+        on roles that do not alternate, or on `tool`) is the request's fault: `Rejected`
+        on `messages`, with the template's own message."""
         if getattr(self.tokenizer, "chat_template", None):
+            from jinja2 import TemplateError, TemplateSyntaxError
+
             options = {"tokenize": False, "add_generation_prompt": True}
-            with self.lock:
-                return str(self.tokenizer.apply_chat_template(turns, **options))
+            try:
+                with self.lock:
+                    return str(self.tokenizer.apply_chat_template(turns, **options))
+            except TemplateSyntaxError:
+                raise  # the model's template is broken, whatever is asked
+            except TemplateError as exc:
+                from endpointgen.runtime.tasks import Rejected
+
+                reason = str(exc) or "the model's chat template refuses these messages"
+                raise Rejected("messages", reason) from None
         lines = [f"{turn['role']}: {turn['content']}" for turn in turns]
         return "\n".join([*lines, "assistant:"])
 

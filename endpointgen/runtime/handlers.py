@@ -141,13 +141,22 @@ def answer(
             )
         return Response(bytes(value), status, media_type=media_type or OCTETS)
     if kind == "text":
-        return PlainTextResponse(str(value), status)
+        try:
+            return PlainTextResponse(str(value), status)
+        except UnicodeEncodeError:  # a lone surrogate: not text
+            raise http.NotJson("handler returned text with a lone surrogate") from None
     if kind in ("stream", "sse"):
         pieces = [value] if isinstance(value, str | bytes) else value
         if kind == "sse":
             return http.EventStream(http.events(pieces), status)
         return http.TextStream(pieces, status)
-    return JSONResponse(jsonable_encoder(value), status)
+    encoded = jsonable_encoder(value)
+    try:
+        return JSONResponse(encoded, status)
+    except ValueError:  # NaN, an infinite number, a lone surrogate (UnicodeEncodeError)
+        found = http.unfit(encoded)
+        what = "?" if found is None else f"{found[1]}, at {'.'.join(map(str, found[0])) or '/'}"
+        raise http.NotJson(f"handler returned a value JSON cannot carry: {what}") from None
 
 
 def respond(

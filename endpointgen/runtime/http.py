@@ -12,7 +12,7 @@ import os
 import sys
 import time
 import weakref
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +191,101 @@ class GuardedRoute(APIRoute):
                 await inner(scope, receive, send)
 
             self.app = guarded
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, behind a stricter JSON parse of the body (`parse_body`)."""
+        handler = super().get_route_handler()
+        if self.body_field is None or _takes_a_form(self):
+            return handler
+
+        async def parsed(request: Request) -> Response:
+            try:
+                body = await request.body()
+            except HTTPException:  # too large: 413
+                raise
+            except Exception:  # the client left: FastAPI answers as it does
+                return await handler(request)
+            if body:
+                value = parse_body(body)
+                if value is not NOT_PARSED:
+                    request._json = value  # FastAPI's `request.json()` answers this one
+            return await handler(request)
+
+        return parsed
+
+
+class NotJson(Exception):
+    """A value that JSON cannot carry: NaN, an infinite number, a lone surrogate."""
+
+
+NOT_PARSED = object()  # a body that is not JSON at all: FastAPI's own parse says why
+
+
+def _constant(name: str) -> Any:
+    raise NotJson(f"{name} is not a JSON number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value - value != 0:  # 1e400: infinite once parsed
+        raise NotJson("a number too large for a float (it would be infinite)")
+    return value
+
+
+def parse_body(body: bytes) -> Any:
+    """A JSON body, parsed as FastAPI parses it but refusing (422) what JSON cannot carry
+    and Python's parser lets through: NaN, Infinity, a number too large to be finite, a
+    string with a lone surrogate (`"\\ud800"`). Each would otherwise reach a route as a
+    value that its answer, or a job's stored input, cannot be written as JSON. A body
+    that does not parse at all gives `NOT_PARSED`."""
+    try:
+        value = json.loads(body, parse_constant=_constant, parse_float=_float)
+    except NotJson as exc:
+        error: dict[str, Any] = {"loc": ("body",), "msg": str(exc), "type": "value_error"}
+        raise RequestValidationError([error]) from None
+    except (ValueError, RecursionError):
+        return NOT_PARSED
+    # A lone surrogate comes from a `\uD8xx`-`\uDFxx` escape or from its UTF-8-like
+    # bytes (ED A0-BF ..), which the parser decodes as they are.
+    if b"\\ud" in body or b"\\uD" in body or b"\xed" in body:
+        found = unfit(value)
+        if found is not None:
+            where, what = found
+            error = {"loc": ("body", *where), "msg": what, "type": "value_error"}
+            raise RequestValidationError([error])
+    return value
+
+
+def unfit(value: Any) -> tuple[list[str | int], str] | None:
+    """Where in `value` (keys and indexes) the first thing JSON cannot carry sits, and what
+    it is: NaN, an infinite number, or a string holding a lone surrogate; None when none."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and not _encodes(item):
+                return where, "a string with a lone surrogate, which is not text"
+        elif isinstance(item, float):
+            if item != item:
+                return where, "NaN, which is not a JSON number"
+            if item - item != 0:
+                return where, "an infinite number, which is not a JSON number"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if isinstance(key, str) and not key.isascii() and not _encodes(key):
+                    return where, "a key with a lone surrogate, which is not text"
+                stack.append((inner, [*where, key]))
+        elif isinstance(item, list | tuple):
+            stack.extend((inner, [*where, i]) for i, inner in enumerate(item))
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def checks_of(route: BaseRoute) -> list[Any]:
@@ -714,7 +809,10 @@ class RequestContext:
             mapped = self.settings.mapped(exc)
             if mapped is None:
                 client = f" (client id {client_id})" if client_id else ""
-                log.exception("request %s%s failed", rid, client)
+                if isinstance(exc, NotJson):  # an answer that cannot be written: say so
+                    log.error("request %s%s failed: %s", rid, client, exc)
+                else:
+                    log.exception("request %s%s failed", rid, client)
             if not status:
                 code, message = mapped or (500, "internal server error")
                 answer = self.settings.answer(scope["path"], code, error_body(rid, message))

@@ -7,13 +7,17 @@
 
 A job is `pending`, `running`, then `succeeded` (with the route's normal answer body as
 `result`), `failed` (with the status and message the route would have answered) or
-`cancelled`. Only the credential that submitted a job can read or cancel it (another gets
-404, as for an id that never existed); ids are 128 random bits. A finished job's result is
+`cancelled`. Only the credential that submitted a job can read or cancel it, and only
+under the route it was submitted to (otherwise 404, as for an id that never existed); ids
+are 128 random bits. A finished job's result is
 kept `ttl` seconds, then its id answers 410 once and 404 after.
 
 Where the work runs:
 - outside Modal (`endpointgen serve`, any ASGI server): in this process, an asyncio task
-  per job, at most `concurrency` running at once and the rest pending, in order;
+  per job, at most `concurrency` running at once and the rest pending, in order; at most
+  `queue` jobs (256), their values at most `queue_bytes` (256 MiB) as JSON, may be
+  pending, and a submit past either answers 503 with `Retry-After`. A cancelled job whose
+  handler runs in a worker thread keeps its slot until the thread returns;
 - in a Modal container: `.spawn()` of the app's job worker (the model class's `job`
   method, or the app's `job` function), so it runs as long as its own `timeout` allows
   rather than the 150 s of a web request. The job's id, owner digest and the spawned
@@ -46,19 +50,23 @@ not keep the callback_url, so the receiver hears nothing and the poll is what te
 
 A submit may name `?callback_url=`: when the job ends, its status body is POSTed there,
 signed as a `generic` webhook verifies (`Callbacks`), with retries and backoff. Only hosts
-the spec lists are called, and never a private, loopback or link-local address unless the
-spec allows it (`private: true`, for a receiver on the same machine).
+the spec lists are called, and never a private, loopback or link-local address (nor an
+IPv6 one that reaches an IPv4 address: NAT64, IPv4-compatible or -mapped) unless the spec
+allows it (`private: true`, for a receiver on the same machine). A callback connects to
+the address its check resolved, and reads at most 64 KiB of the receiver's answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hmac
 import inspect
 import ipaddress
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -67,6 +75,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -82,6 +91,11 @@ State = Literal["pending", "running", "succeeded", "failed", "cancelled"]
 FINISHED = ("succeeded", "failed", "cancelled")
 EXPIRED = "the job's result has expired"
 MAX_WAIT = 120  # seconds `Prefer: wait=N` may hold a request (Modal cuts one at 150)
+MAX_CALLBACK_ANSWER = 64 * 1024  # bytes of a callback receiver's answer read, at most
+QUEUE = 256  # jobs that may wait for a slot in this process (`Jobs(queue=)`)
+QUEUE_BYTES = 256 * 1024 * 1024  # bytes of their values, as JSON (`Jobs(queue_bytes=)`)
+BUSY = "too many jobs are waiting; try again later"
+WAIT_VALUE = re.compile(r"[0-9]{1,9}")
 SIGNATURE_HEADER = "X-Endpointgen-Signature"
 TIMESTAMP_HEADER = "X-Endpointgen-Timestamp"
 Work = Callable[..., Awaitable[Any]]
@@ -143,26 +157,38 @@ class Callbacks:
     def refusal(self, url: str) -> str | None:
         """Why `url` may not be called back (None: it may). Its host is resolved here, and
         again before each delivery, so a name that later points inside is caught too."""
+        return self.checked(url)[0]
+
+    def checked(self, url: str) -> tuple[str | None, list[str]]:
+        """`refusal`'s answer, and the addresses the host resolved to (those a delivery
+        connects to, so a name cannot point elsewhere between the check and the call)."""
         if not os.environ.get(self.env):
-            return f"this app sends no callbacks: {self.env} is not set"
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return "callback_url must be an http or https URL"
-        if parts.username or parts.password:
-            return "callback_url may not carry credentials"
-        host = parts.hostname.lower()
-        if host not in self.hosts:
-            return f"callback_url's host {host} is not one this app calls back"
+            return f"this app sends no callbacks: {self.env} is not set", []
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            found = {str(info[4][0]) for info in socket.getaddrinfo(host, port)}
-        except (OSError, ValueError):
-            return f"callback_url's host {host} cannot be resolved"
+            parts = urlsplit(url)
+            scheme, hostname, port = parts.scheme, parts.hostname, parts.port
+            credentials = parts.username or parts.password
+        except ValueError:  # brackets left open, a character NFKC turns into `#`, a bad port
+            return "callback_url is not a valid URL", []
+        if scheme not in ("http", "https") or not hostname:
+            return "callback_url must be an http or https URL", []
+        if credentials:
+            return "callback_url may not carry credentials", []
+        host = hostname.lower()
+        if "%" in host:  # an IPv6 zone id names an interface of this machine
+            return "callback_url is not a valid URL", []
+        if host not in self.hosts:
+            return f"callback_url's host {host} is not one this app calls back", []
+        try:
+            found = addresses(host, port or (443 if scheme == "https" else 80))
+        except (OSError, ValueError, OverflowError):
+            return f"callback_url's host {host} cannot be resolved", []
+        if not found:
+            return f"callback_url's host {host} cannot be resolved", []
         for address in found:
-            ip = ipaddress.ip_address(address.split("%")[0])
-            if not ip.is_global and not self.private:
-                return f"callback_url's host {host} is a private address"
-        return None
+            if private(address) and not self.private:
+                return f"callback_url's host {host} is a private address", []
+        return None, found
 
     def signed(self, body: bytes, now: float | None = None) -> dict[str, str]:
         stamp = str(int(time.time() if now is None else now))
@@ -175,35 +201,101 @@ class Callbacks:
         }
 
     async def deliver(self, url: str, status: dict[str, Any]) -> bool:
-        """POST `status` to `url` until it answers 2xx or the tries run out."""
+        """POST `status` to `url` until it answers 2xx or the tries run out. Each try
+        connects to an address the check just resolved (the next one on each try; TLS
+        still checks the host's name), and reads at most `MAX_CALLBACK_ANSWER` bytes of
+        the receiver's answer."""
         import httpx
 
         body = json.dumps(status).encode()
         wait = self.backoff
-        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
-            for attempt in range(1, self.tries + 1):
-                problem = await asyncio.to_thread(self.refusal, url)
-                if problem is not None:
-                    http.log.warning("job %s: callback not sent: %s", status["id"], problem)
-                    return False
-                try:
-                    answer = await client.post(url, content=body, headers=self.signed(body))
+        for attempt in range(1, self.tries + 1):
+            problem, found = await asyncio.to_thread(self.checked, url)
+            if problem is not None:
+                http.log.warning("job %s: callback not sent: %s", status["id"], problem)
+                return False
+            transport = pinned_transport()(found[(attempt - 1) % len(found)])
+            try:
+                async with (
+                    httpx.AsyncClient(  # no proxy or netrc from the environment
+                        transport=transport,
+                        timeout=self.timeout,
+                        follow_redirects=False,
+                        trust_env=False,
+                    ) as client,
+                    client.stream("POST", url, content=body, headers=self.signed(body)) as answer,
+                ):
+                    read = 0
+                    async for chunk in answer.aiter_raw():
+                        read += len(chunk)
+                        if read >= MAX_CALLBACK_ANSWER:
+                            break
                     if 200 <= answer.status_code < 300:
                         return True
                     reason = f"answered {answer.status_code}"
-                except httpx.HTTPError as exc:
-                    reason = type(exc).__name__
-                http.log.warning(
-                    "job %s: callback try %d of %d failed (%s)",
-                    status["id"],
-                    attempt,
-                    self.tries,
-                    reason,
-                )
-                if attempt < self.tries:
-                    await asyncio.sleep(wait)
-                    wait *= 2
+            except httpx.HTTPError as exc:
+                reason = type(exc).__name__
+            http.log.warning(
+                "job %s: callback try %d of %d failed (%s)",
+                status["id"],
+                attempt,
+                self.tries,
+                reason,
+            )
+            if attempt < self.tries:
+                await asyncio.sleep(wait)
+                wait *= 2
         return False
+
+
+def addresses(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to, in the resolver's order, zone ids left off."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in found))
+
+
+# IPv6 ranges that reach an IPv4 address by other means: NAT64 (RFC 6052, RFC 8215) and
+# IPv4-compatible `::a.b.c.d`. `ipaddress` calls them global; a callback may not use them.
+EMBEDDED_V4 = tuple(
+    ipaddress.ip_network(net) for net in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96")
+)
+
+
+def private(address: str) -> bool:
+    """Whether a callback to `address` could reach inside: not a global address, an
+    IPv6 one embedding an IPv4 address (NAT64, IPv4-compatible, IPv4-mapped), or 6to4
+    onto a private IPv4 address."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        if any(ip in net for net in EMBEDDED_V4) or ip.ipv4_mapped is not None:
+            return True
+        if ip.sixtofour is not None and not ip.sixtofour.is_global:
+            return True
+    return not ip.is_global
+
+
+@functools.cache
+def pinned_transport() -> type[Any]:
+    """The transport class a callback is sent with (made on first use, as httpx is
+    imported only where callbacks are sent)."""
+    import httpx
+
+    class PinnedTransport(httpx.AsyncHTTPTransport):
+        """Connects to one address, whatever the URL's host resolves to now; the request
+        keeps its `Host` header, and TLS its server name, so the receiver and its
+        certificate are checked as for the name."""
+
+        def __init__(self, address: str) -> None:
+            super().__init__()
+            self.address = address
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            host = request.url.host
+            request.extensions = {**request.extensions, "sni_hostname": host}
+            request.url = request.url.copy_with(host=self.address)
+            return await super().handle_async_request(request)
+
+    return PinnedTransport
 
 
 # --- What a job's work answers ---
@@ -341,13 +433,24 @@ def new_id() -> str:
 
 
 class InProcess:
-    """Jobs as asyncio tasks in this process, at most `concurrency` running at once."""
+    """Jobs as asyncio tasks in this process, at most `concurrency` running at once.
 
-    def __init__(self, concurrency: int) -> None:
+    A job holds its slot until its work has returned: a cancelled job says `cancelled`
+    at once, but a handler running in a worker thread, which cannot be stopped, keeps
+    the slot until it returns. At most `queue` jobs, whose values come to at most
+    `queue_bytes` bytes as JSON, wait for a slot; a submit past either is a 503."""
+
+    def __init__(
+        self, concurrency: int, queue: int = QUEUE, queue_bytes: int = QUEUE_BYTES
+    ) -> None:
         self.concurrency = concurrency
+        self.queue = queue
+        self.queue_bytes = queue_bytes
         self.records: dict[str, Record] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.scopes: dict[str, anyio.CancelScope] = {}
         self.done: dict[str, asyncio.Event] = {}
+        self.waiting: dict[str, int] = {}  # job id -> size of its values, until it runs
         self._slots: asyncio.Semaphore | None = None
 
     @property
@@ -360,8 +463,15 @@ class InProcess:
         self, jobs: Jobs, record: Record, values: dict[str, Any], callback: str | None
     ) -> None:
         self.forget_old()
+        size = len(json.dumps(to_wire(values), separators=(",", ":")))
+        if len(self.waiting) >= self.queue or sum(self.waiting.values()) + size > self.queue_bytes:
+            waiting = (len(self.waiting), sum(self.waiting.values()))
+            http.log.warning("job refused: %d jobs (%d bytes) wait already", *waiting)
+            raise HTTPException(503, BUSY, headers={"Retry-After": "5"})
         self.records[record.id] = record
         self.done[record.id] = asyncio.Event()
+        self.waiting[record.id] = size
+        self.scopes[record.id] = anyio.CancelScope()
         task = asyncio.get_running_loop().create_task(self.run(jobs, record, values, callback))
         self.tasks[record.id] = task
 
@@ -369,13 +479,21 @@ class InProcess:
         self, jobs: Jobs, record: Record, values: dict[str, Any], callback: str | None
     ) -> None:
         try:
-            async with self.slots:
-                record.state = "running"
-                record.finish(await outcome(jobs.settings, jobs.works[record.path][0], values))
-        except asyncio.CancelledError:
+            with self.scopes[record.id]:
+                async with self.slots:
+                    self.waiting.pop(record.id, None)
+                    record.state = "running"
+                    done = await outcome(jobs.settings, jobs.works[record.path][0], values)
+                    if record.state not in FINISHED:  # not cancelled meanwhile
+                        record.finish(done)
+        except asyncio.CancelledError:  # the task itself, as the server stops
             record.finish({"status": "cancelled"})
         finally:
+            self.waiting.pop(record.id, None)
+            self.scopes.pop(record.id, None)
             self.tasks.pop(record.id, None)
+            if record.state not in FINISHED:  # cancelled before it got a slot
+                record.finish({"status": "cancelled"})
             self.done[record.id].set()
         if callback is not None and jobs.callbacks is not None:
             await jobs.callbacks.deliver(callback, record.status())
@@ -393,10 +511,16 @@ class InProcess:
         return record
 
     async def cancel(self, record: Record) -> None:
-        task = self.tasks.get(record.id)
-        if task is not None:
-            task.cancel()
-            await self.done[record.id].wait()
+        """Cancel the job's work: it says `cancelled` now, and stops at its next await
+        (a handler in a worker thread runs on, holding its slot, until it returns)."""
+        scope = self.scopes.get(record.id)
+        if scope is not None:
+            scope.cancel()
+            record.finish({"status": "cancelled"})
+            self.done[record.id].set()
+            task = self.tasks.get(record.id)
+            if task is not None:  # let work that can stop now stop before answering
+                await asyncio.wait({task}, timeout=0.05)
 
     async def forget(self, record: Record) -> None:
         self.drop(record.id)
@@ -526,8 +650,9 @@ class Jobs:
     """An app's job routes: `route(...)` for each, then `run(...)` in the job worker.
 
     `worker` gives the Modal method or function that runs a job (`Server().job`, `job`):
-    used in a Modal container only. `concurrency`: jobs running at once in this process
-    when outside Modal."""
+    used in a Modal container only. Outside Modal: `concurrency` jobs run at once in this
+    process, and at most `queue` more, their values at most `queue_bytes` bytes as JSON,
+    wait for a slot (a submit past either answers 503 with `Retry-After`)."""
 
     def __init__(
         self,
@@ -535,6 +660,8 @@ class Jobs:
         worker: Callable[[], Any] | None = None,
         callbacks: Callbacks | None = None,
         concurrency: int = 4,
+        queue: int = QUEUE,
+        queue_bytes: int = QUEUE_BYTES,
     ) -> None:
         self.app = app
         self.callbacks = callbacks
@@ -542,6 +669,8 @@ class Jobs:
         self.settings = http.Settings()
         self.worker = worker
         self.concurrency = concurrency
+        self.queue = queue
+        self.queue_bytes = queue_bytes
         self._backend: InProcess | OnModal | None = None
 
     @property
@@ -552,7 +681,7 @@ class Jobs:
             if self.worker is not None and not modal.is_local():
                 self._backend = OnModal(self.app, self.worker)
             else:
-                self._backend = InProcess(self.concurrency)
+                self._backend = InProcess(self.concurrency, self.queue, self.queue_bytes)
         return self._backend
 
     def route(
@@ -604,11 +733,11 @@ class Jobs:
         )
 
         async def poll(request: Request, job_id: str) -> http.Response:
-            record = await self.owned(request, job_id)
+            record = await self.owned(request, path, job_id)
             return http.JSONResponse(record.status())
 
         async def cancel(request: Request, job_id: str) -> http.Response:
-            record = await self.owned(request, job_id)
+            record = await self.owned(request, path, job_id)
             if record.state in FINISHED:
                 raise HTTPException(409, f"job already {record.state}")
             await self.backend.cancel(record)
@@ -651,10 +780,10 @@ class Jobs:
                 error = {"loc": ("query", "callback_url"), "msg": problem, "type": "value_error"}
                 raise RequestValidationError([error])
         await http.check(self.works[path][0], values)  # what the route refuses, now
+        wait = preferred_wait(request.headers.get("prefer"))  # before the job exists
         record = Record(new_id(), path, owner_of(request), self.works[path][1])
         await self.backend.submit(self, record, values, callback)
         url = f"{path.rstrip('/')}/jobs/{record.id}"
-        wait = preferred_wait(request.headers.get("prefer"))
         if wait:
             record = await self.backend.wait(record, wait)
             if record.state in ("succeeded", "failed"):
@@ -662,10 +791,15 @@ class Jobs:
         body = {"id": record.id, "status": record.state, "urls": {"status": url, "cancel": url}}
         return http.JSONResponse(body, 202, headers={"Location": url})
 
-    async def owned(self, request: Request, job_id: str) -> Record:
-        """The caller's own job, or 404 (another's is as unknown as none); 410 once expired."""
+    async def owned(self, request: Request, path: str, job_id: str) -> Record:
+        """The caller's own job of route `path`, or 404 (another's, or another route's, is
+        as unknown as none); 410 once expired."""
         record = await self.backend.get(job_id)
-        if record is None or not hmac.compare_digest(record.owner, owner_of(request)):
+        if (
+            record is None
+            or record.path != path
+            or not hmac.compare_digest(record.owner, owner_of(request))
+        ):
             raise HTTPException(404, "no such job")
         if record.expired(time.time()):
             await self.backend.forget(record)
@@ -679,10 +813,12 @@ def owner_of(request: Request) -> str:
 
 
 def preferred_wait(prefer: str | None) -> float:
-    """`Prefer: wait=N` (RFC 7240), at most MAX_WAIT seconds; 0 when absent or malformed."""
+    """`Prefer: wait=N` (RFC 7240), at most MAX_WAIT seconds; 0 when absent or malformed
+    (N not 1 to 9 ASCII digits), as a preference the server does not understand is
+    ignored."""
     for part in (prefer or "").split(","):
         name, _, value = part.strip().partition("=")
-        if name.strip().lower() == "wait" and value.strip().isdigit():
+        if name.strip().lower() == "wait" and WAIT_VALUE.fullmatch(value.strip()):
             return float(min(int(value.strip()), MAX_WAIT))
     return 0.0
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from endpointgen.runtime import http
 from endpointgen.runtime.tasks import (
@@ -28,6 +28,7 @@ from endpointgen.runtime.tasks import (
     Model,
     Pieces,
     check_texts,
+    stops_within,
 )
 
 __all__ = [
@@ -44,6 +45,15 @@ __all__ = [
 
 LENIENT = ConfigDict(strict=True)  # unknown OpenAI options are ignored
 CHAT_DEFAULT_TOKENS = 256
+OPENAI_STOPS = 4  # as OpenAI allows
+# The roles a chat message may have; `developer` is OpenAI's newer name for `system`.
+ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
 
 
 class Sampling(BaseModel):
@@ -59,6 +69,11 @@ class Sampling(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
 
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        return stops_within(stop, OPENAI_STOPS)
+
 
 class CompletionRequest(Sampling):
     prompt: str | list[str]
@@ -73,7 +88,7 @@ class ChatMessage(BaseModel):
         text = self.content or ""
         if isinstance(self.content, list):  # [{"type": "text", "text": ...}, ...]
             text = "".join(str(part.get("text", "")) for part in self.content)
-        return {"role": self.role, "content": str(text)}
+        return {"role": ROLES[self.role], "content": str(text)}
 
 
 class ChatRequest(Sampling):
@@ -180,6 +195,8 @@ async def chat(
 ) -> Any:
     # Without max_tokens: OpenAI's "as much as fits"; here, up to a modest default.
     wanted = body.max_completion_tokens or body.max_tokens
+    if any(m.role not in ROLES for m in body.messages):
+        raise http.reject("messages", f"a message's role must be one of {', '.join(ROLES)}")
     turns = [m.turn() for m in body.messages]
     asked = Asked(Chat(turns, wanted, CHAT_DEFAULT_TOKENS, sampling(body)), max_tokens, max_chars)
     made: dict[str, Any] = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time())}

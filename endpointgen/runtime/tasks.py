@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol, Self, TypeVar
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException
 
 from endpointgen.runtime import http
@@ -78,6 +78,21 @@ DRAWN_PIXELS = 1024 * 1024  # text-to-image: the largest width x height by defau
 DRAWN_STEPS = 50  # and the most denoising steps
 
 
+MAX_STOPS = 16  # stop strings of one generation
+MAX_STOP_CHARS = 100  # and the length of each
+
+
+def stops_within(stop: str | list[str] | None, most: int) -> str | list[str] | None:
+    """A request's `stop`, if it holds at most `most` strings of at most MAX_STOP_CHARS
+    each: every step of a generation looks for each of them in its text."""
+    stops = [stop] if isinstance(stop, str) else stop or []
+    if len(stops) > most:
+        raise ValueError(f"at most {most} stop strings")
+    if any(len(s) > MAX_STOP_CHARS for s in stops):
+        raise ValueError(f"stop strings may be at most {MAX_STOP_CHARS} characters")
+    return stop
+
+
 class GenerateRequest(BaseModel):
     model_config = http.STRICT
 
@@ -86,7 +101,15 @@ class GenerateRequest(BaseModel):
     temperature: float = Field(default=1.0, ge=0, le=2, description="< 0.01 is greedy")
     top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
-    stop: str | list[str] | None = Field(default=None, description="stop before these")
+    stop: str | list[str] | None = Field(
+        default=None,
+        description=f"stop before these (at most {MAX_STOPS}, of {MAX_STOP_CHARS} characters)",
+    )
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        return stops_within(stop, MAX_STOPS)
 
     def stop_list(self) -> list[str]:
         stop = [self.stop] if isinstance(self.stop, str) else self.stop or []
