@@ -1,12 +1,21 @@
 """Soak: 10,000 mixed good and bad requests against one served app with auth, CORS and a
 rate limit (docs/security.md), while a prober times `/health`.
 
-The app (`endpointgen serve`, the tiny random ViT from `make models`) has an api_key,
-CORS for one origin, a rate limit by key, a JSON echo route, a CSV upload, an image
-upload and a generic webhook. The mix, drawn in a fixed order: good calls, missing,
+The app (`endpointgen serve`) has an api_key, CORS for one origin, a rate limit by key, a
+JSON echo route, a route with `any` and `object` body fields, a CSV upload, an image
+upload (the tiny random ViT from `make models`), a generic webhook, two handler job
+routes with callbacks, and a `generate` route on a tiny random GPT-2 (made at
+start, as `streaming` makes it). The mix, drawn in a fixed order: good calls, missing,
 wrong and doubled keys, malformed and NaN bodies, bodies over the limit (by length and
 chunked), preflights from allowed and other origins, wide and undecodable CSVs, image
-bombs and garbage, wrong media types, forged webhooks, unknown paths, odd request ids.
+bombs and garbage, wrong media types, forged webhooks, unknown paths, odd request ids;
+and hardening round 3's attacks: `NaN`, `Infinity`, `1e400` and lone surrogates in `any`
+and `object` fields (on a job route too), `Prefer: wait=²` and `wait=` with 5000 digits
+on a job submit, unparseable `callback_url`s, a job read under another route's
+`/jobs/<id>`, 100,000 `stop` strings, request heads of 100 KB and of 150 headers. (Chat
+messages with an unknown role need an OpenAI route, which needs bearer auth: not here.)
+
+`SOAK_REQUESTS` and `SOAK_WARMUP` in the environment make a shorter run.
 
 Three figures, each with its target:
 - `soak-5xx`: answers of 500 or more (target 0: nothing a client sends is a server error);
@@ -20,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import os
 import random
 import struct
 import tempfile
@@ -40,12 +51,13 @@ from harness import (
     endpointgen_cmd,
     free_port,
     rss_kib,
+    run_worker,
     serving,
     write_spec,
 )
 
-REQUESTS = 10_000
-WARMUP = 1_000
+REQUESTS = int(os.environ.get("SOAK_REQUESTS", "10000"))
+WARMUP = int(os.environ.get("SOAK_WARMUP", "1000"))
 CONCURRENCY = 16
 PROBE_EVERY = 0.02  # seconds between /health probes
 ORIGIN = "https://app.example.com"
@@ -53,14 +65,54 @@ TINY_VIT = ROOT / "specs" / "models" / "tiny-vit"  # written by `make models`
 KEY = {"X-API-Key": API_KEY}
 
 
-def spec() -> dict[str, Any]:
+HANDLER = """\
+def echo(params):
+    return {"data": params["data"]}
+"""
+
+
+def job_route(path: str) -> dict[str, Any]:
+    return {
+        "path": path,
+        "method": "POST",
+        "action": "handler",
+        "handler": "soak_handlers.py:echo",
+        "request": {"data": {"type": "any"}},
+        "job": {"ttl": 60},
+    }
+
+
+def spec(writer: Path) -> dict[str, Any]:
     return {
         "name": "bench-soak",
-        "model": {"id": str(TINY_VIT), "task": "image-classification"},
+        "models": {
+            "vision": {"id": str(TINY_VIT), "task": "image-classification"},
+            "writer": {"id": str(writer), "task": "text-generation"},
+        },
         "auth": {"mode": "api_key", "secret": "soak-keys"},
         "cors": {"origins": [ORIGIN]},
         "rate_limit": {"limit": "100000/minute", "key": "ip"},
+        "jobs": {"callbacks": {"hosts": ["hooks.example.com"], "env": "SOAK_CALLBACK_SECRET"}},
         "routes": [
+            {
+                "path": "/any",
+                "method": "POST",
+                "action": "respond",
+                "request": {
+                    "data": {"type": "any", "default": None},
+                    "meta": {"type": "object", "default": {}},
+                },
+                "response": {"data": "{data}", "meta": "{meta}"},
+            },
+            job_route("/jobs-a"),
+            job_route("/jobs-b"),
+            {
+                "path": "/generate",
+                "method": "POST",
+                "action": "generate",
+                "model": "writer",
+                "max_bytes": 2_097_152,
+            },
             {
                 "path": "/echo",
                 "method": "POST",
@@ -82,6 +134,7 @@ def spec() -> dict[str, Any]:
                 "method": "POST",
                 "action": "upload",
                 "processor": "image-classification",
+                "model": "vision",
                 "content_types": ["image/png"],
                 "max_bytes": 1_048_576,
             },
@@ -196,6 +249,64 @@ def attacks() -> dict[str, tuple[int, Attack]]:
             3,
             lambda c: c.post("/echo", json={"x": 2}, headers={**KEY, "X-Request-ID": "r" * 300}),
         ),
+        **round_three(),
+    }
+
+
+def round_three() -> dict[str, tuple[int, Attack]]:
+    """Hardening round 3 (docs/security.md): each is a 4xx or a plain 202, never a 5xx."""
+    json_type = {**KEY, "Content-Type": "application/json"}
+    submit = {**KEY, "Content-Type": "application/json"}
+
+    def raw(path: str, body: bytes, prefer: bytes = b"") -> Attack:
+        sent = [(k.encode(), v.encode()) for k, v in json_type.items()]
+        if prefer:
+            sent.append((b"Prefer", prefer))
+        return lambda c: c.post(path, content=body, headers=sent)
+
+    def callback(url: str) -> Attack:
+        return lambda c: c.post(
+            "/jobs-a", params={"callback_url": url}, json={"data": 1}, headers=KEY
+        )
+
+    async def other_route(c: httpx.AsyncClient) -> httpx.Response:
+        made = await c.post("/jobs-a", json={"data": {"n": 1}}, headers=KEY)
+        if made.status_code != 202:
+            return made
+        return await c.get(f"/jobs-b/jobs/{made.json()['id']}", headers=KEY)
+
+    stops = json.dumps({"prompt": "hi", "max_tokens": 1, "stop": ["a"] * 100_000}).encode()
+    big_head = {**KEY, "X-Pad": "p" * 100_000}
+    many_headers = [*KEY.items(), *((f"X-H{i}", "1") for i in range(150))]
+    return {
+        "good any": (3, lambda c: c.post("/any", json={"data": [1, "a"], "meta": {}}, headers=KEY)),
+        "any: NaN": (2, raw("/any", b'{"data": {"v": NaN}}')),
+        "any: Infinity": (1, raw("/any", b'{"data": [Infinity]}')),
+        "any: 1e400": (1, raw("/any", b'{"data": 1e400}')),
+        "any: lone surrogate": (1, raw("/any", b'{"data": "\\ud800"}')),
+        "object: -Infinity": (1, raw("/any", b'{"meta": {"a": -Infinity}}')),
+        "job: good": (2, lambda c: c.post("/jobs-a", json={"data": [1, 2]}, headers=KEY)),
+        "job: NaN": (1, raw("/jobs-a", b'{"data": NaN}')),
+        "job: lone surrogate": (1, raw("/jobs-b", b'{"data": {"k": "\\udc00"}}')),
+        "job: prefer wait=\u00b2": (
+            1,
+            raw("/jobs-a", b'{"data": 1}', "wait=\u00b2".encode()),
+        ),
+        "job: prefer 5000 digits": (
+            1,
+            raw("/jobs-a", b'{"data": 1}', ("wait=" + "9" * 5000).encode()),
+        ),
+        "callback [::1": (1, callback("http://[::1/")),
+        "callback fullwidth #": (1, callback("http://hooks.example.com\uff03@evil.example/")),
+        "callback port 99999": (1, callback("http://hooks.example.com:99999/")),
+        "job under other route": (1, other_route),
+        "100k stop strings": (1, lambda c: c.post("/generate", content=stops, headers=submit)),
+        "good generate": (
+            2,
+            lambda c: c.post("/generate", json={"prompt": "hi", "max_tokens": 4}, headers=KEY),
+        ),
+        "100 KB head": (1, lambda c: c.get("/health", headers=big_head)),
+        "150 headers": (1, lambda c: c.get("/health", headers=many_headers)),
     }
 
 
@@ -262,9 +373,11 @@ def run(logs: Path) -> list[Result]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
-        path = write_spec(Path(folder), spec())
+        writer = Path(run_worker("streaming.py", str(Path(folder) / "tiny-gpt2"))["path"])
+        (Path(folder) / "soak_handlers.py").write_text(HANDLER, encoding="utf-8")
+        path = write_spec(Path(folder), spec(writer))
         cmd = [*endpointgen_cmd(), "serve", str(path), "--port", str(port)]
-        env = bench_env(HOOK_SECRET="soak-hook-secret")
+        env = bench_env(HOOK_SECRET="soak-hook-secret", SOAK_CALLBACK_SECRET="soak-callbacks")
         with serving(cmd, port, logs / "soak.log", env=env) as server:
             idle = idle_health(url)
             asyncio.run(send(url, kinds[:WARMUP], table))
@@ -317,7 +430,5 @@ def run(logs: Path) -> list[Result]:
 
 
 if __name__ == "__main__":
-    import json
-
     for result in run(Path(tempfile.mkdtemp(prefix="soak-logs-"))):
         print(json.dumps(vars(result), default=str))

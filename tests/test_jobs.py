@@ -816,6 +816,34 @@ def test_the_pending_queue_is_bounded_by_count_and_bytes(
             c.delete(f"/slow/jobs/{record.id}")
 
 
+def test_the_spec_sets_how_many_jobs_may_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Jobs (`jobs.queue`, `jobs.queue_mib`): the spec's bounds reach the
+    app; past them a submit is the 503, over real HTTP."""
+    (tmp_path / "handlers.py").write_text(HANDLERS + BLOCKING)
+    (tmp_path / "marks").mkdir()
+    monkeypatch.setenv("API_KEYS", KEY)
+    monkeypatch.setenv("JOB_MARKS", str(tmp_path / "marks"))
+    monkeypatch.setenv("JOB_CALLBACK_SECRET", SECRET)
+    spec = hardened_spec(["127.0.0.1"], True)
+    spec["jobs"] |= {"concurrency": 1, "queue": 1, "queue_mib": 3}
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "out")
+    assert "queue_bytes=3 * 1024 * 1024," in Path(module.__file__).read_text()
+    web = module.create_app()
+    assert (web.state.jobs.queue, web.state.jobs.queue_bytes) == (1, 3 * 1024 * 1024)
+    with InThread(web) as served_app, client(served_app) as c:  # type: ignore[arg-type]
+        running = c.post("/slow", json={"tag": "running", "seconds": 5})
+        while c.get(running.headers["location"]).json()["status"] != "running":
+            time.sleep(0.02)
+        waiting = c.post("/slow", json={"tag": "waiting", "seconds": 0})
+        refused = c.post("/slow", json={"tag": "refused", "seconds": 0})
+        assert (waiting.status_code, refused.status_code) == (202, 503)
+        assert refused.headers["retry-after"] == "5"
+        for answer in (running, waiting):
+            c.delete(answer.headers["location"])
+
+
 def test_a_job_is_only_served_under_its_own_route(hardened: tuple[Server, Path]) -> None:
     """Hardening 27.5: a job submitted to /slow was readable and cancellable at
     /blocking/jobs/<id>; another route's job is as unknown as none (404)."""

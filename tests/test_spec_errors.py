@@ -1363,6 +1363,8 @@ EVERY_KEY_JOBS: dict[str, Any] = {
     "jobs": {
         "timeout": 7200,
         "concurrency": 2,
+        "queue": 64,
+        "queue_mib": 16,
         "callbacks": {
             "hosts": ["hooks.example.com"],
             "secret": "callback-keys",

@@ -115,6 +115,8 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("jobs",): ({"timeout": 60}, None),
     ("jobs", "timeout"): (60, {}),
     ("jobs", "concurrency"): (2, {}),
+    ("jobs", "queue"): (16, {}),
+    ("jobs", "queue_mib"): (32, {}),
     ("jobs", "callbacks"): ({"hosts": ["hooks.example.com"]}, {}),
     ("jobs", "callbacks", "hosts"): (["other.example.com"], {"hosts": ["hooks.example.com"]}),
     ("jobs", "callbacks", "secret"): ("callback-keys", {"hosts": ["hooks.example.com"]}),

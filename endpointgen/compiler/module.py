@@ -280,6 +280,10 @@ class _Builder:
             options["callbacks"] = call("jobs.Callbacks", hosts, **extra)
         if settings["concurrency"] != 4:
             options["concurrency"] = literal(settings["concurrency"])
+        if settings["queue"] != 256:
+            options["queue"] = literal(settings["queue"])
+        if settings["queue_mib"] != 256:
+            options["queue_bytes"] = f"{literal(settings['queue_mib'])} * 1024 * 1024"
         return call("jobs.Jobs", "APP_NAME", **options)
 
     def job_worker(self) -> str:

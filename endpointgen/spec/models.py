@@ -504,6 +504,19 @@ class Jobs(Strict):
     concurrency: int = Field(
         default=4, ge=1, le=1000, description="jobs running at once outside Modal (serve)"
     )
+    queue: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="jobs that may wait for a slot outside Modal (serve); past it, or past "
+        "`queue_mib`, a submit is a 503 with Retry-After",
+    )
+    queue_mib: int = Field(
+        default=256,
+        ge=1,
+        le=65_536,
+        description="MiB of waiting jobs' request values (as JSON) outside Modal (serve)",
+    )
     callbacks: Callbacks | None = Field(
         default=None, description="announce a job's end to a submit's `callback_url`"
     )
