@@ -842,24 +842,56 @@ def _seconds(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
+MIN_RATE, MAX_RATE = 8_000, 192_000  # Hz: telephone audio to studio audio
+MAX_CHANNELS = 8  # 7.1 sound
+MAX_SAMPLES = 1 << 28  # decoded mono samples, float32: 1 GiB (4 hours at 16 kHz fit)
+AUDIO_BLOCK = 1 << 20  # frames decoded at a time, mixed to mono as they come
+
+
 def read_audio(content: bytes, rate: int, max_seconds: float) -> Any:
     """The uploaded bytes as mono float32 samples at `rate`; 422 when they are no audio
-    libsndfile reads, 413 when the file says it lasts more than `max_seconds` (checked
-    from its header, before anything is decoded)."""
+    libsndfile reads, or its header gives a sample rate outside `MIN_RATE`-`MAX_RATE` or
+    channels outside 1-`MAX_CHANNELS`; 413 when the file says it lasts more than
+    `max_seconds` or holds more than `MAX_SAMPLES` frames (checked from its header,
+    before anything is decoded: a 132-byte FLAC can declare 273 GiB of samples). It is
+    decoded in blocks, each mixed to mono at once, and stops with a 413 should it decode
+    past those limits after all (a header that leaves its length out, or lies)."""
     import numpy as np
     import soundfile
 
+    too_long = HTTPException(
+        413,
+        f"the audio is longer than {max_seconds:.0f} seconds or {MAX_SAMPLES} samples, "
+        "the most accepted",
+    )
     try:
         with soundfile.SoundFile(io.BytesIO(content)) as audio:
-            if audio.samplerate <= 0 or audio.frames / audio.samplerate > max_seconds:
+            given, channels, frames = audio.samplerate, audio.channels, audio.frames
+            if not MIN_RATE <= given <= MAX_RATE:
                 raise HTTPException(
-                    413, f"the audio is longer than {max_seconds:.0f} seconds, the most accepted"
+                    422,
+                    f"the audio's sample rate is {given} Hz; {MIN_RATE} to {MAX_RATE} are accepted",
                 )
-            samples = audio.read(dtype="float32", always_2d=True)
-            given = audio.samplerate
+            if not 1 <= channels <= MAX_CHANNELS:
+                raise HTTPException(
+                    422, f"the audio has {channels} channels; 1 to {MAX_CHANNELS} are accepted"
+                )
+            most = min(MAX_SAMPLES, int(max_seconds * given))
+            if frames > most:
+                raise too_long
+            mono = np.empty(max(frames, 0), dtype=np.float32)
+            count = 0
+            for block in audio.blocks(AUDIO_BLOCK, dtype="float32", always_2d=True):
+                end = count + len(block)
+                if end > most:
+                    raise too_long
+                if end > len(mono):  # more than the header said
+                    mono = np.concatenate([mono[:count], np.empty(end - count, np.float32)])
+                mono[count:end] = block.mean(axis=1)
+                count = end
     except (RuntimeError, ValueError, TypeError, soundfile.LibsndfileError):
         raise HTTPException(422, "the file is not readable audio (WAV, FLAC, OGG or MP3)") from None
-    mono = samples.mean(axis=1)
+    mono = mono[:count]
     if given != rate:
         from math import gcd
 
@@ -923,12 +955,18 @@ class ImageGenerator(Engine):
 
 
 MAX_PIXELS = 40_000_000  # about 40 MP: 7000 x 5700, beyond any camera a route expects
+MAX_ASPECT = 20  # longer side / shorter side: a panorama is under 10
 
 
 def open_image(content: bytes, max_pixels: int = MAX_PIXELS) -> Any:
     """The uploaded bytes as an RGB image; a 422 when they are not an image, a 413 when
     its header declares more than `max_pixels` (checked before anything is decoded: a
-    20 KB PNG can declare 13000 x 13000 pixels, 2.7 GB once decoded)."""
+    20 KB PNG can declare 13000 x 13000 pixels, 2.7 GB once decoded), a 422 when its
+    longer side is more than `MAX_ASPECT` times its shorter, also from the header.
+    Image processors scale the shorter side to their size and the longer with it: a
+    1,000,000 x 1 image becomes 224,000,000 x 224 (9.7 GB) for CLIP, and 20,000 x 1
+    becomes 0 pixels high for a detector; within `MAX_ASPECT` a processor's input stays
+    within 20 times its square."""
     from PIL import Image
 
     try:
@@ -937,6 +975,12 @@ def open_image(content: bytes, max_pixels: int = MAX_PIXELS) -> Any:
             if width * height > max_pixels:
                 raise HTTPException(
                     413, f"the image is {width}x{height} pixels; at most {max_pixels} are accepted"
+                )
+            if max(width, height) > MAX_ASPECT * min(width, height):
+                raise HTTPException(
+                    422,
+                    f"the image is {width}x{height} pixels; its longer side may be at most "
+                    f"{MAX_ASPECT} times its shorter",
                 )
             return image.convert("RGB")
     except (OSError, ValueError, Image.DecompressionBombError):

@@ -50,15 +50,42 @@ class Upload:
         return {"filename": self.filename, "content_type": self.content_type}
 
 
+# How each image media type's files begin: an image upload must be what its type says,
+# so that a route accepting PNG and JPEG never hands a TIFF (or any other format the
+# image library would read) to the decoder.
+IMAGE_SIGNATURES: dict[str, tuple[bytes, ...]] = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/jpg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/bmp": (b"BM",),
+    "image/tiff": (b"II*\x00", b"MM\x00*"),
+}
+
+
+def is_declared_image(kind: str, content: bytes) -> bool:
+    """Whether `content` is an image of the media type `kind`; True for a type with no
+    known signature."""
+    if kind == "image/webp":
+        return content[:4] == b"RIFF" and content[8:12] == b"WEBP"
+    if kind not in IMAGE_SIGNATURES:
+        return True
+    return content.startswith(IMAGE_SIGNATURES[kind])
+
+
 async def read_upload(file: UploadFile, accepted: Sequence[str] = ()) -> Upload:
-    """The uploaded file; 415 when its media type is not one of `accepted`.
+    """The uploaded file; 415 when its media type is not one of `accepted`, 422 when it
+    is an image type (`IMAGE_SIGNATURES`, `image/webp`) the content is not.
 
     The body was already bounded by the route's max_bytes before it was parsed.
     """
     kind = (file.content_type or "").split(";")[0].strip().lower()
     if accepted and kind not in accepted:
         raise HTTPException(415, f"{kind or 'no type'} is not one of {', '.join(accepted)}")
-    return Upload(file.filename, kind, await file.read())
+    content = await file.read()
+    if not is_declared_image(kind, content):
+        raise HTTPException(422, f"the file is not a readable image of type {kind}")
+    return Upload(file.filename, kind, content)
 
 
 MAX_COLUMNS = 1000
