@@ -253,10 +253,8 @@ class TextBase:
             except TemplateSyntaxError:
                 raise  # the model's template is broken, whatever is asked
             except TemplateError as exc:
-                from endpointgen.runtime.tasks import Rejected
-
                 reason = str(exc) or "the model's chat template refuses these messages"
-                raise Rejected("messages", reason) from None
+                raise http.Rejected("messages", reason) from None
         lines = [f"{turn['role']}: {turn['content']}" for turn in turns]
         return "\n".join([*lines, "assistant:"])
 

@@ -503,10 +503,23 @@ async def check(work: Callable[..., Awaitable[Any]], values: Mapping[str, Any]) 
         CHECKING.reset(token)
 
 
-def reject(field: str, message: str) -> RequestValidationError:
+class Rejected(RequestValidationError):
+    """A request that fails a rule its schema cannot state (a route's ceiling, a model's
+    context or chat template): the route's 422, with the message in `detail`. A model
+    class in another container hands it to the web tier as a value, so it pickles as
+    (field, message)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__([{"loc": ("body", field), "msg": message, "type": "value_error"}])
+        self.field, self.message = field, message
+
+    def __reduce__(self) -> tuple[type[Rejected], tuple[str, str]]:
+        return Rejected, (self.field, self.message)
+
+
+def reject(field: str, message: str) -> Rejected:
     """A 422 for a rule the request schema cannot state (a route's own ceiling)."""
-    error = {"loc": ("body", field), "msg": message, "type": "value_error"}
-    return RequestValidationError([error])
+    return Rejected(field, message)
 
 
 UNPARSED = "There was an error parsing the body"  # FastAPI's 400 for undecodable bytes

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, Self, TypeVar
 
 from fastapi import Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException
 
 from endpointgen.runtime import http
 from endpointgen.runtime.batching import Batcher
+from endpointgen.runtime.http import Rejected
 from endpointgen.runtime.metrics import METRICS
 
 __all__ = [
@@ -391,19 +391,6 @@ ENGINE_METHODS = frozenset(
 # checked and run in that container, so that the web tier makes one round trip for both.
 CHECKED_GENERATE = "checked_generate"
 CALLS = ENGINE_METHODS | {CHECKED_GENERATE}
-
-
-class Rejected(RequestValidationError):
-    """A generation that fails a check (a route's ceiling, or the model's context): the
-    route's 422, with the message in `detail`. Found in a model class's container too,
-    which hands it to the web tier as a value, so it pickles as (field, message)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__([{"loc": ("body", field), "msg": message, "type": "value_error"}])
-        self.field, self.message = field, message
-
-    def __reduce__(self) -> tuple[type[Rejected], tuple[str, str]]:
-        return Rejected, (self.field, self.message)
 
 
 @dataclass(frozen=True)
