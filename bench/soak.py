@@ -1,19 +1,21 @@
 """Soak: 10,000 mixed good and bad requests against one served app with auth, CORS and a
 rate limit (docs/security.md), while a prober times `/health`.
 
-The app (`endpointgen serve`) has an api_key, CORS for one origin, a rate limit by key, a
-JSON echo route, a route with `any` and `object` body fields, a CSV upload, an image
-upload (the tiny random ViT from `make models`), a generic webhook, two handler job
-routes with callbacks, and a `generate` route on a tiny random GPT-2 (made at
-start, as `streaming` makes it). The mix, drawn in a fixed order: good calls, missing,
-wrong and doubled keys, malformed and NaN bodies, bodies over the limit (by length and
-chunked), preflights from allowed and other origins, wide and undecodable CSVs, image
-bombs and garbage, wrong media types, forged webhooks, unknown paths, odd request ids;
-and hardening round 3's attacks: `NaN`, `Infinity`, `1e400` and lone surrogates in `any`
-and `object` fields (on a job route too), `Prefer: wait=²` and `wait=` with 5000 digits
-on a job submit, unparseable `callback_url`s, a job read under another route's
-`/jobs/<id>`, 100,000 `stop` strings, request heads of 100 KB and of 150 headers. (Chat
-messages with an unknown role need an OpenAI route, which needs bearer auth: not here.)
+The app (`endpointgen serve`) has bearer auth, CORS for one origin, a rate limit by key,
+a JSON echo route, a route with `any` and `object` body fields, a CSV upload, an image
+upload (the tiny random ViT from `make models`), an audio upload (a tiny random wav2vec2),
+a generic webhook, two handler job routes with callbacks, and a `generate` route and
+OpenAI's `/v1` on a tiny random GPT-2 (both models made at start by this file in a worker
+process). The mix, drawn in a fixed order: good calls, missing, wrong and doubled keys,
+malformed and NaN bodies, bodies over the limit (by length and chunked), preflights from
+allowed and other origins, wide and undecodable CSVs, image bombs and garbage, wrong
+media types, forged webhooks, unknown paths, odd request ids; and hardening round 3's
+attacks: `NaN`, `Infinity`, `1e400` and lone surrogates in `any` and `object` fields (on
+a job route too), `Prefer: wait=²` and `wait=` with 5000 digits on a job submit,
+unparseable `callback_url`s, a job read under another route's `/jobs/<id>`, 100,000
+`stop` strings, request heads of 100 KB and of 150 headers, audio headers declaring
+273 GiB or 2 hours at 48 kHz, a WAV at 1 Hz, a 1,000,000 x 1 PNG, a TIFF sent as
+`image/png`, and chat messages with an unknown role.
 
 `SOAK_REQUESTS` and `SOAK_WARMUP` in the environment make a shorter run.
 
@@ -33,9 +35,11 @@ import json
 import os
 import random
 import struct
+import sys
 import tempfile
 import threading
 import time
+import wave
 import zlib
 from collections import Counter
 from collections.abc import Callable
@@ -62,7 +66,7 @@ CONCURRENCY = 16
 PROBE_EVERY = 0.02  # seconds between /health probes
 ORIGIN = "https://app.example.com"
 TINY_VIT = ROOT / "specs" / "models" / "tiny-vit"  # written by `make models`
-KEY = {"X-API-Key": API_KEY}
+KEY = {"Authorization": f"Bearer {API_KEY}"}
 
 
 HANDLER = """\
@@ -82,14 +86,15 @@ def job_route(path: str) -> dict[str, Any]:
     }
 
 
-def spec(writer: Path) -> dict[str, Any]:
+def spec(writer: Path, ears: Path) -> dict[str, Any]:
     return {
         "name": "bench-soak",
         "models": {
             "vision": {"id": str(TINY_VIT), "task": "image-classification"},
             "writer": {"id": str(writer), "task": "text-generation"},
+            "ears": {"id": str(ears), "task": "automatic-speech-recognition"},
         },
-        "auth": {"mode": "api_key", "secret": "soak-keys"},
+        "auth": {"mode": "bearer", "secret": "soak-keys"},
         "cors": {"origins": [ORIGIN]},
         "rate_limit": {"limit": "100000/minute", "key": "ip"},
         "jobs": {"callbacks": {"hosts": ["hooks.example.com"], "env": "SOAK_CALLBACK_SECRET"}},
@@ -112,6 +117,16 @@ def spec(writer: Path) -> dict[str, Any]:
                 "action": "generate",
                 "model": "writer",
                 "max_bytes": 2_097_152,
+            },
+            {"path": "/v1", "action": "openai", "model": "writer"},
+            {
+                "path": "/transcribe",
+                "method": "POST",
+                "action": "upload",
+                "processor": "speech-recognition",
+                "model": "ears",
+                "content_types": ["audio/wav", "audio/flac"],
+                "max_bytes": 1_048_576,
             },
             {
                 "path": "/echo",
@@ -170,7 +185,39 @@ def png(width: int, height: int, pixels: bool = True) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + body
 
 
+def streaminfo_flac(rate: int, channels: int, frames: int) -> bytes:
+    """A FLAC file of nothing but its STREAMINFO block, which declares `frames` frames of
+    16-bit samples at `rate` Hz in `channels` channels."""
+    fields = (rate << 44) | ((channels - 1) << 41) | (15 << 36) | frames
+    info = struct.pack(">HH", 4096, 4096) + bytes(6) + fields.to_bytes(8, "big") + bytes(16)
+    return b"fLaC" + bytes([0x80, 0, 0, len(info)]) + info
+
+
+def wav(rate: int, frames: int) -> bytes:
+    """A mono 16-bit WAV of `frames` frames of silence at `rate` Hz."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(bytes(2 * frames))
+    return out.getvalue()
+
+
+def tiff(width: int, height: int) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), "red").save(out, "TIFF")
+    return out.getvalue()
+
+
 Attack = Callable[[httpx.AsyncClient], Any]
+
+
+def upload(path: str, name: str, content: bytes, kind: str, **headers: str) -> Attack:
+    files = {"file": (name, content, kind)}
+    return lambda c: c.post(path, files=files, headers={**KEY, **headers})
 
 
 def attacks() -> dict[str, tuple[int, Attack]]:
@@ -179,10 +226,6 @@ def attacks() -> dict[str, tuple[int, Attack]]:
     wide = (",".join(f"c{i}" for i in range(1_500)) + "\n").encode()
     good_csv = b"a,b\n" + b"".join(f"{i},{i * 2}\n".encode() for i in range(200))
     json_type = {"Content-Type": "application/json"}
-
-    def upload(path: str, name: str, content: bytes, kind: str, **headers: str) -> Attack:
-        files = {"file": (name, content, kind)}
-        return lambda c: c.post(path, files=files, headers={**KEY, **headers})
 
     def chunked(size: int) -> Attack:
         async def body() -> Any:
@@ -194,11 +237,16 @@ def attacks() -> dict[str, tuple[int, Attack]]:
     return {
         "good echo": (20, lambda c: c.post("/echo", json={"x": 1.5, "tags": ["a"]}, headers=KEY)),
         "no key": (6, lambda c: c.post("/echo", json={"x": 1})),
-        "wrong key": (6, lambda c: c.post("/echo", json={"x": 1}, headers={"X-API-Key": "no"})),
+        "wrong key": (
+            6,
+            lambda c: c.post("/echo", json={"x": 1}, headers={"Authorization": "Bearer no"}),
+        ),
         "two keys": (
             3,
             lambda c: c.post(
-                "/echo", json={"x": 1}, headers=[("X-API-Key", API_KEY), ("X-API-Key", "no")]
+                "/echo",
+                json={"x": 1},
+                headers=[("Authorization", f"Bearer {API_KEY}"), ("Authorization", "Bearer no")],
             ),
         ),
         "malformed json": (
@@ -277,6 +325,11 @@ def round_three() -> dict[str, tuple[int, Attack]]:
 
     stops = json.dumps({"prompt": "hi", "max_tokens": 1, "stop": ["a"] * 100_000}).encode()
     big_head = {**KEY, "X-Pad": "p" * 100_000}
+
+    def chat(role: str) -> Attack:
+        body = {"model": "soak", "messages": [{"role": role, "content": "hi"}], "max_tokens": 4}
+        return lambda c: c.post("/v1/chat/completions", json=body, headers=KEY)
+
     many_headers = [*KEY.items(), *((f"X-H{i}", "1") for i in range(150))]
     return {
         "good any": (3, lambda c: c.post("/any", json={"data": [1, "a"], "meta": {}}, headers=KEY)),
@@ -307,6 +360,20 @@ def round_three() -> dict[str, tuple[int, Attack]]:
         ),
         "100 KB head": (1, lambda c: c.get("/health", headers=big_head)),
         "150 headers": (1, lambda c: c.get("/health", headers=many_headers)),
+        "good audio": (2, upload("/transcribe", "ok.wav", wav(16_000, 16_000), "audio/wav")),
+        "audio: 273 GiB header": (
+            1,
+            upload("/transcribe", "a.flac", streaminfo_flac(655_350, 8, 9 * 10**9), "audio/flac"),
+        ),
+        "audio: 2 h at 48 kHz": (
+            1,
+            upload("/transcribe", "b.flac", streaminfo_flac(48_000, 1, 345_600_000), "audio/flac"),
+        ),
+        "audio: 1 Hz wav": (1, upload("/transcribe", "c.wav", wav(1, 7_000), "audio/wav")),
+        "image: 1000000x1": (1, upload("/image", "wide.png", png(1_000_000, 1), "image/png")),
+        "image: tiff as png": (1, upload("/image", "t.png", tiff(40, 30), "image/png")),
+        "good chat": (2, chat("user")),
+        "chat: unknown role": (1, chat("wizard")),
     }
 
 
@@ -373,9 +440,9 @@ def run(logs: Path) -> list[Result]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
-        writer = Path(run_worker("streaming.py", str(Path(folder) / "tiny-gpt2"))["path"])
+        made = run_worker("soak.py", "--models", folder)
         (Path(folder) / "soak_handlers.py").write_text(HANDLER, encoding="utf-8")
-        path = write_spec(Path(folder), spec(writer))
+        path = write_spec(Path(folder), spec(Path(made["writer"]), Path(made["ears"])))
         cmd = [*endpointgen_cmd(), "serve", str(path), "--port", str(port)]
         env = bench_env(HOOK_SECRET="soak-hook-secret", SOAK_CALLBACK_SECRET="soak-callbacks")
         with serving(cmd, port, logs / "soak.log", env=env) as server:
@@ -429,6 +496,23 @@ def run(logs: Path) -> list[Result]:
     ]
 
 
-if __name__ == "__main__":
+def make_models(folder: Path) -> dict[str, str]:
+    """The tiny random GPT-2 and wav2vec2 of tests/models.py, loaded by file so the
+    harness itself never imports torch (this runs in a worker process)."""
+    import importlib.util
+
+    found = importlib.util.spec_from_file_location("soak_models", ROOT / "tests/models.py")
+    assert found is not None and found.loader is not None
+    models = importlib.util.module_from_spec(found)
+    found.loader.exec_module(models)
+    return {
+        "writer": str(models.make_tiny_gpt2(folder / "tiny-gpt2")),
+        "ears": str(models.make_tiny_ctc_asr(folder / "tiny-asr")),
+    }
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--models"]:
+    print(json.dumps(make_models(Path(sys.argv[2]))))
+elif __name__ == "__main__":
     for result in run(Path(tempfile.mkdtemp(prefix="soak-logs-"))):
         print(json.dumps(vars(result), default=str))
