@@ -8,13 +8,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from endpointgen import __version__, console
 from endpointgen.errors import EndpointgenError, SpecError
 from endpointgen.local import BODY_WITHIN, HEAD_WITHIN
+
+if TYPE_CHECKING:
+    from endpointgen.gitops.config import GitOpsConfig
 
 app = typer.Typer(
     name="endpointgen",
@@ -30,6 +33,20 @@ Env = Annotated[
     str | None,
     typer.Option("--env", "-e", help="Merge `environments.NAME` from the spec over its base."),
 ]
+Config = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="The GitOps settings (.endpointgen/gitops.yaml, written by `init --gitops`): "
+        "its environments exist for every spec, its gates fail `plan`.",
+    ),
+]
+
+
+def _config(path: Path | None) -> GitOpsConfig:
+    from endpointgen.gitops import config
+
+    return config.load(path) if path is not None else config.GitOpsConfig()
 
 
 @contextmanager
@@ -70,9 +87,21 @@ def _main(
 
 
 @app.command()
-def validate(specs: Specs) -> None:
+def validate(
+    specs: Specs,
+    only_specs: Annotated[
+        bool,
+        typer.Option(
+            "--only-specs",
+            help="Skip, silently, files that `check` skips: YAML that is not a spec, "
+            "and files in hidden folders (for pre-commit, which passes every YAML file).",
+        ),
+    ] = False,
+) -> None:
     """Check specs, every environment overlay included; one line per problem, exit 1 if any.
     Warnings (what a valid spec does on Modal that may surprise) are printed too."""
+    if only_specs:
+        specs = console.only_specs(specs)
     status = console.validate(specs)
     if status:
         raise typer.Exit(status)
@@ -201,9 +230,34 @@ def deploy(
             "holds the weights before the first cold start.",
         ),
     ] = False,
+    config: Config = None,
+    suffix: Annotated[
+        str,
+        typer.Option(
+            "--suffix",
+            help="Add this to every app's name (a pull request's previews: -pr-12): its own "
+            "app, module and stores beside the real one.",
+        ),
+    ] = "",
+    summary: Annotated[
+        Path | None,
+        typer.Option(
+            "--summary", help="Also write the apps deployed and their URLs here (Markdown)."
+        ),
+    ] = None,
+    against_deployed: Annotated[
+        bool,
+        typer.Option(
+            "--against-deployed",
+            help="--base is what --env last deployed in full: the git tag "
+            "endpointgen/deployed/ENV (the `record` of --config), or nothing when there is "
+            "none yet. Move the tag after a deploy that succeeds.",
+        ),
+    ] = False,
 ) -> None:
     """Build every spec (files, or folders of specs), then `modal deploy` each in turn; the
-    first failure stops the rest. With --prune, stop the apps whose spec is gone.
+    first failure stops the rest. With --prune, then stop the apps whose spec is gone and
+    the old names of renamed apps.
 
     Needs a Modal token (`modal token new`, or MODAL_TOKEN_ID and MODAL_TOKEN_SECRET).
     """
@@ -214,16 +268,40 @@ def deploy(
     if prune and not folders:
         _fail("error: --prune needs the folder of specs, to know which were removed")
         raise typer.Exit(2)
+    if suffix and not modal_deploy.SUFFIX.fullmatch(suffix):
+        _fail(f"error: --suffix '{suffix}': '-' then lowercase letters, digits and '-'")
+        raise typer.Exit(2)
     with _user_errors():
+        settings = _config(config)
+        if against_deployed:
+            from endpointgen.gitops import deployed as records
+
+            recorded = records.record(specs[0], settings, env)
+            base = recorded.base
+            typer.echo(f"comparing with {recorded.label}")
         files = [f for s in specs for f in (workspace.find_specs(s) if s.is_dir() else [s])]
+        known = [*settings.environments]
+        if files and env:  # any spec given, changed or not, may define the environment
+            from endpointgen.compiler import pipeline
+
+            pipeline.environment_used(files, env, known)
+            known.append(env)
         if changed:
             from endpointgen.gitops import gitplan
 
-            moving = {Path(p.file).resolve() for p in gitplan.plan_paths(specs, base, env)}
+            moving = {Path(p.file).resolve() for p in gitplan.plan_paths(specs, base, env, known)}
             files = [f for f in files if f.resolve() in moving]
-        removed = modal_deploy.removed_apps(folders, base, env) if prune else []
+        removed = modal_deploy.removed_apps(folders, base, env, known) if prune else []
         targets = modal_deploy.prepare(
-            files, out, env, modal_env, write=not dry_run, pin=pin, say=typer.echo
+            files,
+            out,
+            env,
+            modal_env,
+            write=not dry_run,
+            pin=pin,
+            say=typer.echo,
+            known=known,
+            suffix=suffix,
         )
     if dry_run:
         from endpointgen.gitops import gitplan, planview
@@ -239,30 +317,86 @@ def deploy(
             typer.echo(f"would run: {target.shell}\n")
         for gone in removed:
             command = modal_deploy.stop_command(gone.app, modal_env)
-            typer.echo(f"would run: {' '.join(command)}  (its spec {gone.spec} was removed)")
+            typer.echo(f"would run: {' '.join(command)}  ({gone.reason})")
         return
-    failed = modal_deploy.stop_all(removed, modal_env, say=typer.echo) if removed else []
     if not targets and not removed:
         typer.echo("nothing to deploy" + (f": no spec changed against {base}" if changed else ""))
+    deployed: dict[str, list[str]] = {}
+    stopped_deploy = None
     if targets:
         try:
-            modal_deploy.deploy_all(targets, say=typer.echo, keep_going=keep_going)
+            deployed = modal_deploy.deploy_all(targets, say=typer.echo, keep_going=keep_going)
         except modal_deploy.StoppedDeploy as exc:
-            _fail(f"error: {exc.reason}")
-            for line in exc.summary:
-                _fail(line)
-            raise typer.Exit(1) from None
+            stopped_deploy = exc
+            deployed = {app: [] for app in exc.deployed}
+    if summary is not None:
+        summary.write_text(modal_deploy.summary_markdown(targets, deployed), encoding="utf-8")
+    if stopped_deploy is not None:
+        # Removed apps still stop; a renamed app's old name only once its new one is up.
+        stopping = [g for g in removed if g.successor is None or g.successor in deployed]
+        unstopped = modal_deploy.stop_all(stopping, modal_env, say=typer.echo)
+        _fail(f"error: {stopped_deploy.reason}")
+        for line in stopped_deploy.summary:
+            _fail(line)
+        kept = [g.app for g in removed if g not in stopping or g.app in unstopped]
+        if kept:
+            _fail(f"not stopped: {', '.join(kept)}")
+        raise typer.Exit(1)
+    if targets:
         _ok(f"deployed {', '.join(t.app for t in targets)}")
         if warm_cache and modal_deploy.warm_all(targets, modal_env, say=typer.echo):
             _fail("error: the apps are deployed, and their Hub cache could not be filled")
             raise typer.Exit(1)
-    if removed:
-        stopped = [g.app for g in removed if g.app not in failed]
-        if stopped:
-            _ok(f"stopped {', '.join(stopped)}")
+    # After the deploys: a renamed app's new name serves before its old one stops.
+    _stop(removed, modal_env)
+
+
+def _stop(apps: list[Any], modal_env: str | None, why: str | None = None) -> None:
+    """`modal app stop` each of `apps` (`deploy.Removed`); exit 1 naming any that failed."""
+    from endpointgen.gitops import deploy as modal_deploy
+
+    failed = modal_deploy.stop_all(apps, modal_env, say=typer.echo, why=why) if apps else []
+    stopped = [g.app for g in apps if g.app not in failed]
+    if stopped:
+        _ok(f"stopped {', '.join(stopped)}")
     if failed:
         _fail(f"error: could not stop {', '.join(failed)}")
         raise typer.Exit(1)
+
+
+@app.command()
+def stop(
+    specs: Specs,
+    env: Env = None,
+    modal_env: Annotated[
+        str | None, typer.Option("--modal-env", help="The Modal environment the apps run in.")
+    ] = None,
+    suffix: Annotated[
+        str, typer.Option("--suffix", help="The suffix they were deployed with (previews).")
+    ] = "",
+    base: Annotated[
+        str, typer.Option("--base", "-b", help="With --changed: the git ref to compare with.")
+    ] = "HEAD",
+    changed: Annotated[
+        bool,
+        typer.Option("--changed", help="Only the specs that change against --base."),
+    ] = False,
+) -> None:
+    """`modal app stop --yes` the apps these specs (files, or folders) name, plus --suffix:
+    a pull request's previews when it closes. An app that is not running counts as
+    stopped; an app no spec names is never stopped."""
+    from endpointgen.gitops import deploy as modal_deploy
+
+    if suffix and not modal_deploy.SUFFIX.fullmatch(suffix):
+        _fail(f"error: --suffix '{suffix}': '-' then lowercase letters, digits and '-'")
+        raise typer.Exit(2)
+    with _user_errors():
+        apps = modal_deploy.named_apps(specs, env, base if changed else None)
+    gone = [modal_deploy.Removed(str(spec), name + suffix) for name, spec in apps.items()]
+    if not gone:
+        typer.echo("nothing to stop")
+        return
+    _stop(gone, modal_env, why="stopping")
 
 
 @app.command()
@@ -290,8 +424,23 @@ def plan(
         typer.Option(
             "--fail-on",
             help="Exit 1 when the plan meets one of these (comma-separated): warning, "
-            "public-route, removed-app, renamed-app, cost-increase>N% (e.g. 50%).",
+            "public-route, removed-app, renamed-app, cost-increase>N% (e.g. 50%). "
+            "Default: the gates of --config, if given.",
         ),
+    ] = None,
+    config: Config = None,
+    against_deployed: Annotated[
+        bool,
+        typer.Option(
+            "--against-deployed",
+            help="Compare with what --env last deployed in full (the git tag "
+            "endpointgen/deployed/ENV that the workflow moves), not --base; and, when Modal "
+            "can be reached, with the apps it lists (drift).",
+        ),
+    ] = False,
+    modal_env: Annotated[
+        str | None,
+        typer.Option("--modal-env", help="With --against-deployed: default the --env name."),
     ] = None,
 ) -> None:
     """What deploying a spec would change against a git ref, with an hourly cost estimate.
@@ -305,14 +454,27 @@ def plan(
     if fmt not in planview.FORMATS:
         _fail(f"error: --format is one of {', '.join(planview.FORMATS)}, not '{fmt}'")
         raise typer.Exit(2)
+    drifted: list[str] = []
     with _user_errors():
+        settings = _config(config)
+        known = settings.environments
+        if against_deployed:
+            from endpointgen.gitops import deployed
+
+            recorded = deployed.record(spec, settings, env)
+            base = recorded.base
         if spec.is_dir():
-            plans = gitplan.plan_folder(spec, base, env)
+            plans = gitplan.plan_folder(spec, base, env, known)
         else:
-            plans = [gitplan.plan_spec(spec, base, env)]
+            plans = [gitplan.plan_spec(spec, base, env, known)]
+        if against_deployed:
+            drifted = _drift(spec, recorded, modal_env or env, env)
+    gates = fail_on if fail_on is not None else list(settings.gates) if config else None
     with _user_errors():
-        failed = gitplan.gate_failures(plans, fail_on) if fail_on else []
-    text = planview.render(plans, base, fmt, where=str(spec))
+        failed = gitplan.gate_failures(plans, gates) if gates else []
+    shown = recorded.label if against_deployed else base
+    text = planview.render(plans, shown, fmt, where=str(spec))
+    text = _with_extras(text, fmt, drifted, failed if gates else None, config)
     if fmt == "table":
         _print_plan(text)
     else:
@@ -321,6 +483,51 @@ def plan(
         for reason in failed:
             _fail(f"--fail-on: {reason}")
         raise typer.Exit(1)
+
+
+def _drift(spec: Path, recorded: Any, modal_env: str | None, env: str | None) -> list[str]:
+    """The DRIFT lines of `plan --against-deployed`, or one line saying Modal was not seen."""
+    from endpointgen.compiler import pipeline
+    from endpointgen.gitops import deployed, workspace
+    from endpointgen.gitops.gitref import repo_of
+
+    seen = deployed.modal_apps(modal_env)
+    if seen.error is not None:
+        return [f"Modal could not be reached ({seen.error}); compared with {recorded.tag} only"]
+    now = {}
+    for path in workspace.find_specs(spec):
+        try:
+            _, built = pipeline.load_spec(path, env, base_if_missing=True)
+        except EndpointgenError:
+            continue  # the plan says what is wrong with it
+        now[built.name] = str(path)
+    repo = repo_of(spec)
+    folder = spec if spec.is_dir() else spec.parent
+    before = deployed.names_at(repo, recorded.base, folder) if repo and recorded.found else set()
+    return deployed.drift(now, before, seen) or [f"Modal ({modal_env}): no drift"]
+
+
+def _with_extras(
+    text: str, fmt: str, drifted: list[str], failed: list[str] | None, config: Path | None
+) -> str:
+    """The plan, with what Modal runs (`--against-deployed`) and the gates it failed."""
+    if fmt == "json":
+        data = json.loads(text)
+        if drifted:
+            data["drift"] = drifted
+        if failed is not None:
+            data["gates_failed"] = failed
+        return json.dumps(data, indent=2) + "\n"
+    out = text
+    if drifted:
+        if fmt == "markdown":
+            out += "\n### What Modal runs\n\n" + "".join(f"- {d}\n" for d in drifted)
+        else:
+            out += "\n" + "".join(f"{d}\n" for d in drifted)
+    if failed and fmt == "markdown":
+        where = f" (set in `{config.as_posix()}`)" if config else ""
+        out += f"\n### Merge gates failed{where}\n\n" + "".join(f"- {r}\n" for r in failed)
+    return out
 
 
 @app.command()
@@ -406,6 +613,15 @@ def init(
             "Asked for when not given and a terminal is attached (default: dev,prod).",
         ),
     ] = None,
+    previews: Annotated[
+        bool,
+        typer.Option(
+            "--previews",
+            help="With --gitops: each pull request from this repository deploys its changed "
+            "apps into the first environment as NAME-pr-<number>, comments their URLs, and "
+            "stops them when it closes.",
+        ),
+    ] = False,
 ) -> None:
     """Start a project: specs/NAME.yaml that validates and builds, its schema, build/NAME.py.
 
@@ -418,7 +634,7 @@ def init(
         environments = typer.prompt("Environments, in deploy order", default=default)
     names = tuple(e.strip() for e in (environments or default).split(",") if e.strip())
     with _user_errors():
-        done = scaffold.init(name, task, gitops, folder, environments=names)
+        done = scaffold.init(name, task, gitops, folder, environments=names, previews=previews)
     for path in done.written:
         _ok(f"wrote {path}")
     for path in done.kept:

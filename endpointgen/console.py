@@ -2,7 +2,7 @@
 
 `validate` and `build` run here without typer: typer and click cost each start about a
 fifth of these commands' time, for parsing a handful of options. A plain invocation
-(spec files, `-o/--out`, `-e/--env`, `--check`) is parsed here; anything else (help,
+(spec files, `-o/--out`, `-e/--env`, `--check`, `--only-specs`) is parsed here; anything else (help,
 a typo, another command) goes to the typer app in `cli.py`, which parses it the usual
 way and calls the same `validate` and `build` below, so both paths print the same.
 `ENDPOINTGEN_NO_QUICK=1` sends everything to typer (the tests compare the two).
@@ -51,6 +51,26 @@ def validate(specs: list[Path]) -> int:
             say(str(warning), "yellow", err=True)
         say(f"{spec}: ok", "green")
     return 1 if failed else 0
+
+
+def only_specs(paths: list[Path]) -> list[Path]:
+    """`validate --only-specs`: the files `check` reads as specs (a missing or unreadable
+    one stays, so that validate says so); YAML that is not a spec and files in hidden
+    folders are dropped."""
+    from endpointgen.gitops.gitref import in_hidden_folder, is_spec
+
+    def skipped(path: Path) -> bool:
+        if not path.is_file():
+            return False
+        if in_hidden_folder(path):
+            return True
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+        return not is_spec(text)
+
+    return [path for path in paths if not skipped(path)]
 
 
 def build(specs: list[Path], out: Path, env: str | None, check: bool) -> int:
@@ -115,6 +135,8 @@ def quick(args: list[str]) -> int | None:
             files.append(Path(token))
         elif command == "build" and token == "--check" and "check" not in options:
             options["check"] = ""
+        elif command == "validate" and token == "--only-specs" and "only" not in options:
+            options["only"] = ""
         elif command == "build" and name in names and names[name] not in options:
             if joined:  # --out=DIR
                 options[names[name]] = value
@@ -129,7 +151,7 @@ def quick(args: list[str]) -> int | None:
     if not files or options.get("out") == "" or options.get("env") == "":
         return None
     if command == "validate":
-        return validate(files)
+        return validate(only_specs(files) if "only" in options else files)
     out = Path(options.get("out", "build"))
     return build(files, out, options.get("env"), "check" in options)
 

@@ -193,6 +193,7 @@ def test_validate_and_build_say_the_same_with_and_without_typer(tmp_path: Path) 
         ["build", GPT2, "-o", str(out), "-e", "staging"],
         ["build", str(bad), "-o", str(out)],
         ["build", "-o", str(out), "--", GPT2],
+        ["validate", "--only-specs", GPT2, str(bad), str(tmp_path)],
         ["validate", "--bogus", GPT2],  # typer's usage error, both ways
         ["build", GPT2, "-o"],
     ]

@@ -338,7 +338,8 @@ def test_gitops_workflow_plans_pull_requests_and_deploys_main(tmp_path: Path) ->
     wf = _workflow(tmp_path)
     triggers: Any = wf.get("on") or wf.get(True)  # type: ignore[call-overload]
     on: dict[str, Any] = triggers  # YAML 1.1 reads a bare `on` key as true
-    assert set(on) == {"pull_request", "push"}
+    assert set(on) == {"pull_request", "push", "workflow_dispatch"}
+    assert on["workflow_dispatch"]["inputs"]["full"]["type"] == "boolean", "a full sync by hand"
     assert on["pull_request"] is None, "no path filter: a required check is never left pending"
     assert on["push"]["branches"] == ["main"]
     jobs = wf["jobs"]
@@ -347,14 +348,19 @@ def test_gitops_workflow_plans_pull_requests_and_deploys_main(tmp_path: Path) ->
     assert plan["if"] == "github.event_name == 'pull_request'"
     assert plan["permissions"]["pull-requests"] == "write"
     requirements = (tmp_path / "requirements-endpointgen.txt").read_text()
-    assert f"endpointgen=={__version__}" in requirements or "endpointgen @ git+" in requirements
+    pinned = requirements.splitlines()[-1]  # below the comment: a release, a commit or a wheel
+    wheel = f"./.endpointgen/endpointgen-{__version__}-py3-none-any.whl"
+    assert pinned in (f"endpointgen=={__version__}", wheel) or pinned.startswith(
+        "endpointgen @ git+https://"
+    )
     runs = "\n".join(_runs(plan))
     assert "pip install -r requirements-endpointgen.txt" in runs
     assert "endpointgen check specs -o build" in runs
     for env in ("dev", "prod"):
-        assert f'--base "$base" --env {env} --format markdown' in runs
+        assert f'--base "$base" --env {env} --config .endpointgen/gitops.yaml' in runs
     comment = next(s for s in plan["steps"] if s.get("uses", "").startswith("actions/github-sc"))
-    assert 'readFileSync("plan.md"' in comment["with"]["script"]
+    assert "fs.readFileSync(process.env.BODY_FILE" in comment["with"]["script"]
+    assert comment["env"]["BODY_FILE"] == "plan.md"
     assert "head.repo.full_name == github.repository" in comment["if"], "forks: no comment"
     assert "Validation failed" in runs, "a broken spec replaces a stale plan"
     assert plan["steps"][0]["with"]["fetch-depth"] == 0
@@ -367,12 +373,19 @@ def test_gitops_workflow_plans_pull_requests_and_deploys_main(tmp_path: Path) ->
             if step.get("uses", "").startswith("actions/setup-python"):
                 assert step["with"]["cache"] == "pip"
     dev, prod = jobs["deploy-dev"], jobs["deploy-prod"]
-    assert "environment" not in dev and prod["environment"] == "prod", "prod needs approval"
+    # Each deploy runs in its GitHub environment, whose secrets hold its Modal token: a
+    # repository secret would let any job deploy prod, past its reviewers.
+    assert dev["environment"] == "dev" and prod["environment"] == "prod"
     assert prod["needs"] == "deploy-dev"
     step = next(s for s in prod["steps"] if "endpointgen deploy" in s.get("run", ""))
     assert step["env"]["MODAL_TOKEN_ID"] == "${{ secrets.MODAL_TOKEN_ID }}"
-    assert "--changed --prune --keep-going" in step["run"]
+    assert "--against-deployed --prune --keep-going" in step["run"]
     assert "--env prod --modal-env prod" in step["run"]
+    assert prod["permissions"] == {"contents": "write"}, "it moves its record tag"
+    header = (tmp_path / ".github/workflows/endpointgen.yml").read_text().split("\nname:")[0]
+    assert "environment\n# secrets of each GitHub environment" in header
+    assert "never repository secrets" in header
+    assert "in push order" not in header + json.dumps(wf), "GitHub cancels waiting runs"
     scripts = "\n".join(_runs(plan) + _runs(dev) + _runs(prod))
     assert "${{" not in scripts, "no expression inside a script: they go through env"
 
@@ -385,12 +398,18 @@ def test_the_workflow_is_valid_for_github(tmp_path: Path) -> None:
 
     base = Path(builtin_schemas.__file__).parent
     wf = _workflow(tmp_path)
+    previews = tmp_path / "previews"
+    done = runner.invoke(app, ["init", "demo", "--gitops", "--previews", "--dir", str(previews)])
+    assert done.exit_code == 0, done.output
+    with_previews = yaml.safe_load((previews / ".github/workflows/endpointgen.yml").read_text())
+    assert {"preview", "preview-stop"} <= set(with_previews["jobs"])
     for schema_file in (
         "vendor/github-workflows.json",
         "custom/github-workflows-require-timeout.json",
     ):
         schema = json.loads((base / schema_file).read_text())
-        jsonschema.validate({("on" if k is True else k): v for k, v in wf.items()}, schema)
+        for doc in (wf, with_previews):
+            jsonschema.validate({("on" if k is True else k): v for k, v in doc.items()}, schema)
     single = tmp_path / "single"
     done = runner.invoke(
         app, ["init", "demo", "--gitops", "--dir", str(single), "--environments", "prod"]
@@ -415,7 +434,7 @@ def test_gitops_workflow_steps_run_as_written(tmp_path: Path) -> None:
     subprocess.run(["git", "clone", "-q", str(project), str(clone)], check=True)
     subprocess.run(["git", "checkout", "-qb", "bigger-gpu"], cwd=clone, check=True)
     spec = clone / "specs" / "demo.yaml"
-    spec.write_text(spec.read_text().replace("gpu: L4", "gpu: H100"))
+    spec.write_text(spec.read_text().replace("gpu: L4", "gpu: A10"))
     assert runner.invoke(app, ["build", str(spec), "-o", str(clone / "build")]).exit_code == 0
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env |= {"BASE_REF": "main", "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
@@ -430,7 +449,7 @@ def test_gitops_workflow_steps_run_as_written(tmp_path: Path) -> None:
     plan_md = (clone / "plan.md").read_text()
     assert plan_md.startswith("# Environment dev\n## endpointgen plan")
     assert "# Environment prod" in plan_md
-    assert "| gpu | GPU: L4 -> H100 |" in plan_md
+    assert "| gpu | GPU: L4 -> A10 |" in plan_md
     assert (tmp_path / "summary.md").read_text() == plan_md
     spec.write_text("name: demo\nroutes: []\n")  # broken: the comment says so
     failed = {**env, "CHECKED": "failure"}
@@ -443,6 +462,9 @@ def test_gitops_workflow_steps_run_as_written(tmp_path: Path) -> None:
 
 
 def test_pre_commit_hook_runs_endpointgen_validate(tmp_path: Path) -> None:
+    """The hook's entry runs as pre-commit runs it: from the repository root, on every
+    file its `files:` pattern matches. YAML that `check` skips (data, a Kubernetes
+    manifest, a hidden folder) passes; a broken spec fails with file:line:col."""
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     hook = next(h for h in hooks if h["id"] == "endpointgen-validate")
     assert hook["language"] == "python"
@@ -453,11 +475,29 @@ def test_pre_commit_hook_runs_endpointgen_validate(tmp_path: Path) -> None:
         assert not files.search(path), path
     entry = shlex.split(hook["entry"])
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    good = subprocess.run([*entry, str(SPECS / "gpt2.yaml")], env=env, capture_output=True)
-    assert good.returncode == 0
-    bad = write_spec(tmp_path, "name: x\nroutes: []\n")
-    failed = subprocess.run([*entry, str(bad)], env=env, capture_output=True, text=True)
-    assert failed.returncode == 1 and f"{bad}:2:9: routes:" in failed.stderr
+    staged = {
+        "specs/gpt2.yaml": (SPECS / "gpt2.yaml").read_text(),
+        "specs/data/labels.yaml": "labels: [cat, dog]\n",
+        "specs/k8s/app.yaml": "apiVersion: v1\nkind: Service\n---\napiVersion: v1\nkind: Pod\n",
+        "specs/.config/tool.yml": "name: tool\nversion: 2\nroutes: nope\n",
+    }
+    for rel, text in staged.items():
+        assert files.search(rel), rel
+        write_spec(tmp_path / Path(rel).parent, text, Path(rel).name)
+
+    def hook_run(*rels: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*entry, *rels], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    good = hook_run(*staged)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout == "specs/gpt2.yaml: ok\n" and "labels" not in good.stderr
+    write_spec(tmp_path / "specs", "name: x\nroutes: []\n", "broken.yaml")
+    failed = hook_run(*staged, "specs/broken.yaml")
+    assert failed.returncode == 1
+    assert "specs/broken.yaml:2:9: routes:" in failed.stderr
+    assert "labels" not in failed.stderr and "k8s" not in failed.stderr
 
 
 def test_workflow_template_ships_with_the_package() -> None:

@@ -119,8 +119,9 @@ def stand_in_modal(tmp_path: Path) -> Path:
 def test_deploy_prune_stops_only_apps_whose_spec_was_removed(
     repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """GitOps 2: `deploy --prune` stops `hello` (its spec deleted) and nothing else: not
-    the app moved under the same name, and never an app no spec here named."""
+    """GitOps 2: `deploy --prune` stops `hello` (its spec deleted), with `--yes` (a runner
+    cannot answer modal's prompt), after the deploys, and nothing else: not the app moved
+    under the same name, and never an app no spec here named."""
     (tmp_path / "bin").mkdir()
     log = stand_in_modal(tmp_path / "bin")
     monkeypatch.setenv("ENDPOINTGEN_MODAL", str(tmp_path / "bin" / "modal"))
@@ -134,7 +135,7 @@ def test_deploy_prune_stops_only_apps_whose_spec_was_removed(
     )
     assert done.exit_code == 0, done.output
     calls = log.read_text().splitlines()
-    assert calls[0] == "app stop hello --env prod"
+    assert calls[-1] == "app stop hello --yes --env prod"
     deployed = sorted(c.split()[-3] for c in calls if c.startswith("deploy"))
     assert deployed == ["embeddings", "handled"]
     assert not [c for c in calls if "stop" in c and "hello" not in c]
@@ -161,7 +162,7 @@ def test_plan_gates_a_merge(repo: Repo) -> None:
     assert cheap.exit_code == 0, cheap.output
     costly = runner.invoke(app, ["plan", "specs", "--base", "v1", "--fail-on", "cost-increase>50%"])
     assert costly.exit_code == 1
-    assert "estimated cost up" in costly.output and "(limit 50%)" in costly.output
+    assert "estimated cost up" in costly.output and "(gate cost-increase>50%)" in costly.output
     repo.write("specs/hello.yaml", HELLO.replace("name: hello", "name: hello2"))
     renamed = runner.invoke(app, ["plan", "specs", "--base", "v1", "--fail-on", "renamed-app"])
     assert renamed.exit_code == 1

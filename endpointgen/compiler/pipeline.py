@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -117,10 +117,11 @@ def defines(path: str | Path, env: str) -> bool:
         return False
 
 
-def environment_used(paths: list[Path], env: str | None) -> None:
+def environment_used(paths: list[Path], env: str | None, known: Sequence[str] = ()) -> None:
     """Commands over several specs: `--env` must name an environment one of them defines
-    (a typo would otherwise deploy every base quietly)."""
-    if env is None or any(defines(p, env) for p in paths):
+    (a typo would otherwise deploy every base quietly), or one of `known` (the GitOps
+    config's environments, where a spec without an overlay deploys its base)."""
+    if env is None or env in known or any(defines(p, env) for p in paths):
         return
     if len(paths) == 1:
         try:
@@ -194,10 +195,14 @@ def build(
     env: str | None = None,
     base_if_missing: bool = False,
     pin: Callable[[Spec, Path], dict[str, str]] | None = None,
+    suffix: str = "",
 ) -> Built:
     """The built module of the spec at `path`. `pin` (`revisions.resolve`) gives the
-    commits to load for Hub models without a `revision`; without it they stay unset."""
+    commits to load for Hub models without a `revision`; without it they stay unset.
+    `suffix` is added to the app's name (a preview: its own app, Dicts and module)."""
     doc, spec = load_spec(path, env, base_if_missing)
+    if suffix:
+        spec = spec.model_copy(update={"name": spec.name + suffix})
     resolved = pin(spec, Path(doc.file).parent) if pin is not None else None
     plan = make_plan(spec, doc.file, out_dir, resolved)
     return Built(spec, Path(out_dir) / f"{spec.module_name}.py", render(plan))

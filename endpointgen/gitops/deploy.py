@@ -1,12 +1,15 @@
 """Hand built modules to `modal deploy`, and make its failures one clear line.
 
 Every spec is built (and every problem reported) before anything deploys; then the apps
-deploy in the order given, and the first failure stops the rest, saying which went out.
+deploy in the order given, and the first failure stops the rest, saying which went out
+(with `keep_going`, each app deploys on its own). Apps whose spec was removed, and the
+old names of renamed apps, are stopped after the deploys, so a rename never leaves a gap.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -36,17 +39,27 @@ class Target:
 class StoppedDeploy(DeployError):
     """A deploy failed part-way: some apps went out, the failed one and the rest did not."""
 
-    def __init__(self, reason: str, deployed: list[str], failed: str, skipped: list[str]) -> None:
+    def __init__(
+        self,
+        reason: str,
+        deployed: list[str],
+        failed: str,
+        skipped: list[str],
+        kept_going: bool = False,
+    ) -> None:
         self.reason = reason
         self.deployed = deployed
         self.failed = failed
         self.skipped = skipped
+        self.kept_going = kept_going
         super().__init__(reason)
 
     @property
     def summary(self) -> list[str]:
         done = ", ".join(self.deployed) if self.deployed else "none"
         left = ", ".join([f"{self.failed} (failed)", *self.skipped])
+        if self.kept_going:  # every app was tried: some after the failure went out too
+            return [f"deployed: {done}", f"not deployed: {left}"]
         return [f"deployed before the failure: {done}", f"not deployed: {left}"]
 
 
@@ -94,7 +107,8 @@ def warm_all(
 
 
 def stop_command(app_name: str, modal_env: str | None = None) -> list[str]:
-    cmd = [*modal_cli(), "app", "stop", app_name]
+    """`modal app stop NAME --yes`: without `--yes` it asks, and aborts on a runner."""
+    cmd = [*modal_cli(), "app", "stop", app_name, "--yes"]
     if modal_env:
         cmd += ["--env", modal_env]
     return cmd
@@ -102,40 +116,87 @@ def stop_command(app_name: str, modal_env: str | None = None) -> list[str]:
 
 @dataclass(frozen=True)
 class Removed:
-    """An app this repository deployed from a spec that is gone since `base`."""
+    """An app this repository deployed from a spec that is gone since `base`, or the
+    old name of an app renamed since."""
 
     spec: str  # its path at base
     app: str
+    successor: str | None = None  # the app's new name, when it was renamed
+
+    @property
+    def reason(self) -> str:
+        if self.successor is None:
+            return f"its spec {self.spec} was removed"
+        return f"{self.spec} renamed it to {self.successor}"
 
 
-def removed_apps(folders: Sequence[Path], base: str, env: str | None = None) -> list[Removed]:
-    """Apps whose spec was under one of `folders` at `base` and is not now: the removed
-    specs of `plan`, which pairs a spec moved under the same app name with its move.
+def removed_apps(
+    folders: Sequence[Path], base: str, env: str | None = None, known: Sequence[str] = ()
+) -> list[Removed]:
+    """Apps whose spec was under one of `folders` at `base` and is not now (the removed
+    specs of `plan`, which pairs a spec moved under the same app name with its move), and
+    the names at `base` of the apps renamed since.
 
-    Only apps named by a spec this repository held (and that built there) are returned:
-    nothing else is ever stopped.
+    Only apps named by a spec this repository held (and that built there) are returned,
+    and never one that a spec names now: nothing else is ever stopped.
     """
-    from endpointgen.gitops import gitplan
+    from endpointgen.gitops import gitplan, workspace
+    from endpointgen.gitops.gitref import declared_name
 
-    return [
-        Removed(plan.file, plan.app)
+    named_now = {
+        declared_name(spec.read_text(encoding="utf-8", errors="replace"))
         for folder in folders
-        for plan in gitplan.plan_folder(folder, base, env)
-        if plan.status == "removed" and plan.cost_before is not None  # built at base
-    ]
+        for spec in workspace.find_specs(folder)
+    }
+    found: dict[str, Removed] = {}
+    for folder in folders:
+        for plan in gitplan.plan_folder(folder, base, env, known):
+            if plan.status == "removed" and plan.cost_before is not None:  # built at base
+                found.setdefault(plan.app, Removed(plan.file, plan.app))
+            elif plan.renamed and plan.app_before is not None:
+                gone = Removed(plan.file, plan.app_before, plan.app)
+                found.setdefault(plan.app_before, gone)
+    return [gone for name, gone in found.items() if name not in named_now]
+
+
+# What `modal app stop` says of an app that is not running: stopping it is already done
+# (a run retried after a partial failure stops what the last one stopped).
+_ALREADY_STOPPED = re.compile(r"App is already stopped|No App with name '[^']*' found")
+
+
+def named_apps(
+    specs: Sequence[Path], env: str | None, changed_since: str | None = None
+) -> dict[str, Path]:
+    """App name -> spec, for spec files and folders of specs (only those that change
+    against `changed_since`, when given): what `endpointgen stop` may stop."""
+    from endpointgen.gitops import gitplan, workspace
+
+    files = [f for s in specs for f in (workspace.find_specs(s) if s.is_dir() else [s])]
+    if changed_since is not None:
+        moving = {Path(p.file).resolve() for p in gitplan.plan_paths(list(specs), changed_since)}
+        files = [f for f in files if f.resolve() in moving]
+    return {pipeline.load_spec(f, env, base_if_missing=True)[1].name: f for f in files}
 
 
 def stop_all(
-    removed: Sequence[Removed], modal_env: str | None, say: Callable[[str], None] = print
+    removed: Sequence[Removed],
+    modal_env: str | None,
+    say: Callable[[str], None] = print,
+    why: str | None = None,
 ) -> list[str]:
-    """`modal app stop` each; every one is tried. Returns those that could not be stopped."""
+    """`modal app stop` each; every one is tried, and one that is already stopped (or
+    was never deployed there) counts as stopped. Returns those that could not be stopped."""
     failed = []
     for gone in removed:
         cmd = stop_command(gone.app, modal_env)
-        say(f"running: {shlex.join(cmd)}  (its spec {gone.spec} was removed)")
+        say(f"running: {shlex.join(cmd)}  ({why or gone.reason})")
         try:
-            run(cmd, say)
+            run(cmd, say, what="modal app stop")
         except DeployError as exc:
+            printed = " ".join(getattr(exc, "output", [str(exc)]))
+            if _ALREADY_STOPPED.search(" ".join(printed.split())):
+                say(f"{gone.app} is not running (already stopped)")
+                continue
             say(f"could not stop {gone.app}: {exc}")
             failed.append(gone.app)
     return failed
@@ -149,13 +210,18 @@ def prepare(
     write: bool = True,
     pin: bool = False,
     say: Callable[[str], None] = print,
+    known: Sequence[str] = (),
+    suffix: str = "",
 ) -> list[Target]:
     """Build every spec into `out` (nothing written with `write=False`: a dry run); a
     SpecError with all their problems before any deploys. `pin`: Hub models without a
-    `revision` load the commit their `main` is now (`revisions.resolve`)."""
+    `revision` load the commit their `main` is now (`revisions.resolve`). `known`: the
+    environments that exist though no spec given has an overlay for them. `suffix` is
+    added to each app's name (previews)."""
     from endpointgen.compiler import revisions
 
-    pipeline.environment_used(list(specs), env)
+    if specs:
+        pipeline.environment_used(list(specs), env, known)
     problems: list[Problem] = []
     built: list[tuple[Path, pipeline.Built]] = []
 
@@ -168,7 +234,7 @@ def prepare(
     for spec in specs:
         try:
             build = pipeline.build(
-                spec, out, env, base_if_missing=True, pin=pinned if pin else None
+                spec, out, env, base_if_missing=True, pin=pinned if pin else None, suffix=suffix
             )
             built.append((spec, build))
         except SpecError as exc:
@@ -193,34 +259,59 @@ def prepare(
     return targets
 
 
+SUFFIX = re.compile(r"-[a-z0-9][a-z0-9-]{0,19}")
+
+
+def summary_markdown(targets: Sequence[Target], deployed: dict[str, list[str]]) -> str:
+    """The deployed apps and the URLs Modal gave them, for a pull request's comment."""
+    lines = ["| app | spec | URLs |", "| --- | --- | --- |"]
+    for target in targets:
+        if target.app in deployed:
+            urls = "<br>".join(deployed[target.app]) or "(no web endpoint)"
+        else:
+            urls = "**not deployed** (see the job log)"
+        lines.append(f"| `{target.app}` | `{target.spec.as_posix()}` | {urls} |")
+    if not targets:
+        return "No app changed: nothing was deployed.\n"
+    return "\n".join(lines) + "\n"
+
+
+# The web endpoints `modal deploy` prints: `Created web function web => https://...`.
+_URL = re.compile(r"https://[\w.-]+\.modal\.run[^\s\x1b]*")
+
+
 def deploy_all(
     targets: Sequence[Target], say: Callable[[str], None] = print, keep_going: bool = False
-) -> list[str]:
+) -> dict[str, list[str]]:
     """Deploy in order; StoppedDeploy at the first failure, or, with `keep_going`, after
-    trying every app (each on its own). Returns the apps deployed."""
-    done: list[str] = []
+    trying every app (each on its own). Returns the apps deployed, in order, each with the
+    web URLs Modal printed for it."""
+    done: dict[str, list[str]] = {}
     failed: list[tuple[str, str]] = []
     for i, target in enumerate(targets):
         say(f"running: {target.shell}")
         try:
-            run(target.command, say)
+            lines = run(target.command, say)
         except DeployError as exc:
             if not keep_going:
                 rest = [t.app for t in targets[i + 1 :]]
-                raise StoppedDeploy(str(exc), done, target.app, rest) from None
+                raise StoppedDeploy(str(exc), list(done), target.app, rest) from None
             say(f"{target.app}: {exc}")
             failed.append((target.app, str(exc)))
             continue
-        done.append(target.app)
+        done[target.app] = list(dict.fromkeys(u for line in lines for u in _URL.findall(line)))
         say(f"deployed {target.app}")
     if failed:
-        others = [app for app, _ in failed[1:]]
-        raise StoppedDeploy(failed[0][1], done, failed[0][0], [f"{a} (failed)" for a in others])
+        others = [f"{app} (failed)" for app, _ in failed[1:]]
+        raise StoppedDeploy(failed[0][1], list(done), failed[0][0], others, kept_going=True)
     return done
 
 
-def run(cmd: list[str], say: Callable[[str], None] = print, what: str = "modal deploy") -> None:
-    """Run a `modal` command, echoing its output as it comes; DeployError when it fails."""
+def run(
+    cmd: list[str], say: Callable[[str], None] = print, what: str = "modal deploy"
+) -> list[str]:
+    """Run a `modal` command, echoing its output as it comes; DeployError when it fails.
+    Returns the lines it printed."""
     lines: list[str] = []
     try:
         proc = subprocess.Popen(
@@ -240,7 +331,16 @@ def run(cmd: list[str], say: Callable[[str], None] = print, what: str = "modal d
         lines.append(line)
         say(line)
     if proc.wait() != 0:
-        raise DeployError(f"{what} failed: {_reason(lines)}")
+        raise CommandFailed(f"{what} failed: {_reason(lines)}", lines)
+    return lines
+
+
+class CommandFailed(DeployError):
+    """A `modal` command exited non-zero; `output` is everything it printed."""
+
+    def __init__(self, reason: str, output: list[str]) -> None:
+        super().__init__(reason)
+        self.output = output
 
 
 def _reason(lines: list[str]) -> str:

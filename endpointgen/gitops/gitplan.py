@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -33,9 +34,17 @@ class SpecPlan:
     cost_before: prices.Cost | None
     cost_after: prices.Cost | None
     notes: list[str] = field(default_factory=list)
+    app_before: str | None = None  # the app's name at `base`, when it built there
+
+    @property
+    def renamed(self) -> bool:
+        before = self.app_before
+        return before is not None and self.status != "removed" and before != self.app
 
 
-def plan_spec(path: Path, base: str = "HEAD", env: str | None = None) -> SpecPlan:
+def plan_spec(
+    path: Path, base: str = "HEAD", env: str | None = None, known: Sequence[str] = ()
+) -> SpecPlan:
     """One spec file (present now, or deleted since `base`) against its text at `base`."""
     repo = _repo(path)
     commit = repo.commit(base)
@@ -44,12 +53,14 @@ def plan_spec(path: Path, base: str = "HEAD", env: str | None = None) -> SpecPla
     if old_text is None and not path.is_file():
         raise UsageError(f"{path}: no such file, here or at {base}")
     if path.is_file():
-        pipeline.environment_used([path], env)
+        pipeline.environment_used([path], env, known)
     plan = _plan(path, str(path), base, old_text, env)
     return _with_code(plan, repo, commit, path) if path.is_file() else plan
 
 
-def plan_folder(folder: Path, base: str = "HEAD", env: str | None = None) -> list[SpecPlan]:
+def plan_folder(
+    folder: Path, base: str = "HEAD", env: str | None = None, known: Sequence[str] = ()
+) -> list[SpecPlan]:
     """Every spec under `folder` that changes against `base`: its text, or the code and
     files it ships (handlers, loaders, folders), or the module endpointgen builds from it.
     Added and deleted specs too; a spec moved (`git mv`) under the same app name is one
@@ -58,7 +69,7 @@ def plan_folder(folder: Path, base: str = "HEAD", env: str | None = None) -> lis
     commit = repo.commit(base)
     prefix = repo.relative(folder)
     now, then = repo.specs_now(prefix), repo.specs_at(commit, prefix)
-    pipeline.environment_used([repo.root / rel for rel in sorted(now)], env)
+    pipeline.environment_used([repo.root / rel for rel in sorted(now)], env, known)
 
     def shown(rel: str) -> str:
         return str(folder / PurePosixPath(rel).relative_to(prefix) if prefix != "." else rel)
@@ -109,12 +120,18 @@ def plan_environments(path: Path, left: str, right: str) -> SpecPlan:
     )
 
 
-def plan_paths(paths: list[Path], base: str, env: str | None = None) -> list[SpecPlan]:
+def plan_paths(
+    paths: list[Path], base: str, env: str | None = None, known: Sequence[str] = ()
+) -> list[SpecPlan]:
     """The plans of specs and folders of specs that change against `base` (added or
     changed, shipped files included; removed ones are not deployable)."""
     plans: list[SpecPlan] = []
     for path in paths:
-        found = plan_folder(path, base, env) if path.is_dir() else [plan_spec(path, base, env)]
+        found = (
+            plan_folder(path, base, env, known)
+            if path.is_dir()
+            else [plan_spec(path, base, env, known)]
+        )
         plans += [p for p in found if p.status in ("added", "changed")]
     return plans
 
@@ -228,6 +245,11 @@ def _plan(
             why = f"{len(exc.problems)} problem(s)" if isinstance(exc, SpecError) else str(exc)
             notes.append(f"at {base} the spec did not build ({why}); compared as a new app")
     diff = compare(old, new)
+    if old and new and not quiet and not (diff.changes or diff.warnings):
+        from endpointgen.compiler.render import render
+
+        if render(old.plan) != render(new.plan):  # what the plan does not list: a body, ...
+            diff.changes.append(Change("code", "built module", "changed"))
     if new is not None and not quiet:
         notes += advice(new)
     either = new or old
@@ -256,6 +278,7 @@ def _plan(
         cost_before=old.cost if old else None,
         cost_after=new.cost if new else None,
         notes=notes,
+        app_before=old.spec.name if old else None,
     )
 
 
@@ -325,29 +348,42 @@ def _side(text: str, path: Path, label: str, env: str | None) -> Side:
 GATES = ("warning", "public-route", "removed-app", "renamed-app", "cost-increase>N%")
 
 
-def gate_failures(plans: list[SpecPlan], gates: str) -> list[str]:
-    """Why these plans fail `--fail-on` (comma-separated `GATES`); empty when they pass."""
-    named = [g.strip() for g in gates.split(",") if g.strip()]
+def check_gates(named: list[str]) -> None:
+    """A UsageError for the first name that is not one of `GATES`."""
     for gate in named:
         if gate not in GATES[:4] and not re.fullmatch(r"cost-increase>\d+(\.\d+)?%", gate):
-            raise UsageError(f"--fail-on: unknown gate '{gate}' (gates: {', '.join(GATES)})")
+            raise UsageError(f"unknown gate '{gate}'")
+
+
+def gate_failures(plans: list[SpecPlan], gates: str | Sequence[str]) -> list[str]:
+    """Why these plans fail `--fail-on` (`GATES`, a list or comma-separated); empty when
+    they pass. Each reason starts with its gate: `removed-app: specs/x.yaml: ...`."""
+    named = [g.strip() for g in (gates.split(",") if isinstance(gates, str) else gates)]
+    named = [g for g in named if g]
+    try:
+        check_gates(named)
+    except UsageError as exc:
+        raise UsageError(f"--fail-on: {exc} (gates: {', '.join(GATES)})") from None
     out = []
     for gate in named:
         percent = re.fullmatch(r"cost-increase>(\d+(?:\.\d+)?)%", gate)
         for plan in plans:
             warnings = " ".join(plan.warnings)
+            met = None
             if gate == "warning" and plan.warnings:
-                out.append(f"{plan.file}: {len(plan.warnings)} warning(s)")
+                met = f"{len(plan.warnings)} warning(s)"
             elif gate == "public-route" and ("public" in warnings or "auth turned off" in warnings):
-                out.append(f"{plan.file}: a route becomes public")
+                met = "a route becomes public"
             elif gate == "removed-app" and plan.status == "removed":
-                out.append(f"{plan.file}: app '{plan.app}' is removed")
-            elif gate == "renamed-app" and "app renamed" in warnings:
-                out.append(f"{plan.file}: app '{plan.app}' is renamed")
+                met = f"app '{plan.app}' is removed"
+            elif gate == "renamed-app" and plan.renamed:
+                met = f"app '{plan.app_before}' is renamed to '{plan.app}'"
             elif percent:
                 grew = cost_growth(plan)
                 if grew is not None and grew > float(percent.group(1)):
-                    out.append(f"{plan.file}: estimated cost up {grew:.0f}% (limit {gate[14:]})")
+                    met = f"estimated cost up {grew:.0f}%"
+            if met:
+                out.append(f"{plan.file}: {met} (gate {gate})")
     return out
 
 

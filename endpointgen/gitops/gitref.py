@@ -19,15 +19,22 @@ SPEC_SUFFIXES = (".yaml", ".yml")
 
 def is_spec(text: str) -> bool:
     """Whether a YAML file under a specs folder is an endpointgen spec, so folder
-    commands skip data files and handler config kept beside the specs.
+    commands skip data files, handler config and other tools' YAML kept beside the specs.
 
     A spec is a mapping with `routes:` (every spec has them), or with `name:` and one of
-    `version:`, `model:` or `models:`. A file that is not valid YAML counts as a spec,
-    so that `validate` shows what is wrong with it rather than skipping it.
+    `version:`, `model:` or `models:`. Tags YAML does not define (`!Ref`, `!include`,
+    `!!python/...`) are read as plain values for this look. A stream of several
+    documents (`---` between them, as Kubernetes manifests) is a spec only when one of
+    its documents looks like one, and a file with a YAML syntax error counts as a spec:
+    either way `validate` then says what is wrong with it rather than skipping it.
     """
-    parsed, data = _peek(text)
-    if not parsed:
+    docs = _documents(text)
+    if docs is None:
         return True
+    return any(_looks_like_spec(doc) for doc in docs)
+
+
+def _looks_like_spec(data: Any) -> bool:
     if not isinstance(data, dict):
         return False
     return "routes" in data or ("name" in data and bool({"version", "model", "models"} & set(data)))
@@ -35,19 +42,52 @@ def is_spec(text: str) -> bool:
 
 def declared_name(text: str) -> str | None:
     """The `name:` a spec's text gives, read without validating the rest (None if none)."""
-    _, data = _peek(text)
-    name = data.get("name") if isinstance(data, dict) else None
+    docs = _documents(text) or []
+    data = next((d for d in docs if isinstance(d, dict)), None)
+    name = data.get("name") if data is not None else None
     return name if isinstance(name, str) else None
 
 
-def _peek(text: str) -> tuple[bool, Any]:
-    """(whether `text` is YAML, what it holds): a quick look, positions not kept."""
+def _documents(text: str) -> list[Any] | None:
+    """What each YAML document in `text` holds, other tools' tags read as plain values;
+    None when `text` is not YAML. A quick look: positions are not kept."""
     import yaml
 
     try:
-        return True, yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        return False, None
+        return list(yaml.load_all(text, Loader=_lenient_loader()))
+    except (yaml.YAMLError, TypeError, ValueError):
+        return None
+
+
+@functools.cache
+def _lenient_loader() -> Any:
+    """YAML's safe loader, reading a tag it does not know as the plain value it tags."""
+    import yaml
+
+    def plain(loader: Any, _suffix: str, node: Any) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node)
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node)
+        return loader.construct_scalar(node)
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    lenient: Any = type("LenientLoader", (base,), {})
+    lenient.add_multi_constructor("", plain)
+    return lenient
+
+
+def in_hidden_folder(path: Path) -> bool:
+    """Whether `path` lies in a hidden folder (`.github/`, `.venv/`), as folder commands
+    see it: an absolute path is read relative to the working directory (one outside it
+    is not hidden)."""
+    parts = path.parts
+    if path.is_absolute():
+        try:
+            parts = path.relative_to(Path.cwd()).parts
+        except ValueError:
+            parts = ()
+    return any(p.startswith(".") and p not in (".", "..") for p in parts[:-1])
 
 
 @dataclass(frozen=True)
@@ -100,20 +140,22 @@ class Repo:
         return _files_at(self.root, commit)
 
     def specs_at(self, commit: str, folder: str) -> set[str]:
-        """Spec files (YAML that `is_spec`) under `folder` at `commit`."""
+        """Spec files (YAML that `is_spec`, not in a hidden folder) under `folder` at
+        `commit`."""
         done = _git(self.root, "ls-tree", "-r", "-z", "--name-only", commit, "--", folder)
-        found = {p for p in done.stdout.split("\0") if p.endswith(SPEC_SUFFIXES)}
+        found = {p for p in done.stdout.split("\0") if _listed(folder, p)}
         return {p for p in found if is_spec(self.show(commit, p) or "")}
 
     def specs_now(self, folder: str) -> set[str]:
-        """Spec files under `folder` in the working tree: tracked or new, not ignored."""
+        """Spec files under `folder` in the working tree: tracked or new, not ignored,
+        not in a hidden folder."""
         done = _git(
             self.root, "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", folder
         )
         return {
             p
             for p in done.stdout.split("\0")
-            if p.endswith(SPEC_SUFFIXES)
+            if _listed(folder, p)
             and (self.root / p).is_file()
             and is_spec((self.root / p).read_text(encoding="utf-8", errors="replace"))
         }
@@ -132,6 +174,17 @@ def repo_of(path: Path) -> Repo | None:
     if done.returncode != 0:
         return None
     return Repo(Path(done.stdout.strip()).resolve())
+
+
+def _listed(folder: str, rel: str) -> bool:
+    """Whether `rel` (from the repository root) may be a spec of `folder`: a YAML file
+    not in a hidden folder below `folder`, as `check` finds them."""
+    if not rel.endswith(SPEC_SUFFIXES):
+        return False
+    inner = PurePosixPath(rel)
+    if folder != "." and inner.is_relative_to(folder):
+        inner = inner.relative_to(folder)
+    return not any(part.startswith(".") for part in inner.parts[:-1])
 
 
 @functools.cache

@@ -6,6 +6,7 @@ import json
 from typing import Literal
 
 from endpointgen.gitops import prices
+from endpointgen.gitops.diff import Change
 from endpointgen.gitops.gitplan import NOTHING, SpecPlan
 from endpointgen.gitops.prices import Cost, money
 from endpointgen.tables import markdown_table, md, text_table
@@ -31,6 +32,19 @@ def headline(plan: SpecPlan) -> str:
     return f"{plan.file}: app '{plan.app}' {plan.status} against {plan.base}"
 
 
+def change_text(change: Change) -> str:
+    """One change as a line of the plan. A change with no before or after value (a
+    handler file edited) reads `file specs/handlers/run.py changed`; a missing side of
+    an otherwise valued change reads `unset`, never `None`."""
+    if change.kind != "changed":
+        return change.text
+    if change.before is None and change.after is None:
+        return f"{change.what} changed"
+    before = "unset" if change.before is None else change.before
+    after = "unset" if change.after is None else change.after
+    return f"{change.what}: {before} -> {after}"
+
+
 def as_table(plans: list[SpecPlan], base: str, where: str = "") -> str:
     if not plans:
         return f"no spec under {where or '.'} changed against {base}\n"
@@ -39,7 +53,7 @@ def as_table(plans: list[SpecPlan], base: str, where: str = "") -> str:
         lines = [headline(plan), *plan.warnings, *(f"note: {n}" for n in plan.notes)]
         text = "\n".join(lines) + "\n"
         if plan.changes:
-            rows = [[c.area, c.text] for c in plan.changes]
+            rows = [[c.area, change_text(c)] for c in plan.changes]
             text += "\n" + text_table(["area", "change"], rows, indent="  ")
         text += "\n" + text_table(*_cost_rows(plan), indent="  ")
         parts.append(text)
@@ -58,7 +72,7 @@ def as_markdown(plans: list[SpecPlan], base: str, where: str = "") -> str:
         if plan.notes:
             out.append("")
         if plan.changes:
-            rows = [[c.area, c.text] for c in plan.changes]
+            rows = [[c.area, change_text(c)] for c in plan.changes]
             out += [markdown_table(["area", "change"], rows)]
         out += [markdown_table(*_cost_rows(plan))]
     out += [f"_{md(prices.NOTE)}_", ""]

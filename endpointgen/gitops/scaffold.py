@@ -18,6 +18,7 @@ from endpointgen import __version__
 from endpointgen.compiler import pipeline
 from endpointgen.compiler.render import templates_dir
 from endpointgen.errors import UsageError
+from endpointgen.gitops import config, install
 from endpointgen.spec import json_schema
 
 TASKS = ("text-generation", "text-classification", "embeddings")
@@ -47,13 +48,19 @@ def init(
     root: Path = Path("."),
     branch: str = "main",
     environments: tuple[str, ...] = DEFAULT_ENVIRONMENTS,
+    previews: bool = False,
 ) -> Scaffold:
     """Write specs/NAME.yaml (+ schema, built module, and the workflow with `gitops`).
 
     With `gitops`, the spec gets an (empty) overlay per environment, and the workflow
     plans and deploys each into the Modal environment of the same name; `prod` deploys
-    only behind the GitHub environment `prod`, after the one before it.
+    only behind the GitHub environment `prod`, after the one before it. The workflow's
+    settings (environments, merge gates) go in .endpointgen/gitops.yaml. `previews`: pull
+    requests deploy their changed apps into the first environment, under names ending
+    in -pr-<number>.
     """
+    if previews and not gitops:
+        raise UsageError("--previews is part of --gitops: give both")
     for env in environments:
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", env):
             raise UsageError(
@@ -71,7 +78,7 @@ def init(
     spec_path = root / SPECS_DIR / f"{name}.yaml"
     module_path = root / BUILD_DIR / f"{name.replace('-', '_')}.py"
     schema_path = root / SCHEMA_FILE
-    gitops_files = [root / WORKFLOW_FILE, root / REQUIREMENTS_FILE]
+    gitops_files = [root / WORKFLOW_FILE, root / REQUIREMENTS_FILE, root / config.FILE]
     targets = [spec_path, module_path] + (gitops_files if gitops else [])
     existing = [str(p) for p in targets if p.exists()]
     if existing:
@@ -111,10 +118,17 @@ def init(
                 requirements=REQUIREMENTS_FILE,
                 environments=list(environments),
                 gated=[env for env in environments if env == "prod"],
+                config=config.FILE,
+                record=config.DEFAULT_RECORD,
+                previews=previews,
             )
         )
         _write(root / WORKFLOW_FILE, workflow, done)
-        _write(root / REQUIREMENTS_FILE, requirements(), done)
+        _write(root / config.FILE, config.render(environments), done)
+        pinned = install.pin(root)  # the requirement, and the wheel it names if vendored
+        for rel, data in pinned.files.items():
+            _write_bytes(root / rel, data, done)
+        _write(root / REQUIREMENTS_FILE, pinned.text, done)
     shown = spec_path.as_posix()
     done.next_steps = [
         f"modal secret create {name}-auth API_KEYS=<a long random key>",
@@ -122,57 +136,36 @@ def init(
         f"endpointgen deploy {shown}",
     ]
     if gitops:
-        done.next_steps.append(
-            "add MODAL_TOKEN_ID and MODAL_TOKEN_SECRET to the repository's Actions secrets, "
-            f"then commit {SPECS_DIR}/, {BUILD_DIR}/, schema/ and .github/"
-        )
+        gated = [env for env in environments if env == "prod"]
+        reviewers = f", and required reviewers to {', '.join(gated)}" if gated else ""
+        done.next_steps += [
+            f"create the GitHub environments {', '.join(environments)} (Settings > "
+            "Environments); add MODAL_TOKEN_ID and MODAL_TOKEN_SECRET to each as environment "
+            f"secrets, not repository secrets{reviewers}",
+            f"commit {SPECS_DIR}/, {BUILD_DIR}/, schema/, .github/, .endpointgen/ and "
+            f"{REQUIREMENTS_FILE}",
+        ]
     return done
-
-
-def requirements() -> str:
-    """What the workflow installs: exactly the endpointgen this repository uses. A
-    release from an index, or, for a build from source, the source it came from."""
-    from importlib import metadata
-
-    pin = f"endpointgen=={__version__}"
-    try:
-        direct = metadata.distribution("endpointgen").read_text("direct_url.json")
-    except metadata.PackageNotFoundError:
-        direct = None
-    if direct:
-        origin = json.loads(direct)
-        url, vcs = origin.get("url", ""), origin.get("vcs_info")
-        if vcs and url:
-            pin = f"endpointgen @ git+{url}@{vcs.get('commit_id', '')}"
-        elif url.startswith("file://") and (source := _git_source(url[len("file://") :])):
-            pin = f"endpointgen @ {source}"
-        elif url.startswith("file://"):
-            pin = (
-                f"# endpointgen {__version__} is installed here from a local folder ({url});\n"
-                f"# publish it, or point this at its repository: endpointgen @ git+https://...\n"
-                f"endpointgen=={__version__}"
-            )
-    return (
-        f"# The endpointgen the workflow installs: keep it the version that built build/.\n{pin}\n"
-    )
-
-
-def _git_source(folder: str) -> str | None:
-    """`git+<origin>@<commit>` for a checkout with a remote, so CI installs that commit."""
-    import subprocess
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", "-C", folder, *args], capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    remote, commit = git("remote", "get-url", "origin"), git("rev-parse", "HEAD")
-    return f"git+{remote}@{commit}" if remote and commit else None
 
 
 def _write(path: Path, text: str, done: Scaffold) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("x", encoding="utf-8", newline="\n") as f:  # "x": never overwrite
         f.write(text)
+    done.written.append(path)
+
+
+def _write_bytes(path: Path, data: bytes, done: Scaffold) -> None:
+    """`_write` for a file's bytes; the same bytes already there are kept."""
+    if path.is_file() and path.read_bytes() == data:
+        done.kept.append(path)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with path.open("xb") as f:  # "x": never overwrite
+            f.write(data)
+    except FileExistsError:
+        raise UsageError(f"will not overwrite existing file: {path}; move it") from None
     done.written.append(path)
 
 
