@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 # tests run the very versions a built module's image installs.
 CONSTRAINTS := $(VENV)/constraints.txt
 
-.PHONY: install demo test lint lock golden schema models bench clean
+.PHONY: install demo test test-fast lint lock golden schema models bench clean
 
 $(BIN)/endpointgen: pyproject.toml endpointgen/runtime/lock.py
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ demo: models ## build specs/gpt2.yaml, then serve real embeddings locally, offli
 
 test: models ## the whole suite, as CI runs it
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-fast: models ## the suite without its `slow` tests (servers, real models): under a minute
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 lint: install ## ruff and mypy; the runtime that built modules import is checked --strict
 	$(BIN)/ruff check endpointgen tests bench

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from endpointgen import __version__, console
+from endpointgen import __version__, commands
 from endpointgen.errors import EndpointgenError, SpecError
 from endpointgen.local import BODY_WITHIN, HEAD_WITHIN
 
@@ -64,11 +64,11 @@ def _user_errors() -> Iterator[None]:
 
 
 def _fail(message: str) -> None:
-    console.fail(message)
+    commands.fail(message)
 
 
 def _ok(message: str) -> None:
-    console.say(message, "green")
+    commands.say(message, "green")
 
 
 def _version(value: bool) -> None:
@@ -101,8 +101,8 @@ def validate(
     """Check specs, every environment overlay included; one line per problem, exit 1 if any.
     Warnings (what a valid spec does on Modal that may surprise) are printed too."""
     if only_specs:
-        specs = console.only_specs(specs)
-    status = console.validate(specs)
+        specs = commands.only_specs(specs)
+    status = commands.validate(specs)
     if status:
         raise typer.Exit(status)
 
@@ -120,7 +120,7 @@ def build(
     ] = False,
 ) -> None:
     """Write one Modal app module per spec: OUT/<name>.py, the same bytes for the same spec."""
-    status = console.build(specs, out, env, check)
+    status = commands.build(specs, out, env, check)
     if status:
         raise typer.Exit(status)
 
@@ -724,27 +724,10 @@ def schema(
 def main() -> None:
     """The typer app: every command, and `validate`/`build` when `console.main` hands
     them over (help, unusual options)."""
-    console.no_plugin_scan()
+    commands.no_plugin_scan()
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug of ours, not the user's mistake: one line, not a trace
-        sys.exit(crashed(exc))
-
-
-def crashed(exc: Exception) -> int:
-    """Keep the traceback in a file for the bug report; say where, in one line."""
-    import tempfile
-    import traceback
-
-    with tempfile.NamedTemporaryFile(
-        "w", prefix="endpointgen-crash-", suffix=".txt", delete=False
-    ) as report:
-        traceback.print_exception(exc, file=report)
-    typer.echo(
-        f"endpointgen: internal error ({type(exc).__name__}: {exc}); this is a bug in "
-        f"endpointgen, please report it with {report.name}",
-        err=True,
-    )
-    return 70  # EX_SOFTWARE
+        sys.exit(commands.crashed(exc))

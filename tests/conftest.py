@@ -84,6 +84,20 @@ def minilm() -> Path:
     return minilm_dir()
 
 
+# A fixture named tiny_* makes a real model (those above, and those of single test files),
+# and `minilm` loads one. A test that uses one, directly or through another fixture, is
+# marked `slow` here, so `make test-fast` leaves it out even where the test lacks the mark.
+# Tests that start a server carry the mark in their own file.
+def makes_a_model(fixture: str) -> bool:
+    return fixture.startswith("tiny_") or fixture == "minilm"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(makes_a_model(name) for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def write_spec(folder: Path, spec: dict[str, Any] | str, name: str = "spec.yaml") -> Path:
     """Write a spec (a dict, or YAML text) to `folder/name`."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 
 from endpointgen.local.serve import load_app
 
+pytestmark = pytest.mark.slow
+
 ORIGIN = "https://example.com"
 AUTH = {"Authorization": "Bearer key-one"}
 

@@ -13,6 +13,8 @@ import pytest
 from conftest import build_and_import, write_spec
 from fastapi.testclient import TestClient
 
+pytestmark = pytest.mark.slow
+
 KEY = {"X-API-Key": "key-one"}
 
 

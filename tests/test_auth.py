@@ -29,6 +29,8 @@ from endpointgen.errors import SpecError
 from endpointgen.local.serve import load_app
 from endpointgen.runtime import auth as runtime_auth
 
+pytestmark = pytest.mark.slow
+
 KEYS = ["key-one", "key-two"]
 BODY = {"prompt": "Hello", "max_tokens": 1}
 AUDIENCE = "endpointgen-tests"

@@ -16,6 +16,8 @@ from conftest import GOLDEN, ROOT, SPECS, import_file, write_spec
 from endpointgen import __version__
 from endpointgen.compiler import pipeline
 from endpointgen.errors import SpecError
+from endpointgen.spec import WebhookRoute
+from endpointgen.spec.models import job_of
 
 SPEC_FILES = sorted(SPECS.glob("*.yaml"))
 REMOVED_MODAL_NAMES = (
@@ -48,6 +50,7 @@ def test_every_spec_has_a_golden_record_and_no_strays() -> None:
     assert {p.name for p in GOLDEN.glob("*.py")} == expected
 
 
+@pytest.mark.slow
 def test_same_bytes_twice_and_across_hash_seeds(tmp_path: Path) -> None:
     spec = SPECS / "gpt2.yaml"
     assert _built(spec, tmp_path).source == _built(spec, tmp_path).source
@@ -177,7 +180,7 @@ def test_modal_reads_back_the_spec_settings(
         {
             *s.secrets,
             *([s.auth.secret] if s.auth.secret else []),
-            *(r.secret for r in s.routes if r.secret),
+            *(r.secret for r in s.routes if isinstance(r, WebhookRoute) and r.secret),
             *([s.jobs.callbacks.secret] if s.jobs.callbacks and s.jobs.callbacks.secret else []),
         }
     )
@@ -193,7 +196,7 @@ def test_modal_reads_back_the_spec_settings(
         assert info.concurrency_info.max_inputs == s.scaling.max_inputs
     if hasattr(module, "Server"):
         # A job route's jobs run in the model's class too (tests/test_jobs.py).
-        assert info.method_names == ["web", *(["job"] if any(r.job for r in s.routes) else [])]
+        assert info.method_names == ["web", *(["job"] if any(job_of(r) for r in s.routes) else [])]
     settings = cls_settings[0]  # the model's class, or the app's one web function
     for key in ("min_containers", "max_containers", "buffer_containers", "scaledown_window"):
         assert settings.get(key) == getattr(s.scaling, key)
@@ -219,6 +222,7 @@ def test_gpu_fallback_list_and_counts_reach_modal(tmp_path: Path) -> None:
     assert info.timeout == 900
 
 
+@pytest.mark.slow
 def test_importing_a_built_module_loads_no_model(tmp_path: Path) -> None:
     built = pipeline.build(SPECS / "gpt2.yaml", tmp_path)
     built.path.write_text(built.source)

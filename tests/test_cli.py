@@ -125,6 +125,7 @@ def test_deploy_dry_run_runs_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [], "a dry run writes nothing"
 
 
+@pytest.mark.slow
 def test_deploy_without_a_modal_token_fails_clearly(tmp_path: Path) -> None:
     started = time.monotonic()
     result = run_cli("deploy", GPT2, "-o", str(tmp_path / "out"), env=no_modal_token(tmp_path))
@@ -175,6 +176,7 @@ def test_validate_and_build_do_not_import_heavy_modules(entry: str) -> None:
     assert out.stdout.strip().splitlines()[-1] == expected
 
 
+@pytest.mark.slow
 def test_validate_and_build_say_the_same_with_and_without_typer(tmp_path: Path) -> None:
     """`validate` and `build` run without typer for plain invocations, and through typer
     otherwise (or with ENDPOINTGEN_NO_QUICK=1): every invocation prints the same and exits

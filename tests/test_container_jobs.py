@@ -20,6 +20,8 @@ from modal_container import Cloud, Container
 from endpointgen.compiler import pipeline
 from endpointgen.runtime import tasks
 
+pytestmark = pytest.mark.slow
+
 KEY = "key-one"
 HEADERS = {"X-API-Key": KEY}
 PROMPT = {"prompt": "Hello", "max_tokens": 2}

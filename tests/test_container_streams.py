@@ -24,6 +24,8 @@ from endpointgen.compiler import pipeline
 from endpointgen.local.serve import load_app
 from endpointgen.runtime import tasks
 
+pytestmark = pytest.mark.slow
+
 KEY = "key-one"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 TOKEN_PAUSE = 0.02  # seconds the model container's generation takes per token, here

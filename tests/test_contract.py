@@ -39,6 +39,7 @@ HOOK = {
 }
 
 
+@pytest.mark.slow
 def test_examples_pass_for_specs_in_the_repo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("API_KEYS", "key-one")
     with_examples = [p for p in sorted(SPECS.glob("*.yaml")) if "examples:" in p.read_text()]
@@ -84,6 +85,7 @@ def test_examples_against_a_live_url(tmp_path: Path) -> None:
     assert [bool(o.problems) for o in outcomes] == [False, True, False, True]
 
 
+@pytest.mark.slow
 def test_the_test_command_as_a_real_process(tmp_path: Path) -> None:
     import os
     import subprocess

@@ -16,6 +16,8 @@ from conftest import SPECS, write_spec
 from PIL import Image
 from test_serve import Server
 
+pytestmark = pytest.mark.slow
+
 KEY = {"X-API-Key": "key-one"}
 
 
@@ -81,7 +83,7 @@ def test_detections_are_the_pipelines(server: Server, detector: Path) -> None:
 
 def test_what_is_not_an_image_is_refused(server: Server) -> None:
     """docs/spec.md, Routes without a model (`object-detection`): bytes that are no image
-    get 422, an image declaring more than `max_pixels` 413, another media type 415."""
+    get 422, an image declaring more than `max_upload_pixels` 413, another media type 415."""
     assert upload(server, b"not an image").status_code == 422
     huge = io.BytesIO()
     Image.new("1", (6000, 5000)).save(huge, "PNG")

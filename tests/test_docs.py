@@ -41,6 +41,7 @@ def console_blocks() -> list[list[tuple[str, list[str]]]]:
     return blocks
 
 
+@pytest.mark.slow
 def test_the_first_block_works_as_shown(tmp_path: Path) -> None:
     """validate, build, serve (its spec builds), and `deploy --env prod` (dry run: no token)."""
     (first,) = [b for b in console_blocks() if b[0][0].startswith("endpointgen validate")]

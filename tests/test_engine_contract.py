@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from models import make_tiny_llama
 
-from endpointgen.runtime.engines import TextEngine, TextGenerator
 from endpointgen.runtime.tasks import GenerateRequest
+from endpointgen.runtime.text.interface import TextEngine
+from endpointgen.runtime.text.transformers import TextGenerator
 
 
 def gpu_and_vllm() -> str | None:
@@ -43,7 +44,7 @@ def engine(request: pytest.FixtureRequest, tiny_llama: Path) -> Iterator[TextEng
         why = gpu_and_vllm()
         if why:
             pytest.skip(why)
-        from endpointgen.runtime.vllm_engine import VllmGenerator
+        from endpointgen.runtime.text.vllm import VllmGenerator
 
         made = VllmGenerator(tiny_llama, None, "auto", gpu_memory_utilization=0.3)
         yield made

@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 
 from endpointgen.local.serve import load_app
 
+pytestmark = pytest.mark.slow
+
 ORIGIN = "https://example.com"
 KEY = "key-one"
 JWT_SECRET = "fuzz-jwt-secret-that-is-long-enough-for-hs256"

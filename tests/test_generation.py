@@ -1,5 +1,5 @@
 """Batched text generation: concurrent requests share forward passes, and each gets what
-it would have got alone (`endpointgen/runtime/generation.py`)."""
+it would have got alone (`endpointgen/runtime/text/batcher.py`)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from fastapi.testclient import TestClient
 from models import make_tiny_llama, make_tiny_t5
 
 from endpointgen.local.serve import load_app
-from endpointgen.runtime.engines import TextGenerator
 from endpointgen.runtime.tasks import GenerateRequest
+from endpointgen.runtime.text.transformers import TextGenerator
+
+pytestmark = pytest.mark.slow
 
 AUTH = {"Authorization": "Bearer key-one"}
 PROMPTS = [

@@ -166,6 +166,7 @@ def no_modal_token(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_no_modal_token_stops_at_the_first_spec_with_modals_reason(tmp_path: Path) -> None:
     started = time.monotonic()
     result = run_cli(
@@ -226,6 +227,7 @@ def test_check_of_an_empty_or_missing_folder_fails(tmp_path: Path) -> None:
     assert missing.exit_code == 1 and "no such folder" in missing.output
 
 
+@pytest.mark.slow
 def test_check_of_this_repositorys_specs_as_a_real_process(tmp_path: Path) -> None:
     specs = [str(p) for p in sorted(SPECS.rglob("*.y*ml"))]
     assert run_cli("build", *specs, "-o", str(tmp_path)).returncode == 0
@@ -422,6 +424,7 @@ def test_the_workflow_is_valid_for_github(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_gitops_workflow_steps_run_as_written(tmp_path: Path) -> None:
     """The pull-request job's own commands, run by bash in a clone with an `origin`."""
     project = tmp_path / "project"
@@ -461,6 +464,7 @@ def test_gitops_workflow_steps_run_as_written(tmp_path: Path) -> None:
 # --- pre-commit ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pre_commit_hook_runs_endpointgen_validate(tmp_path: Path) -> None:
     """The hook's entry runs as pre-commit runs it: from the repository root, on every
     file its `files:` pattern matches. YAML that `check` skips (data, a Kubernetes

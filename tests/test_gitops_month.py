@@ -28,6 +28,8 @@ import yaml
 
 from endpointgen.gitops import config, workspace
 
+pytestmark = pytest.mark.slow
+
 BIN = Path(sys.executable).parent
 
 STAND_IN = """\

@@ -217,6 +217,7 @@ def serve_once(spec: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_serve_exits_1_naming_a_handler_that_raises_at_import(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, HANDLER_SPEC)
     (tmp_path / "handler.py").write_text(RAISES_AT_IMPORT)
@@ -228,6 +229,7 @@ def test_serve_exits_1_naming_a_handler_that_raises_at_import(tmp_path: Path) ->
     assert "serving" not in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_serve_exits_1_naming_a_handler_whose_import_fails(tmp_path: Path) -> None:
     spec = write_spec(tmp_path, HANDLER_SPEC)
     (tmp_path / "handler.py").write_text(
@@ -368,6 +370,7 @@ def test_failing_loader_makes_health_503(loaded: Path, source: str, error: str) 
         assert r.status_code == 503 and "Traceback" not in r.text
 
 
+@pytest.mark.slow
 def test_sse_from_a_plain_generator_sends_each_event_as_it_is_yielded(tmp_path: Path) -> None:
     """docs/spec.md, Routes without a model (`response_type: sse`): a sync generator's
     events reach the client one by one, not all together at the end."""

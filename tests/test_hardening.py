@@ -50,6 +50,7 @@ def test_a_body_on_a_get_route_is_bounded_too(get_hook: TestClient) -> None:
     assert small.status_code == 401  # under the limit: the signature is what fails
 
 
+@pytest.mark.slow
 def test_serve_ignores_x_forwarded_for(tmp_path: Path) -> None:
     """Hardening 2: under `endpointgen serve`, a client on this machine cannot pose as
     many addresses with `X-Forwarded-For` to dodge a `key: ip` limit."""
@@ -298,6 +299,7 @@ def test_docs_are_public_for_an_app_without_auth(tmp_path: Path) -> None:
     assert TestClient(built.create_app()).get("/openapi.json").status_code == 200
 
 
+@pytest.mark.slow
 def test_serve_cuts_slow_headers_slow_bodies_and_idle_connections(tmp_path: Path) -> None:
     """Hardening 9: under `endpointgen serve`, a connection that sends nothing, headers a
     byte at a time, or a body that never ends is cut off (408 while no answer has begun),

@@ -21,6 +21,8 @@ from conftest import SPECS, write_spec
 from PIL import Image
 from test_serve import Server
 
+pytestmark = pytest.mark.slow
+
 KEY = {"X-API-Key": "key-one"}
 
 

@@ -22,6 +22,8 @@ from test_serve import Server, free_port
 
 from endpointgen.compiler import pipeline
 
+pytestmark = pytest.mark.slow
+
 REPO = "acme/private-classifier"
 TOKEN = "hf_test_token_4c1d"
 

@@ -122,8 +122,8 @@ def test_bad_requests_are_422_and_a_job_makes_the_same_image(server: Server) -> 
 
 
 def test_the_routes_ceilings_on_size_and_steps(server: Server) -> None:
-    """docs/spec.md, Limits (`max_pixels`, `max_steps`): a text-to-image route refuses a
-    width x height over `max_pixels` (default 1024x1024) and more steps than `max_steps`
+    """docs/spec.md, Limits (`max_image_pixels`, `max_steps`): a text-to-image route refuses
+    a width x height over `max_image_pixels` (default 1024x1024) and more steps than `max_steps`
     (default 50) with a 422 naming the field, before any model work; a route may raise
     them (the job route of specs/images.yaml allows 100 steps). A job route refuses at
     submit, not with a failed job."""
@@ -143,13 +143,13 @@ def test_the_routes_ceilings_on_size_and_steps(server: Server) -> None:
 
 
 def test_what_an_image_route_cannot_do_is_refused(tmp_path: Path) -> None:
-    """docs/spec.md, Routes (`generate`) and Limits (`max_pixels`, `max_steps`): on a
+    """docs/spec.md, Routes (`generate`) and Limits (`max_image_pixels`, `max_steps`): on a
     text-to-image model, `stream`, `max_tokens` and `batching` are refused, as is a
-    `max_pixels` under one 64x64 image or over one 2048x2048; on a text model the image
+    `max_image_pixels` under one 64x64 image or over one 2048x2048; on a text model the image
     ceilings are refused."""
     spec = yaml.safe_load((SPECS / "images.yaml").read_text())
-    spec["routes"][0] |= {"stream": True, "max_tokens": 10, "max_pixels": 4000}
-    spec["routes"][1] |= {"max_pixels": 2048 * 2048 + 1}
+    spec["routes"][0] |= {"stream": True, "max_tokens": 10, "max_image_pixels": 4000}
+    spec["routes"][1] |= {"max_image_pixels": 2048 * 2048 + 1}
     spec["batching"] = {"max_batch_size": 4}
     with pytest.raises(SpecError) as caught:
         pipeline.build(write_spec(tmp_path, spec), tmp_path / "out")
@@ -157,14 +157,14 @@ def test_what_an_image_route_cannot_do_is_refused(tmp_path: Path) -> None:
     assert "POST /images makes an image, which is not streamed" in text
     assert "`max_tokens` is not read by POST /images, which makes images" in text
     assert "a text-to-image model makes one image at a time" in text
-    assert "routes[0].max_pixels: must be at least 4096: the smallest image is 64x64" in text
-    assert "routes[1].max_pixels: must be at most 4194304: the largest image is" in text
+    assert "routes[0].max_image_pixels: must be at least 4096: the smallest image is 64x64" in text
+    assert "routes[1].max_image_pixels: must be at most 4194304: the largest image is" in text
     words = yaml.safe_load((SPECS / "gpt2.yaml").read_text())
-    words["routes"][0] |= {"max_pixels": 4096, "max_steps": 10}
+    words["routes"][0] |= {"max_image_pixels": 4096, "max_steps": 10}
     with pytest.raises(SpecError) as caught:
         pipeline.build(write_spec(tmp_path, words), tmp_path / "out")
     text = str(caught.value)
-    for key in ("max_pixels", "max_steps"):
+    for key in ("max_image_pixels", "max_steps"):
         assert f"`{key}` applies to a text-to-image model's generate routes; POST" in text
 
 

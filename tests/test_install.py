@@ -229,6 +229,7 @@ def test_a_checkout_in_a_subdirectory_names_it(tmp_path: Path, checkout: Path) -
     assert_fetchable(line)
 
 
+@pytest.mark.slow
 def test_a_checkout_pip_could_not_fetch_as_it_runs_is_vendored(
     tmp_path: Path, checkout: Path
 ) -> None:
@@ -350,6 +351,7 @@ def test_init_never_overwrites_a_vendored_wheel(tmp_path: Path) -> None:
     assert theirs.read_bytes() == b"theirs"
 
 
+@pytest.mark.slow
 def test_init_gitops_requirements_install_on_a_clean_runner(tmp_path: Path) -> None:
     """docs/spec.md, GitOps: what `init --gitops` writes installs with pip from the
     repository alone (no index), and that copy builds what this one builds."""

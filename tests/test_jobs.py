@@ -119,6 +119,7 @@ def poll_until_done(http_client: httpx.Client, url: str, timeout: float = 20) ->
     raise AssertionError(f"{url} not done in {timeout}s")
 
 
+@pytest.mark.slow
 def test_a_job_is_submitted_polled_and_answers_the_routes_own_body(
     served: tuple[Server, Path],
 ) -> None:
@@ -141,6 +142,7 @@ def test_a_job_is_submitted_polled_and_answers_the_routes_own_body(
     assert done["expires_at"] == pytest.approx(done["finished_at"] + 2, abs=0.01)
 
 
+@pytest.mark.slow
 def test_prefer_wait_answers_the_result_itself_when_the_job_ends_in_time(
     served: tuple[Server, Path],
 ) -> None:
@@ -159,6 +161,7 @@ def test_prefer_wait_answers_the_result_itself_when_the_job_ends_in_time(
         assert c.delete(late.headers["location"]).status_code == 200
 
 
+@pytest.mark.slow
 def test_cancelling_a_running_job_stops_its_work(served: tuple[Server, Path]) -> None:
     """docs/spec.md, Jobs (`DELETE <path>/jobs/<id>`): cancels the job, whose work stops;
     cancelling it again is a 409."""
@@ -181,6 +184,7 @@ def test_cancelling_a_running_job_stops_its_work(served: tuple[Server, Path]) ->
         assert again.status_code == 409 and again.json()["error"] == "job already cancelled"
 
 
+@pytest.mark.slow
 def test_only_the_submitting_key_sees_or_cancels_a_job(served: tuple[Server, Path]) -> None:
     """docs/spec.md, Jobs (`job`): another credential gets 404 for a job, as for an id
     that never existed; no key at all gets 401."""
@@ -195,6 +199,7 @@ def test_only_the_submitting_key_sees_or_cancels_a_job(served: tuple[Server, Pat
         assert poll_until_done(mine, url)["status"] == "succeeded"
 
 
+@pytest.mark.slow
 def test_an_expired_result_answers_410_then_404(served: tuple[Server, Path]) -> None:
     """docs/spec.md, Jobs (`job`): a finished job is kept `ttl` seconds; after that its id
     answers 410 once, then 404."""
@@ -208,6 +213,7 @@ def test_an_expired_result_answers_410_then_404(served: tuple[Server, Path]) -> 
         assert c.get(url).status_code == 404
 
 
+@pytest.mark.slow
 def test_a_failing_job_reports_the_mapped_error_and_no_internals(
     served: tuple[Server, Path],
 ) -> None:
@@ -234,6 +240,7 @@ def test_a_failing_job_reports_the_mapped_error_and_no_internals(
         assert invalid.status_code == 422 and invalid.json()["detail"][0]["loc"] == ["body", "how"]
 
 
+@pytest.mark.slow
 def test_a_hundred_concurrent_submissions_are_each_run_once(served: tuple[Server, Path]) -> None:
     """docs/spec.md, Jobs (`jobs.concurrency`): 100 jobs submitted at once get 100 ids,
     at most `concurrency` run at once while the rest wait `pending`, and each one runs its
@@ -287,6 +294,7 @@ class Receiver:
         self.server.shutdown()
 
 
+@pytest.mark.slow
 def test_a_callback_is_signed_as_a_generic_webhook_verifies_and_retried(
     served: tuple[Server, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -450,7 +458,7 @@ def test_a_job_is_a_post_model_action_or_handler_with_one_answer(tmp_path: Path)
     with pytest.raises(SpecError) as caught:
         pipeline.build(write_spec(tmp_path / "b", spec), tmp_path / "b-out")
     text = str(caught.value)
-    assert "a job runs generate, classify, embed, rerank, handler routes, not health" in text
+    assert "`job` applies to classify, embed, generate, handler, rerank routes, not health" in text
 
 
 def test_endpointgen_test_waits_for_a_job_and_judges_its_answer(
@@ -698,6 +706,7 @@ class Answering:
         self.server.server_close()
 
 
+@pytest.mark.slow
 def test_a_malformed_prefer_wait_is_ignored_and_the_job_id_returned(
     hardened: tuple[Server, Path],
 ) -> None:
@@ -727,6 +736,7 @@ def test_a_malformed_prefer_wait_is_ignored_and_the_job_id_returned(
         "http://127.0.0.1:99999999999999999999/",
     ],
 )
+@pytest.mark.slow
 def test_a_callback_url_that_cannot_be_parsed_is_a_422(
     hardened: tuple[Server, Path], url: str
 ) -> None:
@@ -745,6 +755,7 @@ def test_a_callback_url_that_cannot_be_parsed_is_a_422(
     assert "Traceback" not in answer.text
 
 
+@pytest.mark.slow
 def test_a_cancelled_thread_job_keeps_its_slot_until_it_returns(
     hardened: tuple[Server, Path],
 ) -> None:
@@ -777,6 +788,7 @@ def test_a_cancelled_thread_job_keeps_its_slot_until_it_returns(
         assert poll_until_done(c, after.headers["location"])["status"] == "succeeded"
 
 
+@pytest.mark.slow
 def test_the_pending_queue_is_bounded_by_count_and_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -816,6 +828,7 @@ def test_the_pending_queue_is_bounded_by_count_and_bytes(
             c.delete(f"/slow/jobs/{record.id}")
 
 
+@pytest.mark.slow
 def test_the_spec_sets_how_many_jobs_may_wait(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -844,6 +857,7 @@ def test_the_spec_sets_how_many_jobs_may_wait(
             c.delete(answer.headers["location"])
 
 
+@pytest.mark.slow
 def test_a_job_is_only_served_under_its_own_route(hardened: tuple[Server, Path]) -> None:
     """Hardening 27.5: a job submitted to /slow was readable and cancellable at
     /blocking/jobs/<id>; another route's job is as unknown as none (404)."""
@@ -856,6 +870,7 @@ def test_a_job_is_only_served_under_its_own_route(hardened: tuple[Server, Path])
         assert poll_until_done(c, f"/slow/jobs/{job}")["status"] == "succeeded"
 
 
+@pytest.mark.slow
 def test_a_callback_reads_at_most_a_little_of_the_receivers_answer(
     hardened: tuple[Server, Path],
 ) -> None:
@@ -880,6 +895,7 @@ def test_a_callback_reads_at_most_a_little_of_the_receivers_answer(
 @pytest.mark.parametrize(
     "host", ["64:ff9b::7f00:1", "64:ff9b::a00:1", "::7f00:1", "::a00:1", "::ffff:7f00:1"]
 )
+@pytest.mark.slow
 def test_nat64_and_ipv4_compatible_callback_addresses_are_private(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
 ) -> None:
@@ -899,6 +915,7 @@ def test_nat64_and_ipv4_compatible_callback_addresses_are_private(
     assert problem["msg"] == f"callback_url's host {host} is a private address"
 
 
+@pytest.mark.slow
 def test_a_callback_connects_to_the_address_that_was_checked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -204,6 +204,7 @@ def test_batch_sizes_and_queue_depth(tmp_path: Path) -> None:
     assert value(grew, "endpointgen_queue_depth", model="org/batched") == 0
 
 
+@pytest.mark.slow
 def test_queue_depth_counts_the_model_calls_waiting_or_running(tmp_path: Path) -> None:
     """docs/spec.md, Metrics (`endpointgen_queue_depth`): a gauge per model of the calls
     waiting or running, a batcher's queue included: up while requests wait on a slow

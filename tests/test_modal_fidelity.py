@@ -274,7 +274,7 @@ def test_a_model_in_the_hub_cache_loads_offline(
 ) -> None:
     """Once the app's Volume holds the whole model, new containers ask the Hub nothing; a
     config without its weights (a download cut short) is not the model."""
-    from endpointgen.runtime.engines import hub_cached
+    from endpointgen.runtime.engine import hub_cached
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     import huggingface_hub.constants
@@ -294,6 +294,7 @@ def test_a_model_in_the_hub_cache_loads_offline(
     assert not hub_cached(str(tmp_path), None), "a local folder is not the Hub"
 
 
+@pytest.mark.slow
 def test_a_revision_picks_that_version_of_a_hub_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -128,7 +128,7 @@ def served(
         # ceilings keep the valid ones it sends to the smallest images (64x64, 2 steps).
         for route in data["routes"]:
             if route["action"] == "generate":
-                route |= {"max_pixels": 4096, "max_steps": 2}
+                route |= {"max_image_pixels": 4096, "max_steps": 2}
     spec = write_spec(folder, data, name=request.param.name)
     auth = data.get("auth", {})
     headers = {}
@@ -151,6 +151,7 @@ def _openapi_cli(spec: Path, *args: str) -> dict[str, Any]:
     return doc
 
 
+@pytest.mark.slow
 def test_openapi_is_valid_31_and_what_the_served_app_gives(served: Served) -> None:
     doc = _openapi_cli(served.spec)
     validate(doc)
@@ -235,6 +236,7 @@ def test_openapi_of_a_broken_spec_is_one_line_per_problem(tmp_path: Path) -> Non
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_openapi_as_a_real_process_loads_no_model() -> None:
     code = (
         "import sys\nfrom endpointgen.cli import main\n"
@@ -301,6 +303,7 @@ def _fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str], checks:
     fuzz()
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_errors_and_no_undocumented_answers(served: Served) -> None:
     with TestClient(served.app) as client:
         found = client.get("/openapi.json", headers=served.key(-1)).json()

@@ -436,6 +436,7 @@ def check_value(field: Field, value: str, allow_unicode: bool = False) -> None:
 
 
 @pytest.mark.parametrize("field", FIELDS, ids=[f.id for f in FIELDS])
+@pytest.mark.slow
 def test_any_string_in_a_field_is_data(field: Field) -> None:
     @SETTINGS
     @given(value=field.strategy, allow_unicode=st.booleans())

@@ -302,6 +302,7 @@ def test_429_carries_cors_headers_and_exposes_the_limit_headers(
         } <= exposed
 
 
+@pytest.mark.slow
 def test_a_new_window_admits_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_SECRET", HOOK_SECRET)
     app = build(tmp_path, hook_spec({"limit": "2/second", "key": "ip"})).create_app()

@@ -52,16 +52,29 @@ def built(spec: Path, out: Path) -> Path:
 
 @pytest.mark.parametrize("name", ["hello", "gpt2", "multi"])
 def test_the_image_carries_the_runtime_that_built_the_module(name: str, tmp_path: Path) -> None:
+    """Read by Modal's own mount code: the image adds every file of the runtime, the
+    package's `__init__.py` (the version `require` checks), and nothing else of
+    endpointgen: not the compiler, gitops, the CLI, templates or caches."""
     module = import_file(built(SPECS / f"{name}.yaml", tmp_path))
     images = [module.image, *([module.web_image] if hasattr(module, "web_image") else [])]
     for image in images:
         files = shipped_python(image)
-        for source in sorted((PACKAGE / "runtime").glob("*.py")):
-            remote = PurePosixPath("/root/endpointgen/runtime") / source.name
+        for source in sorted((PACKAGE / "runtime").rglob("*.py")):  # its packages too
+            remote = PurePosixPath("/root/endpointgen") / source.relative_to(PACKAGE).as_posix()
             assert files.get(remote) == source, f"{remote} is not shipped from {source}"
         assert files[PurePosixPath("/root/endpointgen/__init__.py")] == PACKAGE / "__init__.py"
+        ours = [r for r in files if r.parts[:3] == ("/", "root", "endpointgen")]
+        others = [
+            r.as_posix()
+            for r in ours
+            if r.as_posix() != "/root/endpointgen/__init__.py"
+            and (r.parts[3] != "runtime" or r.suffix != ".py" or "__pycache__" in r.parts)
+        ]
+        assert not others, f"the image ships more than the runtime: {others[:5]}"
+        assert len(ours) == 1 + len(list((PACKAGE / "runtime").rglob("*.py")))
 
 
+@pytest.mark.slow
 def test_a_container_serves_from_the_shipped_files_alone(tmp_path: Path) -> None:
     """The files the image adds, laid out as a container's /root, serve the app: the
     runtime imported is that copy, and nothing of the compiler comes with it."""
@@ -109,8 +122,13 @@ def test_a_module_refuses_a_runtime_of_another_version(tmp_path: Path) -> None:
     assert "rebuild it" in message and "pip install endpointgen==0.0.1" in message
 
 
+@pytest.mark.slow
 def test_the_runtime_imports_nothing_of_the_compiler() -> None:
-    modules = sorted(p.stem for p in (PACKAGE / "runtime").glob("*.py") if p.stem != "__init__")
+    found = (PACKAGE / "runtime").rglob("*.py")  # its packages (http/) and their modules
+    modules = sorted(
+        ".".join(p.relative_to(PACKAGE / "runtime").with_suffix("").parts) for p in found
+    )
+    modules = [m.removesuffix(".__init__") for m in modules if m != "__init__"]
     code = (
         "import sys\n"
         + "".join(f"import endpointgen.runtime.{m}\n" for m in modules)

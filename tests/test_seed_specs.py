@@ -1047,7 +1047,7 @@ def test_uploads_refuse_a_decompression_bomb_before_decoding(uploads: Server) ->
     assert "13000x13000 pixels" in r.json()["error"]
     assert took < 2, took
     assert max(latencies) < 0.5, latencies
-    # The route's own cap (`max_pixels: 24000000`), under the default of 40 MP.
+    # The route's own cap (`max_upload_pixels: 24000000`), under the default of 40 MP.
     r = upload(uploads, "/upload/image", "big.png", png_header(6001, 4000), "image/png")
     assert_error(r, 413)
     assert "at most 24000000 are accepted" in r.json()["error"]

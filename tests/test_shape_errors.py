@@ -56,29 +56,33 @@ CASES = [
     # --- a key on an action that does not read it ------------------------------------
     pytest.param(
         BASE + "    response: hi\n",
-        ["spec.yaml:11:15: routes[0].response: `response` applies to respond routes"],
+        ["spec.yaml:11:15: routes[0].response: `response` applies to respond routes, not generate"],
         id="response-on-generate",
     ),
     pytest.param(
         BASE + "    status: 201\n    params:\n      q: str\n",
         [
-            "spec.yaml:11:13: routes[0].status: `status` applies to respond routes",
+            "spec.yaml:11:13: routes[0].status: `status` applies to respond routes, not generate",
             "spec.yaml:13:7: routes[0].params: `params` applies to file, handler, respond, "
-            "upload routes",
+            "upload routes, not generate",
         ],
         id="status-and-params-on-generate",
     ),
     pytest.param(
         respond("    download_name: a.txt\n    max_rows: 5\n"),
         [
-            "spec.yaml:6:20: routes[0].download_name: `download_name` applies to file routes",
-            "spec.yaml:7:15: routes[0].max_rows: `max_rows` applies to upload routes",
+            "spec.yaml:6:20: routes[0].download_name: `download_name` applies to file routes, "
+            "not respond",
+            "spec.yaml:7:15: routes[0].max_rows: `max_rows` applies to upload routes, not respond",
         ],
         id="file-and-upload-keys-on-respond",
     ),
     pytest.param(
         respond("    handler: h.py:ok\n"),
-        ["spec.yaml:6:14: routes[0].handler: `handler` applies to handler, upload routes"],
+        [
+            "spec.yaml:6:14: routes[0].handler: `handler` applies to handler, upload routes, "
+            "not respond"
+        ],
         id="handler-on-respond",
     ),
     pytest.param(
@@ -86,19 +90,22 @@ CASES = [
         "    response_type: text\n",
         [
             "spec.yaml:6:20: routes[0].response_type: `response_type` applies to "
-            "handler, respond routes"
+            "handler, respond routes, not file"
         ],
         id="response-type-on-file",
     ),
     pytest.param(
         PLAIN + "  - path: /a\n    method: POST\n    action: upload\n    processor: csv\n"
         "    request:\n      a: str\n",
-        ["spec.yaml:8:7: routes[0].request: `request` applies to handler, respond routes"],
+        [
+            "spec.yaml:8:7: routes[0].request: `request` applies to handler, respond routes, "
+            "not upload"
+        ],
         id="request-on-upload",
     ),
     pytest.param(
         PLAIN + "  - path: /a\n    action: handler\n    handler: h.py:ok\n    status: 201\n",
-        ["spec.yaml:6:13: routes[0].status: `status` applies to respond routes"],
+        ["spec.yaml:6:13: routes[0].status: `status` applies to respond routes, not handler"],
         id="status-on-handler",
     ),
     # --- request bodies and respond --------------------------------------------------

@@ -17,6 +17,8 @@ import yaml
 from conftest import SPECS, write_spec
 from test_serve import Server
 
+pytestmark = pytest.mark.slow
+
 KEY = {"X-API-Key": "key-one"}
 FORMATS = [  # (soundfile format, subtype, media type)
     ("WAV", None, "audio/wav"),
@@ -70,7 +72,7 @@ def transcribe(
 
 def expected(oracle: Any, content: bytes, **options: Any) -> Any:
     """What the pipeline makes of the same file: decoded and resampled as the route does."""
-    from endpointgen.runtime.engines import read_audio
+    from endpointgen.runtime.engines.speech import read_audio
 
     return oracle({"raw": read_audio(content, 16000, 3600), "sampling_rate": 16000}, **options)
 

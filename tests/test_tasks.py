@@ -70,6 +70,7 @@ def cross_encoder_logits(path: Path, query: str, texts: list[str]) -> list[float
     return out
 
 
+@pytest.mark.slow
 def test_rerank_sorts_texts_by_the_cross_encoders_score(
     server: Server, models: dict[str, Path]
 ) -> None:
@@ -94,6 +95,7 @@ def test_rerank_sorts_texts_by_the_cross_encoders_score(
     assert best[0]["score"] == pytest.approx(logits[order[0]], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_zero_shot_scores_every_label_as_the_pipeline_does(
     server: Server, models: dict[str, Path]
 ) -> None:
@@ -127,11 +129,13 @@ def test_zero_shot_scores_every_label_as_the_pipeline_does(
         ({"labels": ["a"]}, "either `text` or `texts`"),
     ],
 )
+@pytest.mark.slow
 def test_zero_shot_mistakes_are_422s(server: Server, body: dict[str, Any], field: str) -> None:
     r = post(server, "/labels", body)
     assert r.status_code == 422 and field in r.text, r.text
 
 
+@pytest.mark.slow
 def test_entities_are_the_pipelines_grouped_spans(server: Server, models: dict[str, Path]) -> None:
     """docs/spec.md, Routes (`classify`): on a token-classification model, `classify`
     answers `entities`: typed spans with their score, text and character offsets, tokens of
@@ -151,6 +155,7 @@ def test_entities_are_the_pipelines_grouped_spans(server: Server, models: dict[s
         assert all(e["word"].strip() in text for e in got)
 
 
+@pytest.mark.slow
 def test_concurrent_requests_answer_as_they_would_alone(server: Server) -> None:
     """docs/spec.md, Top level (`batching`): the three models batch concurrent requests,
     and every answer equals the one the request gets alone."""
@@ -180,6 +185,7 @@ def _close(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+@pytest.mark.slow
 def test_openapi_documents_each_tasks_schemas(server: Server) -> None:
     doc = httpx.get(server.url + "/openapi.json", headers=KEY, timeout=30).json()
     schemas = doc["components"]["schemas"]
@@ -222,6 +228,7 @@ def png(color: str, size: tuple[int, int] = (40, 30)) -> bytes:
     return out.getvalue()
 
 
+@pytest.mark.slow
 def test_image_and_text_embeddings_share_one_space(tmp_path: Path, env_keys: list[str]) -> None:
     """docs/spec.md, Routes (`embed`): on an image-text-embeddings model (CLIP), `embed`
     gives texts' vectors and an `upload` with `processor: image-embeddings` an image's,
@@ -249,7 +256,7 @@ def test_image_and_text_embeddings_share_one_space(tmp_path: Path, env_keys: lis
                 "method": "POST",
                 "action": "upload",
                 "processor": "image-embeddings",
-                "max_pixels": 10_000,
+                "max_upload_pixels": 10_000,
             },
         ],
     }

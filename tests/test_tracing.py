@@ -20,6 +20,8 @@ from test_serve import Server
 
 from endpointgen.compiler import pipeline
 
+pytestmark = pytest.mark.slow
+
 SPEC: dict[str, Any] = {
     "name": "traced",
     "auth": {"mode": "api_key"},

@@ -7,11 +7,21 @@ from pathlib import Path
 
 from endpointgen.compiler import route_checks
 from endpointgen.compiler.loader import Document
-from endpointgen.compiler.route_checks import MODEL_PROCESSORS
+from endpointgen.compiler.route_checks import MODEL_PROCESSORS, pixels_key
 from endpointgen.errors import Loc, Problem
-from endpointgen.spec import Batching, Model, RateLimit, Scaling, Spec
+from endpointgen.spec import (
+    Batching,
+    GenerateRoute,
+    HandlerRoute,
+    Model,
+    RateLimit,
+    Scaling,
+    Spec,
+    UploadRoute,
+    WebhookRoute,
+)
 from endpointgen.spec.gpu import split as split_gpu
-from endpointgen.spec.models import Route
+from endpointgen.spec.models import Route, job_of
 
 # Each model action and the tasks it serves; `classify` answers as its model's task says.
 MODEL_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -20,13 +30,6 @@ MODEL_ACTIONS: dict[str, tuple[str, ...]] = {
     "embed": ("embeddings", "image-text-embeddings"),
     "rerank": ("rerank",),
 }
-_LIMIT_KEYS = {
-    "max_tokens": {"generate", "openai"},
-    "max_chars": {"generate", "classify", "embed", "rerank", "openai"},
-    "max_items": {"classify", "embed", "rerank", "openai"},
-    "max_steps": {"generate"},
-}
-_IMAGE_LIMITS = ("max_pixels", "max_steps")
 SMALLEST_IMAGE = 64 * 64  # the smallest width x height a text-to-image request may ask
 LARGEST_IMAGE = 2048 * 2048  # and the largest (tasks.ImageRequest)
 OPENAI_TASKS = ("text-generation", "embeddings")
@@ -35,6 +38,14 @@ _WEBHOOK_KEYS = ("provider", "secret", "env")
 
 def check(spec: Spec, doc: Document) -> list[Problem]:
     return list(_all(spec, doc))
+
+
+def local_model_dir(model_id: str, spec_dir: Path) -> Path | None:
+    """A model id is a local directory when it looks like a path or names one that exists."""
+    if model_id.startswith(("./", "../", "/", "~")) or model_id in (".", ".."):
+        return (spec_dir / Path(model_id).expanduser()).resolve()
+    candidate = spec_dir / model_id
+    return candidate.resolve() if candidate.is_dir() else None
 
 
 def route_auth(spec: Spec, route: Route) -> str:
@@ -107,7 +118,6 @@ def _batch_fits(
 
 def _weights(doc: Document, at: Loc, model: Model, spec_dir: Path) -> Iterator[Problem]:
     """`volume` and `path`: the weights on a Volume, `id` only the model's name."""
-    from endpointgen.compiler.plan import local_model_dir  # plan imports this module
 
     if model.path is not None and model.volume is None:
         yield doc.problem((*at, "path"), "`path` is a folder inside `volume`: set `volume` too")
@@ -215,7 +225,7 @@ def _all(spec: Spec, doc: Document) -> Iterator[Problem]:
             "list the origins instead",
         )
     batched = {*MODEL_ACTIONS, "openai"} & {r.action for r in spec.routes} or any(
-        r.processor in MODEL_PROCESSORS for r in spec.routes
+        isinstance(r, UploadRoute) and r.processor in MODEL_PROCESSORS for r in spec.routes
     )
     if spec.batching and not batched:
         yield doc.problem(
@@ -343,41 +353,9 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
             "with auth mode `proxy` Modal guards the whole app at its edge; "
             "a route cannot opt out with `auth: none`",
         )
-    if route.stream and route.action != "generate":
-        yield doc.problem((*here, "stream"), "`stream: true` applies to generate routes only")
-    if route.action == "generate" and model is not None and model.task == "text-to-image":
-        if route.stream:
-            yield doc.problem((*here, "stream"), f"{name} makes an image, which is not streamed")
-        if route.max_tokens is not None:
-            yield doc.problem(
-                (*here, "max_tokens"),
-                f"`max_tokens` is not read by {name}, which makes images",
-            )
-        if route.max_pixels is not None and route.max_pixels < SMALLEST_IMAGE:
-            yield doc.problem(
-                (*here, "max_pixels"),
-                f"must be at least {SMALLEST_IMAGE}: the smallest image is 64x64",
-            )
-        if route.max_pixels is not None and route.max_pixels > LARGEST_IMAGE:
-            yield doc.problem(
-                (*here, "max_pixels"),
-                f"must be at most {LARGEST_IMAGE}: the largest image is 2048x2048",
-            )
-    elif route.action == "generate" and model is not None:
-        for key in _IMAGE_LIMITS:
-            if getattr(route, key) is not None:
-                yield doc.problem(
-                    (*here, key),
-                    f"`{key}` applies to a text-to-image model's generate routes; "
-                    f"{name} makes text",
-                )
-    for key, actions in _LIMIT_KEYS.items():
-        if getattr(route, key) is not None and route.action not in actions:
-            yield doc.problem(
-                (*here, key),
-                f"`{key}` applies to {', '.join(sorted(actions))} routes, not {route.action}",
-            )
-    if route.action == "webhook":
+    if isinstance(route, GenerateRoute) and model is not None:
+        yield from _generate(doc, here, name, route, model)
+    if isinstance(route, WebhookRoute):
         for key in _WEBHOOK_KEYS:
             if getattr(route, key) is None:
                 yield doc.problem(here, f"webhook route {name} needs `{key}`", key=False)
@@ -390,10 +368,6 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
                 (*here, "signature"),
                 f"`signature` applies to provider generic; {route.provider} signs its own way",
             )
-    else:
-        for key in (*_WEBHOOK_KEYS, "signature", "tolerance"):
-            if getattr(route, key) is not None:
-                yield doc.problem((*here, key), f"`{key}` applies to webhook routes only")
     limit = effective_rate_limit(spec, route)
     if limit is not None and limit.key == "api_key" and route_auth(spec, route) == "none":
         yield doc.problem(
@@ -402,26 +376,51 @@ def _route(spec: Spec, doc: Document, i: int, route: Route) -> Iterator[Problem]
         )
 
 
-# What a job may run: a JSON request whose answer is one body (no stream, no upload).
-JOB_ACTIONS = ("generate", "classify", "embed", "rerank", "handler")
+def _generate(
+    doc: Document, here: Loc, name: str, route: GenerateRoute, model: Model
+) -> Iterator[Problem]:
+    """A generate route's keys, by what its model makes: an image or text."""
+    pixels = route.image_pixels
+    if model.task == "text-to-image":
+        if route.stream:
+            yield doc.problem((*here, "stream"), f"{name} makes an image, which is not streamed")
+        if route.max_tokens is not None:
+            yield doc.problem(
+                (*here, "max_tokens"),
+                f"`max_tokens` is not read by {name}, which makes images",
+            )
+        if pixels is not None and pixels < SMALLEST_IMAGE:
+            yield doc.problem(
+                (*here, pixels_key(route)),
+                f"must be at least {SMALLEST_IMAGE}: the smallest image is 64x64",
+            )
+        if pixels is not None and pixels > LARGEST_IMAGE:
+            yield doc.problem(
+                (*here, pixels_key(route)),
+                f"must be at most {LARGEST_IMAGE}: the largest image is 2048x2048",
+            )
+        return
+    for key, value in ((pixels_key(route), pixels), ("max_steps", route.max_steps)):
+        if value is not None:
+            yield doc.problem(
+                (*here, key),
+                f"`{key}` applies to a text-to-image model's generate routes; {name} makes text",
+            )
 
 
 def _jobs(spec: Spec, doc: Document) -> Iterator[Problem]:
     """`job:` on a POST model action or handler; `jobs:` only with a job route."""
-    jobs = [i for i, r in enumerate(spec.routes) if r.job is not None]
+    jobs = [i for i, r in enumerate(spec.routes) if job_of(r) is not None]
     for i in jobs:
         route = spec.routes[i]
         name = f"{route.method} {route.path}"
-        if route.action not in JOB_ACTIONS:
-            yield doc.problem(
-                ("routes", i, "job"),
-                f"{name}: a job runs {', '.join(JOB_ACTIONS)} routes, not {route.action}",
-            )
-        elif route.method != "POST":
+        streams = isinstance(route, GenerateRoute) and route.stream
+        streams |= isinstance(route, HandlerRoute) and route.response_type in ("stream", "sse")
+        if route.method != "POST":
             yield doc.problem(
                 ("routes", i, "method"), f"{name}: a job route is submitted with POST"
             )
-        elif route.stream or route.response_type in ("stream", "sse"):
+        elif streams:
             yield doc.problem(
                 ("routes", i, "job"),
                 f"{name}: a job keeps one answer; it cannot stream (drop `stream` or `job`)",
@@ -518,7 +517,11 @@ def _secrets_in_plain_sight(spec: Spec, doc: Document) -> Iterator[Problem]:
     names: list[tuple[Loc, str]] = [(("secrets", i), s) for i, s in enumerate(spec.secrets)]
     if spec.auth.secret:
         names.append((("auth", "secret"), spec.auth.secret))
-    names += [(("routes", i, "secret"), r.secret) for i, r in enumerate(spec.routes) if r.secret]
+    names += [
+        (("routes", i, "secret"), r.secret)
+        for i, r in enumerate(spec.routes)
+        if isinstance(r, WebhookRoute) and r.secret
+    ]
     for loc, name in names:
         if looks_like_a_credential(name):
             yield doc.problem(

@@ -166,7 +166,11 @@ class _Builder:
         for path, name in self.scope.shipped.items():
             method = ".add_local_dir" if path in dirs else ".add_local_file"
             local.append(call(method, f"{name}.local", f"{name}.remote"))
-        local.append(call(".add_local_python_source", literal("endpointgen")))
+        # The runtime only: the compiler, gitops and the CLI stay where the module is built.
+        source = call(
+            ".add_local_python_source", literal("endpointgen"), ignore="runtime.not_shipped"
+        )
+        local.append(source)
         env = [call(".env", literal(plan.env))] if plan.env else []
         # Each step installs the spec's packages and, pinned from the lock, all they pull in.
         pinned = call("runtime.locked", *map(literal, plan.packages))

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from endpointgen.compiler import checks, loader
+from endpointgen.compiler.checks import local_model_dir
 from endpointgen.compiler.loader import Document
-from endpointgen.compiler.plan import local_model_dir, make_plan, name_problems
+from endpointgen.compiler.plan import make_plan, name_problems
 from endpointgen.compiler.render import render
 from endpointgen.errors import Loc, Problem, SpecError, UsageError
-from endpointgen.spec import Model, Spec, parse
-from endpointgen.spec.errors import UNKNOWN_KEY
+from endpointgen.spec import GenerateRoute, Model, Spec, UploadRoute, parse
+from endpointgen.spec.errors import refuses_a_key
+from endpointgen.spec.models import NEW_PIXELS, OLD_PIXELS
 
 DEFAULT_OUT = "build"
 
@@ -46,11 +48,12 @@ def _validated(doc: Document) -> Spec:
 
 def _rules_despite(doc: Document, problems: list[Problem]) -> list[Problem]:
     """The rule checks too, so one run reports both kinds, when every schema problem is
-    an unknown key: run on the spec with those keys taken out. A wrong value is not taken
-    out: the rules would then complain of its absence, which would mislead."""
+    a refused key (unknown, or another action's): run on the spec with those keys taken
+    out. A wrong value is not taken out: the rules would then complain of its absence,
+    which would mislead."""
     data = copy.deepcopy(doc.data)
     for problem in problems:
-        if not problem.message.startswith(UNKNOWN_KEY) or not _drop(data, problem.loc):
+        if not refuses_a_key(problem) or not _drop(data, problem.loc):
             return []
     try:
         lenient = replace(doc, data=data)
@@ -178,6 +181,17 @@ def warnings(path: str | Path) -> list[Problem]:
                         "`main`; pin a revision to deploy what was tested",
                     )
                 )
+    for i, route in enumerate(spec.routes):
+        if isinstance(route, GenerateRoute | UploadRoute) and OLD_PIXELS in route.model_fields_set:
+            new = NEW_PIXELS[route.action]
+            out.append(
+                doc.problem(
+                    ("routes", i, OLD_PIXELS),
+                    f"warning: `{OLD_PIXELS}` is the old name of `{new}` on {route.action} "
+                    "routes; rename it",
+                    key=True,
+                )
+            )
     return out
 
 

@@ -9,14 +9,32 @@ from typing import Any
 
 from endpointgen import __version__
 from endpointgen.compiler import shapes
-from endpointgen.compiler.checks import MODEL_ACTIONS, effective_rate_limit, route_auth
+from endpointgen.compiler.checks import (
+    effective_rate_limit,
+    local_model_dir,
+    route_auth,
+)
 from endpointgen.compiler.loader import Document
 from endpointgen.compiler.shapes import relative
 from endpointgen.errors import Problem
 from endpointgen.runtime import lock, lock_vllm
-from endpointgen.spec import Batching, Model, RateLimit, Route, Scaling, Spec
+from endpointgen.spec import (
+    Batching,
+    ClassifyRoute,
+    EmbedRoute,
+    GenerateRoute,
+    Model,
+    OpenAIRoute,
+    RateLimit,
+    RerankRoute,
+    Route,
+    Scaling,
+    Spec,
+    UploadRoute,
+    WebhookRoute,
+)
 from endpointgen.spec.gpu import split as split_gpu
-from endpointgen.spec.models import NamedModel, Vllm
+from endpointgen.spec.models import NamedModel, Vllm, job_of
 
 # Packages the generated app installs in its Modal image. Pinned to the versions the
 # test suite runs the generated code against, so a deploy runs what was tested.
@@ -203,7 +221,7 @@ def make_plan(
     models = [
         _named_model(name, m, spec_path.parent, out, shipped, resolved) for name, m in named.items()
     ]
-    jobs = spec.jobs.model_dump() if any(r.job for r in spec.routes) else None
+    jobs = spec.jobs.model_dump() if any(job_of(r) for r in spec.routes) else None
     if jobs is not None:  # a job's model call may run as long as the job
         for m in models:
             m["timeout"] = max(m["timeout"] or 0, jobs["timeout"])
@@ -434,7 +452,7 @@ def _secret_keys(spec: Spec, auth: dict[str, Any]) -> dict[str, list[str]]:
     if spec.auth.secret:
         keys.setdefault(spec.auth.secret, set()).add(auth["env"])
     for route in spec.routes:
-        if route.secret and route.env:
+        if isinstance(route, WebhookRoute) and route.secret and route.env:
             keys.setdefault(route.secret, set()).add(route.env)
     for limit in _rate_limits(spec):
         if limit.secret:
@@ -448,14 +466,6 @@ def _secret_keys(spec: Spec, auth: dict[str, Any]) -> dict[str, list[str]]:
 def _rate_limits(spec: Spec) -> list[RateLimit]:
     routes = [r.rate_limit for r in spec.routes if isinstance(r.rate_limit, RateLimit)]
     return ([spec.rate_limit] if spec.rate_limit else []) + routes
-
-
-def local_model_dir(model_id: str, spec_dir: Path) -> Path | None:
-    """A model id is a local directory when it looks like a path or names one that exists."""
-    if model_id.startswith(("./", "../", "/", "~")) or model_id in (".", ".."):
-        return (spec_dir / Path(model_id).expanduser()).resolve()
-    candidate = spec_dir / model_id
-    return candidate.resolve() if candidate.is_dir() else None
 
 
 def auth_settings(spec: Spec) -> dict[str, Any]:
@@ -542,21 +552,22 @@ def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
         "model": model_of(spec, route),
     }
     model = spec.model_for(route)
-    if route.action == "generate" and model is not None and model.task == "text-to-image":
-        out["max_pixels"] = route.max_pixels or DEFAULT_MAX_PIXELS
+    if isinstance(route, GenerateRoute) and model is not None and model.task == "text-to-image":
+        out["max_image_pixels"] = route.image_pixels or DEFAULT_MAX_PIXELS
         out["max_steps"] = route.max_steps or DEFAULT_MAX_STEPS
-    elif route.action == "generate":
+    elif isinstance(route, GenerateRoute):
         out["stream"] = route.stream
         out["max_tokens"] = route.max_tokens or DEFAULT_MAX_TOKENS
-    if route.action == "openai":
+    if isinstance(route, OpenAIRoute):
         out["max_tokens"] = route.max_tokens or DEFAULT_MAX_TOKENS
-    if route.action in MODEL_ACTIONS or route.action == "openai":
+    if isinstance(route, GenerateRoute | ClassifyRoute | EmbedRoute | RerankRoute | OpenAIRoute):
         out["max_chars"] = route.max_chars or DEFAULT_MAX_CHARS
-    if route.action in ("classify", "embed", "rerank", "openai"):
+    if isinstance(route, ClassifyRoute | EmbedRoute | RerankRoute | OpenAIRoute):
         out["max_items"] = route.max_items or DEFAULT_MAX_ITEMS
-    if route.action == "webhook":
+    if isinstance(route, WebhookRoute):
         out["webhook"] = _webhook(route)
-    out["job"] = route.job.model_dump() if route.job else None
+    job = job_of(route)
+    out["job"] = job.model_dump() if job else None
     return out
 
 
@@ -571,12 +582,12 @@ def model_of(spec: Spec, route: Route) -> str | None:
         return None
     if route.action in ("webhook", "respond", "file"):
         return None
-    if route.action == "upload" and route.processor == "csv":
+    if isinstance(route, UploadRoute) and route.processor == "csv":
         return None
     return SINGLE_MODEL
 
 
-def _webhook(route: Route) -> dict[str, Any]:
+def _webhook(route: WebhookRoute) -> dict[str, Any]:
     rule: dict[str, Any] = {
         "provider": route.provider,
         "env": route.env,

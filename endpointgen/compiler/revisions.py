@@ -26,7 +26,7 @@ TIMEOUT = 5.0  # seconds for the Hub to answer, per model
 
 def unpinned(spec: Spec, spec_dir: Path) -> list[str]:
     """The Hub ids of the spec's models without a `revision` (not local, not on a Volume)."""
-    from endpointgen.compiler.plan import local_model_dir
+    from endpointgen.compiler.checks import local_model_dir
 
     return sorted(
         {

@@ -1,5 +1,6 @@
-"""Rules for the route keys beyond model actions: which action reads which key, and that
-the files a spec names (handlers, loaders, folders) are there and usable."""
+"""Rules between a route's keys, beyond the keys its action takes (the spec's route
+classes say those), and that the files a spec names (handlers, loaders, folders) are
+there and usable."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from pathlib import Path
 from endpointgen.compiler.loader import Document
 from endpointgen.compiler.shapes import path_params
 from endpointgen.errors import Loc, Problem
-from endpointgen.spec import Route, Spec
+from endpointgen.spec import FileRoute, HandlerRoute, RespondRoute, Route, Spec, UploadRoute
+from endpointgen.spec.models import (
+    NEW_PIXELS,
+    OLD_PIXELS,
+    SHAPED_ROUTES,
+    GenerateRoute,
+    ShapedRoute,
+)
 
 # Upload processors that run the route's model on an image, and the task each needs.
 IMAGE_PROCESSORS = {
@@ -23,15 +31,6 @@ IMAGE_PROCESSORS = {
 # Upload processors that run the route's model, and the task each needs.
 MODEL_PROCESSORS = {**IMAGE_PROCESSORS, "speech-recognition": "automatic-speech-recognition"}
 
-# The keys each action reads, beyond those every route has.
-_KEYS = {
-    "respond": {"params", "request", "response", "response_type", "status"},
-    "handler": {"params", "request", "response_type", "handler", "media_type"},
-    "upload": {"params", "processor", "handler", "content_types", "max_rows", "max_pixels"},
-    "generate": {"max_pixels"},  # on a text-to-image model, checked in checks.py
-    "file": {"params", "folder", "volume", "download_name", "media_type"},
-}
-_SHAPE_KEYS = set().union(*_KEYS.values())
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _RESERVED = {"request_body", "file"}
 
@@ -61,7 +60,7 @@ def check(spec: Spec, doc: Document) -> Iterator[Problem]:
                 "model from a `handler` route, or drop `loader` to use the built-in "
                 f"{model.task} engine",
             )
-        elif route.action == "upload" and route.processor in MODEL_PROCESSORS:
+        elif isinstance(route, UploadRoute) and route.processor in MODEL_PROCESSORS:
             yield doc.problem(
                 ("routes", i, "processor"),
                 f"a model from a custom loader cannot run `processor: {route.processor}`: "
@@ -70,34 +69,49 @@ def check(spec: Spec, doc: Document) -> Iterator[Problem]:
 
 
 def _route(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
-    allowed = _KEYS.get(route.action, set())
-    for key in sorted(_SHAPE_KEYS - allowed):
-        value = getattr(route, key)
-        if value not in (None, {}, []):
-            actions = sorted(a for a, keys in _KEYS.items() if key in keys)
-            yield doc.problem((*here, key), f"`{key}` applies to {', '.join(actions)} routes")
-    yield from _params(doc, here, route)
-    if route.request is not None and route.method not in _BODY_METHODS:
-        yield doc.problem((*here, "request"), f"a {route.method} request has no body; use params")
-    if route.action == "respond" and "response" not in route.model_fields_set:
-        yield doc.problem(here, "a respond route needs `response`")
-    if route.action == "handler" and route.handler is None:
-        yield doc.problem(here, "a handler route needs `handler: file.py:function`")
-    if route.action == "handler" and route.media_type and route.response_type != "binary":
-        message = "`media_type` applies with `response_type: binary`"
-        yield doc.problem((*here, "media_type"), message)
-    if route.action == "respond" and route.response_type == "binary":
-        message = "a respond route answers JSON or text; binary answers come from a `handler`"
-        yield doc.problem((*here, "response_type"), message)
-    if route.action == "upload":
+    if isinstance(route, SHAPED_ROUTES):
+        yield from _params(doc, here, route)
+    if isinstance(route, RespondRoute | HandlerRoute):
+        if route.request is not None and route.method not in _BODY_METHODS:
+            message = f"a {route.method} request has no body; use params"
+            yield doc.problem((*here, "request"), message)
+    if isinstance(route, RespondRoute):
+        if "response" not in route.model_fields_set:
+            yield doc.problem(here, "a respond route needs `response`")
+        if route.response_type == "binary":
+            message = "a respond route answers JSON or text; binary answers come from a `handler`"
+            yield doc.problem((*here, "response_type"), message)
+    if isinstance(route, HandlerRoute):
+        if route.handler is None:
+            yield doc.problem(here, "a handler route needs `handler: file.py:function`")
+        if route.media_type and route.response_type != "binary":
+            message = "`media_type` applies with `response_type: binary`"
+            yield doc.problem((*here, "media_type"), message)
+    if isinstance(route, GenerateRoute | UploadRoute):
+        yield from _old_pixels(doc, here, route)
+    if isinstance(route, UploadRoute):
         yield from _upload(spec, doc, here, route)
-    if route.action == "file":
+    if isinstance(route, FileRoute):
         yield from _file(doc, here, route)
-    if route.handler is not None:
+    if isinstance(route, HandlerRoute | UploadRoute) and route.handler is not None:
         yield from _python_function(doc, (*here, "handler"), route.handler, spec.packages)
 
 
-def _params(doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
+def pixels_key(route: GenerateRoute | UploadRoute) -> str:
+    """The key that bounds a route's image pixels, as the spec wrote it: the old name
+    `max_pixels`, or the action's own."""
+    return OLD_PIXELS if OLD_PIXELS in route.model_fields_set else NEW_PIXELS[route.action]
+
+
+def _old_pixels(doc: Document, here: Loc, route: GenerateRoute | UploadRoute) -> Iterator[Problem]:
+    new = NEW_PIXELS[route.action]
+    if {OLD_PIXELS, new} <= route.model_fields_set:
+        yield doc.problem(
+            (*here, OLD_PIXELS), f"`{OLD_PIXELS}` is the old name of `{new}`: keep `{new}` only"
+        )
+
+
+def _params(doc: Document, here: Loc, route: ShapedRoute) -> Iterator[Problem]:
     in_path = path_params(route.path)
     for name, param in route.params.items():
         loc = (*here, "params", name)
@@ -109,12 +123,13 @@ def _params(doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
             yield doc.problem(loc, f"`{name}` is in the path, so it is a path parameter")
         if name in in_path and not param.required:
             yield doc.problem(loc, "a path parameter cannot have a default")
-    for name in route.request or {}:
-        if name in route.params:
-            yield doc.problem((*here, "request", name), f"`{name}` is also a parameter")
+    if isinstance(route, RespondRoute | HandlerRoute):
+        for name in route.request or {}:
+            if name in route.params:
+                yield doc.problem((*here, "request", name), f"`{name}` is also a parameter")
 
 
-def _upload(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
+def _upload(spec: Spec, doc: Document, here: Loc, route: UploadRoute) -> Iterator[Problem]:
     if route.method not in ("POST", "PUT"):
         yield doc.problem((*here, "method"), "an upload route takes POST or PUT")
     if route.processor is None:
@@ -134,15 +149,16 @@ def _upload(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Prob
     task = IMAGE_PROCESSORS.get(route.processor or "")
     if route.max_rows is not None and route.processor != "csv":
         yield doc.problem((*here, "max_rows"), "`max_rows` applies with `processor: csv`")
-    if route.max_pixels is not None and task is None:
+    if route.upload_pixels is not None and task is None:
+        key = pixels_key(route)
         yield doc.problem(
-            (*here, "max_pixels"),
-            "`max_pixels` applies with `processor: image-classification`, image-embeddings "
+            (*here, key),
+            f"`{key}` applies with `processor: image-classification`, image-embeddings "
             "or object-detection",
         )
 
 
-def _file(doc: Document, here: Loc, route: Route) -> Iterator[Problem]:
+def _file(doc: Document, here: Loc, route: FileRoute) -> Iterator[Problem]:
     if route.method != "GET":
         yield doc.problem((*here, "method"), "a file route answers GET")
     if (route.folder is None) == (route.volume is None):

@@ -164,8 +164,10 @@ def write_generate(scope: Scope, route: Route, name: str, options: Options) -> l
     if scope.tasks[route["model"]] == "text-to-image":
         scope.use("Response")
         options["responses"] = "tasks.IMAGE_ANSWERS"
+        # The runtime's `max_pixels` is the route's `max_image_pixels`.
+        bounds = {"max_pixels": literal(route["max_image_pixels"])}
         answer = call(
-            f"await {model}.draw", "body", **limits(route, "max_pixels", "max_steps", "max_chars")
+            f"await {model}.draw", "body", **bounds, **limits(route, "max_steps", "max_chars")
         )
         params: list[Node] = ["body: tasks.ImageRequest"]
         return decorator(route, options) + define(name, params, "Response", [["return ", answer]])
@@ -454,7 +456,7 @@ def write_upload(scope: Scope, route: Route, name: str, options: Options) -> lis
         ]
         statements.append(["return ", collection("{", ["**upload.info", ["**", summary]], "}")])
     elif settings["processor"] in IMAGE_METHODS:
-        cap = settings["max_pixels"]
+        cap = settings["max_upload_pixels"]
         pixels = f", max_pixels={literal(cap)}" if cap is not None else ""
         method = IMAGE_METHODS[settings["processor"]]
         result = f"**await {scope.models[route['model']]}.{method}(upload.content{pixels})"

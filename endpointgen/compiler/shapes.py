@@ -11,7 +11,8 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from endpointgen.spec import Route, Spec
+from endpointgen.spec import FileRoute, HandlerRoute, RespondRoute, Route, Spec, UploadRoute
+from endpointgen.spec.models import SHAPED_ROUTES
 from endpointgen.spec.shapes import FieldSpec, Param
 
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}")
@@ -49,7 +50,7 @@ def _constraints(spec: FieldSpec) -> dict[str, Any]:
 
 
 def params(route: Route) -> list[dict[str, Any]]:
-    declared: dict[str, Param] = dict(route.params)
+    declared: dict[str, Param] = dict(route.params) if isinstance(route, SHAPED_ROUTES) else {}
     in_path = path_params(route.path)
     out = []
     for name in sorted(set(declared) | set(in_path)):
@@ -60,7 +61,7 @@ def params(route: Route) -> list[dict[str, Any]]:
 
 
 def request(route: Route) -> list[dict[str, Any]] | None:
-    if route.request is None:
+    if not isinstance(route, RespondRoute | HandlerRoute) or route.request is None:
         return None
     return [{"name": name, **_constraints(spec)} for name, spec in sorted(route.request.items())]
 
@@ -100,23 +101,23 @@ class Shipped:
 def route_extras(route: Route, shipped: Shipped) -> dict[str, Any]:
     """The keys of a route that only some actions read."""
     out: dict[str, Any] = {"params": params(route), "request": request(route)}
-    if route.action in ("respond", "handler"):
+    if isinstance(route, RespondRoute | HandlerRoute):
         out["response_type"] = route.response_type or "json"
-    if route.action == "respond":
+    if isinstance(route, RespondRoute):
         out["response"] = route.response
         out["status"] = route.status or 200
-    if route.handler:
+    if isinstance(route, HandlerRoute | UploadRoute) and route.handler:
         out["handler"] = shipped.handler(route.handler)
-    if route.action == "handler" and route.response_type == "binary":
+    if isinstance(route, HandlerRoute) and route.response_type == "binary":
         out["media_type"] = route.media_type or "application/octet-stream"
-    if route.action == "upload":
+    if isinstance(route, UploadRoute):
         out["upload"] = {
             "processor": route.processor,
             "content_types": sorted(route.content_types or []),
             "max_rows": route.max_rows or DEFAULT_MAX_ROWS,
-            "max_pixels": route.max_pixels,
+            "max_upload_pixels": route.upload_pixels,
         }
-    if route.action == "file":
+    if isinstance(route, FileRoute):
         source = (
             {"folder": shipped.folder(route.folder)}
             if route.folder
@@ -133,7 +134,7 @@ def route_extras(route: Route, shipped: Shipped) -> dict[str, Any]:
 
 
 def volumes(spec: Spec) -> list[dict[str, str]]:
-    names = sorted({r.volume for r in spec.routes if r.action == "file" and r.volume})
+    names = sorted({r.volume for r in spec.routes if isinstance(r, FileRoute) and r.volume})
     return [{"name": name, "mount": f"{VOLUMES_DIR}/{name}"} for name in names]
 
 

@@ -27,7 +27,7 @@ LIMITS = {
     "max_tokens": DEFAULT_MAX_TOKENS,
     "max_chars": DEFAULT_MAX_CHARS,
     "max_items": DEFAULT_MAX_ITEMS,
-    "max_pixels": DEFAULT_MAX_PIXELS,
+    "max_image_pixels": DEFAULT_MAX_PIXELS,
     "max_steps": DEFAULT_MAX_STEPS,
     "max_bytes": DEFAULT_MAX_BYTES,
 }

@@ -131,7 +131,14 @@ def init(
         _write(root / REQUIREMENTS_FILE, pinned.text, done)
     shown = spec_path.as_posix()
     done.next_steps = [
-        f"modal secret create {name}-auth API_KEYS=<a long random key>",
+        *(
+            [
+                f"modal secret create {name}-auth API_KEYS=<a long random key> --env {env}"
+                for env in environments
+            ]
+            if gitops
+            else [f"modal secret create {name}-auth API_KEYS=<a long random key>"]
+        ),
         f"API_KEYS=dev-key endpointgen serve {shown}",
         f"endpointgen deploy {shown}",
     ]

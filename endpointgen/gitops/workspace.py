@@ -9,6 +9,8 @@ from typing import Any
 from endpointgen.compiler import pipeline
 from endpointgen.errors import EndpointgenError, SpecError, UsageError
 from endpointgen.gitops.gitref import SPEC_SUFFIXES, declared_name, is_spec
+from endpointgen.spec import GenerateRoute, Route
+from endpointgen.spec.models import job_of
 
 BUILT_HEADER = "# Built by endpointgen"
 
@@ -141,10 +143,7 @@ def listing(folder: Path, env: str | None = None) -> list[Entry]:
             why = f"invalid ({count} problem{'s' if count != 1 else ''}): `endpointgen validate`"
             entries.append(Entry(str(path), "-", "-", "-", "-", why, "-", valid=False))
             continue
-        routes = ", ".join(
-            f"{r.method} {r.path}" + (" (stream)" if r.stream else " (job)" if r.job else "")
-            for r in spec.routes
-        )
+        routes = ", ".join(f"{r.method} {r.path}{_marked(r)}" for r in spec.routes)
         public = [
             f"{r.method} {r.path}"
             for r in spec.routes
@@ -165,3 +164,10 @@ def listing(folder: Path, env: str | None = None) -> list[Entry]:
             )
         )
     return entries
+
+
+def _marked(route: Route) -> str:
+    """What a route's line says besides its method and path: a stream, or a job."""
+    if isinstance(route, GenerateRoute) and route.stream:
+        return " (stream)"
+    return " (job)" if job_of(route) else ""

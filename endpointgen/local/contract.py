@@ -17,7 +17,7 @@ from endpointgen.compiler.pipeline import build
 from endpointgen.compiler.plan import auth_settings
 from endpointgen.errors import UsageError
 from endpointgen.spec import Spec
-from endpointgen.spec.models import Example, Route
+from endpointgen.spec.models import Example, Route, job_of
 
 _MISSING = object()
 
@@ -163,7 +163,7 @@ def run(
                     outcome.body = response.json()
                 except ValueError:
                     outcome.body = response.text or None
-                if route.job is not None and response.status_code == 202:
+                if job_of(route) is not None and response.status_code == 202:
                     outcome.status, outcome.body = _job_answer(send, response, headers)
                 outcome.problems = check(example, outcome.status, outcome.body)
                 say(outcome.report() if outcome.problems else f"PASS {outcome.name}")

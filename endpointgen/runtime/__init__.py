@@ -14,9 +14,10 @@ or jinja2: a container carries it as it is.
 from __future__ import annotations
 
 import re
+from pathlib import PurePath
 from typing import Literal
 
-__all__ = ["RuntimeMismatch", "locked", "require"]
+__all__ = ["RuntimeMismatch", "locked", "not_shipped", "require"]
 
 
 class RuntimeMismatch(RuntimeError):
@@ -38,6 +39,20 @@ def require(built_with: str) -> None:
             f"{__version__} is installed: rebuild it (`endpointgen build`), or "
             f"`pip install endpointgen=={built_with}` to deploy it as it is"
         )
+
+
+def not_shipped(path: PurePath) -> bool:
+    """What a built module's image leaves out of the `endpointgen` package:
+    `.add_local_python_source("endpointgen", ignore=runtime.not_shipped)` gets a path
+    relative to the package, and the image carries only the runtime's Python files and
+    the package's `__init__.py` (which holds the version `require` checks). The compiler,
+    gitops, the CLI and the templates stay where the module was built."""
+    parts = path.parts
+    if parts == ("__init__.py",):
+        return False
+    if not parts or parts[0] != "runtime" or "__pycache__" in parts:
+        return True
+    return path.suffix not in ("", ".py")  # a folder of the runtime, or a source file
 
 
 def locked(*packages: str, lock: Literal["tested", "vllm"] = "tested") -> list[str]:

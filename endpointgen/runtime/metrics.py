@@ -2,10 +2,10 @@
 
 Counting is plain dict and list arithmetic on the event loop; a request's own count and
 latency are taken when its access-log line is written (`http.AccessLog`), a batch at a
-time, and a scrape writes what is pending first. `prometheus_client` is imported only
-to write the exposition when `/metrics` is scraped. Labels hold route templates,
-methods, statuses, model names, auth modes and rate-limit names: never a credential, a
-client address or a raw path.
+time, and a scrape has what is pending written first (`Metrics.counted_by`).
+`prometheus_client` is imported only to write the exposition when `/metrics` is
+scraped. Labels hold route templates, methods, statuses, model names, auth modes and
+rate-limit names: never a credential, a client address or a raw path.
 
 On Modal each container counts its own requests, as every Prometheus target does: a
 scrape reaches one container, and a dashboard sums the containers it has scraped.
@@ -68,6 +68,14 @@ class Metrics:
         self.auth_failures: dict[str, int] = {}
         # Model calls finish in worker threads (batches, streams): their counts take this.
         self.lock = threading.Lock()
+        # What counts a batch at a time (the access log): each is flushed before a scrape.
+        self.flushes: list[Callable[[], None]] = []
+
+    def counted_by(self, flush: Callable[[], None]) -> None:
+        """`flush` counts what is pending (an app's access log, given by `http.app`); a
+        scrape calls it first, so its counts are current."""
+        if flush not in self.flushes:
+            self.flushes.append(flush)
 
     # --- counted on the request path ---
 
@@ -230,9 +238,8 @@ def exposition() -> Response:
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.process_collector import ProcessCollector
 
-    from endpointgen.runtime.http import ACCESS_LOG
-
-    ACCESS_LOG.flush()  # requests are counted as their log lines are written: now
+    for flush in METRICS.flushes:
+        flush()  # requests are counted as their log lines are written: now
 
     if _registry is None:
         registry = CollectorRegistry(auto_describe=False)

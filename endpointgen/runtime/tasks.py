@@ -280,7 +280,7 @@ class Loader:
 
     def __call__(self, source: str) -> Any:
         from endpointgen.runtime import handlers
-        from endpointgen.runtime.engines import TEXT_ENGINE
+        from endpointgen.runtime.text.interface import TEXT_ENGINE
 
         made = handlers.load(self.file, self.function, self.shown)(source)
         missing = [m for m in TEXT_ENGINE if not callable(getattr(made, m, None))]
@@ -369,7 +369,7 @@ def one_or_all(body: ClassifyRequest, results: list[Answer]) -> Answer | list[An
 async def decoded(content: bytes, max_pixels: int | None) -> Any:
     """An uploaded image, decoded in a worker thread (a large one never holds up the event
     loop); 413 when it declares more than `max_pixels` (None: `engines.MAX_PIXELS`)."""
-    from endpointgen.runtime.engines import MAX_PIXELS, open_image
+    from endpointgen.runtime.engines.vision import MAX_PIXELS, open_image
 
     cap = MAX_PIXELS if max_pixels is None else max_pixels
     return await asyncio.to_thread(open_image, content, cap)
@@ -540,7 +540,7 @@ class Model:
         """After a restore from Modal's memory snapshot (`@modal.enter(snap=False)`): the
         weights `load(snapshot=True)` left in CPU memory move to the GPU (when there is
         one), and the model serves."""
-        from endpointgen.runtime.engines import best_device
+        from endpointgen.runtime.engine import best_device
 
         engine, self.unstarted = self.unstarted, None
         if engine is None:  # not loaded for a snapshot (or its load failed, and raised)
@@ -588,10 +588,10 @@ class Model:
         same routes on transformers, batching like vLLM would."""
         import torch
 
-        from endpointgen.runtime.engines import TextGenerator
+        from endpointgen.runtime.text.transformers import TextGenerator
 
         if torch.cuda.is_available():
-            from endpointgen.runtime.vllm_engine import VllmGenerator
+            from endpointgen.runtime.text.vllm import VllmGenerator
 
             return VllmGenerator(source, self.revision, self.dtype, **vars(self.vllm))
         http.log.warning("vLLM needs a CUDA GPU: serving %s on transformers here", self.name)

@@ -522,7 +522,39 @@ class Jobs(Strict):
     )
 
 
-class Route(Strict):
+ResponseType = Literal["json", "text", "stream", "sse", "binary"]
+Processor = Literal[
+    "csv",
+    "image-classification",
+    "image-embeddings",
+    "object-detection",
+    "speech-recognition",
+    "handler",
+]
+# Shared keys: the same bounds wherever an action takes them.
+MaxTokens = Annotated[int | None, Field(ge=1, le=1_000_000, description="ceiling")]
+MaxChars = Annotated[
+    int | None,
+    Field(ge=1, le=100_000_000, description="longest prompt or text, in characters"),
+]
+MaxItems = Annotated[int | None, Field(ge=1, le=100_000, description="texts per request")]
+JobField = Annotated[
+    Job | None,
+    BeforeValidator(_job, json_schema_input_type=Job | bool | None),
+    Field(
+        description="run as a job: POST answers 202 with an id; GET and DELETE "
+        "<path>/jobs/<id> poll and cancel"
+    ),
+]
+RequestBody = Annotated[Fields | None, Field(description="the JSON body's fields")]
+PARAMS_HELP = "typed query, path or header parameters"
+OLD_PIXELS = "max_pixels"  # the old name of both of these, still read with a warning
+NEW_PIXELS = {"generate": "max_image_pixels", "upload": "max_upload_pixels"}
+
+
+class RouteBase(Strict):
+    """The keys every route takes, whatever its action."""
+
     path: str = Field(
         pattern=_ROUTE_PATH,
         max_length=256,
@@ -531,99 +563,238 @@ class Route(Strict):
     method: Annotated[Method, BeforeValidator(_upper)] = "GET"
     action: Action
     summary: str | None = Field(default=None, max_length=200, description="shown in /docs")
-    stream: bool = Field(default=False, description="generate: Server-Sent Events")
-    job: Annotated[Job | None, BeforeValidator(_job)] = Field(
-        default=None,
-        description="run as a job: POST answers 202 with an id; GET and DELETE "
-        "<path>/jobs/<id> poll and cancel",
-    )
     auth: Literal["none"] | None = Field(default=None, description="`none` makes this route open")
     public: bool = Field(default=False, description="allow a model action without auth, knowingly")
     rate_limit: RouteRateLimit | None = None
-    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000, description="ceiling")
-    max_chars: int | None = Field(
-        default=None,
-        ge=1,
-        le=100_000_000,
-        description="longest prompt or text, in characters",
-    )
-    max_items: int | None = Field(default=None, ge=1, le=100_000, description="texts per request")
-    max_steps: int | None = Field(
-        default=None, ge=1, le=150, description="text-to-image: most denoising steps (default 50)"
-    )
     max_bytes: int | None = Field(default=None, ge=1, le=1 << 34, description="largest body")
-    provider: Literal["github", "stripe", "slack", "generic"] | None = None
-    secret: SecretName | None = Field(default=None, description="webhook: Modal Secret")
-    env: EnvVar | None = Field(default=None, description="webhook: env var with the signing key")
-    signature: Signature | None = Field(
-        default=None, description="webhook with provider generic: how the signature is made"
-    )
-    tolerance: int | None = Field(
-        default=None,
-        ge=1,
-        le=86_400,
-        description="webhook: seconds a signed timestamp may be off (default 300)",
-    )
     model: ModelName | None = Field(
         default=None, description="with `models:`, the model this route runs"
     )
     examples: list[Example] = Field(
         default_factory=list, description="requests and expected answers, run by `endpointgen test`"
     )
-    params: Params = Field(
-        default_factory=dict, description="typed query, path or header parameters"
-    )
-    request: Fields | None = Field(default=None, description="the JSON body's fields")
-    response: Any = Field(
-        default=None, description="respond: the answer; {param} placeholders are filled in"
-    )
-    response_type: Literal["json", "text", "stream", "sse", "binary"] | None = Field(
-        default=None,
-        description="respond, handler: json (default), text, stream or sse; handler: binary",
-    )
-    status: int | None = Field(default=None, ge=200, le=299, description="respond: success code")
-    handler: HandlerRef | None = Field(
-        default=None, description="handler, upload: file.py:function, relative to the spec"
-    )
-    processor: (
-        Literal[
-            "csv",
-            "image-classification",
-            "image-embeddings",
-            "object-detection",
-            "speech-recognition",
-            "handler",
-        ]
-        | None
-    ) = Field(default=None, description="upload: what to do with the file")
-    content_types: list[MediaType] | None = Field(
-        default=None, description="upload: allowed media types (415 otherwise)"
-    )
-    max_rows: int | None = Field(default=None, ge=1, le=100_000_000, description="upload csv")
-    max_pixels: int | None = Field(
-        default=None,
-        ge=1,
-        le=500_000_000,
-        description="upload of an image: the most pixels it may declare (413 over it; "
-        "default 40000000); generate on text-to-image: the largest width x height asked "
-        "for (422 over it; default 1048576)",
-    )
-    folder: str | None = Field(
-        default=None, min_length=1, max_length=1024, description="file: local folder to serve"
-    )
-    volume: VolumeName | None = Field(default=None, description="file: Modal Volume to serve")
-    download_name: str | None = Field(
-        default=None, min_length=1, max_length=200, description="file: name the browser saves"
-    )
-    media_type: MediaType | None = Field(
-        default=None,
-        description="file: Content-Type; handler with `response_type: binary`: the answer's "
-        "(default application/octet-stream)",
-    )
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.method, self.path)
+
+
+class HealthRoute(RouteBase):
+    """`health`: 200 once the model is loaded, 503 before that or after a failed load."""
+
+    action: Literal["health"]
+
+
+class GenerateRoute(RouteBase):
+    """`generate`: text from a prompt, or an image on a text-to-image model."""
+
+    action: Literal["generate"]
+    stream: bool = Field(default=False, description="Server-Sent Events (text models)")
+    job: JobField = None
+    max_tokens: MaxTokens = None
+    max_chars: MaxChars = None
+    max_image_pixels: int | None = Field(
+        default=None,
+        ge=1,
+        le=500_000_000,
+        description="text-to-image: the largest width x height a request may ask for "
+        "(422 over it; default 1048576)",
+    )
+    max_pixels: int | None = Field(
+        default=None,
+        ge=1,
+        le=500_000_000,
+        description="the old name of max_image_pixels",
+        json_schema_extra={"deprecated": True},
+    )
+    max_steps: int | None = Field(
+        default=None, ge=1, le=150, description="text-to-image: most denoising steps (default 50)"
+    )
+
+    @property
+    def image_pixels(self) -> int | None:
+        """`max_image_pixels`, or its old name `max_pixels`."""
+        return self.max_pixels if self.max_image_pixels is None else self.max_image_pixels
+
+
+class ClassifyRoute(RouteBase):
+    """`classify`: labels for texts, as the model's task says."""
+
+    action: Literal["classify"]
+    job: JobField = None
+    max_chars: MaxChars = None
+    max_items: MaxItems = None
+
+
+class EmbedRoute(RouteBase):
+    """`embed`: vectors for texts."""
+
+    action: Literal["embed"]
+    job: JobField = None
+    max_chars: MaxChars = None
+    max_items: MaxItems = None
+
+
+class RerankRoute(RouteBase):
+    """`rerank`: texts ordered by their relevance to a query."""
+
+    action: Literal["rerank"]
+    job: JobField = None
+    max_chars: MaxChars = None
+    max_items: MaxItems = None
+
+
+class OpenAIRoute(RouteBase):
+    """`openai`: OpenAI's API under `path`, in front of the spec's model."""
+
+    action: Literal["openai"]
+    max_tokens: MaxTokens = None
+    max_chars: MaxChars = None
+    max_items: MaxItems = None
+
+
+class WebhookRoute(RouteBase):
+    """`webhook`: a provider's signed request, checked before anything reads it."""
+
+    action: Literal["webhook"]
+    provider: Literal["github", "stripe", "slack", "generic"] | None = None
+    secret: SecretName | None = Field(default=None, description="the Modal Secret")
+    env: EnvVar | None = Field(default=None, description="env var with the signing key")
+    signature: Signature | None = Field(
+        default=None, description="with provider generic: how the signature is made"
+    )
+    tolerance: int | None = Field(
+        default=None,
+        ge=1,
+        le=86_400,
+        description="seconds a signed timestamp may be off (default 300)",
+    )
+
+
+class RespondRoute(RouteBase):
+    """`respond`: a fixed answer, with {param} placeholders filled in."""
+
+    action: Literal["respond"]
+    params: Params = Field(default_factory=dict, description=PARAMS_HELP)
+    request: RequestBody = None
+    response: Any = Field(
+        default=None, description="the answer; {param} placeholders are filled in"
+    )
+    response_type: ResponseType | None = Field(default=None, description="json (default) or text")
+    status: int | None = Field(default=None, ge=200, le=299, description="success code")
+
+
+class HandlerRoute(RouteBase):
+    """`handler`: your function, with the parameters and body fields."""
+
+    action: Literal["handler"]
+    job: JobField = None
+    params: Params = Field(default_factory=dict, description=PARAMS_HELP)
+    request: RequestBody = None
+    response_type: ResponseType | None = Field(
+        default=None, description="json (default), text, stream, sse or binary"
+    )
+    handler: HandlerRef | None = Field(
+        default=None, description="file.py:function, relative to the spec"
+    )
+    media_type: MediaType | None = Field(
+        default=None,
+        description="with `response_type: binary`: the answer's Content-Type "
+        "(default application/octet-stream)",
+    )
+
+
+class UploadRoute(RouteBase):
+    """`upload`: a file sent as multipart/form-data, read by a processor."""
+
+    action: Literal["upload"]
+    params: Params = Field(default_factory=dict, description=PARAMS_HELP)
+    processor: Processor | None = Field(default=None, description="what to do with the file")
+    handler: HandlerRef | None = Field(
+        default=None, description="with `processor: handler`: file.py:function"
+    )
+    content_types: list[MediaType] | None = Field(
+        default=None, description="allowed media types (415 otherwise)"
+    )
+    max_rows: int | None = Field(default=None, ge=1, le=100_000_000, description="csv: most rows")
+    max_upload_pixels: int | None = Field(
+        default=None,
+        ge=1,
+        le=500_000_000,
+        description="an image: the most pixels its header may declare (413 over it; "
+        "default 40000000)",
+    )
+    max_pixels: int | None = Field(
+        default=None,
+        ge=1,
+        le=500_000_000,
+        description="the old name of max_upload_pixels",
+        json_schema_extra={"deprecated": True},
+    )
+
+    @property
+    def upload_pixels(self) -> int | None:
+        """`max_upload_pixels`, or its old name `max_pixels`."""
+        return self.max_pixels if self.max_upload_pixels is None else self.max_upload_pixels
+
+
+class FileRoute(RouteBase):
+    """`file`: files from a folder next to the spec, or from a Modal Volume."""
+
+    action: Literal["file"]
+    params: Params = Field(default_factory=dict, description=PARAMS_HELP)
+    folder: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="local folder to serve"
+    )
+    volume: VolumeName | None = Field(default=None, description="Modal Volume to serve")
+    download_name: str | None = Field(
+        default=None, min_length=1, max_length=200, description="name the browser saves"
+    )
+    media_type: MediaType | None = Field(default=None, description="the files' Content-Type")
+
+
+# One class per action, in the order `Action` lists them.
+ROUTE_CLASSES: dict[str, type[RouteBase]] = {
+    "health": HealthRoute,
+    "generate": GenerateRoute,
+    "classify": ClassifyRoute,
+    "embed": EmbedRoute,
+    "rerank": RerankRoute,
+    "webhook": WebhookRoute,
+    "respond": RespondRoute,
+    "handler": HandlerRoute,
+    "upload": UploadRoute,
+    "file": FileRoute,
+    "openai": OpenAIRoute,
+}
+Route = Annotated[
+    HealthRoute
+    | GenerateRoute
+    | ClassifyRoute
+    | EmbedRoute
+    | RerankRoute
+    | WebhookRoute
+    | RespondRoute
+    | HandlerRoute
+    | UploadRoute
+    | FileRoute
+    | OpenAIRoute,
+    Field(discriminator="action"),
+]
+# The routes a job may run, and those that take params.
+JOB_ROUTES = (GenerateRoute, ClassifyRoute, EmbedRoute, RerankRoute, HandlerRoute)
+ShapedRoute = RespondRoute | HandlerRoute | UploadRoute | FileRoute
+SHAPED_ROUTES = (RespondRoute, HandlerRoute, UploadRoute, FileRoute)
+
+
+def job_of(route: RouteBase) -> Job | None:
+    """The route's `job:`; None for a route that is no job, or whose action runs none."""
+    return route.job if isinstance(route, JOB_ROUTES) else None
+
+
+def actions_taking(key: str) -> list[str]:
+    """The actions whose routes take `key`, sorted."""
+    return sorted(a for a, cls in ROUTE_CLASSES.items() if key in cls.model_fields)
 
 
 class Metrics(Strict):
@@ -734,13 +905,14 @@ class Spec(Strict):
         submit and polls are answered on CPU and never queue for, or wake, a GPU."""
         if self.shape is not None:
             return self.shape
-        return "split" if self.model is not None and any(r.job for r in self.routes) else "single"
+        jobs = any(job_of(r) for r in self.routes)
+        return "split" if self.model is not None and jobs else "single"
 
     @property
     def module_name(self) -> str:
         return self.name.replace("-", "_")
 
-    def model_for(self, route: Route) -> Model | None:
+    def model_for(self, route: RouteBase) -> Model | None:
         """The model a route runs: the spec's one model, or the one it names in `models`."""
         if self.models:
             return self.models.get(route.model) if route.model else None

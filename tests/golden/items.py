@@ -18,7 +18,7 @@ DESCRIPTION = "Create and read items, with declared bodies and typed path parame
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .uv_pip_install(runtime.locked("fastapi[standard]==0.165.0", "pydantic==2.14.4"))
-    .add_local_python_source("endpointgen")
+    .add_local_python_source("endpointgen", ignore=runtime.not_shipped)
 )
 app = modal.App(APP_NAME, image=image)
 # The runtime the image carries must be the one that built this module.

@@ -27,7 +27,7 @@ image = (
         ),
     )
     .add_local_dir(MODEL_DIR.local, MODEL_DIR.remote)
-    .add_local_python_source("endpointgen")
+    .add_local_python_source("endpointgen", ignore=runtime.not_shipped)
 )
 app = modal.App(APP_NAME, image=image)
 # The runtime the image carries must be the one that built this module.

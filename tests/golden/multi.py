@@ -26,14 +26,14 @@ image = (
         ),
     )
     .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
-    .add_local_python_source("endpointgen")
+    .add_local_python_source("endpointgen", ignore=runtime.not_shipped)
 )
 # The web tier needs no model packages: it calls the models' own containers.
 web_image = (
     modal.Image.debian_slim(python_version="3.11")
     .uv_pip_install(runtime.locked("fastapi[standard]==0.165.0", "pydantic==2.14.4"))
     .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
-    .add_local_python_source("endpointgen")
+    .add_local_python_source("endpointgen", ignore=runtime.not_shipped)
 )
 # Hub downloads are kept on a Volume, so new containers skip them.
 hf_cache = modal.Volume.from_name("endpointgen-hf-cache", create_if_missing=True)

@@ -27,7 +27,7 @@ image = (
     .add_local_dir(FILES_DIR.local, FILES_DIR.remote)
     .add_local_file(LINES_FILE.local, LINES_FILE.remote)
     .add_local_file(BADGE_FILE.local, BADGE_FILE.remote)
-    .add_local_python_source("endpointgen")
+    .add_local_python_source("endpointgen", ignore=runtime.not_shipped)
 )
 app = modal.App(APP_NAME, image=image)
 # The runtime the image carries must be the one that built this module.

@@ -30,7 +30,7 @@ image = (
         ),
     )
     .env({"HF_HOME": "/hf-cache", "HF_XET_HIGH_PERFORMANCE": "1"})
-    .add_local_python_source("endpointgen")
+    .add_local_python_source("endpointgen", ignore=runtime.not_shipped)
 )
 # Hub downloads are kept on a Volume, so new containers skip them.
 hf_cache = modal.Volume.from_name("endpointgen-hf-cache", create_if_missing=True)

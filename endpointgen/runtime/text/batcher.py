@@ -1,23 +1,21 @@
 """Continuous batching for text generation: concurrent requests share forward passes.
 
-One thread runs the decode loop. A request joins the running batch at the next step:
-its prompt is prefilled (with any other newcomers), its cache is merged into the
-batch's, left-padded to one length, and from then on each step feeds one token per
-row. A row leaves as soon as it is done (its `max_tokens`, a `stop` string, the end of
-sequence token, or its client gone), and columns that are padding in every row left
-are dropped. So a short request never waits for a long one, and a late one for the
-batch to drain.
+One thread runs the decode loop. A request joins the running batch at the next step: its
+prompt is prefilled (with any other newcomers), its cache is merged into the batch's,
+left-padded to one length, and from then on each step feeds one token per row. A row leaves
+as soon as it is done (its `max_tokens`, a `stop` string, the end of sequence token, or its
+client gone), and columns that are padding in every row left are dropped. So a short request
+never waits for a long one, and a late one for the batch to drain.
 
-Each row samples with its own `temperature` and `top_p` (and the model's
-`generation_config` `top_k` and `repetition_penalty`, as `generate` would); a greedy row
-takes the argmax, so its text equals an unbatched greedy generation. A row with a
-`seed` samples from its own `torch.Generator`, so the same seed and prompt give the
-same text whatever else is in the batch.
+Each row samples with its own `temperature` and `top_p` (and the model's `generation_config`
+`top_k` and `repetition_penalty`, as `generate` would); a greedy row takes the argmax, so its
+text equals an unbatched greedy generation. A row with a `seed` samples from its own
+`torch.Generator`, so the same seed and prompt give the same text whatever else is in it.
 
-Only models whose KV cache is transformers' plain `DynamicCache` can be merged and
-split this way (GPT-2, Llama, Qwen, Mistral without a sliding window, ...); others
-(sliding-window or hybrid caches, state-space models) are told apart by a warm-up step
-at load time and generate one request at a time, as without batching.
+Only models whose KV cache is transformers' plain `DynamicCache` can be merged and split this
+way (GPT-2, Llama, Qwen, Mistral without a sliding window, ...); others (sliding-window or
+hybrid caches, state-space models) are told apart by a warm-up step at load time and generate
+one request at a time, as without batching.
 """
 
 from __future__ import annotations
@@ -29,15 +27,24 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from endpointgen.runtime import http
-from endpointgen.runtime.engines import GREEDY_BELOW, Watcher
+from endpointgen.runtime.text.interface import GREEDY_BELOW, Generation, OnText, Watcher
 
-if TYPE_CHECKING:
-    from endpointgen.runtime.engines import Generation, OnText, TextGenerator
+__all__ = ["ContinuousBatcher", "cache_of", "supports_batching"]
 
-__all__ = ["ContinuousBatcher", "supports_batching"]
+
+class Batchable(Protocol):
+    """What the loop takes from its engine (`transformers.TextGenerator`)."""
+
+    model: Any
+    tokenizer: Any  # used under `lock`: a fast tokenizer is not thread-safe
+    lock: threading.Lock
+    device: str
+
+    @property
+    def torch(self) -> Any: ...
 
 
 @dataclass(eq=False)
@@ -154,7 +161,7 @@ class ContinuousBatcher:
 
     def __init__(
         self,
-        engine: TextGenerator,
+        engine: Batchable,
         max_batch_size: int,
         wait_ms: int,
         observe: Callable[[int, float], None] | None = None,

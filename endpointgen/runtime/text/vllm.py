@@ -3,7 +3,7 @@
 `model: {engine: vllm}` runs vLLM's `AsyncLLM` in the model's container, in an event
 loop of its own thread: vLLM batches and schedules the generations (continuous
 batching, paged attention), while auth, CORS, rate limits, request ids, limits and
-errors stay endpointgen's. It implements `engines.TextEngine`, and
+errors stay endpointgen's. It implements `interface.TextEngine`, and
 `tests/test_engine_contract.py` holds it to that wherever a GPU is present.
 
 vllm is imported only here, when the model loads, and only in a container that has a
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from endpointgen.runtime import http
-from endpointgen.runtime.engines import GREEDY_BELOW, Generation, OnText, TextBase
+from endpointgen.runtime.text.interface import GREEDY_BELOW, Generation, OnText, TextBase
 
 __all__ = ["VllmGenerator"]
 
