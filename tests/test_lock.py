@@ -1,13 +1,14 @@
 """The image lock: what a built module's image installs is what the tests ran against.
 
 Issue "Modal fidelity", item 8: transitive packages are pinned too, from a lock resolved
-from the tested environment (`make lock`, `endpointgen/runtime/lock.py`). Round 3, item 9:
-the vLLM image has its own lock, resolved by pip from PyPI (`make lock-vllm`,
-`endpointgen/runtime/lock_vllm.py`), since vLLM is not installed where the tests run.
+from the tested environment (`make lock`, `endpointgen/runtime/locks/tested.json`). Round
+3, item 9: the vLLM image has its own lock, resolved by pip from PyPI (`make lock-vllm`,
+`endpointgen/runtime/locks/vllm.json`), since vLLM is not installed where the tests run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -28,13 +29,15 @@ from endpointgen.compiler import lock
 from endpointgen.compiler.pipeline import load_spec
 from endpointgen.compiler.plan import (
     MODEL_PACKAGES,
+    PYTHON_VERSION,
     VLLM_PACKAGES,
     VLLM_WEB_PACKAGES,
     WEB_PACKAGES,
     make_plan,
 )
-from endpointgen.runtime import lock as image_lock
-from endpointgen.runtime import lock_vllm
+
+tested_lock = runtime.image_lock("tested")
+vllm_lock = runtime.image_lock("vllm")
 
 
 def test_the_lock_is_resolved_from_this_environment() -> None:
@@ -43,8 +46,33 @@ def test_the_lock_is_resolved_from_this_environment() -> None:
     assert lock.LOCK_FILE.read_text() == lock.render(), "the image lock is stale: `make lock`"
 
 
+@pytest.mark.parametrize(
+    ("file", "about"),
+    [(lock.LOCK_FILE, lock.TESTED_ABOUT), (lock.VLLM_LOCK_FILE, lock.VLLM_ABOUT)],
+    ids=["tested", "vllm"],
+)
+def test_a_lock_file_is_json_one_entry_a_line(file: Path, about: dict[str, str]) -> None:
+    """Each lock is a JSON file, keys sorted, one package a line, so a diff names each
+    package that moved; `about` says for which image it holds and how to rewrite it. The
+    vLLM lock, which needs the network to resolve, is at least in the writer's layout."""
+    text = file.read_text()
+    data = json.loads(text)
+    assert list(data) == ["about", "modules", "pins", "requires"]
+    assert data["about"] == about
+    assert {"platform", "python", "regenerate"} <= set(about)
+    assert data["about"]["python"] == f"CPython {PYTHON_VERSION}"
+    assert "make lock" in data["about"]["regenerate"]
+    image = {
+        name: (version, set(data["requires"].get(name, ())))
+        for name, version in data["pins"].items()
+    }
+    assert text == lock.lock_json(about, image, set(data["modules"]))
+    assert f'\n    "torch": "{data["pins"]["torch"]}",\n' in text
+    assert len(text.splitlines()) == 10 + sum(len(data[key]) for key in data)
+
+
 def test_every_locked_version_is_the_installed_one() -> None:
-    for name, version in image_lock.PINS.items():
+    for name, version in tested_lock.pins.items():
         assert metadata.version(name).split("+")[0] == version, name
 
 
@@ -130,23 +158,23 @@ def test_the_vllm_lock_pins_what_plan_py_names_for_the_vllm_image() -> None:
     assert not set(MODEL_PACKAGES) & set(lock.VLLM_ROOTS)  # vLLM brings torch, transformers
     for root in lock.VLLM_ROOTS:
         name, version = pinned(root)
-        assert lock_vllm.PINS.get(name) == version, f"{root}: the vLLM lock is stale"
+        assert vllm_lock.pins.get(name) == version, f"{root}: the vLLM lock is stale"
     for root in VLLM_WEB_PACKAGES:
         name, version = pinned(root)
-        assert lock_vllm.PINS[name] == version
+        assert vllm_lock.pins[name] == version
 
 
 def test_the_vllm_lock_is_closed_and_holds_nothing_else() -> None:
     """Every requirement in the vLLM lock is pinned in it, and every pin is reached from
     the image's packages: no package comes unpinned, none is pinned for nothing."""
-    for name, needed in lock_vllm.REQUIRES.items():
-        assert name in lock_vllm.PINS
-        assert set(needed) <= set(lock_vllm.PINS), name
-    assert reached(list(lock.VLLM_ROOTS), lock_vllm.REQUIRES) == set(lock_vllm.PINS)
-    for name, version in lock_vllm.PINS.items():
+    for name, needed in vllm_lock.requires.items():
+        assert name in vllm_lock.pins
+        assert set(needed) <= set(vllm_lock.pins), name
+    assert reached(list(lock.VLLM_ROOTS), vllm_lock.requires) == set(vllm_lock.pins)
+    for name, version in vllm_lock.pins.items():
         assert re.fullmatch(r"[0-9][0-9A-Za-z.!]*", version), (name, version)
-    assert {"vllm", "torch", "triton", "nvidia-nccl-cu13"} <= set(lock_vllm.PINS)
-    assert {"vllm", "torch", "transformers", "fastapi", "PIL", "jwt"} <= lock_vllm.MODULES
+    assert {"vllm", "torch", "triton", "nvidia-nccl-cu13"} <= set(vllm_lock.pins)
+    assert {"vllm", "torch", "transformers", "fastapi", "PIL", "jwt"} <= vllm_lock.modules
 
 
 def test_a_vllm_image_pins_everything_it_installs(tmp_path: Path) -> None:
@@ -164,10 +192,10 @@ def test_a_vllm_image_pins_everything_it_installs(tmp_path: Path) -> None:
     assert installed[: len(packages)] == packages
     pins = requirements_of(installed)
     assert pins["vllm"] == "0.33.0"
-    assert pins["torch"] == lock_vllm.PINS["torch"]
-    assert pins["transformers"] == lock_vllm.PINS["transformers"]
+    assert pins["torch"] == vllm_lock.pins["torch"]
+    assert pins["transformers"] == vllm_lock.pins["transformers"]
     for name in pins:  # every package's own requirements come pinned with it
-        assert set(lock_vllm.REQUIRES.get(name, ())) <= set(pins), name
+        assert set(vllm_lock.requires.get(name, ())) <= set(pins), name
     extra = set(requirements_of(installed[len(packages) :]))
     assert {"torch", "transformers", "triton", "starlette", "cryptography", "numpy"} <= extra
     assert not {"diffusers", "scipy", "accelerate", "soundfile"} & set(pins)
@@ -181,14 +209,14 @@ def test_the_vllm_lock_is_vllms_not_the_tested_one() -> None:
     two locks give different pins for the same packages."""
     vllm_image = requirements_of(runtime.locked(*VLLM_PACKAGES, lock="vllm"))
     tested = requirements_of(runtime.locked(*MODEL_PACKAGES))
-    assert vllm_image["torch"] == lock_vllm.PINS["torch"] != image_lock.PINS["torch"]
-    assert tested["torch"] == image_lock.PINS["torch"]
-    assert lock_vllm.PINS["fastapi"] != image_lock.PINS["fastapi"]
+    assert vllm_image["torch"] == vllm_lock.pins["torch"] != tested_lock.pins["torch"]
+    assert tested["torch"] == tested_lock.pins["torch"]
+    assert vllm_lock.pins["fastapi"] != tested_lock.pins["fastapi"]
     assert runtime.locked(*WEB_PACKAGES) == runtime.locked(*WEB_PACKAGES, lock="tested")
 
 
 def test_the_resolver_follows_extras_and_the_images_markers() -> None:
-    """The vLLM lock's REQUIRES come from pip's report the way lock.py's come from the
+    """The vLLM lock's requires come from pip's report the way the tested lock's come from the
     installed metadata: extras followed, other platforms' requirements dropped."""
     table = {
         "app": ("1.0", ["lib[fast]>=1", 'winonly; sys_platform == "win32"', "opt; extra == 'x'"]),
@@ -206,7 +234,7 @@ def test_the_resolver_follows_extras_and_the_images_markers() -> None:
 
 
 def test_a_wheels_modules_come_from_its_listing(tmp_path: Path) -> None:
-    """lock_vllm.MODULES is read from each wheel's file list: a package kept in the wheel's
+    """The vLLM lock's modules are read from each wheel's file list: a package kept in the wheel's
     .data folder installs beside the rest; a top_level.txt may list a package by path."""
     with zipfile.ZipFile(tmp_path / "pkg.whl", "w") as wheel:
         for name in [
@@ -280,7 +308,7 @@ def test_pip_installs_the_vllm_lock_as_it_is() -> None:
     installs nothing else. About a minute: pip reads each wheel's metadata from PyPI."""
     if not pypi_reachable():
         pytest.skip("PyPI is not reachable from here")
-    constraints = [f"{name}=={version}" for name, version in lock_vllm.PINS.items()]
+    constraints = [f"{name}=={version}" for name, version in vllm_lock.pins.items()]
     try:
         report = lock.resolve(lock.VLLM_ROOTS, constraints, timeout=600)
     except lock.Unresolvable as exc:
@@ -291,4 +319,4 @@ def test_pip_installs_the_vllm_lock_as_it_is() -> None:
         runtime.canonical(item["metadata"]["name"]): item["metadata"]["version"]
         for item in report["install"]
     }
-    assert resolved == lock_vllm.PINS
+    assert resolved == vllm_lock.pins

@@ -153,6 +153,8 @@ def test_the_release_build_steps_run_as_written(tmp_path: Path) -> None:
         f"endpointgen/runtime/{p.relative_to(folder).as_posix()}" for p in folder.rglob("*.py")
     }
     assert "endpointgen/runtime/http/__init__.py" in runtime and runtime <= names
+    locks = {"endpointgen/runtime/locks/tested.json", "endpointgen/runtime/locks/vllm.json"}
+    assert locks <= names, "the wheel lacks the image locks `runtime.locked` reads"
     templates = {
         "endpointgen/templates/" + p.relative_to(repo / "templates").as_posix()
         for p in (repo / "templates").rglob("*")

@@ -53,13 +53,17 @@ def built(spec: Path, out: Path) -> Path:
 @pytest.mark.parametrize("name", ["hello", "gpt2", "multi"])
 def test_the_image_carries_the_runtime_that_built_the_module(name: str, tmp_path: Path) -> None:
     """Read by Modal's own mount code: the image adds every file of the runtime, the
+    image locks `runtime.locked` reads when the module is imported in the container, the
     package's `__init__.py` (the version `require` checks), and nothing else of
     endpointgen: not the compiler, gitops, the CLI, templates or caches."""
     module = import_file(built(SPECS / f"{name}.yaml", tmp_path))
     images = [module.image, *([module.web_image] if hasattr(module, "web_image") else [])]
+    sources = sorted((PACKAGE / "runtime").rglob("*.py"))  # its packages too
+    locks = sorted((PACKAGE / "runtime" / "locks").glob("*.json"))
+    assert [p.name for p in locks] == ["tested.json", "vllm.json"]
     for image in images:
         files = shipped_python(image)
-        for source in sorted((PACKAGE / "runtime").rglob("*.py")):  # its packages too
+        for source in [*sources, *locks]:
             remote = PurePosixPath("/root/endpointgen") / source.relative_to(PACKAGE).as_posix()
             assert files.get(remote) == source, f"{remote} is not shipped from {source}"
         assert files[PurePosixPath("/root/endpointgen/__init__.py")] == PACKAGE / "__init__.py"
@@ -68,10 +72,11 @@ def test_the_image_carries_the_runtime_that_built_the_module(name: str, tmp_path
             r.as_posix()
             for r in ours
             if r.as_posix() != "/root/endpointgen/__init__.py"
+            and r.parent != PurePosixPath("/root/endpointgen/runtime/locks")
             and (r.parts[3] != "runtime" or r.suffix != ".py" or "__pycache__" in r.parts)
         ]
         assert not others, f"the image ships more than the runtime: {others[:5]}"
-        assert len(ours) == 1 + len(list((PACKAGE / "runtime").rglob("*.py")))
+        assert len(ours) == 1 + len(sources) + len(locks)
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from test_build import dockerfile
 from endpointgen.compiler import pipeline
 from endpointgen.compiler.plan import CUDA_IMAGE, VLLM_PACKAGES, VLLM_WEB_PACKAGES
 from endpointgen.local.serve import load_app
-from endpointgen.runtime import lock, lock_vllm
+from endpointgen.runtime import image_lock
 
 
 def spec(**model: Any) -> dict[str, Any]:
@@ -109,9 +109,10 @@ def test_the_built_module_asks_modal_for_vllm_on_its_gpu(tmp_path: Path) -> None
     for pin in (*VLLM_PACKAGES, *VLLM_WEB_PACKAGES):
         assert pin in installs[0]
     assert f'modal.Image.from_registry("{CUDA_IMAGE}"' in Path(module.__file__).read_text()
-    assert f"torch=={lock_vllm.PINS['torch']}" in installs[0]
-    assert f"transformers=={lock_vllm.PINS['transformers']}" in installs[0]
-    assert f"torch=={lock.PINS['torch']}" not in installs[0]
+    vllm, tested = image_lock("vllm").pins, image_lock("tested").pins
+    assert f"torch=={vllm['torch']}" in installs[0]
+    assert f"transformers=={vllm['transformers']}" in installs[0]
+    assert f"torch=={tested['torch']}" not in installs[0]
 
 
 def test_unset_scaling_takes_vllms_batch(tmp_path: Path) -> None:

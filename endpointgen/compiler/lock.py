@@ -3,21 +3,26 @@
 Every package a built module's image installs is pinned to the version the test suite
 ran against: the direct ones in `plan.py`, and everything they pull in, found here by
 walking the installed distributions' requirements as they resolve in a Modal image
-(Linux, x86_64, CPython `PYTHON_VERSION`). The result is `endpointgen/runtime/lock.py`,
-which built modules read at deploy time (`runtime.locked`), and which the Makefile turns
-into pip constraints, so the test environment is the lock and the lock is the test
-environment. `tests/test_lock.py` fails when the two drift apart.
+(Linux, x86_64, CPython `PYTHON_VERSION`). The result is
+`endpointgen/runtime/locks/tested.json`, which built modules read at deploy time
+(`runtime.locked`), and which the Makefile turns into pip constraints, so the test
+environment is the lock and the lock is the test environment. `tests/test_lock.py` fails
+when the two drift apart.
 
 vLLM needs a GPU, so no test environment holds it: the vLLM image's lock,
-`endpointgen/runtime/lock_vllm.py` (`runtime.locked(..., lock="vllm")`), is pip's own
+`endpointgen/runtime/locks/vllm.json` (`runtime.locked(..., lock="vllm")`), is pip's own
 resolution of `VLLM_ROOTS` from PyPI (`make lock-vllm`, which needs the network), run
 without installing anything (`pip install --dry-run --report`) for the image: manylinux
 x86_64 wheels for CPython `PYTHON_VERSION`. pip reads each wheel's metadata, and this
 module each wheel's file listing, by HTTP ranges, never the wheels themselves: vLLM's
 torch and CUDA wheels are gigabytes.
 
-    python -m endpointgen.compiler.lock            # rewrite endpointgen/runtime/lock.py
-    python -m endpointgen.compiler.lock vllm       # rewrite endpointgen/runtime/lock_vllm.py
+    python -m endpointgen.compiler.lock        # rewrite endpointgen/runtime/locks/tested.json
+    python -m endpointgen.compiler.lock vllm   # rewrite endpointgen/runtime/locks/vllm.json
+
+A lock file is JSON, its keys sorted and one entry a line, so a diff shows each package
+that moved: `about` (where it comes from, for which image, how to rewrite it), `pins`,
+`requires` and `modules` (`runtime.ImageLock`).
 """
 
 from __future__ import annotations
@@ -58,9 +63,9 @@ ROOTS = (*WEB_PACKAGES, *MODEL_PACKAGES, *(p for ps in EXTRA_PACKAGES.values() f
 # app's own features bring redis, pyjwt, prometheus-client and OpenTelemetry; an app that
 # also serves transformers models has their tasks' extras in the same image.
 VLLM_ROOTS = (*VLLM_WEB_PACKAGES, *VLLM_PACKAGES, *EXTRAS)
-RUNTIME = Path(__file__).resolve().parent.parent / "runtime"
-LOCK_FILE = RUNTIME / "lock.py"
-VLLM_LOCK_FILE = RUNTIME / "lock_vllm.py"
+LOCKS = Path(__file__).resolve().parent.parent / "runtime" / "locks"
+LOCK_FILE = LOCKS / "tested.json"
+VLLM_LOCK_FILE = LOCKS / "vllm.json"
 # Where a built module runs: the markers its image's requirements are resolved with.
 IMAGE = {
     "python_version": PYTHON_VERSION,
@@ -169,27 +174,44 @@ def top_level(listed: str | None, paths: Iterable[Sequence[str]]) -> set[str]:
     return {name for name in names if name.isidentifier()}
 
 
+# What each lock file says of itself, under `about`.
+TESTED_ABOUT = {
+    "source": "the tested environment: each package at the version the tests ran",
+    "regenerate": "edit plan.py's pins, install them, then run `make lock`",
+    "checked_by": "tests/test_lock.py: it fails when this lock is not current",
+    "platform": "Linux x86_64",
+    "python": f"CPython {PYTHON_VERSION}",
+    "pins": "every package a built module's image installs, at the version the tests ran",
+    "requires": "what each pulls in, in a Modal image (the platform and Python above)",
+    "modules": "every top-level module those packages and Modal's own client make importable",
+}
+# vLLM needs a GPU, so no test environment holds it.
+VLLM_ABOUT = {
+    "source": "PyPI, by pip's own resolver run without installing anything "
+    "(`pip install --dry-run --report`): plan.py's vLLM pins and every extra a spec may add",
+    "regenerate": "edit plan.py's pins, then run `make lock-vllm` (needs the network)",
+    "checked_by": "tests/test_lock.py: it fails when plan.py's pins are not in this lock",
+    "platform": f"Linux x86_64, manylinux wheels up to glibc 2.{GLIBC_MINOR}",
+    "python": f"CPython {PYTHON_VERSION}",
+    "pins": "every package the vLLM image may install, at the version pip resolved",
+    "requires": "what each pulls in, in a Modal image (the platform and Python above)",
+    "modules": "every top-level module those packages' wheels and Modal's own client make "
+    "importable",
+}
+
+
 def render(roots: Iterable[str] = ROOTS) -> str:
+    """tested.json: the tested environment's resolution of the image."""
     image = walk(roots)
     container = walk(["modal"])  # Modal installs its own client in every container
     names = {m for _, _, mods in image.values() for m in mods}
     names |= {m for _, _, mods in container.values() for m in mods}
     pinned = {name: (pins, requires) for name, (pins, requires, _) in image.items()}
-    return text(
-        f"""The image lock, written by `make lock` from the tested environment: edit plan.py's
-pins, install them, then run `make lock`. `tests/test_lock.py` checks it is current.
-
-`PINS`: every package a built module's image installs, at the version the tests ran.
-`REQUIRES`: what each pulls in, in a Modal image (Linux, CPython {PYTHON_VERSION}).
-`MODULES`: every top-level module those packages and Modal's own client make importable.
-""",
-        pinned,
-        names,
-    )
+    return lock_json(TESTED_ABOUT, pinned, names)
 
 
 def render_vllm(roots: Iterable[str] = VLLM_ROOTS) -> str:
-    """lock_vllm.py: pip's resolution of the vLLM image, read from PyPI."""
+    """vllm.json: pip's resolution of the vLLM image, read from PyPI."""
     roots = sorted(set(roots))
     report = resolve(roots)
     wheels: dict[str, tuple[str, list[str], str]] = {
@@ -214,45 +236,41 @@ def render_vllm(roots: Iterable[str] = VLLM_ROOTS) -> str:
         listed = pool.map(wheel_modules, (wheels[name][2] for name in sorted(wheels)))
         names = set().union(*listed)
     names |= {m for _, _, mods in walk(["modal"]).values() for m in mods}
-    glibc = f"2.{GLIBC_MINOR}"
-    return text(
-        f"""The vLLM image's lock, written by `make lock-vllm` from PyPI: vLLM needs a GPU, so
-no test environment holds it. pip's own resolver, run without installing anything
-(`pip install --dry-run --report`), resolves plan.py's vLLM pins and every extra a spec
-may add for a Modal image: Linux x86_64, CPython {PYTHON_VERSION}, manylinux wheels up to
-glibc {glibc}. Edit plan.py's pins, then run `make lock-vllm`; `tests/test_lock.py` checks
-it against them.
+    return lock_json(VLLM_ABOUT, image, names)
 
-`PINS`: every package the vLLM image may install, at the version pip resolved.
-`REQUIRES`: what each pulls in, in a Modal image (Linux, CPython {PYTHON_VERSION}).
-`MODULES`: every top-level module those packages' wheels and Modal's own client make
-importable.
-""",
-        image,
-        names,
+
+def lock_json(
+    about: Mapping[str, str], image: Mapping[str, tuple[str, set[str]]], imported: set[str]
+) -> str:
+    """A lock file: `about`, then `modules`, `pins` and `requires` (a package that pulls
+    in nothing is left out of it); keys sorted, one entry a line."""
+    requires = {name: sorted(image[name][1]) for name in image if image[name][1]}
+    return (
+        "{\n"
+        + ",\n".join(
+            f"  {q(key)}: {value}"
+            for key, value in [
+                ("about", block(about)),
+                ("modules", block(sorted(imported))),
+                ("pins", block({name: version for name, (version, _) in image.items()})),
+                ("requires", block(requires)),
+            ]
+        )
+        + "\n}\n"
     )
 
 
-def text(doc: str, image: Mapping[str, tuple[str, set[str]]], imported: set[str]) -> str:
-    """A lock module: its docstring, then `PINS`, `REQUIRES` and `MODULES`."""
-    pins = "".join(f"    {q(name)}: {q(image[name][0])},\n" for name in sorted(image))
-    requires = "".join(
-        entry(name, sorted(image[name][1])) for name in sorted(image) if image[name][1]
-    )
-    names = "".join(f"        {q(name)},\n" for name in sorted(imported))
-    return f'''"""{doc}"""
-
-PINS: dict[str, str] = {{
-{pins}}}
-
-REQUIRES: dict[str, tuple[str, ...]] = {{
-{requires}}}
-
-MODULES: frozenset[str] = frozenset(
-    {{
-{names}    }}
-)
-'''
+def block(value: Mapping[str, object] | list[str]) -> str:
+    """A JSON object (keys sorted) or array, one entry a line, nested two spaces in."""
+    if isinstance(value, list):
+        lines = [json.dumps(item) for item in value]
+        opening, closing = "[", "]"
+    else:
+        lines = [f"{q(key)}: {json.dumps(value[key])}" for key in sorted(value)]
+        opening, closing = "{", "}"
+    if not lines:
+        return opening + closing
+    return opening + "\n" + ",\n".join(f"    {line}" for line in lines) + "\n  " + closing
 
 
 def resolve(
@@ -401,15 +419,6 @@ def q(text: str) -> str:
     return json.dumps(text)
 
 
-def entry(name: str, items: list[str]) -> str:
-    """One `REQUIRES` line, laid out as `ruff format` does at width 100."""
-    inner = ", ".join(map(q, items)) + ("," if len(items) == 1 else "")
-    line = f"    {q(name)}: ({inner}),\n"
-    if len(line) <= 101:
-        return line
-    return f"    {q(name)}: (\n" + "".join(f"        {q(i)},\n" for i in items) + "    ),\n"
-
-
 def main(argv: Sequence[str] = sys.argv[1:]) -> int:
     vllm = list(argv) == ["vllm"]
     if argv and not vllm:
@@ -420,6 +429,7 @@ def main(argv: Sequence[str] = sys.argv[1:]) -> int:
     except (Unlockable, Unresolvable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    file.parent.mkdir(parents=True, exist_ok=True)
     file.write_text(written)
     print(f"wrote {file}")
     return 0

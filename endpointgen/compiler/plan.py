@@ -17,7 +17,7 @@ from endpointgen.compiler.checks import (
 from endpointgen.compiler.loader import Document
 from endpointgen.compiler.shapes import relative
 from endpointgen.errors import Problem
-from endpointgen.runtime import lock, lock_vllm
+from endpointgen.runtime import image_lock
 from endpointgen.spec import (
     Batching,
     ClassifyRoute,
@@ -102,7 +102,7 @@ MODEL_REMOTE_DIR = "/model"
 # Modules a built module's container can import: the packages its image installs and
 # Modal's own client (from the lock, `make lock`), and endpointgen. In a container the
 # module sits first on sys.path, so an app named like one of them would shadow it.
-_IMPORTED = lock.MODULES | lock_vllm.MODULES | {"endpointgen"}
+_IMPORTED = image_lock("tested").modules | image_lock("vllm").modules | {"endpointgen"}
 
 
 @dataclass(frozen=True)

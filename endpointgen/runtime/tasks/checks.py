@@ -1,0 +1,35 @@
+"""The route's ceilings on a request, and the checks that need no model: how many texts
+and how long each, how many stop strings. Past one, a 422 before any model work."""
+
+from __future__ import annotations
+
+from endpointgen.runtime import http
+
+MAX_TOKENS = 1024
+MAX_CHARS = 20_000
+MAX_ITEMS = 128
+DRAWN_PIXELS = 1024 * 1024  # text-to-image: the largest width x height by default
+DRAWN_STEPS = 50  # and the most denoising steps
+
+
+MAX_STOPS = 16  # stop strings of one generation
+MAX_STOP_CHARS = 100  # and the length of each
+
+
+def stops_within(stop: str | list[str] | None, most: int) -> str | list[str] | None:
+    """A request's `stop`, if it holds at most `most` strings of at most MAX_STOP_CHARS
+    each: every step of a generation looks for each of them in its text."""
+    stops = [stop] if isinstance(stop, str) else stop or []
+    if len(stops) > most:
+        raise ValueError(f"at most {most} stop strings")
+    if any(len(s) > MAX_STOP_CHARS for s in stops):
+        raise ValueError(f"stop strings may be at most {MAX_STOP_CHARS} characters")
+    return stop
+
+
+def check_texts(field: str, texts: list[str], max_items: int, max_chars: int) -> None:
+    if len(texts) > max_items:
+        raise http.reject(field, f"at most {max_items} texts per request")
+    for text in texts:
+        if len(text) > max_chars:
+            raise http.reject(field, f"texts may be at most {max_chars} characters")
