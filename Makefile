@@ -58,7 +58,7 @@ lock-vllm: install ## re-resolve endpointgen/runtime/locks/vllm.json, the vLLM i
 
 golden: install ## rebuild tests/golden from specs/, and the plan goldens (review the diff)
 	$(BIN)/endpointgen build specs/*.yaml -o tests/golden
-	ENDPOINTGEN_REGEN_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_plan.py -k golden
+	ENDPOINTGEN_REGEN_GOLDEN=1 $(BIN)/python -m pytest -q tests/gitops/test_plan.py -k golden
 
 schema: install ## rewrite schema/endpointgen.schema.json
 	$(BIN)/endpointgen schema -o schema/endpointgen.schema.json

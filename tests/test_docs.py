@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from test_serve import Server
+from servers import Server
 
 README = (ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent
@@ -49,7 +49,7 @@ def test_the_first_block_works_as_shown(tmp_path: Path) -> None:
     for command, _ in first:
         words = shlex.split(command.split("#")[0])
         if words[1] == "serve":
-            continue  # served in test_the_demo_answers_as_shown and tests/test_serve.py
+            continue  # served in test_the_demo_answers_as_shown and tests/served/test_serve.py
         if words[1] == "build":
             words += ["-o", str(tmp_path)]
         if words[1] == "deploy":
@@ -101,7 +101,7 @@ def _citations() -> dict[str, str]:
     import ast
 
     out = {}
-    for path in sorted((ROOT / "tests").glob("test_*.py")):
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
                 out[f"{path.name}::{node.name}"] = ast.get_docstring(node) or ""

@@ -6,7 +6,7 @@ walking the installed distributions' requirements as they resolve in a Modal ima
 (Linux, x86_64, CPython `PYTHON_VERSION`). The result is
 `endpointgen/runtime/locks/tested.json`, which built modules read at deploy time
 (`runtime.locked`), and which the Makefile turns into pip constraints, so the test
-environment is the lock and the lock is the test environment. `tests/test_lock.py` fails
+environment is the lock and the lock is the test environment. `tests/compiler/test_lock.py` fails
 when the two drift apart.
 
 vLLM needs a GPU, so no test environment holds it: the vLLM image's lock,
@@ -178,7 +178,7 @@ def top_level(listed: str | None, paths: Iterable[Sequence[str]]) -> set[str]:
 TESTED_ABOUT = {
     "source": "the tested environment: each package at the version the tests ran",
     "regenerate": "edit plan.py's pins, install them, then run `make lock`",
-    "checked_by": "tests/test_lock.py: it fails when this lock is not current",
+    "checked_by": "tests/compiler/test_lock.py: it fails when this lock is not current",
     "platform": "Linux x86_64",
     "python": f"CPython {PYTHON_VERSION}",
     "pins": "every package a built module's image installs, at the version the tests ran",
@@ -190,7 +190,7 @@ VLLM_ABOUT = {
     "source": "PyPI, by pip's own resolver run without installing anything "
     "(`pip install --dry-run --report`): plan.py's vLLM pins and every extra a spec may add",
     "regenerate": "edit plan.py's pins, then run `make lock-vllm` (needs the network)",
-    "checked_by": "tests/test_lock.py: it fails when plan.py's pins are not in this lock",
+    "checked_by": "tests/compiler/test_lock.py: it fails when plan.py's pins are not in this lock",
     "platform": f"Linux x86_64, manylinux wheels up to glibc 2.{GLIBC_MINOR}",
     "python": f"CPython {PYTHON_VERSION}",
     "pins": "every package the vLLM image may install, at the version pip resolved",

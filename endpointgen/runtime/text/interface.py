@@ -44,7 +44,7 @@ class Generation(Protocol):
 class TextEngine(Protocol):
     """What serves text generation, whichever library runs the model: `TextGenerator`
     (transformers) and `VllmGenerator` (vLLM) implement it, and
-    `tests/test_engine_contract.py` holds each to it. Loading is the constructor:
+    `tests/runtime/test_engine_contract.py` holds each to it. Loading is the constructor:
     `(source, revision, dtype)` plus the engine's own options.
 
     `start` never blocks: it queues a generation and returns a future of its totals,

@@ -4,7 +4,7 @@
 loop of its own thread: vLLM batches and schedules the generations (continuous
 batching, paged attention), while auth, CORS, rate limits, request ids, limits and
 errors stay endpointgen's. It implements `interface.TextEngine`, and
-`tests/test_engine_contract.py` holds it to that wherever a GPU is present.
+`tests/runtime/test_engine_contract.py` holds it to that wherever a GPU is present.
 
 vllm is imported only here, when the model loads, and only in a container that has a
 CUDA GPU: `endpointgen serve` elsewhere runs the same app on transformers.
