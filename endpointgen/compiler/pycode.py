@@ -1,11 +1,13 @@
-"""Python source as `ruff format` lays it out, without running ruff.
+"""Python literals for spec values, and the line layout `ruff format` gives a module.
 
-Code is built from three kinds of node: text, a `Group` (brackets around comma-separated
-items: a call, a subscript, a list, a dict), and a list of nodes written one after
-another. `lines` lays a statement out as ruff does at its default line length, 88: flat
-when it fits; else the last group split, its items on one indented line when they fit
-there (a collection's never are), else one item per line with a trailing comma, each
-laid out the same way.
+The templates write every statement on one line. `layout` then lays out each one wider
+than ruff's default line length, 88, as ruff does: it reads the statement into nodes
+(text, a `Group` of comma-separated items in brackets: a call, a subscript, a list, a
+dict; and lists of nodes written one after another), and `lines` writes it flat when it
+fits; else the last group split, its items on one indented line when they fit there (a
+collection's never are), else one item per line with a trailing comma, each laid out the
+same way; a chain of calls (`modal.Image....uv_pip_install(...).env(...)`) one call per
+line.
 
 Every spec value enters through `literal` (strings through `string_literal`), and every
 name through `PythonIdentifier`: no spec string can become code.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -91,6 +94,8 @@ def lines(node: Node, indent: int = 0, suffix: str = "") -> list[str]:
 
 def width(text: str) -> int:
     """Columns on screen, as ruff counts them: wide characters two, combining marks none."""
+    if text.isascii():
+        return len(text)
     return sum(
         0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
         for ch in text
@@ -118,16 +123,6 @@ def _must_split(node: Node) -> bool:
     return False
 
 
-def collection(open: str, items: list[Node], close: str) -> Group:
-    return Group(open, items, close, collection=True)
-
-
-def call(function: str, *args: Node, **kwargs: Node) -> Group:
-    items: list[Node] = list(args)
-    items += [[f"{PythonIdentifier(key)}=", value] for key, value in kwargs.items()]
-    return Group(f"{function}(", items, ")")
-
-
 def literal(value: Any) -> Node:
     """A Python literal for `value`: flat when it fits, else a group ruff would split."""
     if value is None or isinstance(value, bool):
@@ -152,12 +147,6 @@ def literal(value: Any) -> Node:
         items: list[Node] = [[string_literal(k) + ": ", literal(v)] for k, v in value.items()]
         return Group("{", items, "}", collection=True)
     raise TypeError(f"cannot write a {type(value).__name__} as a literal")
-
-
-def block(statements: list[list[str]], blank: int = 0) -> str:
-    """Statements (each a list of lines), with `blank` empty lines between them."""
-    gap = "\n" * (blank + 1)
-    return gap.join("\n".join(statement) for statement in statements)
 
 
 def string_literal(text: str) -> str:
@@ -205,3 +194,179 @@ class PythonIdentifier(str):
         if not value.isidentifier() or keyword.iskeyword(value) or not value.isascii():
             raise ValueError(f"{value!r} is not a usable Python name")
         return super().__new__(cls, value)
+
+
+# --- the layout of a rendered module ---
+
+OPENING = {"(": ")", "[": "]", "{": "}"}
+_ASSIGNED = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*(?:: [^=]+)? = |return )(.*)")
+
+
+def layout(source: str) -> str:
+    """`source` with each statement wider than `WIDTH` laid out as ruff would.
+
+    Statements are one line each (as the templates write them); comments, docstrings
+    and lines that fit are left as they are.
+    """
+    out: list[str] = []
+    open_quote: str | None = None  # the quotes of a string that spans lines (a docstring)
+    for line in source.split("\n"):
+        if open_quote is not None:
+            out.append(line)
+            if open_quote in line:
+                open_quote = _left_open(line[line.index(open_quote) + 3 :])
+            continue
+        open_quote = _left_open(line)
+        if open_quote or width(line) <= WIDTH or line.lstrip().startswith("#"):
+            out.append(line)
+            continue
+        statement = line.lstrip(" ")
+        indent = len(line) - len(statement)
+        out += _statement_lines(statement, indent)
+    return "\n".join(out)
+
+
+def _left_open(line: str) -> str | None:
+    """The quotes of a triple-quoted string that starts on `line` and does not end there."""
+    at = 0
+    while at < len(line):
+        if line[at] == "#":
+            return None
+        if line[at] in "\"'":
+            end = _string_end(line, at)
+            quote = line[at] * 3
+            if line.startswith(quote, at) and not line.endswith(quote, at + 3, end):
+                return quote
+            if end > len(line):
+                return None
+            at = end
+            continue
+        at += 1
+    return None
+
+
+def _statement_lines(statement: str, indent: int) -> list[str]:
+    if statement.startswith("from ") and " import " in statement:
+        head, names = statement.split(" import ", 1)
+        pad = " " * indent
+        return [f"{pad}{head} import (", *[f"{pad}    {n}," for n in names.split(", ")], f"{pad})"]
+    node = parse(statement)
+    chained = _chain(node)
+    if chained is not None:
+        target, base, steps = chained
+        pad = " " * indent
+        out = [f"{pad}{target}(", *lines(base, indent + INDENT)]
+        for step in steps:
+            out += lines(step, indent + INDENT)
+        return [*out, pad + ")"]
+    return lines(node, indent)
+
+
+def _chain(node: list[Node]) -> tuple[str, list[Node], list[list[Node]]] | None:
+    """`name = base(...).step(...).step(...)`: two calls or more after the first one,
+    which ruff lays out one per line (its fluent style)."""
+    if len(node) < 6 or not isinstance(node[0], str) or " = " not in node[0]:
+        return None
+    target, first = node[0].split(" = ", 1)
+    steps: list[list[Node]] = []
+    for at in range(2, len(node), 2):
+        text, group = node[at], node[at + 1] if at + 1 < len(node) else None
+        if not (isinstance(text, str) and text.startswith(".") and isinstance(group, Group)):
+            return None
+        steps.append([text, group])
+    if len(steps) < 2 or not isinstance(node[1], Group):
+        return None
+    return f"{target} = ", [first, node[1]], steps
+
+
+def parse(statement: str) -> list[Node]:
+    """One statement, as nodes: text, and a `Group` for each pair of brackets."""
+    definition = statement.startswith(("def ", "async def "))
+    stack: list[tuple[str, list[Node], list[list[Node]]]] = []  # open, parts, items
+    parts: list[Node] = []
+    text: list[str] = []
+    at = 0
+    while at < len(statement):
+        ch = statement[at]
+        if ch in "\"'":
+            end = _string_end(statement, at)
+            text.append(statement[at:end])
+            at = end
+            continue
+        if ch in OPENING:
+            before = "".join(text)
+            _flush(text, parts)
+            stack.append((ch, parts, []))
+            parts = []
+            # What comes right before a bracket says what it is: a call or a subscript
+            # after a name or a bracket, else a display (a list, a dict, a tuple).
+            called = bool(before) and (before[-1].isalnum() or before[-1] in "_)]")
+            if ch != "(" or called:
+                stack[-1] = (ch + ("c" if called else ""), stack[-1][1], [])
+            at += 1
+            continue
+        if stack and ch == ",":
+            _flush(text, parts)
+            stack[-1][2].append(parts)
+            parts = []
+            at += 1
+            while at < len(statement) and statement[at] == " ":
+                at += 1
+            continue
+        if stack and ch == OPENING[stack[-1][0][0]]:
+            _flush(text, parts)
+            opened, outer, items = stack.pop()
+            if parts:
+                items.append(parts)
+            bracket = opened[0]
+            display = not opened.endswith("c") and (bracket != "(" or bool(items))
+            close = ch
+            if bracket == "(" and display and len(items) == 1:
+                close = ",)"  # a tuple of one (`(x)` is only brackets: not written)
+            group = Group(
+                bracket,
+                [item[0] if len(item) == 1 else item for item in items],
+                close,
+                params=definition and not stack and not _groups(outer),
+                collection=display,
+            )
+            parts = outer
+            parts.append(group)
+            at += 1
+            if definition and not stack:  # a def's return annotation stays as text
+                parts.append(statement[at:])
+                return parts
+            continue
+        text.append(ch)
+        at += 1
+    _flush(text, parts)
+    if not _groups(parts) and len(parts) == 1 and isinstance(parts[0], str):
+        assigned = _ASSIGNED.fullmatch(parts[0])
+        if assigned:  # `X = "a long string"`: ruff may put the value in brackets
+            return [assigned.group(1), assigned.group(2)]
+    return parts
+
+
+def _groups(parts: list[Node]) -> bool:
+    return any(isinstance(part, Group) for part in parts)
+
+
+def _flush(text: list[str], parts: list[Node]) -> None:
+    if text:
+        joined = "".join(text)
+        if parts and isinstance(parts[-1], str):
+            parts[-1] += joined
+        else:
+            parts.append(joined)
+        text.clear()
+
+
+def _string_end(statement: str, start: int) -> int:
+    quote = statement[start]
+    if statement.startswith(quote * 3, start):
+        end = statement.find(quote * 3, start + 3)
+        return len(statement) if end < 0 else end + 3
+    at = start + 1
+    while at < len(statement) and statement[at] != quote:
+        at += 2 if statement[at] == "\\" else 1
+    return at + 1
