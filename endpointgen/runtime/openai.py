@@ -1,6 +1,9 @@
 """OpenAI-compatible routes, so existing OpenAI clients work unchanged: `/models`,
 `/completions` and `/chat/completions` (streamed or not) for a text generator, and
-`/embeddings` for an embedder. Errors under the prefix take OpenAI's shape."""
+`/embeddings` for an embedder. Errors under the prefix take OpenAI's shape.
+
+An option OpenAI defines that this server does not honour (`tools`, `response_format`,
+`logprobs`, ...) is a 400 naming it (`param`), never an answer made without it."""
 
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ __all__ = [
     "models",
 ]
 
-LENIENT = ConfigDict(strict=True)  # unknown OpenAI options are ignored
+LENIENT = ConfigDict(strict=True)  # options OpenAI does not define are ignored
 CHAT_DEFAULT_TOKENS = 256
 OPENAI_STOPS = 4  # as OpenAI allows
 # The roles a chat message may have; `developer` is OpenAI's newer name for `system`.
@@ -56,6 +59,23 @@ ROLES = {
 }
 
 
+NO_TOOLS = "this server does not call tools"
+NO_LOGPROBS = "this server does not return log probabilities"
+
+
+def refused(param: str, why: str) -> http.Rejected:
+    """A 400 on `param`: an OpenAI option this server does not honour."""
+    return http.reject(param, f"`{param}` is not supported: {why}")
+
+
+class StreamOptions(BaseModel):
+    model_config = LENIENT
+
+    include_usage: bool = Field(
+        default=False, description="a last chunk with `usage` and no `choices`"
+    )
+
+
 class Sampling(BaseModel):
     """What completions and chat completions share: the model, and how to sample."""
 
@@ -64,8 +84,9 @@ class Sampling(BaseModel):
     model: str | None = None
     temperature: float = Field(default=1.0, ge=0, le=2)
     top_p: float = Field(default=1.0, gt=0, le=1)
-    n: int = Field(default=1, ge=1, le=1, description="one choice per request")
+    n: int = Field(default=1, ge=1, description="one choice per request: refused above 1")
     stream: bool = False
+    stream_options: StreamOptions | None = Field(default=None, description="with `stream` only")
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
 
@@ -74,10 +95,37 @@ class Sampling(BaseModel):
     def _stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
         return stops_within(stop, OPENAI_STOPS)
 
+    def check(self) -> None:
+        """What the schema cannot say; past it, a 400 on the field (`Rejected`)."""
+        if self.n > 1:
+            raise refused("n", "one choice is made per request")
+        if self.stream_options is not None and not self.stream:
+            raise http.reject("stream_options", "`stream_options` needs `stream: true`")
+
+    def usage_chunk(self) -> bool:
+        """Whether a stream ends with a chunk of `usage` (OpenAI's `include_usage`)."""
+        return self.stream_options is not None and self.stream_options.include_usage
+
 
 class CompletionRequest(Sampling):
     prompt: str | list[str]
     max_tokens: int = Field(default=16, ge=1)
+    # OpenAI's legacy options this server refuses (a 400 on each), unless left as they are.
+    logprobs: int | None = Field(default=None, description="refused unless null")
+    best_of: int | None = Field(default=None, description="refused unless null or 1")
+    suffix: str | None = Field(default=None, description="refused unless null or empty")
+    echo: bool = Field(default=False, description="refused unless false")
+
+    def check(self) -> None:
+        super().check()
+        if self.logprobs is not None:
+            raise refused("logprobs", NO_LOGPROBS)
+        if self.best_of not in (None, 1):
+            raise refused("best_of", "one completion is made per request")
+        if self.suffix:
+            raise refused("suffix", "completions only continue the prompt")
+        if self.echo:
+            raise refused("echo", "the answer holds the completion only")
 
 
 class ChatMessage(BaseModel):
@@ -95,6 +143,35 @@ class ChatRequest(Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    # OpenAI's options this server refuses (a 400 on each), unless left as they are.
+    tools: list[dict[str, Any]] | None = Field(default=None, description="refused unless empty")
+    tool_choice: str | dict[str, Any] | None = Field(
+        default=None, description='refused unless null or "none"'
+    )
+    functions: list[dict[str, Any]] | None = Field(default=None, description="refused unless empty")
+    function_call: str | dict[str, Any] | None = Field(
+        default=None, description='refused unless null or "none"'
+    )
+    response_format: dict[str, Any] | None = Field(
+        default=None, description='refused unless null or {"type": "text"}'
+    )
+    logprobs: bool | None = Field(default=None, description="refused unless null or false")
+    top_logprobs: int | None = Field(default=None, description="refused unless null or 0")
+
+    def check(self) -> None:
+        super().check()
+        for param in ("tools", "functions"):
+            if getattr(self, param):
+                raise refused(param, NO_TOOLS)
+        for param in ("tool_choice", "function_call"):
+            if getattr(self, param) not in (None, "none"):
+                raise refused(param, NO_TOOLS)
+        if self.response_format not in (None, {"type": "text"}):
+            raise refused("response_format", 'the text is not constrained: only {"type": "text"}')
+        if self.logprobs:
+            raise refused("logprobs", NO_LOGPROBS)
+        if self.top_logprobs:
+            raise refused("top_logprobs", NO_LOGPROBS)
 
 
 class EmbeddingRequest(BaseModel):
@@ -167,6 +244,7 @@ async def completions(
     max_tokens: int = MAX_TOKENS,
     max_chars: int = MAX_CHARS,
 ) -> Any:
+    body.check()
     prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
     if len(prompts) != 1:
         raise http.reject("prompt", "send one prompt per request")
@@ -178,7 +256,7 @@ async def completions(
     made |= {"model": model.name, "object": "text_completion"}
     if body.stream:
         pieces = await model.opened(asked, http.request_id(request))
-        return http.EventStream(_completion_chunks(pieces, made))
+        return http.EventStream(_completion_chunks(pieces, made, body.usage_chunk()))
     result = await model.generated(asked)
     choice = {"index": 0, "text": result["text"], "logprobs": None}
     choice["finish_reason"] = finish(result["finish_reason"])
@@ -193,6 +271,7 @@ async def chat(
     max_tokens: int = MAX_TOKENS,
     max_chars: int = MAX_CHARS,
 ) -> Any:
+    body.check()
     # Without max_tokens: OpenAI's "as much as fits"; here, up to a modest default.
     wanted = body.max_completion_tokens or body.max_tokens
     if any(m.role not in ROLES for m in body.messages):
@@ -203,7 +282,7 @@ async def chat(
     made["model"] = model.name
     if body.stream:
         pieces = await model.opened(asked, http.request_id(request))
-        return http.EventStream(_chat_chunks(pieces, made))
+        return http.EventStream(_chat_chunks(pieces, made, body.usage_chunk()))
     result = await model.generated(asked)
     message = {"role": "assistant", "content": result["text"]}
     choice = {"index": 0, "message": message, "finish_reason": finish(result["finish_reason"])}
@@ -237,10 +316,19 @@ def _chunk(made: dict[str, Any], **choice: Any) -> str:
     return http.sse(None, {**made, "choices": [{"index": 0, **choice}]})
 
 
+def _usage_chunk(made: dict[str, Any], totals: dict[str, Any]) -> str:
+    """OpenAI's last chunk with `include_usage`: no choices, the request's token counts."""
+    counts = usage(totals["prompt_tokens"], totals["tokens_generated"])
+    return http.sse(None, {**made, "choices": [], "usage": counts})
+
+
 STREAM_FAILED = {"error": {"message": "generation failed", "type": "server_error"}}
 
 
-async def _completion_chunks(pieces: Pieces, made: dict[str, Any]) -> AsyncIterator[str]:
+async def _completion_chunks(
+    pieces: Pieces, made: dict[str, Any], with_usage: bool = False
+) -> AsyncIterator[str]:
+    made = {**made, "usage": None} if with_usage else made  # as OpenAI's chunks carry it
     async with aclosing(pieces):
         async for kind, value in pieces:
             if kind == "token":
@@ -248,13 +336,18 @@ async def _completion_chunks(pieces: Pieces, made: dict[str, Any]) -> AsyncItera
             elif kind == "done":
                 reason = finish(value["finish_reason"])
                 yield _chunk(made, text="", logprobs=None, finish_reason=reason)
+                if with_usage:
+                    yield _usage_chunk(made, value)
             else:
                 yield f"data: {json.dumps(STREAM_FAILED)}\n\n"
     yield "data: [DONE]\n\n"
 
 
-async def _chat_chunks(pieces: Pieces, made: dict[str, Any]) -> AsyncIterator[str]:
+async def _chat_chunks(
+    pieces: Pieces, made: dict[str, Any], with_usage: bool = False
+) -> AsyncIterator[str]:
     made = {**made, "object": "chat.completion.chunk"}
+    made = {**made, "usage": None} if with_usage else made
     async with aclosing(pieces):
         yield _chunk(made, delta={"role": "assistant", "content": ""}, finish_reason=None)
         async for kind, value in pieces:
@@ -262,6 +355,8 @@ async def _chat_chunks(pieces: Pieces, made: dict[str, Any]) -> AsyncIterator[st
                 yield _chunk(made, delta={"content": value}, finish_reason=None)
             elif kind == "done":
                 yield _chunk(made, delta={}, finish_reason=finish(value["finish_reason"]))
+                if with_usage:
+                    yield _usage_chunk(made, value)
             else:
                 yield f"data: {json.dumps(STREAM_FAILED)}\n\n"
     yield "data: [DONE]\n\n"

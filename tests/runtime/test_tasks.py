@@ -198,6 +198,8 @@ def test_openapi_documents_each_tasks_schemas(server: Server) -> None:
         "top_n",
         "return_text",
         "raw_scores",
+        "truncate",
+        "truncation_direction",
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from endpointgen.runtime import http
 from endpointgen.runtime.tasks.calls import Calls
 from endpointgen.runtime.tasks.checks import MAX_CHARS, MAX_ITEMS, check_texts
 from endpointgen.runtime.tasks.schemas import (
@@ -67,7 +68,12 @@ class Classifying(Calls):
         """The texts by relevance to the query, best first (`top_n` of them)."""
         check_texts("texts", body.texts, max_items, max_chars)
         check_texts("query", [body.query], 1, max_chars)
-        scored = await self.run([(body.query, text) for text in body.texts])
+        how = (body.truncate is not False, body.truncation_direction.lower())
+        scored = await self.run([(body.query, text, *how) for text in body.texts])
+        for i, answer in enumerate(scored):
+            if isinstance(answer, str):  # too long, and not to be cut
+                why = f"texts[{i}]: {answer}; send `truncate: true` to cut it"
+                raise http.reject("texts", why)
         order = sorted(range(len(scored)), key=lambda i: -scored[i][0])[: body.top_n]
         pick = 0 if body.raw_scores else 1  # (logit, 0-1 score)
         return [

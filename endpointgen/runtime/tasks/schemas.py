@@ -150,6 +150,14 @@ class RerankRequest(BaseModel):
     top_n: int | None = Field(default=None, ge=1, description="the best N only")
     return_text: bool = False
     raw_scores: bool = Field(default=False, description="logits instead of 0-1 scores")
+    truncate: bool | None = Field(
+        default=None,
+        description="cut a text too long for the model (null: cut, as TEI's default "
+        "--auto-truncate does); false: a 422 instead",
+    )
+    truncation_direction: Literal["Left", "Right", "left", "right"] = Field(
+        default="Right", description="where a cut text loses tokens"
+    )
 
 
 class Ranked(BaseModel):
