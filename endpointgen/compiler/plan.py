@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from endpointgen import __version__
 from endpointgen.compiler import shapes
@@ -15,18 +15,53 @@ from endpointgen.compiler.checks import (
     route_auth,
 )
 from endpointgen.compiler.loader import Document
+from endpointgen.compiler.resolved import (
+    AuthPlan,
+    BatchPlan,
+    CallbacksPlan,
+    CorsPlan,
+    ErrorPlan,
+    FieldPlan,
+    FilePlan,
+    GeneratePlan,
+    HandlerPlan,
+    HealthPlan,
+    ImagePlan,
+    JobPlan,
+    JobsPlan,
+    Loader,
+    MetricsPlan,
+    ModelConfig,
+    ModelDeployment,
+    OpenAIPlan,
+    RateRule,
+    RespondPlan,
+    RoutePlan,
+    Shipped,
+    Signature,
+    UploadPlan,
+    VllmOption,
+    VolumeMount,
+    WebhookPlan,
+    WebhookRule,
+    WeightsVolume,
+)
+from endpointgen.compiler.resolved import Batching as BatchingPlan
 from endpointgen.compiler.shapes import relative
 from endpointgen.errors import Problem
-from endpointgen.runtime import image_lock
+from endpointgen.runtime import defaults, image_lock
 from endpointgen.spec import (
     Batching,
     ClassifyRoute,
     EmbedRoute,
+    FileRoute,
     GenerateRoute,
+    HandlerRoute,
     Model,
     OpenAIRoute,
     RateLimit,
     RerankRoute,
+    RespondRoute,
     Route,
     Scaling,
     Spec,
@@ -74,14 +109,15 @@ EXTRA_PACKAGES: dict[str, tuple[str, ...]] = {
 }
 PYTHON_VERSION = "3.11"
 
-# Defaults for the route-level limits, applied before any model work.
-DEFAULT_MAX_TOKENS = 1024
-DEFAULT_MAX_CHARS = 20_000
-DEFAULT_MAX_ITEMS = 128
-DEFAULT_MAX_BYTES = 1024 * 1024
-DEFAULT_MAX_PIXELS = 1024 * 1024  # text-to-image: width x height
-DEFAULT_MAX_STEPS = 50
-DEFAULT_WEBHOOK_TOLERANCE = 300  # seconds; Stripe's and Slack's own default
+# Defaults for the route-level limits, applied before any model work: the runtime's own
+# (`runtime/defaults.py`, the one table of them).
+DEFAULT_MAX_TOKENS = defaults.MAX_TOKENS
+DEFAULT_MAX_CHARS = defaults.MAX_CHARS
+DEFAULT_MAX_ITEMS = defaults.MAX_ITEMS
+DEFAULT_MAX_BYTES = defaults.MAX_BYTES
+DEFAULT_MAX_PIXELS = defaults.DRAWN_PIXELS  # text-to-image: width x height
+DEFAULT_MAX_STEPS = defaults.DRAWN_STEPS
+DEFAULT_WEBHOOK_TOLERANCE = defaults.WEBHOOK_TOLERANCE
 
 # Tasks that generate text token by token: `generate` routes, streaming, one at a time
 # unless batched.
@@ -130,24 +166,23 @@ class Plan:
     model_secrets: list[str]
     env: dict[str, str]
     packages: list[str]
-    model: dict[str, Any] | None
-    models: list[dict[str, Any]]
+    model: ModelConfig | None
+    models: list[ModelDeployment]
     hf_cache: bool
     engine: str  # what runs the models: transformers, or vllm
-    auth: dict[str, Any]
-    cors: dict[str, Any] | None
-    routes: list[dict[str, Any]]
-    # /metrics: None when off; else {"auth": whether the app's auth guards it}.
-    metrics: dict[str, Any] | None = None
+    auth: AuthPlan
+    cors: CorsPlan | None
+    routes: list[RoutePlan]
+    metrics: MetricsPlan | None = None  # /metrics: None when off
     # /docs, /redoc, /openapi.json: "auth" (the app's auth guards them), "public" or "off".
     docs: str = "public"
     tracing: bool = False  # OpenTelemetry spans for every request
     # Job routes' settings (`jobs:`): None when no route is a job.
-    jobs: dict[str, Any] | None = None
-    shipped_files: list[dict[str, str]] = field(default_factory=list)
-    shipped_dirs: list[dict[str, str]] = field(default_factory=list)
-    volumes: list[dict[str, str]] = field(default_factory=list)
-    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jobs: JobsPlan | None = None
+    shipped_files: list[Shipped] = field(default_factory=list)
+    shipped_dirs: list[Shipped] = field(default_factory=list)
+    volumes: list[VolumeMount] = field(default_factory=list)
+    errors: dict[str, ErrorPlan] = field(default_factory=dict)
     python_version: str = PYTHON_VERSION
     system_packages: list[str] = field(default_factory=list)  # apt, before pip
     commands: list[str] = field(default_factory=list)  # run after the packages install
@@ -158,7 +193,7 @@ class Plan:
     @property
     def cpu_torch(self) -> bool:
         """A model app on no GPU at all: its image takes torch's CPU build."""
-        gpus = [self.gpu] if self.model is not None else [m["gpu"] for m in self.models]
+        gpus = [self.gpu] if self.model is not None else [m.gpu for m in self.models]
         return bool(gpus) and all(gpu is None for gpu in gpus)
 
     @property
@@ -189,13 +224,13 @@ def make_plan(
     commit their `main` had when the module was built (`endpointgen deploy` pins it)."""
     out = Path(out_dir)
     spec_path = Path(spec_file)
-    shipped = shapes.Shipped(spec_path.parent, out)
-    routes = [
-        {**_route(spec, i, r), **shapes.route_extras(r, shipped)} for i, r in enumerate(spec.routes)
-    ]
+    shipped = shapes.ShippedFiles(spec_path.parent, out)
+    routes = [_route(spec, i, r, shipped) for i, r in enumerate(spec.routes)]
     model = None
     named = dict(spec.models)
     split = spec.serving_shape == "split" and spec.model is not None
+    # A loader's object behind generate/openai routes must be a text engine: checked at load.
+    texts = {r.model for r in routes if r.action in ("generate", "openai")}
     if spec.model is not None and split:
         # One model behind a CPU web tier: the model's settings go to its own class.
         named[SINGLE_MODEL] = NamedModel(
@@ -215,37 +250,33 @@ def make_plan(
             shipped,
             scaling=spec.scaling,
             resolved=resolved,
+            text_engine=SINGLE_MODEL in texts,
         )
-        if model["local_dir"] is not None:
-            shipped.dirs.insert(0, {"local": model["local_dir"], "remote": MODEL_REMOTE_DIR})
+        if model.local_dir is not None:
+            shipped.dirs.insert(0, Shipped(model.local_dir, MODEL_REMOTE_DIR))
+    job_routes = any(job_of(r) for r in spec.routes)
+    jobs = _jobs(spec) if job_routes else None
     models = [
-        _named_model(name, m, spec_path.parent, out, shipped, resolved) for name, m in named.items()
+        _named_model(name, m, spec_path.parent, out, shipped, resolved, name in texts, jobs)
+        for name, m in named.items()
     ]
-    jobs = spec.jobs.model_dump() if any(job_of(r) for r in spec.routes) else None
-    if jobs is not None:  # a job's model call may run as long as the job
-        for m in models:
-            m["timeout"] = max(m["timeout"] or 0, jobs["timeout"])
-    # A loader's object behind generate/openai routes must be a text engine: checked at load.
-    texts = {r["model"] for r in routes if r["action"] in ("generate", "openai")}
-    for name, config in [(SINGLE_MODEL, model), *((m["name"], m["config"]) for m in models)]:
-        if config is not None and config["loader"]:
-            config["loader"]["text_engine"] = name in texts
-    configs = [model] if model else [m["config"] for m in models]
-    secret_keys = _secret_keys(spec, auth_settings(spec))
+    configs = [model] if model else [m.config for m in models]
+    auth = auth_settings(spec)
+    secret_keys = _secret_keys(spec, auth)
     # With several models, the top-level scaling is the web tier's: it runs no model.
     web = Scaling() if split else spec.scaling  # split: Modal's defaults for the CPU tier
     single = spec.model if spec.model and not split else None
     concurrency = _concurrency(web, single, spec.batching)
     if split:
-        models[0]["class_name"] = "Inference"
+        models[0] = replace(models[0], class_name="Inference")
     secrets = sorted(secret_keys)
     env = dict(sorted(spec.env.items()))
-    hf_cache = any(c["local_dir"] is None and c["volume"] is None for c in configs)
+    hf_cache = any(c.local_dir is None and c.volume is None for c in configs)
     if hf_cache:
         env.setdefault("HF_HOME", HF_CACHE_DIR)
         env.setdefault("HF_XET_HIGH_PERFORMANCE", "1")  # faster first downloads
         env = dict(sorted(env.items()))
-    engine = "vllm" if any(c["engine"] == "vllm" for c in configs) else "transformers"
+    engine = "vllm" if any(c.engine == "vllm" for c in configs) else "transformers"
     stack = (VLLM_PACKAGES if engine == "vllm" else MODEL_PACKAGES) if configs else ()
     packages = sorted(
         set(
@@ -281,7 +312,7 @@ def make_plan(
         models=models,
         hf_cache=hf_cache,
         engine=engine,
-        auth=auth_settings(spec),
+        auth=auth,
         cors=_cors(spec),
         routes=routes,
         shipped_files=shipped.files,
@@ -289,7 +320,7 @@ def make_plan(
         volumes=shapes.volumes(spec),
         errors=shapes.errors(spec),
         metrics=(
-            {"auth": not spec.metrics.public and spec.auth.mode != "none"}
+            MetricsPlan(auth=not spec.metrics.public and spec.auth.mode != "none")
             if spec.metrics.enabled
             else None
         ),
@@ -303,42 +334,64 @@ def make_plan(
     )
 
 
+def _jobs(spec: Spec) -> JobsPlan:
+    jobs, callbacks = spec.jobs, spec.jobs.callbacks
+    return JobsPlan(
+        timeout=jobs.timeout,
+        concurrency=jobs.concurrency,
+        queue=jobs.queue,
+        queue_mib=jobs.queue_mib,
+        callbacks=CallbacksPlan(
+            hosts=list(callbacks.hosts),
+            secret=callbacks.secret,
+            env=callbacks.env,
+            private=callbacks.private,
+        )
+        if callbacks is not None
+        else None,
+    )
+
+
 def model_config(
     model: Model,
     batching: Batching | None,
     spec_dir: Path,
     out: Path,
-    shipped: shapes.Shipped,
+    shipped: shapes.ShippedFiles,
     remote_dir: str = MODEL_REMOTE_DIR,
     scaling: Scaling | None = None,
     resolved: dict[str, str] | None = None,
-) -> dict[str, Any]:
+    text_engine: bool = False,
+) -> ModelConfig:
     """What the app needs to load and run one model."""
     local = local_model_dir(model.id, spec_dir)
     scaling = scaling or Scaling()
     resolved = resolved or {}
-    return {
-        "id": model.id,
-        "task": model.task,
-        "revision": model.revision or resolved.get(model.id),
-        # The revision was pinned at build time (the Hub's `main`), not by the spec.
-        "resolved": model.revision is None and model.id in resolved,
-        "dtype": model.dtype,
-        "local_dir": relative(local, out) if local is not None else None,
-        "remote_dir": remote_dir,
-        "loader": shipped.handler(model.loader) if model.loader else None,
-        "batching": batching.model_dump() if batching else None,
-        "volume": _weights_volume(model),
-        "engine": model.engine,
-        "vllm": _vllm(model.vllm or Vllm(), scaling) if model.engine == "vllm" else None,
-    }
+    loader = None
+    if model.loader:
+        ref = shipped.handler(model.loader)
+        loader = Loader(**vars(ref), text_engine=text_engine)
+    return ModelConfig(
+        id=model.id,
+        task=model.task,
+        revision=model.revision or resolved.get(model.id),
+        resolved=model.revision is None and model.id in resolved,
+        dtype=model.dtype,
+        local_dir=relative(local, out) if local is not None else None,
+        remote_dir=remote_dir,
+        loader=loader,
+        batching=BatchingPlan(batching.max_batch_size, batching.wait_ms) if batching else None,
+        volume=_weights_volume(model),
+        engine=model.engine,
+        vllm=_vllm(model.vllm or Vllm(), scaling) if model.engine == "vllm" else None,
+    )
 
 
-def _vllm(options: Vllm, scaling: Scaling) -> dict[str, Any]:
+def _vllm(options: Vllm, scaling: Scaling) -> dict[str, VllmOption]:
     """vLLM's options as the spec sets them; `enforce_eager` defaults to on for a model
     that scales to zero (its cold starts skip CUDA graph capture, as Modal's vLLM example
     does), off for one kept warm (`min_containers`), where graphs speed every token."""
-    out = options.model_dump(exclude_defaults=True)
+    out: dict[str, VllmOption] = options.model_dump(exclude_defaults=True)
     if options.enforce_eager is None:
         out["enforce_eager"] = not scaling.min_containers
     return out
@@ -350,13 +403,13 @@ def _region(region: str | list[str] | None) -> str | list[str] | None:
     return region
 
 
-def _weights_volume(model: Model) -> dict[str, str] | None:
+def _weights_volume(model: Model) -> WeightsVolume | None:
     """Where a model on a Volume is: the Volume, where it is mounted, the model's folder."""
     if model.volume is None:
         return None
     mount = f"{shapes.VOLUMES_DIR}/{model.volume}"
     folder = f"{mount}/{model.path}" if model.path else mount
-    return {"name": model.volume, "mount": mount, "folder": folder}
+    return WeightsVolume(model.volume, mount, folder)
 
 
 def _named_model(
@@ -364,29 +417,36 @@ def _named_model(
     model: NamedModel,
     spec_dir: Path,
     out: Path,
-    shipped: shapes.Shipped,
-    resolved: dict[str, str] | None = None,
-) -> dict[str, Any]:
+    shipped: shapes.ShippedFiles,
+    resolved: dict[str, str] | None,
+    text_engine: bool,
+    jobs: JobsPlan | None,
+) -> ModelDeployment:
     """One model of several: its config, and the Modal class that serves it."""
     remote = f"{MODEL_REMOTE_DIR}/{name}"
     config = model_config(
-        model, model.batching, spec_dir, out, shipped, remote, model.scaling, resolved
+        model, model.batching, spec_dir, out, shipped, remote, model.scaling, resolved, text_engine
     )
-    if config["local_dir"] is not None:
-        shipped.dirs.append({"local": config["local_dir"], "remote": remote})
-    return {
-        "name": name,
-        "class_name": "".join(part.capitalize() for part in name.split("_")) + "Model",
-        "config": config,
-        "gpu": _gpu(model.gpu),
-        "cpu": model.resources.cpu,
-        "memory": model.resources.memory,
-        "timeout": model.resources.timeout,
-        "autoscaling": _autoscaling(model.scaling),
-        **_concurrency(model.scaling, model, model.batching),
-        "startup_timeout": _startup_timeout(model.resources.startup_timeout, True),
-        "snapshot": model.snapshot,
-    }
+    if config.local_dir is not None:
+        shipped.dirs.append(Shipped(config.local_dir, remote))
+    concurrency = _concurrency(model.scaling, model, model.batching)
+    timeout = model.resources.timeout
+    if jobs is not None:  # a job's model call may run as long as the job
+        timeout = max(timeout or 0, jobs.timeout)
+    return ModelDeployment(
+        name=name,
+        class_name="".join(part.capitalize() for part in name.split("_")) + "Model",
+        config=config,
+        gpu=_gpu(model.gpu),
+        cpu=model.resources.cpu,
+        memory=model.resources.memory,
+        timeout=timeout,
+        autoscaling=_autoscaling(model.scaling),
+        max_inputs=concurrency["max_inputs"],
+        target_inputs=concurrency["target_inputs"],
+        startup_timeout=_startup_timeout(model.resources.startup_timeout, True),
+        snapshot=model.snapshot,
+    )
 
 
 def _concurrency(
@@ -447,10 +507,10 @@ def _autoscaling(scaling: Scaling) -> dict[str, int]:
     return {k: v for k, v in pairs if v is not None}
 
 
-def _secret_keys(spec: Spec, auth: dict[str, Any]) -> dict[str, list[str]]:
+def _secret_keys(spec: Spec, auth: AuthPlan) -> dict[str, list[str]]:
     keys: dict[str, set[str]] = {name: set() for name in spec.secrets}
-    if spec.auth.secret:
-        keys.setdefault(spec.auth.secret, set()).add(auth["env"])
+    if spec.auth.secret and auth.env:
+        keys.setdefault(spec.auth.secret, set()).add(auth.env)
     for route in spec.routes:
         if isinstance(route, WebhookRoute) and route.secret and route.env:
             keys.setdefault(route.secret, set()).add(route.env)
@@ -468,29 +528,31 @@ def _rate_limits(spec: Spec) -> list[RateLimit]:
     return ([spec.rate_limit] if spec.rate_limit else []) + routes
 
 
-def auth_settings(spec: Spec) -> dict[str, Any]:
+def auth_settings(spec: Spec) -> AuthPlan:
     """The auth mode with its defaults filled in: what the app checks, and where."""
     auth = spec.auth
+    if auth.mode == "none":
+        return AuthPlan(mode="none")
     default_env = {
         "jwt": "JWT_PUBLIC_KEY" if auth.algorithm == "RS256" else "JWT_SECRET",
         "proxy": "MODAL_PROXY_TOKENS",
     }
-    out: dict[str, Any] = {"mode": auth.mode}
-    if auth.mode != "none":
-        out["env"] = auth.env or default_env.get(auth.mode, "API_KEYS")
+    env = auth.env or default_env.get(auth.mode, "API_KEYS")
     if auth.mode == "api_key":
-        out["header"] = auth.header
+        return AuthPlan(mode=auth.mode, env=env, header=auth.header)
     if auth.mode == "jwt":
-        out |= {
-            "algorithm": auth.algorithm,
-            "audience": auth.audience,
-            "issuer": auth.issuer,
-            "leeway": auth.leeway,
-        }
-    return out
+        return AuthPlan(
+            mode=auth.mode,
+            env=env,
+            algorithm=auth.algorithm,
+            audience=auth.audience,
+            issuer=auth.issuer,
+            leeway=auth.leeway,
+        )
+    return AuthPlan(mode=auth.mode, env=env)
 
 
-def _cors(spec: Spec) -> dict[str, Any] | None:
+def _cors(spec: Spec) -> CorsPlan | None:
     cors = spec.cors
     if cors is None:
         return None
@@ -505,14 +567,14 @@ def _cors(spec: Spec) -> dict[str, Any] | None:
         m for r in spec.routes for m in (("GET", "POST") if r.action == "openai" else (r.method,))
     }
     methods = cors.methods or sorted(served)
-    return {
-        "origins": sorted(cors.origins),
-        "methods": sorted(set(methods)),
-        "headers": sorted(headers, key=str.lower),
-        "credentials": cors.credentials,
-        "max_age": cors.max_age,
+    return CorsPlan(
+        origins=sorted(cors.origins),
+        methods=sorted(set(methods)),
+        headers=sorted(headers, key=str.lower),
+        credentials=cors.credentials,
+        max_age=cors.max_age,
         # Clients read these from cross-origin responses only when they are exposed.
-        "expose": [
+        expose=[
             "RateLimit-Limit",
             "RateLimit-Remaining",
             "RateLimit-Reset",
@@ -520,55 +582,110 @@ def _cors(spec: Spec) -> dict[str, Any] | None:
             "X-Request-ID",
             "X-Client-Request-ID",
         ],
-    }
+    )
 
 
-def _rate(limit: RateLimit | None, scope: str) -> dict[str, Any] | None:
+def _rate(limit: RateLimit | None, scope: str) -> RateRule | None:
     if limit is None:
         return None
-    rule: dict[str, Any] = {
-        "scope": scope,
-        "limit": limit.amount,
-        "seconds": limit.seconds,
-        "key": limit.key,
-        "storage": limit.storage,
-    }
-    if limit.storage == "redis":
-        rule["url_env"] = limit.url_env
-    return rule
+    return RateRule(
+        scope=scope,
+        limit=limit.amount,
+        seconds=limit.seconds,
+        key=limit.key,
+        storage=limit.storage,
+        url_env=limit.url_env if limit.storage == "redis" else None,
+    )
 
 
-def _route(spec: Spec, index: int, route: Route) -> dict[str, Any]:
+class RouteCommon(TypedDict):
+    """What every route's plan holds (`RoutePlan`)."""
+
+    path: str
+    method: str
+    action: str
+    summary: str | None
+    auth: str
+    rate_limit: RateRule | None
+    max_bytes: int
+    model: str | None
+    job: JobPlan | None
+    params: list[FieldPlan]
+
+
+def _route(spec: Spec, index: int, route: Route, shipped: shapes.ShippedFiles) -> RoutePlan:
+    """The route's plan: its action's class, with every limit's default filled in."""
     limit = effective_rate_limit(spec, route)
     scope = "app" if limit is spec.rate_limit else f"route-{index}"
-    out: dict[str, Any] = {
-        "path": route.path,
-        "method": route.method,
-        "action": route.action,
-        "summary": route.summary,  # the spec's; FastAPI's own (from the function) otherwise
-        "auth": route_auth(spec, route),
-        "rate_limit": _rate(limit, scope),
-        "max_bytes": route.max_bytes or DEFAULT_MAX_BYTES,
-        "model": model_of(spec, route),
-    }
+    job = job_of(route)
+    common = RouteCommon(
+        path=route.path,
+        method=route.method,
+        action=route.action,
+        summary=route.summary,
+        auth=route_auth(spec, route),
+        rate_limit=_rate(limit, scope),
+        max_bytes=route.max_bytes or DEFAULT_MAX_BYTES,
+        model=model_of(spec, route),
+        job=JobPlan(job.ttl) if job else None,
+        params=shapes.params(route),
+    )
     model = spec.model_for(route)
     if isinstance(route, GenerateRoute) and model is not None and model.task == "text-to-image":
-        out["max_image_pixels"] = route.image_pixels or DEFAULT_MAX_PIXELS
-        out["max_steps"] = route.max_steps or DEFAULT_MAX_STEPS
-    elif isinstance(route, GenerateRoute):
-        out["stream"] = route.stream
-        out["max_tokens"] = route.max_tokens or DEFAULT_MAX_TOKENS
+        return ImagePlan(
+            **common,
+            max_chars=route.max_chars or DEFAULT_MAX_CHARS,
+            max_image_pixels=route.image_pixels or DEFAULT_MAX_PIXELS,
+            max_steps=route.max_steps or DEFAULT_MAX_STEPS,
+        )
+    if isinstance(route, GenerateRoute):
+        return GeneratePlan(
+            **common,
+            stream=route.stream,
+            max_tokens=route.max_tokens or DEFAULT_MAX_TOKENS,
+            max_chars=route.max_chars or DEFAULT_MAX_CHARS,
+        )
     if isinstance(route, OpenAIRoute):
-        out["max_tokens"] = route.max_tokens or DEFAULT_MAX_TOKENS
-    if isinstance(route, GenerateRoute | ClassifyRoute | EmbedRoute | RerankRoute | OpenAIRoute):
-        out["max_chars"] = route.max_chars or DEFAULT_MAX_CHARS
-    if isinstance(route, ClassifyRoute | EmbedRoute | RerankRoute | OpenAIRoute):
-        out["max_items"] = route.max_items or DEFAULT_MAX_ITEMS
+        return OpenAIPlan(
+            **common,
+            max_tokens=route.max_tokens or DEFAULT_MAX_TOKENS,
+            max_chars=route.max_chars or DEFAULT_MAX_CHARS,
+            max_items=route.max_items or DEFAULT_MAX_ITEMS,
+        )
+    if isinstance(route, ClassifyRoute | EmbedRoute | RerankRoute):
+        return BatchPlan(
+            **common,
+            max_chars=route.max_chars or DEFAULT_MAX_CHARS,
+            max_items=route.max_items or DEFAULT_MAX_ITEMS,
+        )
     if isinstance(route, WebhookRoute):
-        out["webhook"] = _webhook(route)
-    job = job_of(route)
-    out["job"] = job.model_dump() if job else None
-    return out
+        return WebhookPlan(**common, webhook=_webhook(route))
+    if isinstance(route, RespondRoute):
+        return RespondPlan(
+            **common,
+            request=shapes.request(route),
+            response_type=route.response_type or "json",
+            response=route.response,
+            status=route.status or 200,
+        )
+    if isinstance(route, HandlerRoute):
+        binary = route.response_type == "binary"
+        return HandlerPlan(
+            **common,
+            request=shapes.request(route),
+            response_type=route.response_type or "json",
+            handler=shipped.handler(route.handler) if route.handler else None,
+            media_type=(route.media_type or "application/octet-stream") if binary else None,
+        )
+    if isinstance(route, UploadRoute):
+        return UploadPlan(
+            **common,
+            upload=shapes.upload_settings(route),
+            handler=shipped.handler(route.handler) if route.handler else None,
+        )
+    if isinstance(route, FileRoute):
+        return FilePlan(**common, file=shapes.file_settings(route, shipped))
+    return HealthPlan(**common)
 
 
 SINGLE_MODEL = "model"  # the name of the one model of a spec with `model:`
@@ -587,29 +704,25 @@ def model_of(spec: Spec, route: Route) -> str | None:
     return SINGLE_MODEL
 
 
-def _webhook(route: WebhookRoute) -> dict[str, Any]:
-    rule: dict[str, Any] = {
-        "provider": route.provider,
-        "env": route.env,
-        "tolerance": route.tolerance or DEFAULT_WEBHOOK_TOLERANCE,
-    }
+def _webhook(route: WebhookRoute) -> WebhookRule:
     signature = route.signature
+    signed = None
     if route.provider == "generic" and signature is not None:
-        rule["signature"] = {
-            "header": signature.header.lower(),
-            "algorithm": signature.algorithm,
-            "encoding": signature.encoding,
-            "prefix": signature.prefix,
-            "timestamp_header": signature.timestamp_header.lower()
-            if signature.timestamp_header
-            else None,
-        }
-    return rule
+        timestamps = signature.timestamp_header
+        signed = Signature(
+            header=signature.header.lower(),
+            algorithm=signature.algorithm,
+            encoding=signature.encoding,
+            prefix=signature.prefix,
+            timestamp_header=timestamps.lower() if timestamps else None,
+        )
+    tolerance = route.tolerance or DEFAULT_WEBHOOK_TOLERANCE
+    return WebhookRule(route.provider, route.env, tolerance, signed)
 
 
-def _extra_packages(spec: Spec, routes: list[dict[str, Any]]) -> list[str]:
+def _extra_packages(spec: Spec, routes: list[RoutePlan]) -> list[str]:
     """What the image installs besides fastapi, pydantic and the model stack."""
-    needs = {r["rate_limit"]["storage"] for r in routes if r["rate_limit"]}
+    needs = {r.rate_limit.storage for r in routes if r.rate_limit}
     if spec.metrics.enabled:
         needs.add("metrics")
     if spec.tracing.enabled:

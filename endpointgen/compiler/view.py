@@ -16,12 +16,28 @@ from typing import Any
 
 from endpointgen.compiler.plan import (
     DEFAULT_MAX_BYTES,
+    DEFAULT_WEBHOOK_TOLERANCE,
     GENERATIVE,
     HF_CACHE_DIR,
     VLLM_CACHE_DIR,
     Plan,
 )
 from endpointgen.compiler.pycode import flat, literal
+from endpointgen.compiler.resolved import (
+    FieldPlan,
+    FilePlan,
+    HandlerPlan,
+    HandlerRef,
+    JobsPlan,
+    ModelConfig,
+    ModelDeployment,
+    RateRule,
+    RespondPlan,
+    RoutePlan,
+    UploadPlan,
+    WebhookPlan,
+)
+from endpointgen.runtime import defaults
 
 # Names the module defines or imports at its top, or uses inside route functions.
 TAKEN = {
@@ -51,24 +67,6 @@ MODEL_ATTRIBUTES = {"copy", "dict", "json", "schema", "construct", "validate", "
 UNITS = {1: "second", 60: "minute", 3600: "hour", 86_400: "day"}
 
 
-class Record(dict[str, Any]):
-    """A plan record read by attribute, as the templates read it."""
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-
-def records(value: Any) -> Any:
-    if isinstance(value, dict):
-        return Record({k: records(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return [records(v) for v in value]
-    return value
-
-
 @dataclass
 class Names:
     """Python names, each used once, none of them a keyword or a name the module takes."""
@@ -88,7 +86,7 @@ class Names:
         return name
 
 
-def function_name(route: Any, routes: list[Any]) -> str:
+def function_name(route: RoutePlan, routes: list[RoutePlan]) -> str:
     """From the path's fixed words; with the method first when another route shares them."""
 
     def words(path: str) -> list[str]:
@@ -135,7 +133,7 @@ class Body:
 class RouteView:
     """One route of the spec, with the names and values its macro writes."""
 
-    route: Any  # the plan's route
+    route: RoutePlan
     name: str
     model: str | None  # the Python name of its model
     task: str | None
@@ -173,7 +171,7 @@ class ModelView:
 
     name: str
     plan_name: str
-    config: Any
+    config: ModelConfig
     arguments: list[str]
     options: list[tuple[str, str]]
     class_name: str = ""
@@ -188,7 +186,7 @@ class ModelView:
 
 @dataclass
 class View:
-    plan: Any
+    plan: Plan
     names: Names
     constants: list[tuple[str, str]]
     shipped: list[tuple[str, str, str, bool]]  # name, local, remote, is a folder
@@ -221,8 +219,7 @@ def kwargs(items: list[tuple[str, str]]) -> str:
 
 class _Builder:
     def __init__(self, raw: Plan) -> None:
-        self.raw = raw
-        self.plan = plan = _PlanView(raw)
+        self.plan = plan = raw
         self.names = names = Names()
         self.models: dict[str, str] = {}
         self.tasks: dict[str, str] = {}
@@ -290,7 +287,9 @@ class _Builder:
         options: list[tuple[str, str]] = []
         if plan.cors is not None:
             keys = ("origins", "methods", "headers", "credentials", "max_age")
-            options.append(("cors", f"http.Cors({kwargs([(k, py(plan.cors[k])) for k in keys])})"))
+            options.append(
+                ("cors", f"http.Cors({kwargs([(k, py(getattr(plan.cors, k))) for k in keys])})")
+            )
         if plan.errors:
             mapped = {k: (v.status, v.message) for k, v in plan.errors.items()}
             options.append(("errors", py(mapped)))
@@ -318,7 +317,7 @@ class _Builder:
                 decorator.append(("dependencies", "guards"))
             elif found:
                 decorator.append(("dependencies", f"http.guards({', '.join(found)})"))
-            if route.get("summary"):
+            if route.summary:
                 decorator.append(("summary", py(route.summary)))
             model = self.models[route.model] if route.model is not None else None
             task = self.tasks[route.model] if route.model is not None else None
@@ -336,7 +335,8 @@ class _Builder:
             if auth.mode == "api_key":
                 options.append(("header", py(auth.header)))
             if auth.mode == "jwt":
-                options += [(k, py(auth[k])) for k in ("algorithm", "audience", "issuer", "leeway")]
+                jwt = ("algorithm", "audience", "issuer", "leeway")
+                options += [(k, py(getattr(auth, k))) for k in jwt]
             values = {"mode": auth.mode, "options": options}
             self.setup.append(Setup("auth", "require_auth", values))
         return "require_auth"
@@ -383,7 +383,7 @@ class _Builder:
             out = [["guards"] if found == common else found for found in out]
         return out
 
-    def rate_limit(self, rule: Any) -> dict[str, Any]:
+    def rate_limit(self, rule: RateRule) -> dict[str, Any]:
         options = [("key", py(rule.key))]
         if rule.storage != "memory":
             options += [("storage", py(rule.storage)), ("app", "APP_NAME")]
@@ -393,7 +393,7 @@ class _Builder:
             options.append(("url_env", py(rule.url_env)))
         return {"rate": py(f"{rule.limit}/{UNITS[rule.seconds]}"), "options": options}
 
-    def jobs(self, settings: Any) -> list[tuple[str, str]]:
+    def jobs(self, settings: JobsPlan) -> list[tuple[str, str]]:
         """The app's job routes: run by the job worker on Modal, in this process elsewhere."""
         worker = "Server().job" if self.plan.model is not None else "JobRunner().job"
         options = [("worker", f"lambda: {worker}")]
@@ -406,11 +406,11 @@ class _Builder:
                 extra.append(("private", "True"))
             hosts = py(tuple(h.lower() for h in callbacks.hosts))
             options.append(("callbacks", f"jobs.Callbacks({', '.join([hosts, *_kw(extra)])})"))
-        if settings.concurrency != 4:
+        if settings.concurrency != defaults.JOB_CONCURRENCY:
             options.append(("concurrency", py(settings.concurrency)))
-        if settings.queue != 256:
+        if settings.queue != defaults.JOB_QUEUE:
             options.append(("queue", py(settings.queue)))
-        if settings.queue_mib != 256:
+        if settings.queue_mib != defaults.JOB_QUEUE_MIB:
             options.append(("queue_bytes", f"{py(settings.queue_mib)} * 1024 * 1024"))
         return options
 
@@ -418,48 +418,48 @@ class _Builder:
 
     def route(self, view: RouteView) -> None:
         route, name = view.route, view.name
-        action = route.action
-        if action == "openai":
+        if route.action == "openai":
             view.names["models"] = self.names.new(f"{name}_models")
             if view.task == "text-generation":
                 view.names["completions"] = self.names.new(f"{name}_completions")
                 view.names["chat"] = self.names.new(f"{name}_chat")
             else:
                 view.names["embeddings"] = self.names.new(f"{name}_embeddings")
-        elif action == "webhook":
+        elif isinstance(route, WebhookPlan):
             rule = route.webhook
             hook = self.names.new(f"{name}_hook")
             options = [("env", py(rule.env))]
-            if rule.tolerance != 300:
+            if rule.tolerance != DEFAULT_WEBHOOK_TOLERANCE:
                 options.append(("tolerance", py(rule.tolerance)))
-            if rule.get("signature"):
-                signed = [(k, py(v)) for k, v in rule.signature.items() if v not in (None, "")]
+            if rule.signature is not None:
+                signed = [(k, py(v)) for k, v in rule.signature.options() if v not in (None, "")]
                 options.append(("signature", f"webhooks.Signature({kwargs(signed)})"))
-            self.setup.append(
-                Setup("webhook", hook, {"provider": py(rule.provider), "options": options})
-            )
+            values = {"provider": py(rule.provider), "options": options}
+            self.setup.append(Setup("webhook", hook, values))
             view.names["hook"] = hook
-        elif action == "respond":
-            view.body = self.body_class(route)
+        elif isinstance(route, RespondPlan):
+            view.body = self.body_class(route, route.request)
             view.params, view.values = self.parameters(route, {"body"})
-        elif action == "handler":
-            view.handler = self.handler(route)
-            view.body = self.body_class(route)
+        elif isinstance(route, HandlerPlan):
+            assert route.handler is not None  # the checks refuse a handler route without one
+            view.handler = self.handler(route.handler)
+            view.body = self.body_class(route, route.request)
             view.params, view.values = self.parameters(route, {"body", view.handler})
-        elif action == "upload":
-            view.handler = self.handler(route) if "handler" in route else None
+        elif isinstance(route, UploadPlan):
+            view.handler = self.handler(route.handler) if route.handler else None
             taken = {"file", "upload", view.handler or "file"}
             view.params, view.values = self.parameters(route, taken)
-        elif action == "file":
-            self.folder(view)
+        elif isinstance(route, FilePlan):
+            self.folder(view, route)
 
-    def folder(self, view: RouteView) -> None:
-        route, settings = view.route, view.route.file
+    def folder(self, view: RouteView, route: FilePlan) -> None:
+        settings = route.file
         folder = self.names.new(f"{view.name}_folder")
         extra = []
-        if "folder" in settings:
+        if settings.folder is not None:
             root = f"{self.shipped[settings.folder.local]}.path"
         else:
+            assert settings.volume is not None
             root = py(settings.volume.mount)
             extra.append(("volume", py(settings.volume.name)))
         if settings.media_type:
@@ -473,9 +473,8 @@ class _Builder:
         wanted = view.values[route.params.index(param)].split(": ", 1)[1]
         view.literals["wanted"] = wanted if param.type == "str" else f"str({wanted})"
 
-    def handler(self, route: Any) -> str:
+    def handler(self, ref: HandlerRef) -> str:
         """The name the route's handler function is loaded under, loaded once per function."""
-        ref = route.handler
         key = (ref.local, ref.function)
         if key not in self.handlers:
             function = self.names.new(ref.function, "_handler")
@@ -488,7 +487,7 @@ class _Builder:
             self.handlers[key] = function
         return self.handlers[key]
 
-    def parameters(self, route: Any, taken: set[str]) -> tuple[list[Param], list[str]]:
+    def parameters(self, route: RoutePlan, taken: set[str]) -> tuple[list[Param], list[str]]:
         """The function's parameters (required first, as Python wants), and the
         `"name": value` items that hand them on by the names the spec gave them."""
         required: list[Param] = []
@@ -504,7 +503,7 @@ class _Builder:
                 python,
                 wire,
                 annotation(param),
-                SOURCES[param["in"]],
+                SOURCES[param.where or "query"],
                 options,
                 param.required,
                 "" if param.required else py(param.default),
@@ -513,14 +512,14 @@ class _Builder:
             items.append(f"{py(wire)}: {python}")
         return required + optional, items
 
-    def body_class(self, route: Any) -> Body | None:
+    def body_class(self, route: RoutePlan, request: list[FieldPlan] | None) -> Body | None:
         """A pydantic class for the route's declared JSON body, at the module's top level."""
-        if route.request is None:
+        if request is None:
             return None
         words = re.findall(r"[A-Za-z0-9]+", f"{route.method} {route.path}")
         name = self.names.new("".join(w.capitalize() for w in words) + "Request")
         fields = []
-        for spec in route.request:
+        for spec in request:
             wire = spec.name
             python = wire
             if keyword.iskeyword(wire) or wire in MODEL_ATTRIBUTES or wire.startswith("model_"):
@@ -552,7 +551,7 @@ class _Builder:
             out.append(made)
         return out
 
-    def model_view(self, name: str, plan_name: str, config: Any, single: bool) -> ModelView:
+    def model_view(self, name: str, plan_name: str, config: ModelConfig, single: bool) -> ModelView:
         """A `tasks.Model`: what to load, and how (the loading is in `@modal.enter`)."""
         arguments = ["MODEL_ID" if single else py(config.id), py(config.task)]
         options: list[tuple[str, str]] = []
@@ -570,7 +569,7 @@ class _Builder:
             sizes = f"{py(config.batching.max_batch_size)}, {py(config.batching.wait_ms)}"
             options.append(("batching", f"tasks.Batching({sizes})"))
         if config.engine == "vllm":
-            vllm = [(k, py(v)) for k, v in config.vllm.items()]
+            vllm = [(k, py(v)) for k, v in (config.vllm or {}).items()]
             options.append(("engine", f"tasks.Vllm({kwargs(vllm)})"))
         loader = config.loader
         if loader:
@@ -622,7 +621,7 @@ class _Builder:
     def vllm(self) -> bool:
         return self.plan.model is not None and self.plan.model.engine == "vllm"
 
-    def weights_volume(self, config: Any) -> list[tuple[str, str]]:
+    def weights_volume(self, config: ModelConfig) -> list[tuple[str, str]]:
         """Where a model's weights Volume is mounted, and the module's name for it."""
         volume = config.volume
         return [] if volume is None else [(py(volume.mount), self.weights[volume.name])]
@@ -641,7 +640,7 @@ class _Builder:
 
     def options(
         self,
-        settings: Any,
+        settings: Plan | ModelDeployment,
         secrets: str | None,
         volumes: list[tuple[str, str]],
         hf: bool,
@@ -652,8 +651,8 @@ class _Builder:
         if settings.gpu is not None:
             items.append(("gpu", "GPU" if settings is self.plan else py(settings.gpu)))
         for key in ("cpu", "memory", "timeout", "startup_timeout"):
-            if settings[key]:
-                items.append((key, py(settings[key])))
+            if value := getattr(settings, key):
+                items.append((key, py(value)))
         if secrets is not None:
             items.append(("secrets", secrets))
         mounts = [f"{mount}: {value}" for mount, value in volumes]
@@ -667,23 +666,6 @@ class _Builder:
         if self.plan.region is not None:
             items.append(("region", py(self.plan.region)))
         return ModalOptions(items, settings.max_inputs, settings.target_inputs)
-
-
-class _PlanView:
-    """The plan, its records read by attribute (`route.path`), as the templates read it."""
-
-    def __init__(self, plan: Plan) -> None:
-        self._plan = plan
-        self._cache: dict[str, Any] = {}
-
-    def __getattr__(self, key: str) -> Any:
-        cache = self.__dict__["_cache"]
-        if key not in cache:
-            cache[key] = records(getattr(self.__dict__["_plan"], key))
-        return cache[key]
-
-    def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
 
 
 def _set(items: list[tuple[str, str]], key: str, value: str) -> list[tuple[str, str]]:
@@ -707,23 +689,23 @@ def snapshot_options(snapshot: str) -> list[tuple[str, str]]:
     return options
 
 
-def constraints(spec: Any) -> list[tuple[str, str]]:
+def constraints(spec: FieldPlan) -> list[tuple[str, str]]:
     names = ("ge", "le", "min_length", "max_length", "description")
-    found = {name: spec[name] for name in names if name in spec}
+    found = {name: getattr(spec, name) for name in names if getattr(spec, name) is not None}
     for bound in ("ge", "le"):  # an int's bounds read as ints
         if spec.type == "int" and bound in found and float(found[bound]).is_integer():
             found[bound] = int(found[bound])
     options = [(name, py(value)) for name, value in found.items()]
-    if spec.type == "float" and spec.get("in") in SOURCES:  # a query's "nan", "inf"
+    if spec.type == "float" and spec.where in SOURCES:  # a query's "nan", "inf"
         options.append(("allow_inf_nan", "False"))
     return options
 
 
-def annotation(spec: Any) -> str:
+def annotation(spec: FieldPlan) -> str:
     kind = TYPES[spec.type]
-    if "enum" in spec and spec.type == "str":
+    if spec.enum is not None and spec.type == "str":
         kind = f"Literal[{', '.join(py(v) for v in spec.enum)}]"
-    elif "enum" in spec:  # numbers arrive as text in a query: parse, then compare
+    elif spec.enum is not None:  # numbers arrive as text in a query: parse, then compare
         allowed = ", ".join(py(v) for v in spec.enum)
         kind = f"Annotated[{kind}, handlers.one_of({allowed})]"
     if not spec.required and spec.default is None:

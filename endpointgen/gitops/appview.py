@@ -18,6 +18,13 @@ from endpointgen.compiler.plan import (
     PYTHON_VERSION,
     Plan,
 )
+from endpointgen.compiler.resolved import (
+    GeneratePlan,
+    ModelDeployment,
+    RateRule,
+    RoutePlan,
+    WebhookPlan,
+)
 from endpointgen.gitops import prices
 from endpointgen.spec import Spec
 from endpointgen.spec.models import RATE_UNITS
@@ -61,65 +68,73 @@ class Fact:
     default: bool = False  # the value a spec gets by saying nothing
 
 
+# The auth settings a reviewer sees, by mode.
+AUTH_KEYS = {
+    "none": (),
+    "api_key": ("env", "header"),
+    "jwt": ("env", "algorithm", "audience", "issuer"),
+}
 ROUTE_ATTRS = ["action", "auth", "rate limit", "stream", "job", "webhook", *LIMITS]
 
 
-def route_attrs(route: dict[str, Any]) -> dict[str, str]:
+def route_attrs(route: RoutePlan) -> dict[str, str]:
     out = {
-        "action": route["action"],
-        "auth": "signature" if route["action"] == "webhook" else route["auth"],
-        "rate limit": rate_text(route["rate_limit"]),
+        "action": route.action,
+        "auth": "signature" if route.action == "webhook" else route.auth,
+        "rate limit": rate_text(route.rate_limit),
     }
-    if "stream" in route:
-        out["stream"] = "yes" if route["stream"] else "no"
-    if route.get("job"):
-        out["job"] = f"yes, results kept {route['job']['ttl']}s"
-    if route.get("webhook"):
-        hook = route["webhook"]
-        out["webhook"] = f"{hook['provider']} signature in ${hook['env']}"
+    if isinstance(route, GeneratePlan):
+        out["stream"] = "yes" if route.stream else "no"
+    if route.job:
+        out["job"] = f"yes, results kept {route.job.ttl}s"
+    if isinstance(route, WebhookPlan):
+        hook = route.webhook
+        out["webhook"] = f"{hook.provider} signature in ${hook.env}"
+    limits = route.limits()
     for key in LIMITS:
-        if key in route:
-            out[key] = str(route[key])
+        if key in limits:
+            out[key] = str(limits[key])
     return out
 
 
-def route_text(route: dict[str, Any]) -> str:
+def route_text(route: RoutePlan) -> str:
     """A route in a few words: action, auth, rate limit, stream, job, and limits set by
     hand."""
-    auth = "signature" if route["action"] == "webhook" else route["auth"]
-    parts = [route["action"], f"auth {auth}"]
-    if route["rate_limit"] is not None:
-        parts.append(f"rate limit {rate_text(route['rate_limit'])}")
-    if route.get("stream"):
+    auth = "signature" if route.action == "webhook" else route.auth
+    parts = [route.action, f"auth {auth}"]
+    if route.rate_limit is not None:
+        parts.append(f"rate limit {rate_text(route.rate_limit)}")
+    if isinstance(route, GeneratePlan) and route.stream:
         parts.append("stream")
-    if route.get("job"):
-        parts.append(f"job (results kept {route['job']['ttl']}s)")
-    if route.get("webhook"):
-        parts.append(f"{route['webhook']['provider']} webhook")
+    if route.job:
+        parts.append(f"job (results kept {route.job.ttl}s)")
+    if isinstance(route, WebhookPlan):
+        parts.append(f"{route.webhook.provider} webhook")
+    limits = route.limits()
     parts += [
-        f"{k} {route[k]}" for k, default in LIMITS.items() if route.get(k, default) != default
+        f"{k} {limits[k]}" for k, default in LIMITS.items() if limits.get(k, default) != default
     ]
     return ", ".join(parts)
 
 
-def route_name(route: dict[str, Any]) -> str:
-    return f"{route['method']} {route['path']}"
+def route_name(route: RoutePlan) -> str:
+    return f"{route.method} {route.path}"
 
 
-def shared(route: dict[str, Any]) -> bool:
-    rule = route["rate_limit"]
-    return rule is not None and rule["scope"] == "app"
+def shared(route: RoutePlan) -> bool:
+    rule = route.rate_limit
+    return rule is not None and rule.scope == "app"
 
 
-def rate_text(rule: dict[str, Any] | None) -> str:
+def rate_text(rule: RateRule | None) -> str:
     if rule is None:
         return "none"
-    seconds = rule["seconds"]
+    seconds = rule.seconds
     unit = _UNITS.get(seconds, f"{seconds}s")
-    text = f"{rule['limit']}/{unit} per {rule['key']}"
-    if rule["storage"] != "memory":
-        text += f" in {rule['storage']}"
-    if rule["scope"] != "app":
+    text = f"{rule.limit}/{unit} per {rule.key}"
+    if rule.storage != "memory":
+        text += f" in {rule.storage}"
+    if rule.scope != "app":
         text += " (own budget)"
     return text
 
@@ -127,18 +142,17 @@ def rate_text(rule: dict[str, Any] | None) -> str:
 def concurrency(plan: Plan) -> str | None:
     """`@modal.concurrent` of the container that runs the model (the app's, without one),
     as a reviewer reads it."""
-    found: Any = plan.models[0] if len(plan.models) == 1 else plan
     if len(plan.models) > 1:
-        return "; ".join(f"{m['name']}: {_inputs(m)}" for m in plan.models)
-    return _inputs(vars(found) if found is plan else found)
+        return "; ".join(f"{m.name}: {_inputs(m)}" for m in plan.models)
+    return _inputs(plan.models[0] if plan.models else plan)
 
 
-def _inputs(settings: dict[str, Any]) -> str | None:
-    if not settings["max_inputs"]:
+def _inputs(settings: Plan | ModelDeployment) -> str | None:
+    if not settings.max_inputs:
         return None
-    text = f"{settings['max_inputs']} requests per container"
-    if settings["target_inputs"]:
-        text += f", autoscaler aims for {settings['target_inputs']}"
+    text = f"{settings.max_inputs} requests per container"
+    if settings.target_inputs:
+        text += f", autoscaler aims for {settings.target_inputs}"
     return text
 
 
@@ -167,27 +181,25 @@ def facts(side: Side) -> list[Fact]:
     if spec.description:
         add("app", "description", _short(spec.description), "")
     auth = plan.auth
-    add("auth", "auth mode", auth["mode"], "none")
+    add("auth", "auth mode", auth.mode, "none")
     add("auth", "auth secret", spec.auth.secret, "none")
-    for key in ("env", "header", "algorithm", "audience", "issuer"):
-        if key in auth:
-            add("auth", f"auth {key}", auth[key], "none")
+    for key in AUTH_KEYS.get(auth.mode, ("env",)):
+        add("auth", f"auth {key}", getattr(auth, key), "none")
     add("cors", "CORS", "on" if plan.cors else None, "off")
     if plan.cors is not None:
         cors = plan.cors
-        add("cors", "CORS credentials", "allowed" if cors["credentials"] else "not allowed", "")
-        add("cors", "CORS methods", ", ".join(cors["methods"]), "")
-        add("cors", "CORS headers", ", ".join(cors["headers"]), "")
-        add("cors", "CORS max_age", cors["max_age"], "", " s")
+        add("cors", "CORS credentials", "allowed" if cors.credentials else "not allowed", "")
+        add("cors", "CORS methods", ", ".join(cors.methods), "")
+        add("cors", "CORS headers", ", ".join(cors.headers), "")
+        add("cors", "CORS max_age", cors.max_age, "", " s")
     rate = spec.rate_limit
-    app_rule: dict[str, Any] | None = None
+    app_rule = None
     if rate is not None:
-        app_rule = {"limit": rate.amount, "seconds": rate.seconds, "key": rate.key}
-        app_rule |= {"storage": rate.storage, "scope": "app"}
+        app_rule = RateRule("app", rate.amount, rate.seconds, rate.key, rate.storage)
     add("rate limit", "app rate limit", rate_text(app_rule) if app_rule else None, "none")
     shown = None
     if plan.metrics is not None:
-        shown = "/metrics, behind auth" if plan.metrics["auth"] else "/metrics, public"
+        shown = "/metrics, behind auth" if plan.metrics.auth else "/metrics, public"
     add("auth", "metrics", shown, "off")
     add("auth", "docs pages", None if plan.docs == "public" else plan.docs, "public")
     add("app", "tracing", "OpenTelemetry, OTLP" if plan.tracing else None, "off")
@@ -204,7 +216,7 @@ def facts(side: Side) -> list[Fact]:
     add("gpu", "region", region_text(plan.region), "any (Modal's choice)")
     snapshot = plan.snapshot if plan.model is not None else None
     if plan.models and len(plan.models) == 1 and spec.model is not None:
-        snapshot = plan.models[0]["snapshot"]
+        snapshot = plan.models[0].snapshot
     add("gpu", "snapshot", None if snapshot == "off" else snapshot, "off")
     add("resources", "cpu", spec.resources.cpu, "Modal default", " cores")
     add("resources", "memory", spec.resources.memory, "Modal default", " MiB")
@@ -229,7 +241,7 @@ def facts(side: Side) -> list[Fact]:
 def collections(side: Side) -> list[tuple[str, str, dict[str, str]]]:
     """Collections compared item by item: (area, item word, {item: detail})."""
     plan = side.plan
-    origins = {o: "" for o in (plan.cors["origins"] if plan.cors else [])}
+    origins = {o: "" for o in (plan.cors.origins if plan.cors else [])}
     packages = {_package_name(p): p for p in plan.packages}
     system = {n.split("=", 1)[0]: n if "=" in n else "" for n in plan.system_packages}
     commands = {_short(command): "" for command in plan.commands}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from endpointgen.compiler.checks import MODEL_ACTIONS
+from endpointgen.compiler.resolved import RoutePlan
 from endpointgen.gitops.appview import (
     ROUTE_ATTRS,
     Side,
@@ -142,8 +143,8 @@ def _compare(old: Side | None, new: Side | None) -> Diff:
 
 
 def _compare_routes(diff: Diff, old: Side, new: Side) -> None:
-    before = {(r["method"], r["path"]): r for r in old.plan.routes}
-    after = {(r["method"], r["path"]): r for r in new.plan.routes}
+    before = {(r.method, r.path): r for r in old.plan.routes}
+    after = {(r.method, r.path): r for r in new.plan.routes}
     app_auth_changed = old.spec.auth.mode != new.spec.auth.mode
     for key in list(before) + [k for k in after if k not in before]:
         b, a = before.get(key), after.get(key)
@@ -170,8 +171,8 @@ def _compare_routes(diff: Diff, old: Side, new: Side) -> None:
                 diff.warnings.append(f"WARNING: route becomes public: {name} (auth {bv} -> none)")
 
 
-def _warn_if_public(diff: Diff, route: dict[str, Any]) -> None:
-    if route["auth"] == "none" and route["action"] in MODEL_ACTIONS:
+def _warn_if_public(diff: Diff, route: RoutePlan) -> None:
+    if route.auth == "none" and route.action in MODEL_ACTIONS:
         diff.warnings.append(
             f"WARNING: new public route: {route_name(route)} runs the model with no auth"
         )

@@ -55,7 +55,7 @@ def plan_spec(
     if path.is_file():
         pipeline.environment_used([path], env, known)
     plan = _plan(path, str(path), base, old_text, env)
-    return _with_code(plan, repo, commit, path) if path.is_file() else plan
+    return _with_code(plan, repo, commit, path, env) if path.is_file() else plan
 
 
 def plan_folder(
@@ -84,13 +84,13 @@ def plan_folder(
         old_text = repo.show(commit, old_rel) if old_rel in then else None
         if rel in now and old_text == path.read_text(encoding="utf-8"):
             plan = _plan(path, shown(rel), base, old_text, env, quiet=True)
-            plan = _with_code(plan, repo, commit, path)
+            plan = _with_code(plan, repo, commit, path, env)
             if plan.status == "unchanged" and old_rel == rel:
                 continue
         else:
             plan = _plan(path, shown(rel), base, old_text, env)
             if rel in now:
-                plan = _with_code(plan, repo, commit, path)
+                plan = _with_code(plan, repo, commit, path, env)
         if old_rel != rel:
             plan.notes.insert(0, f"moved from {shown(old_rel)} (same app)")
         plans.append(plan)
@@ -151,18 +151,18 @@ def _moves(repo: Repo, commit: str, added: list[str], removed: list[str]) -> dic
     return out
 
 
-def _with_code(plan: SpecPlan, repo: Repo, commit: str, path: Path) -> SpecPlan:
+def _with_code(plan: SpecPlan, repo: Repo, commit: str, path: Path, env: str | None) -> SpecPlan:
     """The plan, with the files the spec ships that differ from `commit` (handlers,
     loaders, served folders, local model folders): code that would deploy unreviewed."""
     try:
-        _, spec = pipeline.load_spec(path)
+        side = _current(path, env)
     except (SpecError, UsageError):
         return plan
-    shipped = make_plan(spec, path, path.parent)
-    locals_ = [path.parent / f["local"] for f in [*shipped.shipped_files, *shipped.shipped_dirs]]
+    shipped = side.plan
+    locals_ = [path.parent / f.local for f in [*shipped.shipped_files, *shipped.shipped_dirs]]
     changed = repo.changed_since(commit, [repo.relative(p) for p in locals_])
     found = [Change("code", f"file {rel}", "changed") for rel in changed]
-    module = _module_change(repo, commit, path, f"{spec.module_name}.py")
+    module = _module_change(repo, commit, path, f"{side.spec.module_name}.py")
     if module is not None:
         found.append(module)
     if not found:
@@ -192,10 +192,13 @@ def _module_change(repo: Repo, commit: str, path: Path, module: str) -> Change |
         source = os.path.normpath((folder / header.group(2)).as_posix())
         if source != spec_rel or header.group(1) == __version__:
             continue
-        try:
-            now = pipeline.build(path, repo.root / folder).source
+        try:  # as `endpointgen build` made it: the base spec, into that folder
+            spec = _current(path, None).spec
         except (SpecError, UsageError):
             return None
+        from endpointgen.compiler.render import render
+
+        now = render(make_plan(spec, path, repo.root / folder))
         if now != text:
             before, after = f"endpointgen {header.group(1)}", f"endpointgen {__version__}"
             return Change("code", f"built module {rel}", "changed", before, after)
@@ -290,21 +293,21 @@ def advice(side: Side) -> list[str]:
     """What the deployed app will do that a reviewer may not expect from the spec."""
     spec, plan = side.spec, side.plan
     out = []
-    configs = [plan.model] if plan.model else [m["config"] for m in plan.models]
+    configs = [plan.model] if plan.model else [m.config for m in plan.models]
     for config in configs:
-        if config["local_dir"] is None and config["revision"] is None:
+        if config.local_dir is None and config.revision is None:
             out.append(
-                f"model {config['id']} has no revision: each cold start asks the Hub for "
+                f"model {config.id} has no revision: each cold start asks the Hub for "
                 "the latest `main`; pin `revision` to deploy what was tested"
             )
-    limits = {r["rate_limit"]["scope"]: r["rate_limit"] for r in plan.routes if r["rate_limit"]}
+    limits = {r.rate_limit.scope: r.rate_limit for r in plan.routes if r.rate_limit}
     for rule in limits.values():
-        if rule["storage"] == "memory":
+        if rule.storage == "memory":
             most = spec.scaling.max_containers
-            total = f"{rule['limit'] * most}" if most else "no bound"
-            unit = {1: "second", 60: "minute", 3600: "hour", 86_400: "day"}[rule["seconds"]]
+            total = f"{rule.limit * most}" if most else "no bound"
+            unit = {1: "second", 60: "minute", 3600: "hour", 86_400: "day"}[rule.seconds]
             out.append(
-                f"rate limit {rule['limit']}/{unit} is counted in memory, per container: "
+                f"rate limit {rule.limit}/{unit} is counted in memory, per container: "
                 f"across containers that is {total} per {unit} (max_containers "
                 f"{most or 'unset'}); use `storage: redis` or `modal-dict` for one count"
             )
@@ -330,9 +333,18 @@ def advice(side: Side) -> list[str]:
     return out
 
 
+# Each spec is compiled once per version: `plan` reads the same file's current version
+# for its diff, its shipped files and its built module.
+_COMPILED: dict[tuple[str, str | None, int, int], Side] = {}
+
+
 def _current(path: Path, env: str | None) -> Side:
-    _, spec = pipeline.load_spec(path, env, base_if_missing=True)
-    return Side(spec, make_plan(spec, path, path.parent))
+    stat = path.stat()
+    key = (str(path.resolve()), env, stat.st_mtime_ns, stat.st_size)
+    if key not in _COMPILED:
+        _, spec = pipeline.load_spec(path, env, base_if_missing=True)
+        _COMPILED[key] = Side(spec, make_plan(spec, path, path.parent))
+    return _COMPILED[key]
 
 
 def _side(text: str, path: Path, label: str, env: str | None) -> Side:

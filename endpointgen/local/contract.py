@@ -15,6 +15,7 @@ from typing import Any
 
 from endpointgen.compiler.pipeline import build
 from endpointgen.compiler.plan import auth_settings
+from endpointgen.compiler.resolved import AuthPlan
 from endpointgen.errors import UsageError
 from endpointgen.spec import Spec
 from endpointgen.spec.models import Example, Route, job_of
@@ -49,13 +50,13 @@ class Outcome:
 def credentials(spec: Spec, environ: dict[str, str]) -> dict[str, str]:
     """The headers a client of this app sends, from the same env vars the app reads."""
     auth = auth_settings(spec)
-    mode, env = auth["mode"], auth.get("env", "")
+    mode, env = auth.mode, auth.env or ""
     if mode in ("api_key", "bearer"):
         first = next((v.strip() for v in environ.get(env, "").split(",") if v.strip()), "")
         if not first:
             raise UsageError(f"set {env} to a valid {'key' if mode == 'api_key' else 'token'}")
         if mode == "api_key":
-            return {auth["header"]: first}
+            return {auth.header or "X-API-Key": first}
         return {"Authorization": f"Bearer {first}"}
     if mode == "jwt":
         return {"Authorization": f"Bearer {_jwt(spec, auth, environ)}"}
@@ -68,20 +69,20 @@ def credentials(spec: Spec, environ: dict[str, str]) -> dict[str, str]:
     return {}
 
 
-def _jwt(spec: Spec, auth: dict[str, Any], environ: dict[str, str]) -> str:
+def _jwt(spec: Spec, auth: AuthPlan, environ: dict[str, str]) -> str:
     """ENDPOINTGEN_JWT when set; else a 5-minute token signed with the HS256 secret."""
     if environ.get("ENDPOINTGEN_JWT"):
         return environ["ENDPOINTGEN_JWT"]
-    secret = environ.get(auth["env"], "")
-    if auth["algorithm"] != "HS256" or not secret:
+    secret = environ.get(auth.env or "", "")
+    if auth.algorithm != "HS256" or not secret:
         raise UsageError("set ENDPOINTGEN_JWT to a valid token for this app")
     import jwt
 
     claims: dict[str, Any] = {"sub": "endpointgen-test", "exp": int(time.time()) + 300}
-    if auth["audience"]:
-        claims["aud"] = auth["audience"]
-    if auth["issuer"]:
-        claims["iss"] = auth["issuer"]
+    if auth.audience:
+        claims["aud"] = auth.audience
+    if auth.issuer:
+        claims["iss"] = auth.issuer
     return str(jwt.encode(claims, secret, algorithm="HS256"))
 
 

@@ -21,12 +21,12 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from endpointgen.runtime import http
+from endpointgen.runtime import defaults, http
 
 __all__ = ["Signature", "Webhook"]
 
 Provider = Literal["github", "stripe", "slack", "generic"]
-DEFAULT_TOLERANCE = 300  # seconds; Stripe's and Slack's own default
+DEFAULT_TOLERANCE = defaults.WEBHOOK_TOLERANCE
 
 
 class BadSignature(Exception):

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from endpointgen.runtime import defaults
 from endpointgen.spec import gpu as gpu_names
 from endpointgen.spec.gpu import shown
 from endpointgen.spec.shapes import PATTERNS as SHAPE_PATTERNS
@@ -502,17 +503,20 @@ class Jobs(Strict):
         default=3600, ge=10, le=86_400, description="seconds a job may run on Modal"
     )
     concurrency: int = Field(
-        default=4, ge=1, le=1000, description="jobs running at once outside Modal (serve)"
+        default=defaults.JOB_CONCURRENCY,
+        ge=1,
+        le=1000,
+        description="jobs running at once outside Modal (serve)",
     )
     queue: int = Field(
-        default=256,
+        default=defaults.JOB_QUEUE,
         ge=1,
         le=100_000,
         description="jobs that may wait for a slot outside Modal (serve); past it, or past "
         "`queue_mib`, a submit is a 503 with Retry-After",
     )
     queue_mib: int = Field(
-        default=256,
+        default=defaults.JOB_QUEUE_MIB,
         ge=1,
         le=65_536,
         description="MiB of waiting jobs' request values (as JSON) outside Modal (serve)",

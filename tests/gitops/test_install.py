@@ -326,7 +326,8 @@ def test_the_wheel_is_the_same_bytes_every_time_and_complete(tmp_path: Path) -> 
     for name in ("tested", "vllm"):  # the image locks `runtime.locked` reads
         lock = package / "runtime" / "locks" / f"{name}.json"
         assert members[f"endpointgen/runtime/locks/{name}.json"] == lock.read_bytes()
-    assert "endpointgen/templates/app.py.jinja" in members
+    for template in ("module.py.jinja", "module/routes.py.jinja", "module/modal.py.jinja"):
+        assert f"endpointgen/templates/{template}" in members
     assert "endpointgen/templates/init/workflow.yml.jinja" in members
     assert not [m for m in members if m.endswith(".pyc") or "__pycache__" in m]
 

@@ -439,3 +439,44 @@ def test_plan_says_what_the_deployed_app_does_that_the_spec_does_not_show(repo: 
         c for c in _plan_json("specs/chat.yaml")["specs"][0]["changes"] if c["what"] == "shape"
     ]
     assert shape[0]["after"] == "CPU web tier + model class"
+
+
+def test_each_version_of_a_spec_is_compiled_once(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`plan` of a changed spec that ships a handler and has a committed module from an
+    older endpointgen: the diff, the shipped files and the built module all read one
+    compile of each version (two plans: the base's and today's, plus the module's own
+    folder's)."""
+    from endpointgen.compiler import plan as plans
+    from endpointgen.gitops import gitplan
+
+    repo.write("handlers/echo.py", "def echo(values):\n    return values\n")
+    spec = """\
+        name: echo
+        routes:
+          - {path: /echo, method: POST, action: handler, handler: handlers/echo.py:echo}
+        """
+    path = repo.write("echo.yaml", spec)
+    built = subprocess.run(
+        [sys.executable, "-m", "endpointgen", "build", str(path), "-o", str(repo.root / "build")],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    module = repo.root / "build" / "echo.py"
+    module.write_text(module.read_text().replace("endpointgen 0.", "endpointgen 0.0.", 1))
+    repo.commit("echo")
+    repo.write("echo.yaml", spec + "description: echoes\n")
+    made: list[str] = []
+
+    def counted(spec: Any, spec_file: Any, out_dir: Any, *rest: Any) -> plans.Plan:
+        made.append(str(out_dir))
+        return plans.make_plan(spec, spec_file, out_dir, *rest)
+
+    monkeypatch.setattr(gitplan, "make_plan", counted)
+    monkeypatch.setattr(gitplan, "_COMPILED", {})
+    result = gitplan.plan_spec(path)
+    assert result.status == "changed"
+    assert any(c.what == "built module build/echo.py" for c in result.changes)
+    assert sorted(made) == sorted([str(repo.root), str(repo.root), str(repo.root / "build")])

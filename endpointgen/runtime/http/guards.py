@@ -15,9 +15,10 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
+from endpointgen.runtime import defaults
 from endpointgen.runtime.http.body import NOT_PARSED, parse_body, takes_a_form
 
-DEFAULT_MAX_BYTES = 1024 * 1024  # a route's body limit unless it sets max_bytes
+DEFAULT_MAX_BYTES = defaults.MAX_BYTES  # a route's body limit unless it sets max_bytes
 
 
 class MaxBytes:

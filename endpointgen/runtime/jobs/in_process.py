@@ -14,12 +14,12 @@ from typing import Any
 import anyio
 from starlette.exceptions import HTTPException
 
-from endpointgen.runtime import http
+from endpointgen.runtime import defaults, http
 from endpointgen.runtime.jobs.records import FINISHED, Record
 from endpointgen.runtime.jobs.work import Routes, outcome, to_wire
 
-QUEUE = 256  # jobs that may wait for a slot in this process (`Jobs(queue=)`)
-QUEUE_BYTES = 256 * 1024 * 1024  # bytes of their values, as JSON (`Jobs(queue_bytes=)`)
+QUEUE = defaults.JOB_QUEUE  # jobs that may wait for a slot in this process (`Jobs(queue=)`)
+QUEUE_BYTES = defaults.JOB_QUEUE_MIB * 1024 * 1024  # their values, as JSON (`queue_bytes=`)
 BUSY = "too many jobs are waiting; try again later"
 
 

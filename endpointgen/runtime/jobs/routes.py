@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from endpointgen.runtime import http
+from endpointgen.runtime import defaults, http
 from endpointgen.runtime.jobs.callbacks import Callbacks
 from endpointgen.runtime.jobs.in_process import QUEUE, QUEUE_BYTES, InProcess
 from endpointgen.runtime.jobs.on_modal import OnModal
@@ -47,7 +47,7 @@ class Jobs:
         app: str,
         worker: Callable[[], Any] | None = None,
         callbacks: Callbacks | None = None,
-        concurrency: int = 4,
+        concurrency: int = defaults.JOB_CONCURRENCY,
         queue: int = QUEUE,
         queue_bytes: int = QUEUE_BYTES,
     ) -> None:

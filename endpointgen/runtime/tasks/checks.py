@@ -4,12 +4,15 @@ and how long each, how many stop strings. Past one, a 422 before any model work.
 from __future__ import annotations
 
 from endpointgen.runtime import http
+from endpointgen.runtime.defaults import (
+    DRAWN_PIXELS,
+    DRAWN_STEPS,
+    MAX_CHARS,
+    MAX_ITEMS,
+    MAX_TOKENS,
+)
 
-MAX_TOKENS = 1024
-MAX_CHARS = 20_000
-MAX_ITEMS = 128
-DRAWN_PIXELS = 1024 * 1024  # text-to-image: the largest width x height by default
-DRAWN_STEPS = 50  # and the most denoising steps
+__all__ = ["DRAWN_PIXELS", "DRAWN_STEPS", "MAX_CHARS", "MAX_ITEMS", "MAX_TOKENS"]
 
 
 MAX_STOPS = 16  # stop strings of one generation
