@@ -1,4 +1,5 @@
-"""The `endpointgen` command: parses arguments, prints, sets exit codes. No logic here."""
+"""The `endpointgen` command line, every command of it: parses arguments, prints, sets exit
+codes. No logic here. `console.main` runs it."""
 
 from __future__ import annotations
 
@@ -719,15 +720,3 @@ def schema(
     else:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
-
-
-def main() -> None:
-    """The typer app: every command, and `validate`/`build` when `console.main` hands
-    them over (help, unusual options)."""
-    commands.no_plugin_scan()
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:  # a bug of ours, not the user's mistake: one line, not a trace
-        sys.exit(commands.crashed(exc))

@@ -1,13 +1,10 @@
-"""What `validate` and `build` do, printed the same whichever parser ran them: the
-entry point's quick path (`console.py`) or the typer app (`cli.py`). Also the one line a
-bug of ours prints, and the pydantic plugin scan both paths skip.
+"""What `validate` and `build` do, the two commands CI runs on every push, and how the
+command prints: a line (coloured on a terminal), and the one line a bug of ours prints.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import types
 from pathlib import Path
 from typing import TextIO
 
@@ -126,20 +123,3 @@ def crashed(exc: Exception) -> int:
         err=True,
     )
     return 70  # EX_SOFTWARE
-
-
-def no_plugin_scan() -> None:
-    """No pydantic plugins for the CLI's models, and no search for them.
-
-    Under PYDANTIC_DISABLE_PLUGINS=__all__ pydantic's plugin loader returns no plugins,
-    but only after importing `importlib.metadata` for the entry-point scan it then skips:
-    about 25 ms of every command. The stand-in answers the same without that import;
-    a user who sets the variable otherwise keeps pydantic's own loader.
-    """
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    name = "pydantic.plugin._loader"
-    if os.environ["PYDANTIC_DISABLE_PLUGINS"] != "__all__" or name in sys.modules:
-        return
-    stand_in = types.ModuleType(name, "pydantic's plugin loader when plugins are disabled")
-    stand_in.get_plugins = tuple  # type: ignore[attr-defined]  # () : no plugins
-    sys.modules[name] = stand_in

@@ -158,67 +158,96 @@ def test_schema_and_version_as_real_processes() -> None:
     assert run_cli("--version").stdout.strip() == f"endpointgen {__version__}"
 
 
-@pytest.mark.parametrize("entry", ["console", "cli"])
-def test_validate_and_build_do_not_import_heavy_modules(entry: str) -> None:
-    """Neither the command (`console.main`) nor the typer app imports a model or web
-    stack for `build`; the command does not even import typer or click for it."""
+def test_validate_and_build_do_not_import_heavy_modules() -> None:
+    """The command (`console.main`, the typer app inside) imports no model or web stack
+    for `build`, and not rich: typer prints help and errors without it."""
     code = (
-        f"import sys; from endpointgen.{entry} import main; "
+        "import sys; from endpointgen.console import main; "
         f"sys.argv=['endpointgen','build','--check',{GPT2!r},'-o','tests/golden']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = ('torch', 'transformers', 'modal', 'fastapi', 'uvicorn', 'typer', 'click')\n"
+        "heavy = ('torch', 'transformers', 'modal', 'fastapi', 'uvicorn', 'rich')\n"
         "print(sorted(m for m in heavy if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
-    expected = "[]" if entry == "console" else "['typer']"
-    assert out.stdout.strip().splitlines()[-1] == expected
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 @pytest.mark.slow
-def test_validate_and_build_say_the_same_with_and_without_typer(tmp_path: Path) -> None:
-    """`validate` and `build` run without typer for plain invocations, and through typer
-    otherwise (or with ENDPOINTGEN_NO_QUICK=1): every invocation prints the same and exits
-    the same either way."""
+def test_validate_and_build_as_real_processes_print_each_line_where_it_belongs(
+    tmp_path: Path,
+) -> None:
+    """Every way CI and pre-commit write `validate` and `build` (options before or after
+    the files, `--out=DIR`, `--`, `-e`), as the command prints it: the exit status, results
+    on stdout, problems, warnings and the advice for stale modules on stderr, a usage
+    error as typer words it (exit 2). Each line is given by how it starts."""
     bad = write_spec(tmp_path, {"name": "bad", "routes": [{"path": "x", "action": "nope"}]})
-    out = tmp_path / "out"
-    invocations = [
-        ["validate", GPT2],
-        ["validate", GPT2, str(bad)],
-        ["validate", str(tmp_path / "missing.yaml")],
-        ["build", GPT2, "-o", str(out)],
-        ["build", "--out", str(out), GPT2],
-        ["build", f"--out={out}", "--check", GPT2],
-        ["build", "--check", "-o", str(tmp_path / "empty"), GPT2],
-        ["build", GPT2, "-o", str(out), "--env", "prod"],
-        ["build", GPT2, "-o", str(out), "-e", "staging"],
-        ["build", str(bad), "-o", str(out)],
-        ["build", "-o", str(out), "--", GPT2],
-        ["validate", "--only-specs", GPT2, str(bad), str(tmp_path)],
-        ["validate", "--bogus", GPT2],  # typer's usage error, both ways
-        ["build", GPT2, "-o"],
+    out, empty, missing = tmp_path / "out", tmp_path / "empty", tmp_path / "missing.yaml"
+    built = [f"{GPT2} -> {out / 'gpt2.py'}"]
+    warned = [f"{GPT2}:5:7: model.id: warning: no `revision`: each cold start asks the Hub"]
+    wrong = [
+        f"{bad}:3:9: routes[0].path: 'x' is not a valid route path: start with '/'",
+        f"{bad}:4:11: routes[0].action: 'nope' is not one of health, generate,",
     ]
-    for args in invocations:
-        quick = run_cli(*args, cwd=ROOT)
-        typer_ = run_cli(*args, cwd=ROOT, env={"ENDPOINTGEN_NO_QUICK": "1"})
-        seen = (quick.returncode, quick.stdout, quick.stderr)
-        assert seen == (typer_.returncode, typer_.stdout, typer_.stderr), args
+    cases: list[tuple[list[str], int, list[str], list[str]]] = [
+        (["validate", GPT2], 0, [f"{GPT2}: ok"], warned),
+        (["validate", GPT2, str(bad)], 1, [f"{GPT2}: ok"], warned + wrong),
+        (["validate", str(missing)], 1, [], [f"{missing}:1:1: no such file"]),
+        (["build", GPT2, "-o", str(out)], 0, built, []),
+        (["build", "--out", str(out), GPT2], 0, built, []),
+        (["build", f"--out={out}", "--check", GPT2], 0, [f"{out / 'gpt2.py'}: up to date"], []),
+        (
+            ["build", "--check", "-o", str(empty), GPT2],
+            1,
+            [],
+            [f"{empty / 'gpt2.py'}: missing ({GPT2})", "run `endpointgen build` and commit"],
+        ),
+        (["build", GPT2, "-o", str(out), "--env", "prod"], 0, built, []),
+        (
+            ["build", GPT2, "-o", str(out), "-e", "staging"],
+            1,
+            [],
+            [f"error: {GPT2}: no environment named 'staging' (environments: prod)"],
+        ),
+        (["build", str(bad), "-o", str(out)], 1, [], wrong),
+        (["build", "-o", str(out), "--", GPT2], 0, built, []),
+        (
+            ["validate", "--only-specs", GPT2, str(bad), str(tmp_path)],
+            1,
+            [f"{GPT2}: ok"],
+            [*warned, *wrong, f"{tmp_path}:1:1: is a directory, not a spec file"],
+        ),
+        (
+            ["validate", "--bogus", GPT2],
+            2,
+            [],
+            ["Usage: ", "Try '", "", "Error: No such option: --bogus"],
+        ),
+        (["build", GPT2, "-o"], 2, [], ["Error: Option '-o' requires an argument."]),
+    ]
+    for args, status, stdout, stderr in cases:
+        done = run_cli(*args, cwd=ROOT)
+        assert done.returncode == status, (args, done.stderr)
+        assert done.stdout.splitlines() == stdout, args
+        lines = done.stderr.splitlines()
+        assert len(lines) == len(stderr), (args, lines)
+        starts = zip(lines, stderr, strict=True)
+        assert all(line.startswith(start) for line, start in starts), (args, lines)
 
 
-@pytest.mark.parametrize("entry", ["console", "cli"])
-def test_a_bug_of_ours_is_one_line_and_a_report_file(tmp_path: Path, entry: str) -> None:
+def test_a_bug_of_ours_is_one_line_and_a_report_file(tmp_path: Path) -> None:
     """An unexpected error in any command: no traceback on screen, one line that says it
     is a bug and where the details are kept for the report."""
     code = (
         "import sys\n"
-        f"from endpointgen import {entry} as cli\n"
+        "from endpointgen import console\n"
         "from endpointgen.compiler import pipeline\n"
         "def broken(*args, **kwargs):\n"
         "    raise KeyError('routes')\n"
         "pipeline.validate = broken\n"
         "sys.argv = ['endpointgen', 'validate', sys.argv[1]]\n"
-        "cli.main()\n"
+        "console.main()\n"
     )
     spec = SPECS / "hello.yaml"
     result = subprocess.run(

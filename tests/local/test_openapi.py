@@ -239,7 +239,7 @@ def test_openapi_of_a_broken_spec_is_one_line_per_problem(tmp_path: Path) -> Non
 @pytest.mark.slow
 def test_openapi_as_a_real_process_loads_no_model() -> None:
     code = (
-        "import sys\nfrom endpointgen.cli import main\n"
+        "import sys\nfrom endpointgen.console import main\n"
         "sys.argv = ['endpointgen', 'openapi', 'specs/gpt2.yaml']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules), file=sys.stderr)"
