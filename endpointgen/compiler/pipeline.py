@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 from endpointgen.compiler import checks, loader
 from endpointgen.compiler.checks import local_model_dir
 from endpointgen.compiler.loader import Document
-from endpointgen.compiler.plan import make_plan, name_problems
+from endpointgen.compiler.plan import auth_settings, make_plan, name_problems
 from endpointgen.compiler.render import render
 from endpointgen.errors import Loc, Problem, SpecError, UsageError
 from endpointgen.spec import GenerateRoute, Model, Spec, UploadRoute, parse
@@ -46,23 +47,67 @@ def _validated(doc: Document) -> Spec:
     return spec
 
 
+DID_YOU_MEAN = re.compile(r"did you mean '([^']+)'\?")
+
+
 def _rules_despite(doc: Document, problems: list[Problem]) -> list[Problem]:
-    """The rule checks too, so one run reports both kinds, when every schema problem is
-    a refused key (unknown, or another action's): run on the spec with those keys taken
-    out. A wrong value is not taken out: the rules would then complain of its absence,
-    which would mislead."""
+    """The rule checks too, so one run reports every problem: a GPU typo does not hide a
+    route's or auth's. They run on the spec as its author most likely meant it: a refused
+    key (unknown, or another action's) taken out; a typo with one likely meaning (`gpu:
+    H10`, did you mean 'H100'?) read as that; another wrong value left out. What the rules
+    then say about that part of the spec is not shown (they would speak of a value the
+    author did not write): nothing under the problem's route or model, nor naming its key.
+    When the spec cannot be read even so (a required key is wrong), schema problems only."""
     data = copy.deepcopy(doc.data)
+    blocked: list[Loc] = []  # where rule problems would speak of what was taken or guessed
+    named: list[str] = []  # keys whose values were taken out or guessed
     for problem in problems:
-        if not refuses_a_key(problem) or not _drop(data, problem.loc):
+        loc = problem.loc
+        blocked.append(loc[:2] if loc[:1] in (("routes",), ("models",)) else loc)
+        if refuses_a_key(problem):
+            if not _drop(data, loc):
+                return []
+            continue
+        if not loc or not isinstance(loc[-1], str):
+            return []
+        named.append(loc[-1])
+        meant = DID_YOU_MEAN.search(problem.message)
+        if not (meant and _put(data, loc, meant.group(1))) and not _drop(data, loc):
             return []
     try:
         lenient = replace(doc, data=data)
         spec = parse(lenient)
         found = checks.check(spec, lenient) + name_problems(spec, lenient)
+        found += deploy_problems(spec, lenient)
     except SpecError:
         return []
-    refused = [p.loc for p in problems]
-    return [p for p in found if not any(p.loc[: len(loc)] == loc for loc in refused)]
+
+    def shown(problem: Problem) -> bool:
+        if any(problem.loc[: len(loc)] == loc for loc in blocked):
+            return False
+        return not any(re.search(rf"\b{re.escape(key)}\b", problem.message) for key in named)
+
+    return [p for p in found if shown(p)]
+
+
+def _put(data: Any, loc: Loc, value: str) -> bool:
+    """Set the mapping key at `loc` in `data` to `value`; False when there is no such key."""
+    parent = _parent(data, loc)
+    if isinstance(parent, dict) and loc[-1] in parent:
+        parent[loc[-1]] = value
+        return True
+    return False
+
+
+def _parent(data: Any, loc: Loc) -> Any:
+    for part in loc[:-1]:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
 
 
 def _drop(data: Any, loc: Loc) -> bool:
@@ -197,10 +242,32 @@ def warnings(path: str | Path) -> list[Problem]:
 
 def _problems(doc: Document) -> list[Problem]:
     try:
-        _validated(doc)
+        spec = _validated(doc)
     except SpecError as exc:
         return exc.problems
-    return []
+    return deploy_problems(spec, doc)
+
+
+def deploy_problems(spec: Spec, doc: Document) -> list[Problem]:
+    """What makes a valid spec's app fail once deployed (`validate` and `deploy` refuse
+    it; `build` and `serve`, which run where the env vars are set by hand, do not): auth
+    that reads its keys from an env var no Modal Secret gives it answers every caller 401.
+    A spec's own `secrets:` may hold any key, so any of them counts."""
+    auth = auth_settings(spec)
+    if auth.mode in ("none", "proxy") or spec.auth.secret or spec.secrets or not auth.env:
+        return []
+    if auth.env in spec.env:
+        return []
+    what = {"api_key": "keys", "bearer": "tokens", "jwt": "key"}.get(auth.mode, "keys")
+    return [
+        doc.problem(
+            ("auth", "mode"),
+            f"{auth.mode} auth reads its {what} from ${auth.env}, and no Modal Secret gives "
+            f"the app that variable, so every caller would get 401 once deployed: add "
+            f"`secret: NAME` under `auth:` (a Modal Secret holding {auth.env}), or list "
+            "one under `secrets:`",
+        )
+    ]
 
 
 def build(
@@ -210,11 +277,15 @@ def build(
     base_if_missing: bool = False,
     pin: Callable[[Spec, Path], dict[str, str]] | None = None,
     suffix: str = "",
+    deploying: bool = False,
 ) -> Built:
     """The built module of the spec at `path`. `pin` (`revisions.resolve`) gives the
     commits to load for Hub models without a `revision`; without it they stay unset.
-    `suffix` is added to the app's name (a preview: its own app, Dicts and module)."""
+    `suffix` is added to the app's name (a preview: its own app, Dicts and module).
+    `deploying`: also refuse what would fail once deployed (`deploy_problems`)."""
     doc, spec = load_spec(path, env, base_if_missing)
+    if deploying and (problems := deploy_problems(spec, doc)):
+        raise SpecError(problems)
     if suffix:
         spec = spec.model_copy(update={"name": spec.name + suffix})
     resolved = pin(spec, Path(doc.file).parent) if pin is not None else None

@@ -234,7 +234,13 @@ def prepare(
     for spec in specs:
         try:
             build = pipeline.build(
-                spec, out, env, base_if_missing=True, pin=pinned if pin else None, suffix=suffix
+                spec,
+                out,
+                env,
+                base_if_missing=True,
+                pin=pinned if pin else None,
+                suffix=suffix,
+                deploying=True,
             )
             built.append((spec, build))
         except SpecError as exc:

@@ -20,7 +20,7 @@ EMBED = """\
     name: embeddings
     model: {id: sentence-transformers/all-MiniLM-L6-v2, task: embeddings, revision: v1}
     gpu: A10
-    auth: {mode: api_key}
+    auth: {mode: api_key, secret: embeddings-keys}
     routes:
       - {path: /embed, method: POST, action: embed}
     environments:

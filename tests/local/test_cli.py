@@ -274,7 +274,7 @@ def test_validate_warns_about_what_a_valid_spec_does_on_modal(tmp_path: Path) ->
         name: app
         model: {id: org/model, task: embeddings}
         resources: {timeout: 600}
-        auth: {mode: bearer}
+        auth: {mode: bearer, secret: app-keys}
         routes:
           - {path: /embed, method: POST, action: embed}
         """,

@@ -47,7 +47,7 @@ def test_a_route_is_one_shape_per_action_chosen_by_its_action() -> None:
 SPEC = {
     "name": "demo",
     "model": {"id": "sentence-transformers/all-MiniLM-L6-v2", "task": "embeddings"},
-    "auth": {"mode": "bearer"},
+    "auth": {"mode": "bearer", "secret": "demo-keys"},
     "routes": [{"path": "/embed", "method": "POST", "action": "embed", "max_items": 8}],
 }
 
@@ -83,7 +83,12 @@ def test_the_schema_is_what_the_checked_in_specs_follow() -> None:
 
 
 def _write(folder: Path, routes: list[dict[str, Any]], model: dict[str, str]) -> Path:
-    spec = {"name": "pixels", "model": model, "auth": {"mode": "bearer"}, "routes": routes}
+    spec = {
+        "name": "pixels",
+        "model": model,
+        "auth": {"mode": "bearer", "secret": "k"},
+        "routes": routes,
+    }
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path

@@ -61,12 +61,13 @@ model:
   id: gpt2
   task: text-generation
 auth:
-  mode: bearer
+  {mode: bearer, secret: demo-auth}
 routes:
   - path: /generate
     method: POST
     action: generate
 """
+AUTH = "{mode: bearer, secret: demo-auth}"
 
 GPUS = "T4, L4, A10, L40S, A100, A100-40GB, A100-80GB, H100, H200, B200"
 APP_NAME_RULE = (
@@ -278,7 +279,7 @@ def test_every_yaml_problem_is_reported_at_once(in_tmp: Path) -> None:
 def test_every_check_problem_is_reported_at_once(in_tmp: Path) -> None:
     write(
         in_tmp,
-        changed("mode: bearer", "mode: none")  # line 8: routes[0] has no auth
+        changed(AUTH, "mode: none")  # line 8: routes[0] has no auth
         + "  - path: /generate\n    method: POST\n    action: generate\n"  # line 11
         + "cors: {origins: ['*'], credentials: true}\n"  # line 14
         + "secrets: [sk-abcdefghijklmnop]\n",  # line 15
@@ -325,7 +326,8 @@ def test_overlay_value_over_a_base_value_points_at_the_overlay(in_tmp: Path) -> 
 
 def test_problem_that_only_an_overlay_causes_is_found(in_tmp: Path) -> None:
     # The route is fine in the base; `prod` turns auth off under it.
-    write(in_tmp, BASE + "environments:\n  prod:\n    auth:\n      mode: none\n")
+    base = changed(AUTH, "mode: bearer") + "secrets: [demo-keys]\n"
+    write(in_tmp, base + "environments:\n  prod:\n    auth:\n      mode: none\n")
     assert lines_for("spec.yaml") == [
         "spec.yaml:8:5: routes[0]: POST /generate runs the model with no auth; set "
         "`auth.mode` for the app, or mark this route `public: true` to serve it openly"
@@ -736,7 +738,7 @@ EVERY_KEY_MULTI: dict[str, Any] = {
         "eyes": {"id": "google/vit-base-patch16-224", "task": "image-classification"},
         "painter": {"id": "stabilityai/sd-turbo", "task": "text-to-image"},
     },
-    "auth": {"mode": "bearer"},
+    "auth": {"mode": "bearer", "secret": "demo-keys"},
     "routes": [
         {"path": "/generate", "method": "POST", "action": "generate", "model": "writer"},
         {
@@ -778,7 +780,7 @@ EVERY_KEY_VLLM_MODELS: dict[str, Any] = {
             "vllm": {"max_model_len": 8192},
         },
     },
-    "auth": {"mode": "bearer"},
+    "auth": {"mode": "bearer", "secret": "demo-keys"},
     "routes": [{"path": "/v1", "action": "openai", "model": "chat"}],
 }
 # Job routes: a model action and a handler as jobs, with signed callbacks.
@@ -786,7 +788,7 @@ EVERY_KEY_JOBS: dict[str, Any] = {
     "name": "every-key-jobs",
     "model": {"id": "gpt2", "task": "text-generation"},
     "snapshot": "memory",
-    "auth": {"mode": "api_key"},
+    "auth": {"mode": "api_key", "secret": "demo-keys"},
     "jobs": {
         "timeout": 7200,
         "concurrency": 2,
@@ -953,8 +955,8 @@ def test_jwt_webhook_and_redis_keys_are_in_the_schema() -> None:
     "content",
     [
         changed("mode: bearer", "mode: jwt"),
-        changed("mode: bearer", "mode: jwt\n  algorithm: RS256\n  audience: me\n  issuer: you"),
-        changed("mode: bearer", "mode: proxy"),
+        changed(AUTH, "mode: jwt\n  secret: k\n  algorithm: RS256\n  audience: me\n  issuer: you"),
+        changed(AUTH, "mode: proxy"),
         BASE + "rate_limit:\n  limit: 5/minute\n  storage: redis\n  url_env: MY_REDIS\n",
         BASE + "    rate_limit:\n      limit: 5/minute\n      storage: modal-dict\n",
         BASE

@@ -104,7 +104,7 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("secrets",): (["extra-secret"], None),
     ("packages",): (["pandas==2.2.3"], None),
     ("env",): ({"MODE": "fast"}, None),
-    ("auth",): ({"mode": "bearer"}, None),
+    ("auth",): ({"mode": "bearer", "secret": "sweep-keys"}, None),
     ("cors",): ({"origins": ["https://a.example.com"]}, None),
     ("rate_limit",): ({"limit": "10/minute"}, None),
     ("metrics",): ({"enabled": True}, None),
@@ -149,7 +149,7 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("scaling", "target_inputs"): (2, {"max_inputs": 8}),
     ("batching", "max_batch_size"): (4, {}),
     ("batching", "wait_ms"): (2, {}),
-    ("auth", "mode"): ("api_key", {}),
+    ("auth", "mode"): ("api_key", {"secret": "sweep-keys"}),
     ("auth", "secret"): ("other-keys", {}),
     ("auth", "header"): ("X-Key", {}),
     ("auth", "env"): ("MY_KEYS", {}),
@@ -268,7 +268,11 @@ HEALTH = {"path": "/health", "action": "health"}
 # The kinds of app each key is set on; route keys go on each base's first route.
 BASES: dict[str, dict[str, Any]] = {
     "respond": {"name": "sweep", "routes": [RESPOND]},
-    "api-key": {"name": "sweep", "auth": {"mode": "api_key"}, "routes": [RESPOND]},
+    "api-key": {
+        "name": "sweep",
+        "auth": {"mode": "api_key", "secret": "sweep-keys"},
+        "routes": [RESPOND],
+    },
     "own-limits": {  # every route sets its own limit, or none
         "name": "sweep",
         "routes": [
@@ -276,48 +280,48 @@ BASES: dict[str, dict[str, Any]] = {
             {**HEALTH, "rate_limit": "none"},
         ],
     },
-    "jwt": {"name": "sweep", "auth": {"mode": "jwt"}, "routes": [RESPOND]},
+    "jwt": {"name": "sweep", "auth": {"mode": "jwt", "secret": "sweep-keys"}, "routes": [RESPOND]},
     "generate": {
         "name": "sweep",
         "model": MODEL,
-        "auth": {"mode": "bearer"},
+        "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [{"path": "/generate", "method": "POST", "action": "generate"}, HEALTH],
     },
     "vllm": {
         "name": "sweep",
         "model": {**MODEL, "engine": "vllm"},
         "gpu": "H100",
-        "auth": {"mode": "bearer"},
+        "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [{"path": "/generate", "method": "POST", "action": "generate"}, HEALTH],
     },
     "volume-model": {
         "name": "sweep",
         "model": {**MODEL, "volume": "weights"},
-        "auth": {"mode": "bearer"},
+        "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [{"path": "/generate", "method": "POST", "action": "generate"}, HEALTH],
     },
     "models-vllm": {
         "name": "sweep",
         "models": {"writer": {**MODEL, "engine": "vllm", "gpu": "L4", "volume": "weights"}},
-        "auth": {"mode": "bearer"},
+        "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [{"path": "/v1", "action": "openai", "model": "writer"}],
     },
     "painter": {
         "name": "sweep",
         "model": {"id": "stabilityai/sd-turbo", "task": "text-to-image"},
-        "auth": {"mode": "bearer"},
+        "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [{"path": "/draw", "method": "POST", "action": "generate"}, HEALTH],
     },
     "embed": {
         "name": "sweep",
         "model": EMBEDDER,
-        "auth": {"mode": "bearer"},
+        "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [{"path": "/embed", "method": "POST", "action": "embed"}, HEALTH],
     },
     "openai": {
         "name": "sweep",
         "model": MODEL,
-        "auth": {"mode": "bearer"},
+        "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [{"path": "/v1", "action": "openai"}],
     },
     "open-model": {  # refused until its route says `public: true`
@@ -328,7 +332,7 @@ BASES: dict[str, dict[str, Any]] = {
     "handler-model": {
         "name": "sweep",
         "model": MODEL,
-        "auth": {"mode": "bearer"},
+        "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [
             {"path": "/h", "method": "POST", "action": "handler", "handler": "handlers.py:run"}
         ],
@@ -336,7 +340,7 @@ BASES: dict[str, dict[str, Any]] = {
     "models": {
         "name": "sweep",
         "models": {"extra": EMBEDDER, "writer": MODEL},
-        "auth": {"mode": "bearer"},
+        "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [
             {
                 "path": "/h",
@@ -382,7 +386,7 @@ BASES: dict[str, dict[str, Any]] = {
     "image": {
         "name": "sweep",
         "model": {"id": "google/vit-base-patch16-224", "task": "image-classification"},
-        "auth": {"mode": "api_key"},
+        "auth": {"mode": "api_key", "secret": "sweep-keys"},
         "routes": [
             {
                 "path": "/image",
@@ -400,7 +404,7 @@ BASES: dict[str, dict[str, Any]] = {
     },
     "job": {
         "name": "sweep",
-        "auth": {"mode": "api_key"},
+        "auth": {"mode": "api_key", "secret": "sweep-keys"},
         "routes": [
             {
                 "path": "/h",
