@@ -78,7 +78,6 @@ def _rules_despite(doc: Document, problems: list[Problem]) -> list[Problem]:
         lenient = replace(doc, data=data)
         spec = parse(lenient)
         found = checks.check(spec, lenient) + name_problems(spec, lenient)
-        found += deploy_problems(spec, lenient)
     except SpecError:
         return []
 

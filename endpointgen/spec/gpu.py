@@ -47,12 +47,33 @@ def kind_of(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+# What users call things, and the name the spec gives them: Hugging Face's pipeline
+# names and everyday words for a task.
+SYNONYMS = {
+    "summarization": "text2text-generation",
+    "translation": "text2text-generation",
+    "ner": "token-classification",
+    "sentiment": "text-classification",
+    "sentiment-analysis": "text-classification",
+    "stable-diffusion": "text-to-image",
+    "diffusion": "text-to-image",
+    "whisper": "automatic-speech-recognition",
+    "asr": "automatic-speech-recognition",
+    "speech-to-text": "automatic-speech-recognition",
+    "feature-extraction": "embeddings",
+    "sentence-similarity": "embeddings",
+}
+
+
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str | None:
     """The nearest choice to `word` when it looks like a slip of the keyboard (`methd`,
-    `embedings`, `l40` for `L40S`), else None: `text-to-image` is not a misspelt
-    `text-generation`, nor `websocket` a misspelt `webhook`."""
+    `embedings`, `l40` for `L40S`) or is what users call it (`summarization`, `ner`,
+    `whisper`), else None: `text-to-image` is not a misspelt `text-generation`, nor
+    `websocket` a misspelt `webhook`."""
     lowered = {c.lower(): c for c in choices}
     key = word.lower()
+    if SYNONYMS.get(key.replace("_", "-")) in lowered:
+        return lowered[SYNONYMS[key.replace("_", "-")]]
     match = difflib.get_close_matches(key, list(lowered), n=1, cutoff=0.75)
     if match:
         return lowered[match[0]]
@@ -70,6 +91,11 @@ def normalize_one(value: Any) -> str:
     canonical = _BY_KEY.get(name.strip().lower())
     if canonical is None:
         hint = suggest(name.strip(), GPU_TYPES)
+        counted = re.fullmatch(r"([0-9]{1,3})\s*[x×*]\s*(.+)", name.strip(), re.IGNORECASE)
+        if counted and not sep:  # `2xH100`: Modal writes the count after the name
+            kind = _BY_KEY.get(counted.group(2).strip().lower())
+            kind = kind or suggest(counted.group(2).strip(), GPU_TYPES)
+            hint = f"{kind}:{int(counted.group(1))}" if kind else hint
         did_you_mean = f"; did you mean '{hint}'?" if hint else ""
         raise ValueError(
             f"unknown GPU {shown(value)}{did_you_mean} (known: {', '.join(GPU_TYPES)})"

@@ -20,30 +20,29 @@ def _validate(path: Path) -> list[str]:
 
 
 def test_a_gpu_typo_hides_no_route_or_auth_problem(tmp_path: Path) -> None:
-    """docs/spec.md, Auth (`secret`): one run names the GPU typo, both route problems and
-    the auth that no Secret gives its keys, each at its line."""
+    """One run names the GPU typo, the routes that run the model with no auth, and both
+    route problems, each at its line (before, the GPU typo alone was reported)."""
     path = tmp_path / "spec.yaml"
     path.write_text(
         "name: demo\n"
         "model: {id: sentence-transformers/all-MiniLM-L6-v2, task: embeddings, revision: v1}\n"
         "gpu: H10\n"
-        "auth: {mode: api_key}\n"
+        "auth: {mode: none}\n"
         "routes:\n"
         "  - {path: /gen, method: POST, action: generate}\n"
         "  - {path: /gen, method: POST, action: embed}\n",
         encoding="utf-8",
     )
-    no_secret = (
-        "spec.yaml:4:14: auth.mode: api_key auth reads its keys from $API_KEYS, and no Modal "
-        "Secret gives the app that variable, so every caller would get 401 once deployed: "
-        "add `secret: NAME` under `auth:` (a Modal Secret holding API_KEYS), or list one "
-        "under `secrets:`"
+    no_auth = (
+        "runs the model with no auth; set `auth.mode` for the app, or mark this route "
+        "`public: true` to serve it openly"
     )
     assert _validate(path) == [
         f"spec.yaml:3:6: gpu: unknown GPU 'H10'; did you mean 'H100'? (known: {GPUS})",
-        no_secret,
+        f"spec.yaml:6:5: routes[0]: POST /gen {no_auth}",
         "spec.yaml:6:40: routes[0].action: POST /gen: `generate` needs a text-generation, "
         "text2text-generation or text-to-image model, but model.task is embeddings",
+        f"spec.yaml:7:5: routes[1]: POST /gen {no_auth}",
         "spec.yaml:7:12: routes[1].path: POST /gen is already defined by routes[0]",
     ]
 
