@@ -9,7 +9,7 @@ from typing import Any
 from endpointgen.compiler import pipeline
 from endpointgen.errors import EndpointgenError, SpecError, UsageError
 from endpointgen.gitops.gitref import SPEC_SUFFIXES, declared_name, is_spec
-from endpointgen.spec import GenerateRoute, Route
+from endpointgen.spec import GenerateRoute, Route, Spec
 from endpointgen.spec.models import job_of
 
 BUILT_HEADER = "# Built by endpointgen"
@@ -143,7 +143,7 @@ def listing(folder: Path, env: str | None = None) -> list[Entry]:
             why = f"invalid ({count} problem{'s' if count != 1 else ''}): `endpointgen validate`"
             entries.append(Entry(str(path), "-", "-", "-", "-", why, "-", valid=False))
             continue
-        routes = ", ".join(f"{r.method} {r.path}{_marked(r)}" for r in spec.routes)
+        routes = ", ".join(line for r in spec.routes for line in _served(spec, r))
         public = [
             f"{r.method} {r.path}"
             for r in spec.routes
@@ -164,6 +164,18 @@ def listing(folder: Path, env: str | None = None) -> list[Entry]:
             )
         )
     return entries
+
+
+def _served(spec: Spec, route: Route) -> list[str]:
+    """A route's methods and paths as clients call them: an `openai` route is several."""
+    if route.action != "openai":
+        return [f"{route.method} {route.path}{_marked(route)}"]
+    model = spec.model_for(route)
+    calls = ["POST /embeddings"]
+    if model is None or model.task != "embeddings":
+        calls = ["POST /completions", "POST /chat/completions"]
+    base = route.path.rstrip("/")
+    return [f"GET {base}/models", *(f"{m} {base}{p}" for m, p in (c.split() for c in calls))]
 
 
 def _marked(route: Route) -> str:

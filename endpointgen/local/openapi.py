@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +18,20 @@ def document(spec: str | Path, env: str | None = None) -> dict[str, Any]:
     neither torch nor the weights: FastAPI's document depends only on the routes.
     """
     from endpointgen.local.serve import import_module, load_app
+    from endpointgen.runtime import http
 
+    # No request is served: an unset API_KEYS or JWT_SECRET is no news here.
+    level = http.log.level
+    http.log.setLevel(logging.ERROR)
+    try:
+        return _document(spec, env, import_module, load_app)
+    finally:
+        http.log.setLevel(level)
+
+
+def _document(
+    spec: str | Path, env: str | None, import_module: Any, load_app: Any
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="endpointgen-openapi-") as folder:
         built = build(spec, folder, env)
         built.path.write_text(built.source, encoding="utf-8")
