@@ -63,6 +63,34 @@ IMAGE_SIGNATURES: dict[str, tuple[bytes, ...]] = {
 }
 
 
+# What clients send when they do not know a file's type.
+UNTYPED = ("", "application/octet-stream", "binary/octet-stream")
+# How other files an upload route may take begin: audio, each under the names clients use.
+AUDIO_SIGNATURES: dict[bytes, tuple[str, ...]] = {
+    b"fLaC": ("audio/flac", "audio/x-flac"),
+    b"OggS": ("audio/ogg",),
+    b"ID3": ("audio/mpeg", "audio/mp3"),
+    b"\xff\xfb": ("audio/mpeg", "audio/mp3"),
+    b"\xff\xf3": ("audio/mpeg", "audio/mp3"),
+    b"\xff\xf2": ("audio/mpeg", "audio/mp3"),
+}
+WAV_TYPES = ("audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave")
+
+
+def identify(content: bytes) -> list[str]:
+    """The media types whose files begin as `content` does (several names for one kind),
+    from the signatures above; none for anything else."""
+    if content[:4] == b"RIFF" and content[8:12] == b"WAVE":
+        return list(WAV_TYPES)
+    if content[:4] == b"RIFF" and content[8:12] == b"WEBP":
+        return ["image/webp"]
+    found = [k for k, starts in IMAGE_SIGNATURES.items() if content.startswith(starts)]
+    for start, kinds in AUDIO_SIGNATURES.items():
+        if content.startswith(start):
+            found += kinds
+    return found
+
+
 def is_declared_image(kind: str, content: bytes) -> bool:
     """Whether `content` is an image of the media type `kind`; True for a type with no
     known signature."""
@@ -80,9 +108,14 @@ async def read_upload(file: UploadFile, accepted: Sequence[str] = ()) -> Upload:
     The body was already bounded by the route's max_bytes before it was parsed.
     """
     kind = (file.content_type or "").split(";")[0].strip().lower()
+    content = b""
+    if accepted and kind not in accepted and kind in UNTYPED:
+        # `curl -F file=@a.wav` sends application/octet-stream: the content says what it is.
+        content = await file.read()
+        kind = next((k for k in identify(content) if k in accepted), kind)
     if accepted and kind not in accepted:
         raise HTTPException(415, f"{kind or 'no type'} is not one of {', '.join(accepted)}")
-    content = await file.read()
+    content = content or await file.read()
     if not is_declared_image(kind, content):
         raise HTTPException(422, f"the file is not a readable image of type {kind}")
     return Upload(file.filename, kind, content)

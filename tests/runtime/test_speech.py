@@ -5,6 +5,9 @@ transformers' own automatic-speech-recognition pipeline on the same samples."""
 from __future__ import annotations
 
 import io
+import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,3 +126,27 @@ def test_what_is_not_audio_is_refused(server: Server) -> None:
     files = {"file": ("s", encoded(sound(0.5, 16000), 16000, "WAV", None), "audio/wav")}
     assert httpx.post(server.url + "/transcribe", files=files).status_code == 401
     assert httpx.get(server.url + "/health").json()["status"] == "ok"
+
+
+def test_an_untyped_upload_is_known_by_its_content(server: Server, oracle: Any) -> None:
+    """docs/spec.md, Routes without a model (`upload`): a file sent as
+    `application/octet-stream` (plain `curl -F file=@a.wav`) is identified from its first
+    bytes, and taken when that type is allowed; what it cannot be identified as is 415."""
+    for kind, subtype, media in FORMATS:
+        content = encoded(sound(1.0, 16000), 16000, kind, subtype)
+        answer = transcribe(server, content, "application/octet-stream")
+        assert answer.status_code == 200, (kind, answer.text)
+        assert answer.json()["content_type"] in (media, "audio/wav", "audio/x-wav")
+        assert answer.json()["text"] == expected(oracle, content)["text"].strip()
+    gif = transcribe(server, b"GIF89a" + bytes(64), "application/octet-stream")
+    assert gif.status_code == 415
+    assert "application/octet-stream is not one of" in gif.json()["error"]
+    if shutil.which("curl") is None:
+        return  # the rest needs curl itself
+    curl = subprocess.run(
+        ["curl", "-s", "-H", "X-API-Key: key-one", "-F", "file=@-", server.url + "/transcribe"],
+        input=encoded(sound(1.0, 16000), 16000, "WAV", None),
+        capture_output=True,
+        check=True,
+    )
+    assert json.loads(curl.stdout)["content_type"] in ("audio/wav", "audio/x-wav")
