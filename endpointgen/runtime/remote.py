@@ -2,20 +2,21 @@
 
 `remote.serve(writer, WriterModel)` makes the web tier's `writer` answer through the
 `WriterModel` class: the same routes, checks and batching as in-process, with each engine
-call a `.remote.aio` call to a container on the model's own GPU type. A generation is one
-round trip with its checks (`tasks.Asked`): one call, or one stream whose first item says
-whether the request passed them.
+call a `.remote.aio` call to a container on the model's own GPU type, of the class's
+typed method for it (`run`, `count_tokens`, `checked_generate`, `tokens`, ...). A
+generation is one round trip with its checks (`tasks.Asked`): one call, or one stream
+whose first item says whether the request passed them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any
 
 from endpointgen.runtime import http
-from endpointgen.runtime.tasks import CALLS, ENGINE_METHODS, LoadFailed, Model, Rejected
+from endpointgen.runtime.tasks import Asked, GenerateRequest, LoadFailed, Model, Rejected
 
 __all__ = ["Cancels", "RemoteEngine", "serve"]
 
@@ -94,11 +95,15 @@ class Watch:
 
 
 class RemoteEngine:
-    """The calls a local engine answers, answered by the model's own Modal class.
+    """A model's own Modal class, in the web tier's `Model` where a loaded engine would be.
 
-    The web tier awaits them (`.remote.aio`, `.remote_gen.aio`): a call in flight holds
-    no thread, so neither a cold-starting model class nor many open streams ever hold up
-    its event loop or queue behind a thread pool.
+    Its methods are the engine's, each a call of the class's method of the same purpose
+    (`engine(items)` is the class's `run`): blocking (`.remote`), as a handler's own code
+    calls its model, in a worker thread. The routes await the same calls through `ask`
+    (`.remote.aio`): a call in flight holds no thread, so neither a cold-starting model
+    class nor many open streams ever hold up the event loop or queue behind a thread pool.
+    A class that cannot load (`LoadFailed`) is the model's 503; a request the class's
+    checks refuse is its `Rejected`.
     """
 
     RETRY_AFTER = 30.0  # seconds a class that failed to load is answered for with 503
@@ -109,6 +114,7 @@ class RemoteEngine:
         self.model = cls()
         self.cancels = cancels
         self.served = served
+        self.ask = Awaited(self)
 
     def failed(self, exc: LoadFailed) -> Exception:
         """The class cannot load: the web-side model reports it, then tries again later."""
@@ -117,36 +123,42 @@ class RemoteEngine:
             return exc
         return self.served.unavailable(reason, self.RETRY_AFTER)
 
-    async def ask(self, method: str, *args: Any) -> Any:
-        """One call of the class's `call`; a request it rejected raises its `Rejected`."""
-        if method not in CALLS:
-            raise ValueError(f"no engine method {method!r}")
+    @contextlib.contextmanager
+    def reached(self) -> Iterator[None]:
+        """A call of the class: one that cannot load is answered as `failed` says."""
         try:
-            answer = await self.model.call.remote.aio(method, *args)
-        except LoadFailed as exc:
-            raise self.failed(exc) from None
-        if isinstance(answer, Rejected):
-            raise answer
-        return answer
-
-    def __call__(self, items: list[Any]) -> Any:
-        """For a handler's own code, which runs in a worker thread: a blocking call."""
-        try:
-            return self.model.call.remote("__call__", items)
+            yield
         except LoadFailed as exc:
             raise self.failed(exc) from None
 
-    def __getattr__(self, method: str) -> Callable[..., Any]:
-        if method not in ENGINE_METHODS:
-            raise AttributeError(method)
+    def __call__(self, items: Any) -> Any:
+        with self.reached():
+            return self.model.run.remote(items)
 
-        def blocking(*args: Any) -> Any:
-            try:
-                return self.model.call.remote(method, *args)
-            except LoadFailed as exc:
-                raise self.failed(exc) from None
+    def count_tokens(self, texts: list[str]) -> int:
+        with self.reached():
+            counted: int = self.model.count_tokens.remote(texts)
+        return counted
 
-        return blocking
+    def generate(self, request: GenerateRequest) -> dict[str, Any]:
+        with self.reached():
+            totals: dict[str, Any] = self.model.generate.remote(request)
+        return totals
+
+    def chat_prompt(self, turns: list[dict[str, str]]) -> str:
+        with self.reached():
+            prompt: str = self.model.chat_prompt.remote(turns)
+        return prompt
+
+    def context_left(self, prompt: str) -> int | None:
+        with self.reached():
+            left: int | None = self.model.context_left.remote(prompt)
+        return left
+
+    def context_problem(self, request: GenerateRequest) -> str | None:
+        with self.reached():
+            problem: str | None = self.model.context_problem.remote(request)
+        return problem
 
     async def stream(self, request: Any, request_id: str) -> AsyncGenerator[tuple[str, Any]]:
         """The items of the class's `tokens` (`Model.tokens`): ("token", text) pairs as
@@ -163,6 +175,33 @@ class RemoteEngine:
             if not finished and self.cancels is not None:
                 await self.cancels.cancel(request_id)
             raise
+
+
+class Awaited:
+    """The calls the routes make of a model class (`Model.ask`), awaited (`.remote.aio`),
+    each the engine's method of the same name: `engine.ask(items)` is `engine(items)`."""
+
+    def __init__(self, engine: RemoteEngine) -> None:
+        self.engine = engine
+        self.model = engine.model
+
+    async def __call__(self, items: Any) -> Any:
+        with self.engine.reached():
+            return await self.model.run.remote.aio(items)
+
+    async def count_tokens(self, texts: list[str]) -> int:
+        with self.engine.reached():
+            counted: int = await self.model.count_tokens.remote.aio(texts)
+        return counted
+
+    async def checked_generate(self, asked: Asked) -> dict[str, Any]:
+        """The generation `asked` is for, checked and run in the class's container: its
+        totals; a request it refused raises its `Rejected`."""
+        with self.engine.reached():
+            answer: dict[str, Any] | Rejected = await self.model.checked_generate.remote.aio(asked)
+        if isinstance(answer, Rejected):
+            raise answer
+        return answer
 
 
 def serve(model: Model, cls: Any, cancels: Cancels | None = None) -> Model:

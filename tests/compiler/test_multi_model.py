@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import pickle
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -15,6 +13,7 @@ import openai
 import pytest
 from conftest import build_and_import, import_file, write_spec
 from fastapi.testclient import TestClient
+from modal_container import Answer, Cloud
 from modal_images import packages_of
 from servers import Server
 
@@ -75,7 +74,11 @@ def test_each_model_is_its_own_modal_class_with_its_own_gpu(module: ModuleType) 
     assert embedder.gpus == [("T4", 1), ("A10", 1)]
     assert embedder.timeout == 120
     assert writer.concurrency_info is not None and writer.concurrency_info.max_inputs == 4
-    assert writer.method_names == ["call", "tokens"]
+    assert writer.method_names == [
+        *("checked_generate", "tokens", "generate"),
+        *("chat_prompt", "context_left", "context_problem"),
+    ]
+    assert embedder.method_names == ["run", "count_tokens"]
     web = module.web.info()
     assert web.gpus == []  # the web tier runs on CPU
     assert web.concurrency_info is not None and web.concurrency_info.max_inputs == 64
@@ -90,98 +93,47 @@ def test_the_web_image_carries_no_model_stack(module: ModuleType) -> None:
     assert any(p.startswith("torch") for p in packages_of(source, "image"))
 
 
-def over_the_wire(value: Any) -> Any:
-    """What the other side of a Modal call gets: a pickled copy."""
-    return pickle.loads(pickle.dumps(value))
-
-
-class Remote:
-    """A Modal method's `.remote`, with its `.aio` twin that the web tier awaits."""
-
-    def __init__(self, run: Any) -> None:
-        self.run = run
-
-    def __call__(self, *args: Any) -> Any:
-        return self.run(*args)
-
-    async def aio(self, *args: Any) -> Any:
-        return await asyncio.to_thread(self.run, *args)
-
-
-class RemoteGen:
-    """A Modal generator method's `.remote_gen`, with its async `.aio` twin."""
-
-    def __init__(self, run: Any) -> None:
-        self.run = run
-
-    def __call__(self, *args: Any) -> Iterator[Any]:
-        return iter(self.run(*args))
-
-    async def aio(self, *args: Any) -> AsyncIterator[Any]:
-        pieces = iter(await asyncio.to_thread(lambda: list(self.run(*args))))
-        for piece in pieces:
-            yield piece
-
-
-class FakeModalClass:
-    """Stands in for a deployed model class (Modal's servers are unreachable here):
-    `.call.remote` and `.tokens.remote_gen` (and their `.aio` twins) run the model
-    container's own code, on a `tasks.Model` loaded as `@modal.enter` loads it."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.instances = 0
-
-    def __call__(self) -> FakeModalClass:
-        self.instances += 1
-        return self
-
-    @property
-    def call(self) -> Any:
-        def run(method: str, *args: Any) -> Any:
-            return over_the_wire(self.model.call(method, *over_the_wire(args)))
-
-        return SimpleNamespace(remote=Remote(run))
-
-    @property
-    def tokens(self) -> Any:
-        def run(request: Any, request_id: str) -> Iterator[Any]:
-            for piece in self.model.tokens(over_the_wire(request)):
-                yield over_the_wire(piece)
-
-        return SimpleNamespace(remote_gen=RemoteGen(run))
-
-
 def test_the_web_tier_through_remote_calls_answers_like_local_models(
     module: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """docs/spec.md, Top level (`models`): routes name their model with `model:`; the web tier calls
-    each model class and answers as the models would in one process."""
+    each model class and answers as the models would in one process.
+
+    Through tests/modal_container.py: each class and `web` a container of its own, each
+    call a `.remote.aio` of the class's typed method, found as Modal's container finds it
+    and pickled both ways as Modal does."""
     monkeypatch.setenv("API_KEYS", "key-one")
-    # The model containers: this module, its models loaded in-process.
-    direct = TestClient(load_app(module, say=lambda _: None))
-    assert module.writer.status == "ready" and module.embedder.status == "ready"
-    # The web tier: its own copy of the module (its own container), whose `web` calls
-    # the model classes.
-    web_tier = import_file(Path(module.__file__))
-    classes = {"WriterModel": module.writer, "EmbedderModel": module.embedder}
-    fakes = {name: FakeModalClass(model) for name, model in classes.items()}
-    for name, fake in fakes.items():
-        monkeypatch.setattr(web_tier, name, fake)
-    via_remote = TestClient(web_tier.web.local())
-    assert all(fake.instances == 1 for fake in fakes.values())
-    assert web_tier.writer.engine is not None and web_tier.writer.engine is not module.writer.engine
+    direct = TestClient(load_app(import_file(Path(module.__file__)), say=lambda _: None))
+    cloud = Cloud(Path(module.__file__), monkeypatch)
+    web = cloud.start("web")
     body = {"prompt": "Hello", "max_tokens": 5, "seed": 4}
-    assert (
-        via_remote.post("/generate", json=body, headers=AUTH).json()
-        == direct.post("/generate", json=body, headers=AUTH).json()
-    )
-    streamed = via_remote.post("/generate/stream", json=body, headers=AUTH).text
-    assert "event: token" in streamed and "event: done" in streamed
-    embed = via_remote.post("/embed", json={"texts": ["a", "b"]}, headers=AUTH).json()
-    assert embed["dim"] == 384 and len(embed["embeddings"]) == 2
     too_long = {"prompt": "word " * 300, "max_tokens": 5}
-    assert via_remote.post("/generate", json=too_long, headers=AUTH).status_code == 422
+
+    async def go() -> list[Answer]:
+        answers = [
+            await web.request("POST", "/generate", json=body, headers=AUTH),
+            await web.request("POST", "/generate/stream", json=body, headers=AUTH),
+            await web.request("POST", "/embed", json={"texts": ["a", "b"]}, headers=AUTH),
+            await web.request("POST", "/generate", json=too_long, headers=AUTH),
+        ]
+        await web.shutdown()
+        return answers
+
+    generated, streamed, embedded, refused = asyncio.run(go())
+    assert generated.json() == direct.post("/generate", json=body, headers=AUTH).json()
+    assert b"event: token" in streamed.body and b"event: done" in streamed.body
+    assert embedded.json()["dim"] == 384 and len(embedded.json()["embeddings"]) == 2
+    assert refused.status == 422
+    assert (
+        refused.json()["error"]
+        == direct.post("/generate", json=too_long, headers=AUTH).json()["error"]
+    )
+    assert cloud.log == [
+        ("WriterModel", "checked_generate"),
+        ("WriterModel", "tokens"),
+        ("EmbedderModel", "run"),
+        ("WriterModel", "checked_generate"),
+    ]
 
 
 @pytest.mark.slow

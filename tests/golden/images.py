@@ -119,8 +119,8 @@ class Inference:
         model.close()
 
     @modal.method()
-    def call(self, method: str, *args: Any) -> Any:
-        return model.call(method, *args)
+    def run(self, request: tasks.ImageRequest) -> bytes:
+        return model.loaded(request)
 
 
 @app.function(

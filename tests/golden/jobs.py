@@ -122,14 +122,30 @@ class Inference:
         model.close()
 
     @modal.method()
-    def call(self, method: str, *args: Any) -> Any:
-        return model.call(method, *args)
+    def checked_generate(self, asked: tasks.Asked) -> dict[str, Any] | tasks.Rejected:
+        return model.checked_generate(asked)
 
     @modal.method()
     def tokens(
         self, request: tasks.Asked, request_id: str
     ) -> Iterator[tuple[str, Any]]:
         yield from model.tokens(request, cancels.watch(request_id))
+
+    @modal.method()
+    def generate(self, request: tasks.GenerateRequest) -> dict[str, Any]:
+        return model.loaded.generate(request)
+
+    @modal.method()
+    def chat_prompt(self, turns: list[dict[str, str]]) -> str:
+        return model.loaded.chat_prompt(turns)
+
+    @modal.method()
+    def context_left(self, prompt: str) -> int | None:
+        return model.loaded.context_left(prompt)
+
+    @modal.method()
+    def context_problem(self, request: tasks.GenerateRequest) -> str | None:
+        return model.loaded.context_problem(request)
 
 
 @app.function(

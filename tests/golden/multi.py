@@ -116,14 +116,30 @@ class WriterModel:
         writer.close()
 
     @modal.method()
-    def call(self, method: str, *args: Any) -> Any:
-        return writer.call(method, *args)
+    def checked_generate(self, asked: tasks.Asked) -> dict[str, Any] | tasks.Rejected:
+        return writer.checked_generate(asked)
 
     @modal.method()
     def tokens(
         self, request: tasks.Asked, request_id: str
     ) -> Iterator[tuple[str, Any]]:
         yield from writer.tokens(request, cancels.watch(request_id))
+
+    @modal.method()
+    def generate(self, request: tasks.GenerateRequest) -> dict[str, Any]:
+        return writer.loaded.generate(request)
+
+    @modal.method()
+    def chat_prompt(self, turns: list[dict[str, str]]) -> str:
+        return writer.loaded.chat_prompt(turns)
+
+    @modal.method()
+    def context_left(self, prompt: str) -> int | None:
+        return writer.loaded.context_left(prompt)
+
+    @modal.method()
+    def context_problem(self, request: tasks.GenerateRequest) -> str | None:
+        return writer.loaded.context_problem(request)
 
 
 @app.cls(
@@ -142,8 +158,12 @@ class EmbedderModel:
         embedder.close()
 
     @modal.method()
-    def call(self, method: str, *args: Any) -> Any:
-        return embedder.call(method, *args)
+    def run(self, texts: list[str]) -> list[list[float]]:
+        return embedder.loaded(texts)
+
+    @modal.method()
+    def count_tokens(self, texts: list[str]) -> int:
+        return embedder.loaded.count_tokens(texts)
 
 
 @app.function(

@@ -103,8 +103,10 @@ class RerankerModel:
         reranker.close()
 
     @modal.method()
-    def call(self, method: str, *args: Any) -> Any:
-        return reranker.call(method, *args)
+    def run(
+        self, pairs: list[tuple[str, str] | tuple[str, str, bool, str]]
+    ) -> list[tuple[float, float] | str]:
+        return reranker.loaded(pairs)
 
 
 @app.cls(
@@ -123,8 +125,8 @@ class LabelerModel:
         labeler.close()
 
     @modal.method()
-    def call(self, method: str, *args: Any) -> Any:
-        return labeler.call(method, *args)
+    def run(self, items: list[tuple[str, tuple[str, ...], bool, str]]) -> list[Any]:
+        return labeler.loaded(items)
 
 
 @app.cls(
@@ -143,8 +145,8 @@ class TaggerModel:
         tagger.close()
 
     @modal.method()
-    def call(self, method: str, *args: Any) -> Any:
-        return tagger.call(method, *args)
+    def run(self, texts: list[str]) -> list[list[dict[str, Any]]]:
+        return tagger.loaded(texts)
 
 
 @app.function(

@@ -135,15 +135,23 @@ def inference_calls(cloud: Cloud, since: int) -> list[str]:
 
 
 ANSWERED = [
-    pytest.param("/generate", {"prompt": "Hello", "max_tokens": 3, "seed": 1}, "call", id="gen"),
     pytest.param(
-        "/v1/completions", {"prompt": "Hello", "max_tokens": 3, "seed": 1}, "call", id="compl"
+        "/generate", {"prompt": "Hello", "max_tokens": 3, "seed": 1}, "checked_generate", id="gen"
     ),
     pytest.param(
-        "/v1/chat/completions", {"messages": CHAT, "max_tokens": 3, "seed": 1}, "call", id="chat"
+        "/v1/completions",
+        {"prompt": "Hello", "max_tokens": 3, "seed": 1},
+        "checked_generate",
+        id="compl",
+    ),
+    pytest.param(
+        "/v1/chat/completions",
+        {"messages": CHAT, "max_tokens": 3, "seed": 1},
+        "checked_generate",
+        id="chat",
     ),
     pytest.param(  # without max_tokens: as many as fit, which the model's context says
-        "/v1/chat/completions", {"messages": CHAT, "seed": 1}, "call", id="chat-fill"
+        "/v1/chat/completions", {"messages": CHAT, "seed": 1}, "checked_generate", id="chat-fill"
     ),
     pytest.param(
         "/generate/stream", {"prompt": "Hello", "max_tokens": 3}, "tokens", id="gen-stream"
@@ -199,7 +207,9 @@ def test_each_request_is_one_round_trip_to_the_model_class(
 TOO_LONG = "word " * 300  # well past the tiny model's context of 256 tokens
 LONG_CHAT = [{"role": "user", "content": TOO_LONG}]
 REFUSED = [
-    pytest.param("/generate", {"prompt": TOO_LONG, "max_tokens": 5}, ["call"], id="gen"),
+    pytest.param(
+        "/generate", {"prompt": TOO_LONG, "max_tokens": 5}, ["checked_generate"], id="gen"
+    ),
     pytest.param(
         "/generate/stream", {"prompt": TOO_LONG, "max_tokens": 5}, ["tokens"], id="gen-stream"
     ),
@@ -210,14 +220,16 @@ REFUSED = [
         [],
         id="gen-stream-max-chars",
     ),
-    pytest.param("/v1/completions", {"prompt": TOO_LONG, "max_tokens": 5}, ["call"], id="compl"),
+    pytest.param(
+        "/v1/completions", {"prompt": TOO_LONG, "max_tokens": 5}, ["checked_generate"], id="compl"
+    ),
     pytest.param(
         "/v1/completions",
         {"prompt": TOO_LONG, "max_tokens": 5, "stream": True},
         ["tokens"],
         id="compl-stream",
     ),
-    pytest.param("/v1/chat/completions", {"messages": LONG_CHAT}, ["call"], id="chat"),
+    pytest.param("/v1/chat/completions", {"messages": LONG_CHAT}, ["checked_generate"], id="chat"),
     pytest.param(
         "/v1/chat/completions",
         {"messages": LONG_CHAT, "stream": True},

@@ -159,7 +159,7 @@ def test_a_refusing_template_in_a_model_class_is_the_same_400(
     assert refused["error"]["param"] == "messages"
     assert refused["error"]["message"].startswith("Conversation roles must alternate")
     calls = [method for cls, method in cloud.log if cls == "Inference"]
-    assert calls == ["tokens" if stream else "call"]
+    assert calls == ["tokens" if stream else "checked_generate"]
 
 
 def test_a_chat_the_template_takes_still_answers(server: Server) -> None:

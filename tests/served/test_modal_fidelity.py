@@ -190,20 +190,26 @@ class SlowModelClass:
     def __init__(self) -> None:
         self.calls = self.streams = 0
         self.most_calls = self.most_streams = 0
-        self.call = SimpleNamespace(remote=SimpleNamespace(aio=self.ask))
+        self.run = SimpleNamespace(remote=SimpleNamespace(aio=self.embedded))
+        self.checked_generate = SimpleNamespace(remote=SimpleNamespace(aio=self.generated))
         self.tokens = SimpleNamespace(remote_gen=SimpleNamespace(aio=self.stream))
 
     def __call__(self) -> SlowModelClass:
         return self
 
-    async def ask(self, method: str, *args: Any) -> Any:
+    async def answer(self, result: Any) -> Any:
         self.calls += 1
         self.most_calls = max(self.most_calls, self.calls)
         await asyncio.sleep(0.3)
         self.calls -= 1
+        return result
+
+    async def generated(self, asked: tasks.Asked) -> dict[str, Any]:
         totals = {"text": "xy", "prompt_tokens": 1, "tokens_generated": 2}
-        answers = {"context_problem": None, "context_left": 100, "chat_prompt": "user: hi"}
-        return answers.get(method, {**totals, "finish_reason": "stop"})
+        return dict(await self.answer({**totals, "finish_reason": "stop"}))
+
+    async def embedded(self, texts: list[str]) -> list[list[float]]:
+        return list(await self.answer([[0.0, 1.0] for _ in texts]))
 
     async def stream(self, request: Any, request_id: str) -> Any:
         self.streams += 1
@@ -504,11 +510,11 @@ class UnloadableModelClass(SlowModelClass):
         super().__init__()
         self.loads = True
 
-    async def ask(self, method: str, *args: Any) -> Any:
-        self.calls += 1
+    async def answer(self, result: Any) -> Any:
         if self.loads:
+            self.calls += 1
             raise tasks.LoadFailed("OSError: gpt2 does not appear to have model.safetensors")
-        return await super().ask(method, *args)
+        return await super().answer(result)
 
 
 def test_a_web_tier_does_not_report_ready_for_a_class_that_cannot_load(

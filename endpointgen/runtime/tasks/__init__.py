@@ -12,7 +12,6 @@ how), `calls` (engine calls), `generate`, `classify` and `media` (what each rout
 """
 
 from endpointgen.runtime.http import Rejected
-from endpointgen.runtime.tasks.calls import CALLS, CHECKED_GENERATE, ENGINE_METHODS
 from endpointgen.runtime.tasks.checks import (
     DRAWN_PIXELS,
     DRAWN_STEPS,
@@ -60,11 +59,8 @@ from endpointgen.runtime.tasks.schemas import (
 )
 
 __all__ = [
-    "CALLS",
-    "CHECKED_GENERATE",
     "DRAWN_PIXELS",
     "DRAWN_STEPS",
-    "ENGINE_METHODS",
     "IMAGE_ANSWERS",
     "IMAGE_TYPES",
     "MAX_CHARS",

@@ -14,14 +14,6 @@ from endpointgen.runtime import http
 from endpointgen.runtime.batching import Batcher
 from endpointgen.runtime.metrics import METRICS
 
-ENGINE_METHODS = frozenset(
-    {"__call__", "generate", "context_problem", "context_left", "chat_prompt", "count_tokens"}
-)
-# What a model class's `call` runs besides engine methods: a generation `Asked` for,
-# checked and run in that container, so that the web tier makes one round trip for both.
-CHECKED_GENERATE = "checked_generate"
-CALLS = ENGINE_METHODS | {CHECKED_GENERATE}
-
 
 class Calls:
     """What a model holds that its calls need (`Model` sets it), and the calls."""
@@ -39,8 +31,10 @@ class Calls:
         return self.id if self.path is None else self.id.rstrip("/").rsplit("/", 1)[-1]
 
     async def ask(self, method: str, *args: Any) -> Any:
-        """One engine call that never holds up the event loop: awaited when the engine is
-        a remote model class (`.remote.aio`), else in a worker thread (torch blocks)."""
+        """The engine's `method` on `args`, never holding up the event loop: in a worker
+        thread (torch blocks), or, for a model class in another container
+        (`remote.RemoteEngine`), its method of that name awaited (`engine.ask`: the
+        class's typed methods, `.remote.aio`); a name it lacks is an AttributeError."""
         # A job's submit (`http.check`) stops here: even a check on the engine waits for
         # its lock, which a running generation holds, or for another container to start.
         http.starting_work()
@@ -49,7 +43,7 @@ class Calls:
         METRICS.calling(self.name, 1)
         try:
             if remote is not None:
-                result = await remote(method, *args)
+                result = await getattr(remote, method)(*args)
             elif method == "generate" and (start := self._start()) is not None:
                 result = await asyncio.wrap_future(start(*args))
             else:
@@ -58,7 +52,7 @@ class Calls:
         finally:
             METRICS.calling(self.name, -1)
             METRICS.model_call(self.name, method, time.perf_counter() - started)
-        if method in ("generate", CHECKED_GENERATE):
+        if method in ("generate", "checked_generate"):
             METRICS.generated(self.name, int(result["tokens_generated"]))
         return result
 

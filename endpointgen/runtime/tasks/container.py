@@ -1,5 +1,10 @@
-"""Inside a model's own Modal class, called by the web tier (`models:`): one engine
-method, or a generation checked and run here, whole or as it goes."""
+"""Inside a model's own Modal class, called by the web tier (`models:`, `shape: split`).
+
+The class has one typed `@modal.method()` per call the web tier makes, each calling the
+model its `@modal.enter` loaded: `loaded`, the engine (`run` is its `__call__`;
+`count_tokens`, `generate`, `chat_prompt`, ... its own methods), `checked_generate` (a
+generation checked and run here, in one round trip) and `tokens` (the same, as it goes).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any, Protocol
 
 from endpointgen.runtime import http
 from endpointgen.runtime.http import Rejected
-from endpointgen.runtime.tasks.calls import CALLS, CHECKED_GENERATE, Calls
+from endpointgen.runtime.tasks.calls import Calls
 from endpointgen.runtime.tasks.generate import Asked, preparing
 from endpointgen.runtime.tasks.schemas import GenerateRequest
 
@@ -28,30 +33,33 @@ class Stop(Protocol):
 class Serving(Calls):
     """What a model class's methods run in its container."""
 
-    def call(self, method: str, *args: Any) -> Any:
-        """Run one engine method in this container, or `CHECKED_GENERATE`: the
-        generation an `Asked` is for, checked first, its totals; a request that fails a
-        check is answered with its `Rejected` (a value, not a failure of the call)."""
-        if method not in CALLS:
-            raise ValueError(f"no engine method {method!r}")
-        if self.status != "ready":
+    @property
+    def loaded(self) -> Any:
+        """The engine, for the class's methods to call; a model that is not ready (it
+        failed to load here, or the container is shutting down) raises."""
+        if self.status != "ready" or self.engine is None:
             raise RuntimeError(f"model is not ready ({self.status}): {self.error}")
-        if method == CHECKED_GENERATE:
-            try:
-                request = self._prepared_here(*args)
-            except Rejected as exc:
-                return exc
-            return self.engine.generate(request)
-        return getattr(self.engine, method)(*args)
+        return self.engine
+
+    def checked_generate(self, asked: Asked) -> dict[str, Any] | Rejected:
+        """The generation `asked` is for, checked first, then run: its totals. A request
+        that fails a check is answered with its `Rejected` (a value, not a failure of
+        the call: the web tier raises it, the route's 422)."""
+        try:
+            request = self._prepared_here(asked)
+        except Rejected as exc:
+            return exc
+        totals: dict[str, Any] = self.loaded.generate(request)
+        return totals
 
     def _prepared_here(self, asked: Asked) -> GenerateRequest:
-        """`prepared`, with each engine call made in this thread."""
+        """`prepared`, with each engine call the checks ask for made in this thread."""
         steps = preparing(asked)
         answer: Any = None
         try:
             while True:
                 method, args = steps.send(answer)
-                answer = self.call(method, *args)
+                answer = getattr(self.loaded, method)(*args)
         except StopIteration as done:
             prepared: GenerateRequest = done.value
             return prepared
@@ -82,7 +90,7 @@ class Serving(Calls):
 
         def work() -> None:
             try:
-                result = self.call("generate", request, on_text, cancelled)
+                result = self.loaded.generate(request, on_text, cancelled)
             except Exception as exc:
                 pieces.put(("error", f"{type(exc).__name__}: {exc}"))
             else:

@@ -17,7 +17,7 @@ from fastapi import Request
 from endpointgen.runtime import http
 from endpointgen.runtime.http import Rejected
 from endpointgen.runtime.metrics import METRICS
-from endpointgen.runtime.tasks.calls import CHECKED_GENERATE, Calls
+from endpointgen.runtime.tasks.calls import Calls
 from endpointgen.runtime.tasks.checks import MAX_CHARS, MAX_TOKENS
 from endpointgen.runtime.tasks.schemas import GenerateRequest, GenerateResponse
 
@@ -102,7 +102,7 @@ class Generating(Calls):
         if not self._remote():
             return dict(await self.ask("generate", await self.prepared(asked)))
         within(asked.request, asked.max_tokens, asked.max_chars)
-        return dict(await self.ask(CHECKED_GENERATE, asked))
+        return dict(await self.ask("checked_generate", asked))
 
     async def generate(
         self, body: GenerateRequest, max_tokens: int = MAX_TOKENS, max_chars: int = MAX_CHARS

@@ -189,7 +189,7 @@ class Model(Generating, Classifying, Media, Serving):
             size, wait = self.batching.max_batch_size, self.batching.wait_ms
             # A remote model class is called with `.remote.aio`: its batches are awaited.
             remote = getattr(engine, "ask", None)
-            run = partial(remote, "__call__") if remote is not None else engine
+            run = remote.__call__ if remote is not None else engine
             self.batcher = Batcher(run, size, wait, observe=partial(METRICS.batch, self.name))
             METRICS.queue(self.name, self.batcher.waiting)
         self.status = "ready"
