@@ -345,3 +345,37 @@ def test_the_models_generation_config_applies_in_a_batch(tmp_path: Path, tiny_gp
     assert staggered(batched, asked) == expected
     hot = GenerateRequest(prompt=PROMPTS[0], max_tokens=24, temperature=2.0, seed=3)
     assert batched.generate(hot)["text"] == expected[0]["text"]
+
+
+def test_a_seq2seq_model_samples_as_its_own_config_says_when_asked_nothing(
+    tmp_path: Path, tiny_t5: Path, env_keys: list[str]
+) -> None:
+    """docs/spec.md, Model (`task`): a request with no `temperature` on a
+    text2text-generation model samples as the model's own `generation_config` says: a
+    summarizer's greedy config gives its greedy text, every time (not a sample at 1.0); a
+    request that sets a temperature samples at it."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    spec = gpt2_spec(tiny_t5, rate_limit=None)
+    spec["model"]["task"] = "text2text-generation"
+    spec.pop("batching")
+    module = build_and_import(write_spec(tmp_path, spec), tmp_path / "build")
+    client = TestClient(load_app(module, say=lambda _: None))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_t5)
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_t5).eval()
+    assert not model.generation_config.do_sample  # unset: greedy, as `generate` reads it
+    prompt = "summarize: The quick brown fox jumps over the lazy dog."
+    with torch.inference_mode():
+        ids = model.generate(**tokenizer(prompt, return_tensors="pt"), max_new_tokens=12)
+    greedy = tokenizer.decode(ids[0, 1:], skip_special_tokens=True)
+    body = {"prompt": prompt, "max_tokens": 12}
+    answers = {client.post("/generate", json=body, headers=AUTH).json()["text"] for _ in range(3)}
+    assert answers == {greedy}
+    sampled = {
+        client.post("/generate", json={**body, "temperature": 2.0, "seed": s}, headers=AUTH).json()[
+            "text"
+        ]
+        for s in range(4)
+    }
+    assert sampled != {greedy}

@@ -16,7 +16,13 @@ class GenerateRequest(BaseModel):
 
     prompt: str = Field(min_length=1)
     max_tokens: int = Field(default=64, ge=1, description="new tokens at most")
-    temperature: float = Field(default=1.0, ge=0, le=2, description="< 0.01 is greedy")
+    temperature: float | None = Field(
+        default=None,
+        ge=0,
+        le=2,
+        description="< 0.01 is greedy; unset: a text2text model's own generation_config "
+        "decides, any other model samples at 1.0",
+    )
     top_p: float = Field(default=1.0, gt=0, le=1)
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     stop: str | list[str] | None = Field(

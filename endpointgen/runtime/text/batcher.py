@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from endpointgen.runtime import http
+from endpointgen.runtime.text import interface
 from endpointgen.runtime.text.interface import GREEDY_BELOW, Generation, OnText, Watcher
 
 __all__ = ["ContinuousBatcher", "cache_of", "supports_batching"]
@@ -60,7 +61,7 @@ class Row:
     new: list[int] = field(default_factory=list)
 
     def sampled(self) -> bool:
-        return self.request.temperature >= GREEDY_BELOW
+        return interface.temperature_of(self.request) >= GREEDY_BELOW
 
 
 class Batch:
@@ -212,7 +213,7 @@ class ContinuousBatcher:
             prompt = list(engine.tokenizer(request.prompt)["input_ids"])
         watcher = Watcher(engine.tokenizer, 0, request.stop_list(), on_text, cancelled)
         generator = None
-        if request.seed is not None and request.temperature >= GREEDY_BELOW:
+        if request.seed is not None and interface.temperature_of(request) >= GREEDY_BELOW:
             generator = self.torch.Generator(device=engine.device)
             generator.manual_seed(request.seed)
         answer: Future[dict[str, Any]] = Future()
@@ -382,7 +383,7 @@ class ContinuousBatcher:
             return picks
         index = torch.tensor(sampled, device=logits.device)
         temperature = torch.tensor(
-            [rows[i].request.temperature for i in sampled], device=logits.device
+            [interface.temperature_of(rows[i].request) for i in sampled], device=logits.device
         )
         top_p = torch.tensor([rows[i].request.top_p for i in sampled], device=logits.device)
         scores = logits[index] / temperature[:, None]

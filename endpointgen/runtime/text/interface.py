@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from endpointgen.runtime import http
 
 __all__ = [
+    "DEFAULT_TEMPERATURE",
     "GREEDY_BELOW",
     "TEXT_ENGINE",
     "Generation",
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 GREEDY_BELOW = 0.01  # smaller temperatures overflow the logits; they mean "greedy"
+DEFAULT_TEMPERATURE = 1.0  # a request that sets none, on a model whose own config is not used
 OnText = Callable[[str], None]
 
 
@@ -34,11 +36,16 @@ class Generation(Protocol):
 
     prompt: str
     max_tokens: int
-    temperature: float
+    temperature: float | None  # None: the engine's default (`temperature_of`)
     top_p: float
     seed: int | None
 
     def stop_list(self) -> list[str]: ...
+
+
+def temperature_of(request: Generation) -> float:
+    """The temperature a request samples at: its own, else DEFAULT_TEMPERATURE."""
+    return DEFAULT_TEMPERATURE if request.temperature is None else request.temperature
 
 
 class TextEngine(Protocol):

@@ -13,7 +13,14 @@ from typing import Any
 from endpointgen.runtime import http
 from endpointgen.runtime.engine import Engine
 from endpointgen.runtime.text.batcher import ContinuousBatcher, cache_of, supports_batching
-from endpointgen.runtime.text.interface import GREEDY_BELOW, Generation, OnText, TextBase, Watcher
+from endpointgen.runtime.text.interface import (
+    GREEDY_BELOW,
+    Generation,
+    OnText,
+    TextBase,
+    Watcher,
+    temperature_of,
+)
 
 __all__ = ["Seq2SeqGenerator", "TextGenerator"]
 
@@ -123,10 +130,7 @@ class TextGenerator(Engine, TextBase):
             "stopping_criteria": StoppingCriteriaList([watcher]),
             "pad_token_id": pad if pad is not None else self.tokenizer.eos_token_id,
         }
-        if request.temperature >= GREEDY_BELOW:
-            options.update(do_sample=True, temperature=request.temperature, top_p=request.top_p)
-        else:
-            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        options.update(self.sampling(request))
         with self.lock, torch.inference_mode():
             if request.seed is not None:
                 torch.manual_seed(request.seed)
@@ -141,6 +145,16 @@ class TextGenerator(Engine, TextBase):
             "finish_reason": watcher.finish_reason(generated, request.max_tokens),
         }
 
+    def sampling(self, request: Generation) -> dict[str, Any]:
+        """`model.generate`'s sampling options for `request`."""
+        if temperature_of(request) >= GREEDY_BELOW:
+            return {
+                "do_sample": True,
+                "temperature": temperature_of(request),
+                "top_p": request.top_p,
+            }
+        return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+
 
 class Seq2SeqGenerator(TextGenerator):
     """An encoder-decoder model (T5, BART): summarization, translation. It reads the
@@ -148,3 +162,15 @@ class Seq2SeqGenerator(TextGenerator):
     causal model's, one request at a time."""
 
     model_kind = "AutoModelForSeq2SeqLM"
+
+    def sampling(self, request: Generation) -> dict[str, Any]:
+        """A request that sets no temperature samples as the model's own
+        `generation_config` says (a summarizer's is usually greedy), one beam at a time
+        (the answer streams as it is written); one that sets it, as it asks."""
+        if request.temperature is not None:
+            return super().sampling(request)
+        config = self.model.generation_config
+        if not config.do_sample:
+            return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        options = {"temperature": config.temperature, "top_p": config.top_p}
+        return {"do_sample": True, "num_beams": 1, "top_k": config.top_k, **options}

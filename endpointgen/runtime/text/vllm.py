@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from endpointgen.runtime import http
-from endpointgen.runtime.text.interface import GREEDY_BELOW, Generation, OnText, TextBase
+from endpointgen.runtime.text.interface import (
+    GREEDY_BELOW,
+    Generation,
+    OnText,
+    TextBase,
+    temperature_of,
+)
 
 __all__ = ["VllmGenerator"]
 
@@ -107,10 +113,10 @@ class VllmGenerator(TextBase):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
-        greedy = request.temperature < GREEDY_BELOW
+        greedy = temperature_of(request) < GREEDY_BELOW
         params = SamplingParams(
             max_tokens=request.max_tokens,
-            temperature=0.0 if greedy else request.temperature,
+            temperature=0.0 if greedy else temperature_of(request),
             top_p=1.0 if greedy else request.top_p,
             seed=request.seed,
             stop=request.stop_list() or None,
