@@ -127,6 +127,12 @@ def _weights(doc: Document, at: Loc, model: Model, spec_dir: Path) -> Iterator[P
             f"`id` {model.id} is a local directory, and `volume` says the weights are on a "
             "Volume: use one (with `volume`, `id` only names the model)",
         )
+    if model.volume is not None and model.revision is not None:
+        yield doc.problem(
+            (*at, "revision"),
+            "`revision` is a Hub commit, and with `volume` the weights are the Volume's: "
+            "nothing is downloaded from the Hub; remove `revision`",
+        )
 
 
 def _engine(

@@ -216,7 +216,7 @@ def warnings(path: str | Path) -> list[Problem]:
     named: list[tuple[Loc, Model]] = [(("model",), spec.model)] if spec.model else []
     named += [(("models", name), m) for name, m in spec.models.items()]
     for loc, model in named:
-        if model.revision is None:
+        if model.revision is None and model.volume is None:  # a Volume's weights: no Hub
             if local_model_dir(model.id, Path(doc.file).parent) is None:
                 out.append(
                     doc.problem(

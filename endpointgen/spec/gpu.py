@@ -91,7 +91,7 @@ def normalize_one(value: Any) -> str:
     canonical = _BY_KEY.get(name.strip().lower())
     if canonical is None:
         hint = suggest(name.strip(), GPU_TYPES)
-        counted = re.fullmatch(r"([0-9]{1,3})\s*[x×*]\s*(.+)", name.strip(), re.IGNORECASE)
+        counted = re.fullmatch(r"([0-9]{1,3})\s*[x\u00d7*]\s*(.+)", name.strip(), re.IGNORECASE)
         if counted and not sep:  # `2xH100`: Modal writes the count after the name
             kind = _BY_KEY.get(counted.group(2).strip().lower())
             kind = kind or suggest(counted.group(2).strip(), GPU_TYPES)

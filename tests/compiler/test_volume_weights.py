@@ -138,3 +138,25 @@ def test_serve_maps_a_file_routes_volume_too(
     client = TestClient(load_app(module, say=lambda _: None))
     assert client.get("/reports/q3.csv").text == "a,b\n1,2\n"
     assert client.get("/reports/../copy/q3.csv").status_code == 404
+
+
+def test_a_volume_model_is_named_by_its_id_and_takes_no_revision(
+    tmp_path: Path, tiny_gpt2: Path, env_keys: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/spec.md, Model (`volume`): `id` names the model in `/health` whole (`org/name`
+    too); no Hub revision is asked for (no warning) and one given is refused."""
+    from endpointgen.compiler import pipeline
+
+    spec = on_volume(id="acme/gpt2-finetune")
+    path = write_spec(tmp_path, spec)
+    assert pipeline.validate(path) == [] and pipeline.warnings(path) == []
+    copy = tmp_path / "volume-copy"
+    shutil.copytree(tiny_gpt2, copy / "gpt2" / "v1")
+    monkeypatch.setenv("ENDPOINTGEN_VOLUME_weights", str(copy))
+    module = build_and_import(path, tmp_path / "out")
+    health = TestClient(load_app(module, say=lambda _: None)).get("/health").json()
+    assert health["model"] == "acme/gpt2-finetune" and health["status"] == "ok"
+    pinned = write_spec(tmp_path / "pinned", on_volume(id="acme/gpt2-finetune", revision="v2"))
+    (problem,) = pipeline.validate(pinned)
+    assert problem.loc == ("model", "revision")
+    assert "with `volume` the weights are the Volume's" in problem.message

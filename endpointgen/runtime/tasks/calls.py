@@ -27,8 +27,12 @@ class Calls:
 
     @property
     def name(self) -> str:
-        """The model's name for clients: the repo id, or a local directory's name."""
-        return self.id if self.path is None else self.id.rstrip("/").rsplit("/", 1)[-1]
+        """The model's name for clients: the spec's `id` (a Hub repo, or the name of the
+        weights on a Volume), or a local directory's name."""
+        on_volume = self.path is not None and str(self.path).startswith(http.VOLUMES)
+        if self.path is None or on_volume:
+            return self.id
+        return self.id.rstrip("/").rsplit("/", 1)[-1]
 
     async def ask(self, method: str, *args: Any) -> Any:
         """The engine's `method` on `args`, never holding up the event loop: in a worker
