@@ -127,6 +127,12 @@ def _weights(doc: Document, at: Loc, model: Model, spec_dir: Path) -> Iterator[P
             f"`id` {model.id} is a local directory, and `volume` says the weights are on a "
             "Volume: use one (with `volume`, `id` only names the model)",
         )
+    if model.variant is not None and (model.loader is not None or model.engine == "vllm"):
+        by = "a `loader`" if model.loader is not None else "vLLM"
+        yield doc.problem(
+            (*at, "variant"),
+            f"{by} loads the weights itself, so `variant` would change nothing: remove it",
+        )
     if model.volume is not None and model.revision is not None:
         yield doc.problem(
             (*at, "revision"),

@@ -377,6 +377,7 @@ def model_config(
         revision=model.revision or resolved.get(model.id),
         resolved=model.revision is None and model.id in resolved,
         dtype=model.dtype,
+        variant=model.variant,
         local_dir=relative(local, out) if local is not None else None,
         remote_dir=remote_dir,
         loader=loader,

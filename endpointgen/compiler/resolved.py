@@ -71,6 +71,7 @@ class ModelConfig:
     revision: str | None
     resolved: bool  # the revision was pinned at build time (the Hub's `main`), not by the spec
     dtype: str
+    variant: str | None  # a weights variant (`fp16`)
     local_dir: str | None
     remote_dir: str
     loader: Loader | None

@@ -561,6 +561,8 @@ class _Builder:
             options.append(("revision", py(config.revision)))
         if config.dtype != "auto":
             options.append(("dtype", py(config.dtype)))
+        if config.variant is not None:
+            options.append(("variant", py(config.variant)))
         if config.local_dir is not None:
             options.append(("path", f"{self.shipped[config.local_dir]}.path"))
         if config.volume is not None:  # mounted read-only where the class runs

@@ -29,6 +29,18 @@ __all__ = [
 # Where engines load: None for the best device here; "cpu" before a memory snapshot,
 # whatever the container will have after it (`placed`).
 _PLACED: contextvars.ContextVar[str | None] = contextvars.ContextVar("placed", default=None)
+_VARIANT: contextvars.ContextVar[str | None] = contextvars.ContextVar("variant", default=None)
+
+
+@contextlib.contextmanager
+def variant(name: str | None) -> Iterator[None]:
+    """Engines made inside load the weights variant `name` (`model.fp16.safetensors` for
+    `fp16`): the model's `variant`; None, the plain weights."""
+    token = _VARIANT.set(name)
+    try:
+        yield
+    finally:
+        _VARIANT.reset(token)
 
 
 @contextlib.contextmanager
@@ -103,6 +115,8 @@ class Engine(metaclass=Loading):
         self.source, self.revision = str(source), revision
         self.spread = self.device == "cuda" and torch.cuda.device_count() > 1
         self.options: dict[str, Any] = {"revision": revision}
+        # The weights' own files only: tokenizers and processors have no variants.
+        self.variant = {"variant": name} if (name := _VARIANT.get()) else {}
         if hub_cached(self.source, revision, self.ROOT_FILE):
             self.options["local_files_only"] = True
         elif not Path(self.source).is_dir() and not hub.offline():
@@ -152,9 +166,9 @@ class Engine(metaclass=Loading):
 
     def weights(self, kind: Any) -> Any:
         if self.spread:
-            model = self.hub_load(kind.from_pretrained, dtype=self.dtype, device_map="auto")
-            return model.eval()
-        model = self.hub_load(kind.from_pretrained, dtype=self.dtype)
+            options = {"dtype": self.dtype, "device_map": "auto", **self.variant}
+            return self.hub_load(kind.from_pretrained, **options).eval()
+        model = self.hub_load(kind.from_pretrained, dtype=self.dtype, **self.variant)
         model.to(self.device).eval()
         return model
 

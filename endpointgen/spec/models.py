@@ -226,6 +226,11 @@ class Model(Strict):
         description="git revision on the Hub",
     )
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    variant: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$",
+        description="a weights variant: `fp16` loads model.fp16.safetensors, not model.safetensors",
+    )
     loader: HandlerRef | None = Field(
         default=None, description="file.py:function that loads the model, for custom models"
     )

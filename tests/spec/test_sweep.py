@@ -83,6 +83,7 @@ NOT_BUILT = {
     ("routes", "*", "params", "*", "max_items"): "a parameter is never a list",
 }
 MODEL = {"id": "gpt2", "task": "text-generation", "revision": "main"}
+ON_VOLUME = {"id": "gpt2", "task": "text-generation"}  # a Volume's weights: no Hub revision
 EMBEDDER = {
     "id": "sentence-transformers/all-MiniLM-L6-v2",
     "task": "embeddings",
@@ -132,9 +133,10 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("model", "task"): ("embeddings", None),
     ("model", "revision"): ("v2", None),
     ("model", "dtype"): ("float16", None),
+    ("model", "variant"): ("fp16", None),
     ("model", "loader"): ("loader.py:load", None),
     ("model", "engine"): ("transformers", None),
-    ("model", "volume"): ("weights", None),
+    ("model", "volume"): ("tuned", None),
     ("model", "path"): ("gpt2/v1", {"volume": "weights"}),
     ("model", "vllm"): ({"max_model_len": 2048}, None),
     ("resources", "cpu"): (2.0, {}),
@@ -296,13 +298,13 @@ BASES: dict[str, dict[str, Any]] = {
     },
     "volume-model": {
         "name": "sweep",
-        "model": {**MODEL, "volume": "weights"},
+        "model": {**ON_VOLUME, "volume": "weights"},
         "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [{"path": "/generate", "method": "POST", "action": "generate"}, HEALTH],
     },
     "models-vllm": {
         "name": "sweep",
-        "models": {"writer": {**MODEL, "engine": "vllm", "gpu": "L4", "volume": "weights"}},
+        "models": {"writer": {**ON_VOLUME, "engine": "vllm", "gpu": "L4", "volume": "weights"}},
         "auth": {"mode": "bearer", "secret": "sweep-keys"},
         "routes": [{"path": "/v1", "action": "openai", "model": "writer"}],
     },

@@ -26,7 +26,7 @@ class ImageGenerator(Engine):
         if dtype == "auto":  # half precision where it is fast
             dtype = self.torch.float16 if self.device == "cuda" else self.torch.float32
         load: Any = AutoPipelineForText2Image.from_pretrained  # untyped in diffusers
-        self.pipe = self.hub_load(load, dtype=dtype)
+        self.pipe = self.hub_load(load, dtype=dtype, **self.variant)
         self.pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         self.accepts = set(inspect.signature(self.pipe.__call__).parameters)

@@ -47,6 +47,7 @@ class Model(Generating, Classifying, Media, Serving):
         *,
         revision: str | None = None,
         dtype: str = "auto",
+        variant: str | None = None,
         path: Path | str | None = None,
         batching: Batching | None = None,
         loader: Loader | None = None,
@@ -56,6 +57,7 @@ class Model(Generating, Classifying, Media, Serving):
         self.task = task
         self.revision = revision
         self.dtype = dtype
+        self.variant = variant  # a weights variant on the Hub (`fp16`), else the plain ones
         self.path = path  # a local model directory (shipped into the image), else the Hub
         self.batching = batching
         self.loader = loader
@@ -82,6 +84,7 @@ class Model(Generating, Classifying, Media, Serving):
         """
         import modal
 
+        from endpointgen.runtime.engine import variant as weights_variant
         from endpointgen.runtime.engines import ENGINES, placed
 
         started = time.perf_counter()
@@ -95,7 +98,7 @@ class Model(Generating, Classifying, Media, Serving):
             elif self.vllm is not None:
                 engine = self._vllm(source)
             else:
-                with placed("cpu" if snapshot else None):
+                with placed("cpu" if snapshot else None), weights_variant(self.variant):
                     engine = ENGINES[self.task](source, self.revision, self.dtype)
         except Exception as exc:
             self.status = "failed"
