@@ -39,6 +39,7 @@ from endpointgen.compiler.resolved import (
     RoutePlan,
     Shipped,
     Signature,
+    SocketPlan,
     UploadPlan,
     VllmOption,
     VolumeMount,
@@ -47,6 +48,7 @@ from endpointgen.compiler.resolved import (
     WeightsVolume,
 )
 from endpointgen.compiler.resolved import Batching as BatchingPlan
+from endpointgen.compiler.route_checks import socket_lifetime, socket_tickets
 from endpointgen.compiler.shapes import relative
 from endpointgen.errors import Problem
 from endpointgen.runtime import defaults, image_lock
@@ -69,7 +71,7 @@ from endpointgen.spec import (
     WebhookRoute,
 )
 from endpointgen.spec.gpu import split as split_gpu
-from endpointgen.spec.models import NamedModel, Vllm, job_of
+from endpointgen.spec.models import NamedModel, Vllm, job_of, socket_of
 
 # Packages the generated app installs in its Modal image. Pinned to the versions the
 # test suite runs the generated code against, so a deploy runs what was tested.
@@ -118,6 +120,7 @@ DEFAULT_MAX_BYTES = defaults.MAX_BYTES
 DEFAULT_MAX_PIXELS = defaults.DRAWN_PIXELS  # text-to-image: width x height
 DEFAULT_MAX_STEPS = defaults.DRAWN_STEPS
 DEFAULT_WEBHOOK_TOLERANCE = defaults.WEBHOOK_TOLERANCE
+DEFAULT_IDLE_TIMEOUT = 300  # seconds a WebSocket may sit idle (runtime/sockets.py's too)
 
 # Tasks that generate text token by token: `generate` routes, streaming, one at a time
 # unless batched.
@@ -563,10 +566,10 @@ def _cors(spec: Spec) -> CorsPlan | None:
     elif spec.auth.mode in ("bearer", "jwt"):
         headers.add("Authorization")
     # An `openai` route serves POST /v1/completions, POST /v1/chat/completions (and the
-    # embeddings) and GET /v1/models, whatever its own `method`.
-    served = {
-        m for r in spec.routes for m in (("GET", "POST") if r.action == "openai" else (r.method,))
-    }
+    # embeddings) and GET /v1/models, whatever its own `method`; a WebSocket route with
+    # tickets, POST <path>/ticket.
+    both = {r.path for r in spec.routes if r.action == "openai" or _ticketed(spec, r)}
+    served = {m for r in spec.routes for m in (("GET", "POST") if r.path in both else (r.method,))}
     methods = cors.methods or sorted(served)
     return CorsPlan(
         origins=sorted(cors.origins),
@@ -645,6 +648,7 @@ def _route(spec: Spec, index: int, route: Route, shipped: shapes.ShippedFiles) -
             stream=route.stream,
             max_tokens=route.max_tokens or DEFAULT_MAX_TOKENS,
             max_chars=route.max_chars or DEFAULT_MAX_CHARS,
+            websocket=_socket(spec, route),
         )
     if isinstance(route, OpenAIRoute):
         return OpenAIPlan(
@@ -677,6 +681,7 @@ def _route(spec: Spec, index: int, route: Route, shipped: shapes.ShippedFiles) -
             response_type=route.response_type or "json",
             handler=shipped.handler(route.handler) if route.handler else None,
             media_type=(route.media_type or "application/octet-stream") if binary else None,
+            websocket=_socket(spec, route),
         )
     if isinstance(route, UploadRoute):
         return UploadPlan(
@@ -687,6 +692,21 @@ def _route(spec: Spec, index: int, route: Route, shipped: shapes.ShippedFiles) -
     if isinstance(route, FileRoute):
         return FilePlan(**common, file=shapes.file_settings(route, shipped))
     return HealthPlan(**common)
+
+
+def _ticketed(spec: Spec, route: Route) -> bool:
+    return socket_of(route) is not None and socket_tickets(spec, route)
+
+
+def _socket(spec: Spec, route: GenerateRoute | HandlerRoute) -> SocketPlan | None:
+    socket = route.websocket
+    if socket is None:
+        return None
+    return SocketPlan(
+        idle_timeout=socket.idle_timeout or DEFAULT_IDLE_TIMEOUT,
+        max_lifetime=socket_lifetime(spec, socket),
+        ticket=socket_tickets(spec, route),
+    )
 
 
 SINGLE_MODEL = "model"  # the name of the one model of a spec with `model:`

@@ -25,11 +25,11 @@ if TYPE_CHECKING:
 # What a module may import, by where from, in the order each import line lists them.
 RUNTIME_MODULES = (
     *("auth", "files", "handlers", "http", "jobs", "limits", "metrics", "openai", "remote"),
-    *("tasks", "webhooks"),
+    *("sockets", "tasks", "webhooks"),
 )
 FASTAPI_NAMES = (
     *("Depends", "FastAPI", "File", "Header", "Path", "Query", "Request", "Response"),
-    "UploadFile",
+    *("UploadFile", "WebSocket"),
 )
 TYPING_NAMES = ("Annotated", "Any", "Literal")
 PYDANTIC_NAMES = ("BaseModel", "Field")

@@ -180,6 +180,16 @@ class JobPlan:
     ttl: int
 
 
+@dataclass(frozen=True)
+class SocketPlan:
+    """A route served as a WebSocket: its limits, and whether `POST <path>/ticket` gives
+    tickets (behind auth with a secret to sign them)."""
+
+    idle_timeout: int
+    max_lifetime: int
+    ticket: bool
+
+
 @dataclass(frozen=True, kw_only=True)
 class RoutePlan:
     """What every route has; each action's class adds what only it reads."""
@@ -213,6 +223,7 @@ class GeneratePlan(RoutePlan):
     stream: bool
     max_tokens: int
     max_chars: int
+    websocket: SocketPlan | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -281,6 +292,7 @@ class HandlerPlan(RoutePlan):
     response_type: str
     handler: HandlerRef | None  # required by the checks; None only in a spec they refuse
     media_type: str | None  # binary answers
+    websocket: SocketPlan | None = None
 
 
 @dataclass(frozen=True)

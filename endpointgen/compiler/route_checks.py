@@ -20,6 +20,8 @@ from endpointgen.spec.models import (
     SHAPED_ROUTES,
     GenerateRoute,
     ShapedRoute,
+    Socket,
+    socket_of,
 )
 
 # Upload processors that run the route's model on an image, and the task each needs.
@@ -33,6 +35,18 @@ MODEL_PROCESSORS = {**IMAGE_PROCESSORS, "speech-recognition": "automatic-speech-
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _RESERVED = {"request_body", "file"}
+MODAL_TIMEOUT = 300  # seconds: a Modal function's timeout when `resources.timeout` is unset
+# A WebSocket route's keys that only an HTTP route reads, and why.
+_HTTP_ONLY = {
+    "stream": "a WebSocket sends its tokens as they come already",
+    "job": "a WebSocket answers on its connection; it cannot be a job",
+    "summary": "a WebSocket route is not in /openapi.json, where `summary` shows",
+    "examples": "`endpointgen test` sends HTTP requests, which a WebSocket route does not take",
+    "request": "a WebSocket handler gets the client's messages, not a body",
+    "params": "a WebSocket handler gets the client's messages, not parameters",
+    "response_type": "a WebSocket handler sends what it yields: text, bytes or JSON",
+    "media_type": "a WebSocket handler sends what it yields: text, bytes or JSON",
+}
 
 
 def check(spec: Spec, doc: Document) -> Iterator[Problem]:
@@ -95,6 +109,97 @@ def _route(spec: Spec, doc: Document, here: Loc, route: Route) -> Iterator[Probl
         yield from _file(doc, here, route)
     if isinstance(route, HandlerRoute | UploadRoute) and route.handler is not None:
         yield from _python_function(doc, (*here, "handler"), route.handler, spec.packages)
+    socket = socket_of(route)
+    if socket is not None:
+        yield from _socket(spec, doc, here, route, socket)
+
+
+def socket_lifetime(spec: Spec, socket: Socket) -> int:
+    """A WebSocket's lifetime: its own, else the function's timeout, which ends it."""
+    return socket.max_lifetime or spec.resources.timeout or MODAL_TIMEOUT
+
+
+def socket_tickets(spec: Spec, route: Route) -> bool:
+    """Whether a WebSocket route serves `POST <path>/ticket`: behind auth that holds a
+    secret to sign tickets with (keys, tokens, an HS256 JWT secret)."""
+    if route.auth == "none" or spec.auth.mode not in ("api_key", "bearer", "jwt"):
+        return False
+    return spec.auth.mode != "jwt" or spec.auth.algorithm == "HS256"
+
+
+def ticket_path(route: Route) -> str:
+    return route.path.rstrip("/") + "/ticket"
+
+
+def _socket(
+    spec: Spec, doc: Document, here: Loc, route: Route, socket: Socket
+) -> Iterator[Problem]:
+    """A WebSocket route: opened with GET, none of the keys only HTTP reads, a handler
+    that is an async generator, a lifetime within what Modal lets a call run."""
+    name = f"{route.method} {route.path}"
+    if route.method != "GET":
+        yield doc.problem((*here, "method"), "a WebSocket opens with GET; remove `method`")
+    for key, why in _HTTP_ONLY.items():
+        if key in route.model_fields_set and getattr(route, key, None):
+            yield doc.problem((*here, key), f"`{key}` does not apply to a WebSocket: {why}")
+    model = spec.model_for(route)
+    if isinstance(route, GenerateRoute) and model is not None and model.task == "text-to-image":
+        yield doc.problem(
+            (*here, "websocket"), f"{name} makes images; a WebSocket route streams text"
+        )
+    if isinstance(route, HandlerRoute) and route.handler is not None:
+        problem = _async_generator(doc, route.handler)
+        if problem:
+            yield doc.problem((*here, "handler"), problem)
+    lifetime = socket.max_lifetime
+    if lifetime is not None and lifetime > (spec.resources.timeout or MODAL_TIMEOUT):
+        timeout = spec.resources.timeout
+        said = (
+            f"`resources.timeout`, {timeout} s"
+            if timeout
+            else f"{MODAL_TIMEOUT} s: Modal's default, as `resources.timeout` is unset"
+        )
+        yield doc.problem(
+            (*here, "websocket", "max_lifetime"),
+            f"Modal ends a connection at its function's timeout ({said}), with no close "
+            f"code; set `resources.timeout` to at least {lifetime}, or lower `max_lifetime`",
+        )
+    if socket_tickets(spec, route):
+        wanted = ticket_path(route)
+        for i, other in enumerate(spec.routes):
+            if other.path == wanted and other.method == "POST":
+                yield doc.problem(
+                    ("routes", i, "path"),
+                    f"POST {wanted} is where {name} gives WebSocket tickets; move one of them",
+                )
+
+
+def _async_generator(doc: Document, ref: str) -> str | None:
+    """Why a WebSocket handler cannot serve: not an `async def` that yields."""
+    file, function = ref.rsplit(":", 1)
+    try:
+        tree = ast.parse((doc.folder / file).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None  # said by `_python_function`
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
+            yields = any(isinstance(n, ast.Yield) for n in _own_nodes(node))
+            if isinstance(node, ast.AsyncFunctionDef) and yields:
+                return None
+            return (
+                f"a WebSocket handler is an `async def` that yields its answers; "
+                f"{function} in {file} is not"
+            )
+    return None
+
+
+def _own_nodes(function: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of a function's body, not those of functions or classes inside it."""
+    for child in ast.iter_child_nodes(function):
+        if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+            continue
+        yield child
+        yield from _own_nodes(child)
 
 
 def pixels_key(route: GenerateRoute | UploadRoute) -> str:

@@ -26,6 +26,7 @@ from endpointgen.compiler.pycode import flat, literal
 from endpointgen.compiler.resolved import (
     FieldPlan,
     FilePlan,
+    GeneratePlan,
     HandlerPlan,
     HandlerRef,
     JobsPlan,
@@ -34,6 +35,7 @@ from endpointgen.compiler.resolved import (
     RateRule,
     RespondPlan,
     RoutePlan,
+    SocketPlan,
     UploadPlan,
     WebhookPlan,
 )
@@ -47,7 +49,7 @@ TAKEN = {
     *("Path", "Query", "Request", "Response", "UploadFile", "BaseModel", "Field"),
     *("APP_NAME", "DESCRIPTION", "MODEL_ID", "MODEL_REVISION", "GPU", "MODEL_DIR", "secrets"),
     *("body", "request", "file", "upload", "guards", "limit", "require_auth", "model"),
-    *("jobs", "job", "app_jobs", "Server"),
+    *("jobs", "job", "app_jobs", "Server", "sockets", "websocket", "WebSocket"),
     *("self", "str", "int", "float", "bool", "list", "dict", "print", "id", "type", "super"),
 }
 TYPES = {
@@ -84,6 +86,11 @@ class Names:
             name, count = f"{base}{suffix}{count}", count + 1
         self.used.add(name)
         return name
+
+
+def socket_of(route: RoutePlan) -> SocketPlan | None:
+    """A route's WebSocket settings; None for a route served over HTTP."""
+    return route.websocket if isinstance(route, GeneratePlan | HandlerPlan) else None
 
 
 def function_name(route: RoutePlan, routes: list[RoutePlan]) -> str:
@@ -239,6 +246,7 @@ class _Builder:
         self.bodies: list[Body] = []
         self.handlers: dict[tuple[str, str], str] = {}
         self.auth_assigned = False
+        self.checks: list[list[str]] = []  # each route's guards, before any are shared
 
     def build(self) -> View:
         plan = self.plan
@@ -313,6 +321,8 @@ class _Builder:
         for route, found in zip(plan.routes, guards, strict=True):
             name = self.names.new(function_name(route, plan.routes))
             decorator: list[tuple[str, str]] = []
+            if socket_of(route) is not None:  # its checks are its `sockets.Socket`'s
+                found = []
             if found == ["guards"]:
                 decorator.append(("dependencies", "guards"))
             elif found:
@@ -376,11 +386,18 @@ class _Builder:
             if route.model is not None and route.action != "health":
                 found.append(f"{self.models[route.model]}.ready")
             out.append(found)
-        shared = Counter(tuple(found) for found in out if len(found) > 1).most_common(1)
+        self.checks = [list(found) for found in out]
+        on_http = [
+            found for route, found in zip(plan.routes, out, strict=True) if not socket_of(route)
+        ]
+        shared = Counter(tuple(found) for found in on_http if len(found) > 1).most_common(1)
         if shared and shared[0][1] > 1:
             common = list(shared[0][0])
             self.setup.append(Setup("guards", "guards", {"guards": common}))
-            out = [["guards"] if found == common else found for found in out]
+            out = [
+                ["guards"] if found == common and not socket_of(route) else found
+                for route, found in zip(plan.routes, out, strict=True)
+            ]
         return out
 
     def rate_limit(self, rule: RateRule) -> dict[str, Any]:
@@ -445,12 +462,37 @@ class _Builder:
             view.handler = self.handler(route.handler)
             view.body = self.body_class(route, route.request)
             view.params, view.values = self.parameters(route, {"body", view.handler})
+        if socket_of(route) is not None:
+            self.socket(view)
         elif isinstance(route, UploadPlan):
             view.handler = self.handler(route.handler) if route.handler else None
             taken = {"file", "upload", view.handler or "file"}
             view.params, view.values = self.parameters(route, taken)
         elif isinstance(route, FilePlan):
             self.folder(view, route)
+
+    def socket(self, view: RouteView) -> None:
+        """A WebSocket route's `sockets.Socket`: its path, the guards its HTTP twin would
+        run (the body limit becomes the message limit), and its limits; and the guards
+        of its ticket route, `POST <path>/ticket`, when it has one."""
+        route = view.route
+        socket = socket_of(route)
+        assert socket is not None
+        checks = [c for c in self.checks[self.plan.routes.index(route)] if "MaxBytes" not in c]
+        name = self.names.new(f"{view.name}_socket")
+        options = [
+            ("max_bytes", py(route.max_bytes)),
+            ("idle_timeout", py(socket.idle_timeout)),
+            ("max_lifetime", py(socket.max_lifetime)),
+        ]
+        values = {"path": py(route.path), "checks": checks, "options": options}
+        self.setup.append(Setup("socket", name, values))
+        view.names["socket"] = name
+        if socket.ticket:
+            view.names["ticket"] = self.names.new(f"{view.name}_ticket")
+            view.literals["ticket_path"] = py(route.path.rstrip("/") + "/ticket")
+            minted = [c for c in checks if not c.endswith(".ready")]
+            view.literals["ticket_guards"] = f"http.guards({', '.join(minted)})"
 
     def folder(self, view: RouteView, route: FilePlan) -> None:
         settings = route.file

@@ -4,12 +4,19 @@ Valid values come from an env var, which a Modal Secret provides when deployed a
 process's environment provides under `endpointgen serve`. A refusal is a 401 that never
 says which keys exist. Each guard leaves `request.state.credential`, a digest that rate
 limits count by, never the credential itself.
+
+A WebSocket's client may carry its credential another way (a browser cannot set headers
+on one): `presented(guard)` says which header the guard reads, so the same guard checks
+it there, and holds the key that signs the app's WebSocket tickets.
 """
 
 import hashlib
+import hmac
 import importlib
 import os
+import weakref
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -18,7 +25,7 @@ from starlette.exceptions import HTTPException
 from endpointgen.runtime import http
 from endpointgen.runtime.metrics import METRICS
 
-__all__ = ["api_key", "bearer", "jwt", "proxy"]
+__all__ = ["Presented", "api_key", "bearer", "jwt", "presented", "proxy"]
 
 Guard = Callable[[Request], Awaitable[None] | None]
 REFUSED = http.documented(401, "Missing or invalid credentials")
@@ -95,6 +102,37 @@ def matches(presented: str | None, valid: dict[bytes, str]) -> str | None:
     return valid.get(digest(presented)) if presented else None
 
 
+@dataclass(frozen=True)
+class Presented:
+    """Where a guard reads its credential: `header` (lowercase), the credential after
+    `prefix`. `secret` signs WebSocket tickets: derived from the guard's own secret (its
+    keys, or a JWT's HS256 secret), so every container of the app holds the same one and
+    no one else does; None where the guard has no secret (an RS256 public key)."""
+
+    header: bytes
+    prefix: str
+    secret: bytes | None
+
+
+_PRESENTED: weakref.WeakKeyDictionary[Any, Presented] = weakref.WeakKeyDictionary()
+TICKETS = b"endpointgen websocket tickets v1"
+
+
+def presented(guard: Any) -> Presented | None:
+    """How `guard` reads its credential; None for a check that is no such guard (a rate
+    limit, a model's readiness, `proxy`, whose headers Modal checks at its edge)."""
+    try:
+        return _PRESENTED.get(guard)
+    except TypeError:  # not weakly referenceable: no guard
+        return None
+
+
+def _presents(guard: Guard, header: bytes, prefix: str, secret: str) -> Guard:
+    key = hmac.new(secret.encode(), TICKETS, hashlib.sha256).digest() if secret else None
+    _PRESENTED[guard] = Presented(header, prefix, key)
+    return guard
+
+
 def api_key(env: str = "API_KEYS", header: str = "X-API-Key") -> Guard:
     """A key in `header`, one of the comma-separated keys in env var `env`."""
     valid = load_credentials(env)
@@ -108,6 +146,7 @@ def api_key(env: str = "API_KEYS", header: str = "X-API-Key") -> Guard:
         request.scope.setdefault("state", {})["credential"] = found
 
     scheme = {"APIKeyHeader": {"type": "apiKey", "in": "header", "name": header}}
+    _presents(require_key, name, "", os.environ.get(env, "").strip() if valid else "")
     return http.documents(require_key, REFUSED, scheme)
 
 
@@ -123,6 +162,8 @@ def bearer(env: str = "API_KEYS") -> Guard:
             raise HTTPException(401, "missing or invalid bearer token", challenge)
         request.scope.setdefault("state", {})["credential"] = found
 
+    secret = os.environ.get(env, "").strip() if valid else ""
+    _presents(require_token, b"authorization", "Bearer ", secret)
     return http.documents(require_token, REFUSED, BEARER)
 
 
@@ -163,6 +204,7 @@ def jwt(
         request.state.claims = claims
         request.state.credential = fingerprint(str(claims.get("sub", token)))
 
+    _presents(require_jwt, b"authorization", "Bearer ", key if algorithm == "HS256" else "")
     return http.documents(require_jwt, REFUSED, BEARER)
 
 

@@ -477,6 +477,30 @@ def _job(value: Any) -> Any:
     return value
 
 
+def _socket(value: Any) -> Any:
+    """`websocket: true` takes the defaults; `websocket: false` is no WebSocket."""
+    return _job(value)
+
+
+class Socket(Strict):
+    """`websocket:` on a `generate` or `handler` route: served as a WebSocket."""
+
+    idle_timeout: int | None = Field(
+        default=None,
+        ge=1,
+        le=86_400,
+        description="seconds a connection may sit with no message either way, then closed "
+        "(1000); default 300",
+    )
+    max_lifetime: int | None = Field(
+        default=None,
+        ge=1,
+        le=86_400,
+        description="seconds a connection may last, then closed (1001); default "
+        "resources.timeout, else 300 (Modal's default function timeout)",
+    )
+
+
 class Job(Strict):
     ttl: int = Field(
         default=3600,
@@ -555,6 +579,14 @@ JobField = Annotated[
         "<path>/jobs/<id> poll and cancel"
     ),
 ]
+SocketField = Annotated[
+    Socket | None,
+    BeforeValidator(_socket, json_schema_input_type=Socket | bool | None),
+    Field(
+        description="serve the route as a WebSocket: generate requests (or your handler's "
+        "messages) on one connection; `true` or {idle_timeout, max_lifetime}"
+    ),
+]
 RequestBody = Annotated[Fields | None, Field(description="the JSON body's fields")]
 PARAMS_HELP = "typed query, path or header parameters"
 OLD_PIXELS = "max_pixels"  # the old name of both of these, still read with a warning
@@ -599,6 +631,7 @@ class GenerateRoute(RouteBase):
 
     action: Literal["generate"]
     stream: bool = Field(default=False, description="Server-Sent Events (text models)")
+    websocket: SocketField = None
     job: JobField = None
     max_tokens: MaxTokens = None
     max_chars: MaxChars = None
@@ -697,6 +730,7 @@ class HandlerRoute(RouteBase):
     """`handler`: your function, with the parameters and body fields."""
 
     action: Literal["handler"]
+    websocket: SocketField = None
     job: JobField = None
     params: Params = Field(default_factory=dict, description=PARAMS_HELP)
     request: RequestBody = None
@@ -794,6 +828,11 @@ Route = Annotated[
 JOB_ROUTES = (GenerateRoute, ClassifyRoute, EmbedRoute, RerankRoute, HandlerRoute)
 ShapedRoute = RespondRoute | HandlerRoute | UploadRoute | FileRoute
 SHAPED_ROUTES = (RespondRoute, HandlerRoute, UploadRoute, FileRoute)
+
+
+def socket_of(route: RouteBase) -> Socket | None:
+    """The route's `websocket:`; None for a route served over plain HTTP."""
+    return route.websocket if isinstance(route, GenerateRoute | HandlerRoute) else None
 
 
 def job_of(route: RouteBase) -> Job | None:

@@ -508,7 +508,7 @@ def test_uploads_refuse_a_csv_that_is_not_utf8(uploads: Server) -> None:
     ("path", "name", "kind"),
     [
         ("/upload/image", "anim.gif", "image/gif"),
-        ("/upload/image", "photo.png", "application/octet-stream"),
+        ("/upload/csv", "photo.png", "application/octet-stream"),  # known as a PNG
         ("/upload/image", "items.csv", "text/csv"),
         ("/upload/csv", "photo.png", "image/png"),
         ("/upload/csv", "items.csv", "application/vnd.ms-excel"),

@@ -425,6 +425,7 @@ EVERY_KEY_EMBEDDINGS: dict[str, Any] = {
         "task": "embeddings",
         "revision": "main",
         "dtype": "float32",
+        "variant": "fp16",
     },
     "gpu": ["l40s", "A100-80GB:2"],
     "shape": "split",
@@ -521,6 +522,11 @@ EVERY_KEY_GENERATION: dict[str, Any] = {
             "rate_limit": False,  # `rate_limit: off`
         },
         {"path": "/generate/limited", "method": "POST", "action": "generate"},
+        {
+            "path": "/generate/ws",
+            "action": "generate",
+            "websocket": {"idle_timeout": 60, "max_lifetime": 120},
+        },
     ],
 }
 
@@ -723,6 +729,7 @@ EVERY_KEY_MULTI: dict[str, Any] = {
             "task": "text-generation",
             "revision": "main",
             "dtype": "float16",
+            "variant": "fp16",
             "gpu": "l4",
             "resources": {"cpu": 2, "memory": 8192, "timeout": 300},
             "scaling": {"min_containers": 0, "max_containers": 2, "max_inputs": 4},

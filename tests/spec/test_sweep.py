@@ -32,6 +32,7 @@ from endpointgen.spec.models import (
     NamedModel,
     RouteBase,
     Signature,
+    Socket,
     Tracing,
     Vllm,
 )
@@ -65,6 +66,7 @@ SECTIONS: dict[Path_, type[BaseModel]] = {
     ("routes", "*", "rate_limit"): RateLimit,
     ("routes", "*", "signature"): Signature,
     ("routes", "*", "job"): Job,
+    ("routes", "*", "websocket"): Socket,
     ("routes", "*", "params", "*"): Param,
     ("routes", "*", "request", "*"): FieldSpec,
     ("routes", "*", "examples", "*"): Example,
@@ -128,6 +130,9 @@ KEYS: dict[Path_, tuple[Any, Any]] = {
     ("jobs", "callbacks", "private"): (True, {"hosts": ["hooks.example.com"]}),
     ("routes", "*", "job"): (True, None),
     ("routes", "*", "job", "ttl"): (60, {}),
+    ("routes", "*", "websocket"): (True, None),
+    ("routes", "*", "websocket", "idle_timeout"): (60, {}),
+    ("routes", "*", "websocket", "max_lifetime"): (120, {}),
     ("errors",): ({"ValueError": {"status": 400, "message": "bad value"}}, None),
     ("model", "id"): ("distilgpt2", None),
     ("model", "task"): ("embeddings", None),
@@ -421,6 +426,11 @@ BASES: dict[str, dict[str, Any]] = {
         "name": "sweep",
         "routes": [{"path": "/files/{name:path}", "action": "file", "folder": "files"}],
     },
+    "socket-handler": {  # a GET handler whose function can serve a WebSocket
+        "name": "sweep",
+        "auth": {"mode": "api_key", "secret": "sweep-keys"},
+        "routes": [{"path": "/talk", "action": "handler", "handler": "handlers.py:talk"}],
+    },
     "volume": {
         "name": "sweep",
         "routes": [{"path": "/files/{name:path}", "action": "file", "volume": "reports"}],
@@ -479,7 +489,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The files the bases and keys name: handlers, a loader, served folders."""
     root = tmp_path_factory.mktemp("sweep")
     (root / "handlers.py").write_text(
-        "def run(data):\n    return data\n\n\ndef other(data):\n    return {}\n"
+        "def run(data):\n    return data\n\n\ndef other(data):\n    return {}\n\n\n"
+        "async def talk(messages):\n    async for message in messages:\n        yield message\n"
     )
     (root / "loader.py").write_text("def load(where):\n    return where\n")
     for name in ("files", "other"):

@@ -13,7 +13,8 @@ here holds one concern:
 - `cors`, `accesslog`, `logs`, `ids`: CORS, the access log, JSON log lines, request ids;
 - `responses`: text, bytes and streams (Server-Sent Events);
 - `openapi`: what /openapi.json says each route may answer;
-- `volumes`: where a spec's Volumes are on this machine.
+- `volumes`: where a spec's Volumes are on this machine;
+- `websocket`: an accepted WebSocket's limits, sends and close codes (`Connection`).
 """
 
 from endpointgen.runtime.http.accesslog import ACCESS_LOG, AccessLog
@@ -31,6 +32,7 @@ from endpointgen.runtime.http.guards import (
     check,
     checks_of,
     guards,
+    run_check,
     starting_work,
 )
 from endpointgen.runtime.http.ids import request_id
@@ -100,6 +102,7 @@ __all__ = [
     "parse_body",
     "reject",
     "request_id",
+    "run_check",
     "settings_of",
     "sse",
     "starting_work",
