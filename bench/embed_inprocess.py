@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness import SENTENCES, embed_spec, write_spec
+from harness import SENTENCES, embed_spec, sized, write_spec
 
 
 def load_embedder() -> Any:
@@ -56,7 +56,7 @@ def main() -> None:
 
     embedder = load_embedder()
     for size in (1, 32):  # first calls of a shape are slow; not part of any figure
-        throughput(embedder, size, 0.5)
+        throughput(embedder, size, sized(0.5, 0.05))
     threads = {
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),

@@ -12,7 +12,9 @@ baseline from the same run:
 - `generate-ttft-c16`: the median time to the first streamed token when 16 streams
   start at once / one stream alone. Target ≤ 2.
 
-Run: `python bench/run.py generate` (about 3 minutes on 2 cores).
+Run: `python bench/run.py generate` (about 3 minutes on 2 cores). A smoke run
+(`bench/run.py --smoke`) serves a one-layer, 32-wide model of the same vocabulary to 4
+clients generating 4 tokens.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from harness import (
     ratio_result,
     run_worker,
     serve_spec,
+    sized,
     write_spec,
 )
 
-CONCURRENCY = 16
+CONCURRENCY = sized(16, 4)
 PROMPT_TOKENS = 32
-NEW_TOKENS = 64
+NEW_TOKENS = sized(64, 4)
+TTFT_ALONE = sized(5, 1)  # streams started one at a time, for the c1 time to first token
 
 
 def make(folder: Path) -> dict[str, Any]:
@@ -51,7 +55,8 @@ def make(folder: Path) -> dict[str, Any]:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    config = GPT2Config()  # GPT-2 124M: 12 layers, 768 wide, 1024 positions
+    # GPT-2 124M: 12 layers, 768 wide, 1024 positions; a smoke run's is 1 layer, 32 wide.
+    config = sized(GPT2Config(), GPT2Config(n_layer=1, n_embd=32, n_head=2))
     words = {f"w{i}": i for i in range(config.vocab_size - 1)}
     words["<|endoftext|>"] = config.vocab_size - 1
     tok = Tokenizer(models.WordLevel(words, unk_token="<|endoftext|>"))
@@ -109,6 +114,8 @@ def spec_for(model_dir: str, batching: bool) -> dict[str, Any]:
     spec["model"]["id"] = model_dir
     spec.pop("rate_limit", None)
     spec.pop("batching", None)
+    # All the clients' requests at once (the spec's 8 would refuse a batch of 16).
+    spec.setdefault("scaling", {})["max_inputs"] = CONCURRENCY
     if batching:
         spec["batching"] = {"max_batch_size": CONCURRENCY, "wait_ms": 5}
     return spec
@@ -142,7 +149,7 @@ def served(folder: Path, made: dict[str, Any], batching: bool, logs: Path) -> di
             raise RuntimeError(f"short generations: {result['summed']} tokens")
         out["load"] = result
         if batching:
-            out["ttft_c1"] = loadgen({**streams, "connections": 1, "rounds": 5})
+            out["ttft_c1"] = loadgen({**streams, "connections": 1, "rounds": TTFT_ALONE})
         rounds = 2 if batching else 1
         out["ttft_c16"] = loadgen({**streams, "connections": CONCURRENCY, "rounds": rounds})
     return out
@@ -150,8 +157,9 @@ def served(folder: Path, made: dict[str, Any], batching: bool, logs: Path) -> di
 
 def run(logs: Path) -> list[Result]:
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as folder:
-        made = run_worker("generate.py", "make", str(Path(folder) / "gpt2-124m"))
-        baseline = run_worker("generate.py", "direct", made["path"], made["prompt"])
+        # One worker process makes the model, then times `model.generate` on it.
+        made = run_worker("generate.py", str(Path(folder) / "gpt2-124m"))
+        baseline = made["direct"]
         on = served(Path(folder), made, True, logs)
         off = served(Path(folder), made, False, logs)
     batched = on["load"]["summed_per_s"]
@@ -192,8 +200,6 @@ def run(logs: Path) -> list[Result]:
     ]
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "make":
-        print(json.dumps(make(Path(sys.argv[2]))))
-    else:
-        print(json.dumps(direct(Path(sys.argv[2]), sys.argv[3])))
+if __name__ == "__main__":  # generate.py FOLDER: the model, and its direct figures
+    made = make(Path(sys.argv[1]))
+    print(json.dumps({**made, "direct": direct(Path(made["path"]), made["prompt"])}))

@@ -13,7 +13,12 @@ GPU). The model has GPT-2 small's shape with random weights and a word-level tok
 Each row is served tokens/s / direct tokens/s at one concurrency. Targets: vLLM at 64
 >= 0.9 (what endpointgen's HTTP, auth and streaming cost on top of vLLM); transformers
 at 16 >= 0.8. `--quick` uses few tokens and skips 64, so the transformers half finishes
-on a CPU (a smoke test). Results go to stdout and bench/results/gpu_generate.json.
+on a CPU. Results go to stdout and bench/results/gpu_generate.json.
+
+`--smoke` (what `bench/run.py --smoke` runs, in CI): imports this file, parses its
+arguments and builds both engines' specs; without a CUDA GPU it then says so and skips
+the rest, exit 0. On a GPU it also runs both engines with 4 tokens at concurrency 1 and
+2, figures not judged (bench/results/gpu_generate_smoke.json).
 """
 
 from __future__ import annotations
@@ -141,14 +146,39 @@ def vllm_here() -> str | None:
     return None if torch.cuda.is_available() else "no CUDA GPU"
 
 
+def specs_build() -> None:
+    """Both engines' specs through the compiler, as `endpointgen serve` would take them."""
+    from endpointgen.compiler import pipeline
+
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-specs-") as folder:
+        for engine in ("transformers", "vllm"):
+            out = Path(folder) / engine
+            pipeline.build(write_spec(out, spec_for(str(Path(folder) / "model"), engine)), out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few tokens: a CPU smoke test")
     parser.add_argument("--tokens", type=int, help="new tokens per request")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="check the imports, arguments and specs; on a GPU, a tiny run too",
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    tokens = args.tokens or (8 if args.quick else 128)
-    levels = [1, 16] if args.quick else [1, 16, 64]
+    if args.smoke:
+        import torch
+
+        specs_build()
+        if not torch.cuda.is_available():
+            print(
+                "gpu_generate --smoke: imports, arguments and both engines' specs checked; "
+                "no CUDA GPU here, so nothing was served or measured (skipped)"
+            )
+            return 0
+    tokens = args.tokens or (4 if args.smoke else 8 if args.quick else 128)
+    levels = [1, 2] if args.smoke else [1, 16] if args.quick else [1, 16, 64]
     results_dir = BENCH / "results"
     logs = results_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -192,8 +222,9 @@ def main() -> int:
         | {"ratio": r.ratio, "target": r.target, "details": r.details}
         for r in rows
     ]
-    (results_dir / "gpu_generate.json").write_text(json.dumps(report, indent=2) + "\n")
-    return 0 if all(r.passed is not False for r in rows) else 1
+    name = "gpu_generate_smoke.json" if args.smoke else "gpu_generate.json"
+    (results_dir / name).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if args.smoke or all(r.passed is not False for r in rows) else 1
 
 
 if __name__ == "__main__":

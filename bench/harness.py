@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -25,6 +27,22 @@ ROOT = BENCH.parent
 SPECS = ROOT / "specs"
 PYTHON = sys.executable
 API_KEY = "bench-key"
+# `bench/run.py --smoke` sets BENCH_SMOKE=1 before it imports a benchmark: every one then
+# runs its whole path at a tiny size (`sized`), its workers too, since they inherit the
+# environment. Nothing a smoke run measures means anything; it only shows that it runs.
+SMOKE_ENV = "BENCH_SMOKE"
+T = TypeVar("T")
+
+
+def smoke() -> bool:
+    """Whether this is a smoke run."""
+    return os.environ.get(SMOKE_ENV) == "1"
+
+
+def sized(full: T, tiny: T) -> T:
+    """`full` in a benchmark run, `tiny` in a smoke run."""
+    return tiny if smoke() else full
+
 
 # Short sentences, one per request; varied so tokenisation and padding are realistic.
 SENTENCES = [
@@ -117,10 +135,32 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
+_given: set[int] = set()
+_ports = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port for a server about to start, below the ephemeral range the kernel draws
+    client ports (and bind(0)'s) from, so that no process's connections can take it
+    before the server binds it; and never the same twice in a run, where a smoke run has
+    benchmarks side by side."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    draw = random.Random()
+    with _ports:
+        while True:
+            port = draw.randrange(max(1024, low - 10_000), low)
+            if port in _given:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _given.add(port)
+            return port
 
 
 def write_spec(folder: Path, spec: dict[str, Any], filename: str = "spec.yaml") -> Path:

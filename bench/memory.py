@@ -19,12 +19,13 @@ from harness import (
     loadgen,
     rss_kib,
     serve_spec,
+    sized,
     write_spec,
 )
 
-REQUESTS = 10_000
-STEPS = 4
-WARMUP_REQUESTS = 320
+REQUESTS = sized(10_000, 200)
+STEPS = sized(4, 2)
+WARMUP_REQUESTS = sized(320, 32)
 CONNECTIONS = 32
 MAX_SECONDS = 180.0  # a cap, should the machine be far slower than planned for
 MIB = 1024  # KiB per MiB

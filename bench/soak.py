@@ -17,7 +17,8 @@ unparseable `callback_url`s, a job read under another route's `/jobs/<id>`, 100,
 273 GiB or 2 hours at 48 kHz, a WAV at 1 Hz, a 1,000,000 x 1 PNG, a TIFF sent as
 `image/png`, and chat messages with an unknown role.
 
-`SOAK_REQUESTS` and `SOAK_WARMUP` in the environment make a shorter run.
+`SOAK_REQUESTS` and `SOAK_WARMUP` in the environment make a shorter run. A smoke run
+(`bench/run.py --smoke`) sends every kind of request once, after a warm-up of 16.
 
 Three figures, each with its target:
 - `soak-5xx`: answers of 500 or more (target 0: nothing a client sends is a server error);
@@ -57,11 +58,13 @@ from harness import (
     rss_kib,
     run_worker,
     serving,
+    sized,
+    smoke,
     write_spec,
 )
 
-REQUESTS = int(os.environ.get("SOAK_REQUESTS", "10000"))
-WARMUP = int(os.environ.get("SOAK_WARMUP", "1000"))
+REQUESTS = int(os.environ.get("SOAK_REQUESTS", sized("10000", "0")))
+WARMUP = int(os.environ.get("SOAK_WARMUP", sized("1000", "16")))
 CONCURRENCY = 16
 PROBE_EVERY = 0.02  # seconds between /health probes
 ORIGIN = "https://app.example.com"
@@ -389,12 +392,13 @@ class Prober(threading.Thread):
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=10) as client:
-            while not self.done.is_set():
+            while True:  # one probe at least, however short the run (a smoke run's)
                 started = time.perf_counter()
                 status = client.get("/health").status_code
                 self.latencies.append(time.perf_counter() - started)
                 self.statuses[status] += 1
-                time.sleep(PROBE_EVERY)
+                if self.done.wait(PROBE_EVERY):
+                    return
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -421,7 +425,7 @@ async def send(url: str, kinds: list[str], table: dict[str, tuple[int, Attack]])
     return seen
 
 
-def idle_health(url: str, count: int = 100) -> float:
+def idle_health(url: str, count: int = sized(100, 10)) -> float:
     with httpx.Client(base_url=url) as client:
         times = []
         for _ in range(count):
@@ -437,6 +441,8 @@ def run(logs: Path) -> list[Result]:
     names = list(table)
     weights = [table[n][0] for n in names]
     kinds = rng.choices(names, weights, k=WARMUP + REQUESTS)
+    if smoke():  # then each kind of request once, in no particular order
+        kinds += rng.sample(names, len(names))
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as folder:
@@ -461,9 +467,9 @@ def run(logs: Path) -> list[Result]:
     cut = {k: v for k, v in seen.items() if not k.rsplit(": ", 1)[1].isdigit()}
     p99 = percentile(prober.latencies, 0.99) * 1000
     details = {
-        "requests": REQUESTS,
+        "requests": len(kinds) - WARMUP,
         "seconds": round(elapsed, 1),
-        "rps": round(REQUESTS / elapsed, 1),
+        "rps": round((len(kinds) - WARMUP) / elapsed, 1),
         "answers": dict(sorted(seen.items())),
         "connection_errors": cut,
     }

@@ -24,10 +24,12 @@ from harness import (
     ratio_result,
     run_worker,
     serve_spec,
+    sized,
     write_spec,
 )
 
-REQUESTS = 40
+REQUESTS = sized(40, 4)
+WARMUP = sized(5, 1)
 PROMPT = "The quick brown fox"
 
 
@@ -71,7 +73,7 @@ def run(logs: Path) -> list[Result]:
             "plain_body": {**body, "max_tokens": 1},
         }
         with serve_spec(spec, port, logs / "stream.log"):
-            loadgen({**config, "n": 5})  # warm-up
+            loadgen({**config, "n": WARMUP})  # warm-up
             result = loadgen({**config, "n": REQUESTS})
     return [
         ratio_result(

@@ -4,18 +4,22 @@
 Each task's model has the shape of the models people serve for it, with random weights:
 for the text tasks all-MiniLM-L6-v2 (6 layers, 384 wide, its WordPiece tokenizer;
 `cross-encoder/ms-marco-MiniLM-L-6-v2` has this shape) with the task's head; for image
-embeddings CLIP ViT-B/32. Its route is served by `endpointgen serve` twice: with
-`batching` (room for all 32 requests: `max_batch_size` 32, or 128 for rerank, whose
-items are its 4 passages; `wait_ms` 5) and without it (one model call per request). 32
-connections send requests back to back: a rerank of 4 passages, a text against 3
-labels, a text for its entities, a 224x224 PNG upload. The ratio is batched / unbatched
-requests/s; target ≥ 2.
+embeddings CLIP ViT-B/32. One app has the four models, each with its route, and
+`endpointgen serve` serves it twice, side by side: with `batching` for each model (room
+for all 32 requests: `max_batch_size` 32, or 128 for rerank, whose items are its 4
+passages; `wait_ms` 5) and without it (one model call per request). One route at a time
+is loaded, the other models idle: 32 connections send requests back to back, a rerank of
+4 passages, a text against 3 labels, a text for its entities, a 224x224 PNG upload. The
+ratio is batched / unbatched requests/s; target ≥ 2.
 
 Beside each, for information, the model's own ceiling (`task-<task>-model-ceiling`): in
 one process, with no server, the engine called once on 32 requests' items against 32
 calls of one request's. No batcher can do better than that. On a CPU, where a bigger
 matrix product is barely cheaper per row, it is what bounds the served ratio for the
 models whose time is all in their forward pass (rerank, CLIP); on a GPU it is far larger.
+
+A smoke run (`bench/run.py --smoke`) does all of this with one-layer models, 4 clients
+and 8 requests.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +38,13 @@ from harness import (
     ratio_result,
     run_worker,
     serve_spec,
+    sized,
     write_spec,
 )
 
-CONNECTIONS = 32
-REQUESTS = 480
+CONNECTIONS = sized(32, 4)
+REQUESTS = sized(480, 8)
+CEILING_ROUNDS = sized(5, 1)
 PASSAGES = [
     "The quick brown fox jumps over the lazy dog.",
     "Modal runs your code in the cloud with GPUs.",
@@ -104,6 +111,7 @@ def make(task: str, folder: Path) -> str:
     if task == "image-text-embeddings":
         return make_clip(folder)
     config = AutoConfig.from_pretrained(minilm_dir())
+    config.num_hidden_layers = sized(config.num_hidden_layers, 1)  # 1 layer in a smoke run
     labels = {
         "rerank": ["score"],
         "zero-shot-classification": ["contradiction", "neutral", "entailment"],
@@ -122,17 +130,24 @@ def make(task: str, folder: Path) -> str:
 
 def make_clip(folder: Path) -> str:
     """CLIP ViT-B/32's shape (12-layer 768-wide vision tower, 32-pixel patches, 512-wide
-    text tower), random weights, MiniLM's tokenizer."""
+    text tower), random weights, MiniLM's tokenizer; in a smoke run each tower is one
+    layer 32 wide."""
     import torch
     from harness import minilm_dir
     from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
     torch.manual_seed(0)
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1}
+    tower = sized({}, {**small, "num_attention_heads": 2})
     config = CLIPConfig(
-        text_config={"vocab_size": len(tokenizer), "eos_token_id": tokenizer.sep_token_id},
-        vision_config={"image_size": 224, "patch_size": 32},
-        projection_dim=512,
+        text_config={
+            "vocab_size": len(tokenizer),
+            "eos_token_id": tokenizer.sep_token_id,
+            **tower,
+        },
+        vision_config={"image_size": 224, "patch_size": 32, **tower},
+        projection_dim=sized(512, 32),
     )
     CLIPModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -154,7 +169,7 @@ def items(task: str) -> list[Any]:
     return [open_image(photo_png())]
 
 
-def ceiling(task: str, model: str, rounds: int = 5) -> dict[str, float]:
+def ceiling(task: str, model: str, rounds: int = CEILING_ROUNDS) -> dict[str, float]:
     """The engine on 32 requests' items at once, against 32 calls of one request's: each
     way timed `rounds` times, alternating, in this process (worker)."""
     import time
@@ -176,51 +191,63 @@ def ceiling(task: str, model: str, rounds: int = 5) -> dict[str, float]:
     return {"batched_s": sorted(together)[rounds // 2], "alone_s": sorted(alone)[rounds // 2]}
 
 
-def served(folder: Path, task: str, model: str, batching: bool, logs: Path) -> dict[str, Any]:
-    action, body = TASKS[task]
-    route: dict[str, Any] = {"path": "/run", "method": "POST", "action": action, "public": True}
-    if action == "upload":
-        route["processor"] = "image-embeddings"
-        body = upload_body()
+def app_spec(models: dict[str, str], batching: bool) -> dict[str, Any]:
+    """One app with every task's model and a route for each (`/<task>`), all with
+    `batching` or none: room for every client's request, where a rerank's items are its
+    passages."""
     spec: dict[str, Any] = {
-        "name": f"bench-{task}",
-        "model": {"id": model, "task": task},
-        "routes": [
-            route,
-            {"path": "/health", "action": "health"},
-        ],
+        "name": f"bench-tasks-{'batched' if batching else 'unbatched'}",
+        "models": {},
+        "routes": [{"path": "/health", "action": "health"}],
     }
-    if batching:  # room for every client's request: a rerank's items are its passages
-        items = len(body.get("texts", [None])) if action == "rerank" else 1
-        spec["batching"] = {"max_batch_size": CONNECTIONS * items, "wait_ms": 5}
-    name = f"{task}-{'batched' if batching else 'unbatched'}"
-    path = write_spec(folder / name, spec)
-    port = free_port()
+    for task, model in models.items():
+        action, body = TASKS[task]
+        key = task.replace("-", "_")
+        spec["models"][key] = {"id": model, "task": task}
+        if batching:
+            items = len(body["texts"]) if action == "rerank" else 1
+            spec["models"][key]["batching"] = {"max_batch_size": CONNECTIONS * items, "wait_ms": 5}
+        route = {"path": f"/{task}", "method": "POST", "action": action, "model": key}
+        if action == "upload":
+            route["processor"] = "image-embeddings"
+        spec["routes"].append({**route, "public": True})
+    return spec
+
+
+def hammer(port: int, task: str) -> dict[str, Any]:
+    """A warm-up, then REQUESTS requests to the task's route from CONNECTIONS clients."""
+    action, body = TASKS[task]
     load = {
         "mode": "load",
         "host": "127.0.0.1",
         "port": port,
         "method": "POST",
-        "path": "/run",
-        "bodies": [body],
+        "path": f"/{task}",
+        "bodies": [upload_body() if action == "upload" else body],
         "connections": CONNECTIONS,
     }
-    with serve_spec(path, port, logs / f"tasks-{name}.log"):
-        loadgen({**load, "requests": CONNECTIONS * 2})  # warm-up
-        result = loadgen({**load, "requests": REQUESTS})
+    loadgen({**load, "requests": CONNECTIONS * 2})  # warm-up
+    result = loadgen({**load, "requests": REQUESTS})
     if result["ok"] != REQUESTS:
-        raise RuntimeError(f"{name}: {result['statuses']}")
+        raise RuntimeError(f"{task} on port {port}: {result['statuses']}")
     return result
 
 
 def run(logs: Path) -> list[Result]:
     rows = []
-    with tempfile.TemporaryDirectory(prefix="bench-tasks-") as folder:
+    with tempfile.TemporaryDirectory(prefix="bench-tasks-") as folder, ExitStack() as stack:
+        # One worker process makes every task's model, then measures each one's ceiling
+        # in turn; and two apps serve all four models.
+        made = run_worker("tasks.py", folder)
+        models = {task: made[task]["path"] for task in TASKS}
+        ports = {}
+        for name, batching in {"batched": True, "unbatched": False}.items():
+            path = write_spec(Path(folder) / name, app_spec(models, batching))
+            ports[name] = free_port()
+            stack.enter_context(serve_spec(path, ports[name], logs / f"tasks-{name}.log"))
         for task in TASKS:
-            model = run_worker("tasks.py", task, str(Path(folder) / task))["path"]
-            bound = run_worker("tasks.py", "ceiling", task, model)
-            batched = served(Path(folder), task, model, True, logs)
-            alone = served(Path(folder), task, model, False, logs)
+            batched = hammer(ports["batched"], task)
+            alone = hammer(ports["unbatched"], task)
             rows.append(
                 ratio_result(
                     f"task-{task}",
@@ -237,16 +264,14 @@ def run(logs: Path) -> list[Result]:
             rows.append(  # requests/s: 32 requests in each timed span
                 ratio_result(
                     f"task-{task}-model-ceiling",
-                    CONNECTIONS / bound["batched_s"],
-                    CONNECTIONS / bound["alone_s"],
+                    CONNECTIONS / made[task]["batched_s"],
+                    CONNECTIONS / made[task]["alone_s"],
                     "req/s",
                 )
             )
     return rows
 
 
-if __name__ == "__main__":
-    if sys.argv[1] == "ceiling":
-        print(json.dumps(ceiling(sys.argv[2], sys.argv[3])))
-    else:
-        print(json.dumps({"path": make(sys.argv[1], Path(sys.argv[2]))}))
+if __name__ == "__main__":  # tasks.py FOLDER: each task's model in FOLDER/TASK, its ceiling
+    paths = {task: make(task, Path(sys.argv[1]) / task) for task in TASKS}
+    print(json.dumps({task: {"path": path, **ceiling(task, path)} for task, path in paths.items()}))
