@@ -76,7 +76,7 @@ EMBED = """\
 name: embed
 model: {id: sentence-transformers/all-MiniLM-L6-v2, task: embeddings, revision: v1}
 gpu: A10
-auth: {mode: api_key}
+auth: {mode: api_key, secret: embed-keys}
 routes:
   - {path: /embed, method: POST, action: embed}
 environments:
