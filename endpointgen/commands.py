@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from endpointgen.errors import EndpointgenError, SpecError
+from endpointgen.errors import EndpointgenError, Problem, SpecError
 
 COLORS = {"red": 31, "green": 32, "yellow": 33}
 
@@ -33,13 +33,14 @@ def validate(specs: list[Path]) -> int:
 
     failed = False
     for spec in specs:
-        problems = pipeline.validate(spec)
+        warnings: list[Problem] = []
+        problems = pipeline.validate(spec, warnings)
         for problem in problems:
             fail(str(problem))
         if problems:
             failed = True
             continue
-        for warning in pipeline.warnings(spec):
+        for warning in warnings:
             say(str(warning), "yellow", err=True)
         say(f"{spec}: ok", "green")
     return 1 if failed else 0

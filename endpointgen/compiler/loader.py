@@ -8,13 +8,14 @@ documents, binary files and anything that is not a mapping at the top.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
 
 from endpointgen.errors import Loc, Problem, SpecError
 
@@ -24,6 +25,15 @@ _TIMESTAMP = _CORE + "timestamp"
 _MAX_NODES = 100_000  # an alias bomb expands far past this; real specs stay far below
 _MAX_DEPTH = 64  # real specs nest a few levels; deeper would exhaust Python's stack
 _MAX_BYTES = 2 * 1024 * 1024
+# libyaml's parser (PyYAML's CSafeLoader) composes the same nodes, tags and marks as
+# PyYAML's own, several times faster (tests/spec/test_yaml_loaders.py compares them).
+_FAST: Any = getattr(yaml, "CSafeLoader", None)
+# Text where the two may differ goes to PyYAML's, the reference: a tab (PyYAML refuses one
+# inside a plain value, libyaml reads it), a byte-order mark after the start (the two count
+# the columns after it differently), a tag (`!` where a token starts: PyYAML resolves a
+# bare `!` as if untagged), an explicit key (`? `: the two place a missing value at
+# different columns), a `#` right after a block scalar's `|` or `>` (PyYAML refuses it).
+_PURE_ONLY = re.compile(r"[\t\ufeff]|(?:^|[\s\[{,])(?:!|\?(?:\s|$))|[|>][-+0-9]*#")
 
 Position = tuple[int, int]
 
@@ -149,8 +159,59 @@ def loads(raw: bytes | str, file: str = "<spec>") -> Document:
         before = raw[raw.rfind(b"\n", 0, exc.start) + 1 : exc.start]
         col = len(before.decode("utf-8")) + 1  # in characters, as YAML's columns are
         raise SpecError([Problem(file, line, col, (), "not UTF-8 text")]) from None
+    return _built(_compose(text, file), file)
+
+
+def _compose(text: str, file: str) -> Node | None:
+    """The node tree of `text`; SpecError at the first YAML problem. libyaml composes it
+    when it gives what PyYAML's own parser gives: YAML that libyaml refuses, or reads where
+    the two differ (`_PURE_ONLY`, `_differs`), goes to PyYAML's, whose messages
+    (`_yaml_message`) are the ones we print."""
+    if _FAST is not None and not _PURE_ONLY.search(text):
+        try:
+            root = yaml.compose(text, Loader=_FAST)
+        except yaml.YAMLError:
+            pass
+        else:
+            if not _differs(root):
+                return root
+    return _pure(text, file)
+
+
+def _differs(root: Node | None) -> bool:
+    """Whether libyaml's tree may not be PyYAML's: a node nested deeper than a spec reads
+    (libyaml nests up to 1,000 levels; PyYAML's composer runs out of Python's stack first,
+    and says so); in a [...] or {...} collection, a plain value holding `?` (which PyYAML
+    refuses there) or an empty one (whose column the two count differently). The walk
+    goes in the file's order, so each node is met first where it is written, and an
+    alias (met later) is not followed again."""
+    seen: set[int] = set()
+    stack = [(root, 0, False)] if root is not None else []
+    while stack:
+        node, depth, flow = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if depth > _MAX_DEPTH:
+            return True
+        if isinstance(node, ScalarNode):
+            if flow and not node.style and (not node.value or "?" in node.value):
+                return True
+            continue
+        assert isinstance(node, CollectionNode)
+        flow = flow or bool(node.flow_style)
+        if isinstance(node, SequenceNode):
+            stack += [(item, depth + 1, flow) for item in reversed(node.value)]
+        elif isinstance(node, MappingNode):
+            for key, value in reversed(node.value):
+                stack += [(value, depth + 1, flow), (key, depth + 1, flow)]
+    return False
+
+
+def _pure(text: str, file: str) -> Node | None:
+    """The node tree from PyYAML's own parser; SpecError at the first YAML problem."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -161,6 +222,10 @@ def loads(raw: bytes | str, file: str = "<spec>") -> Document:
         raise SpecError(
             [Problem(file, 1, 1, (), "invalid YAML: lists or mappings nested too deeply")]
         ) from None
+
+
+def _built(root: Node | None, file: str) -> Document:
+    """The document of a composed tree; SpecError listing its problems."""
     if root is None or (
         isinstance(root, ScalarNode) and root.tag == _CORE + "null" and not root.value
     ):

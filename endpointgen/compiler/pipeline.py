@@ -13,7 +13,6 @@ from endpointgen.compiler import checks, loader
 from endpointgen.compiler.checks import local_model_dir
 from endpointgen.compiler.loader import Document
 from endpointgen.compiler.plan import auth_settings, make_plan, name_problems
-from endpointgen.compiler.render import render
 from endpointgen.errors import Loc, Problem, SpecError, UsageError
 from endpointgen.spec import GenerateRoute, Model, Spec, UploadRoute, parse
 from endpointgen.spec.errors import refuses_a_key
@@ -180,13 +179,21 @@ def environment_used(paths: list[Path], env: str | None, known: Sequence[str] = 
     raise UsageError(f"no spec defines environment '{env}' ({where})")
 
 
-def validate(path: str | Path) -> list[Problem]:
-    """Every problem in the spec and in each of its environment overlays."""
+def validate(path: str | Path, warnings: list[Problem] | None = None) -> list[Problem]:
+    """Every problem in the spec and in each of its environment overlays. For a spec
+    without any, its warnings (as `warnings()` gives them) are added to `warnings` when
+    it is given: the `validate` command prints both from one reading of the file."""
     try:
         doc = loader.load(path)
     except SpecError as exc:
         return exc.problems
-    base = _problems(doc)
+    spec: Spec | None = None
+    base: list[Problem] = []
+    try:
+        spec = _validated(doc)
+        base = deploy_problems(spec, doc)
+    except SpecError as exc:
+        base = exc.problems
     problems = list(base)
     for env in _environments(doc):
         for problem in _problems(doc.with_overlay(env)):
@@ -195,7 +202,11 @@ def validate(path: str | Path) -> list[Problem]:
                 message = f"{problem.message} (with --env {env})"
                 problem = Problem(problem.file, problem.line, problem.col, problem.loc, message)
             problems.append(problem)
-    return SpecError(problems).problems if problems else []
+    if problems:
+        return SpecError(problems).problems
+    if warnings is not None and spec is not None:
+        warnings += _warnings(doc, spec)
+    return []
 
 
 WEB_REQUEST_LIMIT = 150  # seconds: Modal's limit on one web request before it redirects
@@ -203,7 +214,10 @@ WEB_REQUEST_LIMIT = 150  # seconds: Modal's limit on one web request before it r
 
 def warnings(path: str | Path) -> list[Problem]:
     """What a valid spec will do on Modal that its author may not expect: not errors."""
-    doc, spec = load_spec(path)
+    return _warnings(*load_spec(path))
+
+
+def _warnings(doc: Document, spec: Spec) -> list[Problem]:
     out = []
     if (spec.resources.timeout or 0) > WEB_REQUEST_LIMIT:
         out.append(
@@ -282,6 +296,8 @@ def build(
     commits to load for Hub models without a `revision`; without it they stay unset.
     `suffix` is added to the app's name (a preview: its own app, Dicts and module).
     `deploying`: also refuse what would fail once deployed (`deploy_problems`)."""
+    from endpointgen.compiler.render import render  # the templates: only a build needs them
+
     doc, spec = load_spec(path, env, base_if_missing)
     if deploying and (problems := deploy_problems(spec, doc)):
         raise SpecError(problems)

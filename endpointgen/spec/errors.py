@@ -60,7 +60,7 @@ def applies_to(key: str, action: str) -> str:
 class _AnyRoute(RouteBase):
     """A route whose action is unknown: its other common keys are still checked."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)  # built if needed
     action: Any = None
 
 

@@ -167,7 +167,9 @@ GpuField = Annotated[
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a model's validator is built when it first validates, not at import;
+    # the CLI validates only through `Spec`, whose validator holds all of them.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _model_id(model_id: str) -> str:
@@ -434,7 +436,7 @@ class ExampleRequest(Strict):
     query: dict[str, str] = Field(default_factory=dict)
     headers: dict[HeaderName, str] = Field(default_factory=dict)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
 
 class Example(Strict):
