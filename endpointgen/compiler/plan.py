@@ -120,7 +120,7 @@ DEFAULT_MAX_BYTES = defaults.MAX_BYTES
 DEFAULT_MAX_PIXELS = defaults.DRAWN_PIXELS  # text-to-image: width x height
 DEFAULT_MAX_STEPS = defaults.DRAWN_STEPS
 DEFAULT_WEBHOOK_TOLERANCE = defaults.WEBHOOK_TOLERANCE
-DEFAULT_IDLE_TIMEOUT = 300  # seconds a WebSocket may sit idle (runtime/sockets.py's too)
+DEFAULT_IDLE_TIMEOUT = defaults.SOCKET_IDLE  # seconds a WebSocket may sit idle
 
 # Tasks that generate text token by token: `generate` routes, streaming, one at a time
 # unless batched.

@@ -13,6 +13,7 @@ from pathlib import Path
 from endpointgen.compiler.loader import Document
 from endpointgen.compiler.shapes import path_params
 from endpointgen.errors import Loc, Problem
+from endpointgen.runtime import defaults
 from endpointgen.spec import FileRoute, HandlerRoute, RespondRoute, Route, Spec, UploadRoute
 from endpointgen.spec.models import (
     NEW_PIXELS,
@@ -35,7 +36,7 @@ MODEL_PROCESSORS = {**IMAGE_PROCESSORS, "speech-recognition": "automatic-speech-
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _RESERVED = {"request_body", "file"}
-MODAL_TIMEOUT = 300  # seconds: a Modal function's timeout when `resources.timeout` is unset
+MODAL_TIMEOUT = defaults.MODAL_TIMEOUT  # a Modal function's timeout, `resources.timeout` unset
 # A WebSocket route's keys that only an HTTP route reads, and why.
 _HTTP_ONLY = {
     "stream": "a WebSocket sends its tokens as they come already",

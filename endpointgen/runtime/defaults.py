@@ -18,3 +18,5 @@ WEBHOOK_TOLERANCE = 300  # seconds a webhook's timestamp may be off; Stripe's an
 JOB_CONCURRENCY = 4  # jobs running at once outside Modal (serve)
 JOB_QUEUE = 256  # jobs that may wait for a slot outside Modal
 JOB_QUEUE_MIB = 256  # and the MiB of their values, as JSON
+SOCKET_IDLE = 300  # seconds a WebSocket may sit with no message either way
+MODAL_TIMEOUT = 300  # seconds a Modal function may run unless `resources.timeout` says

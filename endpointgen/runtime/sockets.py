@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import Scope
 
-from endpointgen.runtime import auth, http
+from endpointgen.runtime import auth, defaults, http
 from endpointgen.runtime.http import websocket as ws
 from endpointgen.runtime.http.ids import IDS
 from endpointgen.runtime.limits import RateLimit
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["IDLE_TIMEOUT", "MAX_LIFETIME", "TICKET_SECONDS", "Socket"]
 
-IDLE_TIMEOUT = 300  # seconds a connection may sit with no message either way
-MAX_LIFETIME = 300  # seconds a connection may last: Modal's default function timeout
+IDLE_TIMEOUT = defaults.SOCKET_IDLE  # seconds a connection may sit with no message
+MAX_LIFETIME = defaults.MODAL_TIMEOUT  # seconds a connection may last: Modal's default
 TICKET_SECONDS = 30  # a ticket is good for one connection within this long
 AUTH_PREFIX, TICKET_PREFIX = "auth.", "ticket."
 
