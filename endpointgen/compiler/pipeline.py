@@ -110,16 +110,9 @@ def _parent(data: Any, loc: Loc) -> Any:
 
 def _drop(data: Any, loc: Loc) -> bool:
     """Take the mapping key at `loc` out of `data`; False when there is none to take."""
-    *parents, last = loc or ("",)
-    for part in parents:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-            data = data[part]
-        else:
-            return False
-    if isinstance(data, dict) and last in data:
-        del data[last]
+    parent = _parent(data, loc or ("",))
+    if isinstance(parent, dict) and (loc or ("",))[-1] in parent:
+        del parent[(loc or ("",))[-1]]
         return True
     return False
 

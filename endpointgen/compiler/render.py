@@ -54,15 +54,6 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     return jinja2.FileSystemBytecodeCache(str(folder))
 
 
-def _kw(items: list[tuple[str, str]]) -> list[str]:
-    """Keyword arguments: `[("gpu", '"L4"')]` -> `['gpu="L4"']`."""
-    return [f"{PythonIdentifier(key)}={value}" for key, value in items]
-
-
-def _kwargs(items: list[tuple[str, str]]) -> str:
-    return ", ".join(_kw(items))
-
-
 def _more(items: list[str]) -> str:
     """Arguments after others: `, a, b`, or nothing."""
     return "".join(f", {item}" for item in items)
@@ -82,8 +73,8 @@ def environment() -> jinja2.Environment:
     env.filters["comment"] = comment
     env.filters["identifier"] = PythonIdentifier
     env.filters["py"] = views.py
-    env.filters["kw"] = _kw
-    env.filters["kwargs"] = _kwargs
+    env.filters["kw"] = views.kw
+    env.filters["kwargs"] = views.kwargs
     env.filters["more"] = _more
     env.globals |= {
         "CUDA_IMAGE": plans.CUDA_IMAGE,

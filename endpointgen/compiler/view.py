@@ -22,7 +22,7 @@ from endpointgen.compiler.plan import (
     VLLM_CACHE_DIR,
     Plan,
 )
-from endpointgen.compiler.pycode import flat, literal
+from endpointgen.compiler.pycode import PythonIdentifier, flat, literal
 from endpointgen.compiler.resolved import (
     FieldPlan,
     FilePlan,
@@ -220,8 +220,13 @@ def py(value: Any) -> str:
     return flat(literal(value))
 
 
+def kw(items: list[tuple[str, str]]) -> list[str]:
+    """Keyword arguments: `[("gpu", '"L4"')]` -> `['gpu="L4"']`, each name checked."""
+    return [f"{PythonIdentifier(key)}={value}" for key, value in items]
+
+
 def kwargs(items: list[tuple[str, str]]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in items)
+    return ", ".join(kw(items))
 
 
 class _Builder:
@@ -422,7 +427,7 @@ class _Builder:
             if callbacks.private:
                 extra.append(("private", "True"))
             hosts = py(tuple(h.lower() for h in callbacks.hosts))
-            options.append(("callbacks", f"jobs.Callbacks({', '.join([hosts, *_kw(extra)])})"))
+            options.append(("callbacks", f"jobs.Callbacks({', '.join([hosts, *kw(extra)])})"))
         if settings.concurrency != defaults.JOB_CONCURRENCY:
             options.append(("concurrency", py(settings.concurrency)))
         if settings.queue != defaults.JOB_QUEUE:
@@ -717,10 +722,6 @@ def _set(items: list[tuple[str, str]], key: str, value: str) -> list[tuple[str, 
     if key in (k for k, _ in items):
         return [(k, value if k == key else v) for k, v in items]
     return [*items, (key, value)]
-
-
-def _kw(items: list[tuple[str, str]]) -> list[str]:
-    return [f"{key}={value}" for key, value in items]
 
 
 def snapshot_options(snapshot: str) -> list[tuple[str, str]]:
